@@ -1,0 +1,422 @@
+//! Executing a plan: each step through the [`Host`], recorded in the ledger before and after.
+//!
+//! Crash safety: a step that changes the host is first written to the ledger as an intent
+//! (`creating`, `deleting`, a `creating` group), and only then run; its success is written
+//! after. If the process dies in between, the next plan sees the intent next to the host's real
+//! state and finishes or undoes it (`Resume`, a repeated `Create`, `Forget`, a repeated
+//! `RetireFinish`). If the ledger cannot be written (full disk), nothing more is changed.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::host::{Host, HostError, NewUser};
+use super::ledger::{
+    self, AccountState, GroupState, Ledger, LedgerError, ManagedAccount, ManagedGroup, Tombstone,
+};
+use super::plan::{Change, Plan, Step};
+use crate::events::{self, Outcome};
+
+/// What happened to one step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepResult {
+    /// The step.
+    #[serde(flatten)]
+    pub step: Step,
+    /// "done", "failed" or "not-run".
+    pub outcome: &'static str,
+    /// The error, when failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The result of applying a plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Applied {
+    /// One entry per step, in order.
+    pub results: Vec<StepResult>,
+    /// Set when apply stopped early (the ledger could not be written).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<String>,
+}
+
+impl Applied {
+    /// Steps that failed or were not run.
+    pub fn failed(&self) -> usize {
+        self.results.iter().filter(|r| r.outcome != "done").count()
+    }
+}
+
+struct Run<'a> {
+    host: &'a mut dyn Host,
+    ledger: &'a mut Ledger,
+    path: &'a Path,
+    now: SystemTime,
+}
+
+enum Failure {
+    Host(HostError),
+    Ledger(LedgerError),
+}
+
+impl From<HostError> for Failure {
+    fn from(e: HostError) -> Self {
+        Failure::Host(e)
+    }
+}
+
+impl From<LedgerError> for Failure {
+    fn from(e: LedgerError) -> Self {
+        Failure::Ledger(e)
+    }
+}
+
+impl Run<'_> {
+    fn save(&mut self) -> Result<(), LedgerError> {
+        ledger::save(self.path, self.ledger)
+    }
+
+    fn account(&mut self, name: &str) -> Option<&mut ManagedAccount> {
+        self.ledger.accounts.get_mut(name)
+    }
+
+    fn step(&mut self, step: &Step) -> Result<String, Failure> {
+        let now = self.now;
+        match step {
+            Step::CreateGroup { group } => {
+                self.ledger.groups.insert(
+                    group.clone(),
+                    ManagedGroup {
+                        gid: None,
+                        state: GroupState::Creating,
+                        created_at: now,
+                    },
+                );
+                self.save()?;
+                crate::failpoint!("create-group:{group}:before");
+                if let Err(e) = self.host.create_group(group) {
+                    if e.nothing_changed() {
+                        self.ledger.groups.remove(group);
+                        self.save()?;
+                    }
+                    return Err(e.into());
+                }
+                crate::failpoint!("create-group:{group}:after");
+                if let Some(g) = self.ledger.groups.get_mut(group) {
+                    g.state = GroupState::Active;
+                }
+                self.save()?;
+                Ok("system group created".into())
+            }
+            Step::WriteSudoers {
+                path,
+                group,
+                content,
+            } => {
+                self.host.write_sudoers(content)?;
+                Ok(format!(
+                    "{} grants sudo to members of `{group}`",
+                    path.display()
+                ))
+            }
+            Step::RemoveSudoers { path } => {
+                self.host.remove_sudoers()?;
+                Ok(format!("{} removed", path.display()))
+            }
+            Step::Create {
+                user,
+                uid,
+                groups,
+                principals,
+                shell,
+                home,
+                create_home,
+                note,
+            } => {
+                let previous = self.ledger.accounts.get(user).cloned();
+                let entry = ManagedAccount {
+                    uid: *uid,
+                    state: AccountState::Creating,
+                    principals: principals.iter().cloned().collect(),
+                    created_at: previous.as_ref().map_or(now, |p| p.created_at),
+                    since: now,
+                    missing_reads: 0,
+                    missing_since: None,
+                };
+                self.ledger.accounts.insert(user.clone(), entry);
+                self.save()?;
+                crate::failpoint!("create:{user}:before");
+                let result = self.host.create_user(&NewUser {
+                    name: user,
+                    uid: *uid,
+                    groups,
+                    shell,
+                    home,
+                    create_home: *create_home,
+                });
+                if let Err(e) = result {
+                    if e.nothing_changed() {
+                        match previous {
+                            Some(p) => self.ledger.accounts.insert(user.clone(), p),
+                            None => self.ledger.accounts.remove(user),
+                        };
+                        self.save()?;
+                    }
+                    return Err(e.into());
+                }
+                crate::failpoint!("create:{user}:after");
+                if let Some(a) = self.account(user) {
+                    a.state = AccountState::Active;
+                }
+                self.ledger.tombstones.remove(user);
+                self.save()?;
+                let mut detail = format!("uid {uid}, home {}", home.display());
+                if !groups.is_empty() {
+                    detail.push_str(&format!(", groups {}", groups.join(",")));
+                }
+                if let Some(n) = note {
+                    detail.push_str(&format!(" ({n})"));
+                }
+                Ok(detail)
+            }
+            Step::Resume { user, .. } => {
+                if let Some(a) = self.account(user) {
+                    a.state = AccountState::Active;
+                    a.since = now;
+                }
+                self.ledger.tombstones.remove(user);
+                self.save()?;
+                Ok("an interrupted create had completed; recorded".into())
+            }
+            Step::Repair {
+                user,
+                changes,
+                reinstate,
+                ..
+            } => {
+                self.host.modify_user(user, changes)?;
+                crate::failpoint!("repair:{user}:after");
+                if *reinstate && let Some(a) = self.account(user) {
+                    a.state = AccountState::Active;
+                    a.since = now;
+                    a.missing_reads = 0;
+                    a.missing_since = None;
+                }
+                self.save()?;
+                Ok(describe_changes(changes, *reinstate))
+            }
+            Step::RetireStart {
+                user,
+                remove_groups,
+                ..
+            } => {
+                if !remove_groups.is_empty() {
+                    let change = Change::Groups {
+                        add: vec![],
+                        remove: remove_groups.clone(),
+                        result: vec![],
+                    };
+                    self.host.modify_user(user, std::slice::from_ref(&change))?;
+                }
+                crate::failpoint!("retire-start:{user}:after");
+                if let Some(a) = self.account(user) {
+                    a.state = AccountState::Retiring;
+                    a.since = now;
+                    a.missing_reads = 1;
+                    a.missing_since = Some(now);
+                }
+                self.save()?;
+                Ok(if remove_groups.is_empty() {
+                    "absent from the source; retiring".to_string()
+                } else {
+                    format!(
+                        "absent from the source; retiring, groups removed: {}",
+                        remove_groups.join(",")
+                    )
+                })
+            }
+            Step::RetireWait {
+                user,
+                reads,
+                needed,
+                grace_left_secs,
+                ..
+            } => {
+                if let Some(a) = self.account(user) {
+                    a.missing_reads = *reads;
+                }
+                self.save()?;
+                Ok(format!(
+                    "{reads}/{needed} complete reads without it, {grace_left_secs}s of grace left"
+                ))
+            }
+            Step::RetireFinish {
+                user,
+                uid,
+                remove_home,
+            } => {
+                if let Some(a) = self.account(user) {
+                    a.state = AccountState::Deleting;
+                    a.since = now;
+                }
+                self.save()?;
+                crate::failpoint!("retire-finish:{user}:before");
+                let ended = self.host.end_processes(*uid)?;
+                self.host.delete_user(user, *remove_home)?;
+                crate::failpoint!("retire-finish:{user}:after");
+                self.ledger.accounts.remove(user);
+                self.ledger.tombstones.insert(
+                    user.clone(),
+                    Tombstone {
+                        uid: *uid,
+                        retired_at: now,
+                    },
+                );
+                self.save()?;
+                Ok(format!(
+                    "deleted ({ended} process(es) ended, home {})",
+                    if *remove_home { "removed" } else { "kept" }
+                ))
+            }
+            Step::Forget { user, uid, reason } => {
+                self.ledger.accounts.remove(user);
+                self.ledger.tombstones.insert(
+                    user.clone(),
+                    Tombstone {
+                        uid: *uid,
+                        retired_at: now,
+                    },
+                );
+                self.save()?;
+                Ok(format!("{reason}; uid {uid} stays reserved"))
+            }
+        }
+    }
+}
+
+fn describe_changes(changes: &[Change], reinstate: bool) -> String {
+    let mut parts: Vec<String> = changes
+        .iter()
+        .map(|c| match c {
+            Change::Shell { from, to } => format!("shell {} -> {}", from.display(), to.display()),
+            Change::Home { from, to } => format!("home {} -> {}", from.display(), to.display()),
+            Change::Comment { from, to } => format!("comment {from:?} -> {to:?}"),
+            Change::Groups { add, remove, .. } => {
+                let mut g = Vec::new();
+                if !add.is_empty() {
+                    g.push(format!("+{}", add.join(",+")));
+                }
+                if !remove.is_empty() {
+                    g.push(format!("-{}", remove.join(",-")));
+                }
+                format!("groups {}", g.join(" "))
+            }
+        })
+        .collect();
+    if reinstate {
+        parts.insert(0, "wanted again; retirement cancelled".into());
+    }
+    parts.join("; ")
+}
+
+/// Applies `plan`, updating `ledger` (saved to `ledger_path` around every change).
+pub fn apply(
+    plan: &Plan,
+    host: &mut dyn Host,
+    ledger: &mut Ledger,
+    ledger_path: &Path,
+    now: SystemTime,
+) -> Applied {
+    let mut run = Run {
+        host,
+        ledger,
+        path: ledger_path,
+        now,
+    };
+    let mut results = Vec::with_capacity(plan.steps.len());
+    let mut aborted = None;
+    for step in &plan.steps {
+        if aborted.is_some() {
+            results.push(StepResult {
+                step: step.clone(),
+                outcome: "not-run",
+                error: None,
+            });
+            continue;
+        }
+        let principals: Vec<String> = match step {
+            Step::Create { principals, .. } => principals.clone(),
+            _ => plan
+                .principals
+                .get(&step.subject())
+                .map(|p| p.iter().cloned().collect())
+                .unwrap_or_default(),
+        };
+        match run.step(step) {
+            Ok(detail) => {
+                if step.is_change() {
+                    events::account_change(
+                        step.action(),
+                        &step.subject(),
+                        step.uid(),
+                        &principals,
+                        &detail,
+                        Outcome::Done,
+                    );
+                } else {
+                    tracing::info!(user = %step.subject(), "{}: {detail}", step.action());
+                }
+                results.push(StepResult {
+                    step: step.clone(),
+                    outcome: "done",
+                    error: None,
+                });
+            }
+            Err(f) => {
+                let msg = match &f {
+                    Failure::Host(e) => e.to_string(),
+                    Failure::Ledger(e) => e.to_string(),
+                };
+                events::account_change(
+                    step.action(),
+                    &step.subject(),
+                    step.uid(),
+                    &principals,
+                    &msg,
+                    Outcome::Failed,
+                );
+                if matches!(f, Failure::Ledger(_)) {
+                    aborted = Some(format!(
+                        "stopped: the ledger could not be written, so no further change is made: {msg}"
+                    ));
+                }
+                results.push(StepResult {
+                    step: step.clone(),
+                    outcome: "failed",
+                    error: Some(msg),
+                });
+            }
+        }
+    }
+    // Record who maps to each managed account (ledger only).
+    if aborted.is_none() && plan.complete {
+        let mut changed = false;
+        for (name, principals) in &plan.principals {
+            if let Some(a) = run.ledger.accounts.get_mut(name)
+                && a.principals != *principals
+            {
+                a.principals = principals.iter().cloned().collect::<BTreeSet<_>>();
+                changed = true;
+            }
+        }
+        if changed && let Err(e) = run.save() {
+            aborted = Some(format!("cannot record principals in the ledger: {e}"));
+        }
+    }
+    Applied { results, aborted }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,254 @@
+//! The accounts capability: keep local OS accounts in step with `SSMSessionRunAs`.
+//!
+//! One sync: read the source ([`source`]) → validate and scope it into the desired set
+//! ([`desired`], pure) → snapshot the host ([`host`]) and load the ledger ([`ledger`]) → plan
+//! ([`plan`], pure) → apply through shadow-utils ([`apply`]). `accounts plan` stops before apply.
+
+pub mod apply;
+pub mod desired;
+pub mod host;
+pub mod ledger;
+pub mod local;
+pub mod names;
+pub mod plan;
+pub mod report;
+pub mod source;
+#[cfg(test)]
+#[allow(missing_docs)]
+pub mod testkit;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use crate::aws::Aws;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::state::{StateDir, StateError};
+
+pub use apply::Applied;
+pub use desired::SourceRead;
+pub use plan::Plan;
+
+/// What a sync does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Compute and show the plan; change nothing (not even the ledger).
+    Plan,
+    /// Apply the plan.
+    Apply {
+        /// Lift `max_retire_fraction` for this run.
+        allow_mass_retire: bool,
+    },
+}
+
+/// The outcome of one sync.
+#[derive(Debug, Clone)]
+pub struct SyncReport {
+    /// When it ran.
+    pub at: SystemTime,
+    /// What the source said.
+    pub read: SourceRead,
+    /// The plan.
+    pub plan: Plan,
+    /// What apply did (`None` for [`Mode::Plan`]).
+    pub applied: Option<Applied>,
+    /// Where a foreign ledger was moved.
+    pub ledger_set_aside: Option<PathBuf>,
+    /// Managed accounts after the sync.
+    pub managed: usize,
+}
+
+impl SyncReport {
+    /// True when everything converged (no failed step).
+    pub fn converged(&self) -> bool {
+        self.applied
+            .as_ref()
+            .is_none_or(|a| a.failed() == 0 && a.aborted.is_none())
+    }
+}
+
+/// A sync that could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The state directory.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The ledger.
+    #[error(transparent)]
+    Ledger(#[from] ledger::LedgerError),
+    /// Reading the host.
+    #[error("cannot read the host's accounts: {0}")]
+    Host(#[from] host::HostError),
+    /// The blocking apply task died.
+    #[error("the apply task failed: {0}")]
+    Task(String),
+}
+
+/// The current machine binding: machine-id and (on EC2) instance id.
+pub fn binding(settings: &Settings, aws: Option<&Aws>) -> ledger::Binding {
+    ledger::Binding {
+        machine_id: ledger::read_machine_id(&settings.paths.machine_id),
+        instance_id: aws.and_then(|a| a.identity.instance_id.clone()),
+    }
+}
+
+/// Runs one sync against the real host.
+pub async fn sync(
+    settings: &Settings,
+    aws: Option<&Aws>,
+    clock: &dyn Clock,
+    mode: Mode,
+) -> Result<SyncReport, SyncError> {
+    sync_with(
+        settings,
+        aws,
+        clock,
+        mode,
+        Box::new(host::ShadowHost::new(settings)),
+    )
+    .await
+}
+
+/// Runs one sync with the given host (tests pass an in-memory one).
+pub async fn sync_with(
+    settings: &Settings,
+    aws: Option<&Aws>,
+    clock: &dyn Clock,
+    mode: Mode,
+    mut host: Box<dyn host::Host + Send>,
+) -> Result<SyncReport, SyncError> {
+    let state = StateDir::open(&settings.paths.state_dir)?;
+    let lock = match mode {
+        Mode::Apply { .. } => Some(state.try_lock("accounts.lock")?),
+        Mode::Plan => None,
+    };
+    let ledger_path = state.path(ledger::FILE_NAME);
+    let now_binding = binding(settings, aws);
+    let loaded = ledger::load(
+        &ledger_path,
+        &now_binding,
+        clock.now(),
+        matches!(mode, Mode::Apply { .. }),
+    )?;
+
+    let mut read = source::read(&settings.accounts, aws.and_then(Aws::sdk)).await;
+    if let Some(a) = aws
+        && let Err(e) = &a.sdk
+        && settings.accounts.source == crate::config::SourceKind::Iam
+    {
+        read.problems.insert(0, e.clone());
+    }
+    let policy = desired::Policy {
+        host_groups: settings.accounts.host_groups.clone(),
+        allowed_groups: settings.accounts.allowed_groups.clone(),
+    };
+    let desired = desired::build(&read.claims, &policy);
+    let names: BTreeSet<String> = desired
+        .accounts
+        .keys()
+        .chain(loaded.ledger.accounts.keys())
+        .cloned()
+        .collect();
+    let local = host.snapshot(&names)?;
+    let plan_settings = plan::PlanSettings::from(settings);
+    let now = clock.now();
+    let allow_mass_retire = matches!(
+        mode,
+        Mode::Apply {
+            allow_mass_retire: true
+        }
+    );
+    let mut plan = plan::plan(plan::PlanInput {
+        desired: &desired,
+        complete: read.complete,
+        local: &local,
+        ledger: &loaded.ledger,
+        binding: &loaded.binding,
+        settings: &plan_settings,
+        now,
+        allow_mass_retire,
+    });
+    if let Some(p) = &read.preferences
+        && !p.enabled
+    {
+        plan.notices.push(plan::Notice {
+            code: "run-as-disabled",
+            message: "Run As is off in the Session Manager preferences: sessions start as ssm-user and the SSMSessionRunAs tags are ignored by the agent".into(),
+        });
+    }
+
+    let (applied, managed) = match mode {
+        Mode::Plan => (None, loaded.ledger.accounts.len()),
+        Mode::Apply { .. } => {
+            let mut ledger = loaded.ledger.clone();
+            let plan_for_apply = plan.clone();
+            let (applied, ledger) = tokio::task::spawn_blocking(move || {
+                let applied = apply::apply(
+                    &plan_for_apply,
+                    host.as_mut(),
+                    &mut ledger,
+                    &ledger_path,
+                    now,
+                );
+                (applied, ledger)
+            })
+            .await
+            .map_err(|e| SyncError::Task(e.to_string()))?;
+            (Some(applied), ledger.accounts.len())
+        }
+    };
+    drop(lock);
+    Ok(SyncReport {
+        at: now,
+        read,
+        plan,
+        applied,
+        ledger_set_aside: loaded.set_aside,
+        managed,
+    })
+}
+
+/// One row of `accounts list`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListedAccount {
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: u32,
+    /// Principals mapping to it.
+    pub principals: Vec<String>,
+    /// `active`, `retiring`, `creating`, `deleting`.
+    pub state: &'static str,
+    /// Since when (RFC 3339).
+    pub since: String,
+    /// Whether the account exists in the local files right now with that UID.
+    pub present: bool,
+}
+
+/// The managed accounts, from the ledger and the passwd file. Starts no thread and no runtime.
+pub fn list(settings: &Settings) -> Result<Vec<ListedAccount>, SyncError> {
+    let path = settings.paths.state_dir.join(ledger::FILE_NAME);
+    let binding = binding(settings, None);
+    let loaded = ledger::load(&path, &binding, SystemTime::UNIX_EPOCH, false)?;
+    let passwd = std::fs::read_to_string(&settings.paths.passwd).map_err(|source| {
+        host::HostError::Read {
+            path: settings.paths.passwd.clone(),
+            source,
+        }
+    })?;
+    let (users, _) = local::parse_passwd(&passwd);
+    Ok(loaded
+        .ledger
+        .accounts
+        .iter()
+        .map(|(name, a)| ListedAccount {
+            name: name.clone(),
+            uid: a.uid,
+            principals: a.principals.iter().cloned().collect(),
+            state: a.state.as_str(),
+            since: crate::clock::rfc3339(a.since),
+            present: users.iter().any(|u| &u.name == name && u.uid == a.uid),
+        })
+        .collect())
+}

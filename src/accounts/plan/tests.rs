@@ -1,0 +1,721 @@
+//! The safety rules of the planner, one test (at least) each, plus properties over random worlds.
+
+use super::*;
+use crate::accounts::desired::{Claim, RejectReason};
+use crate::accounts::host::Host;
+use crate::accounts::ledger;
+use crate::accounts::ledger::{Binding, Tombstone};
+use crate::accounts::testkit::{World, actions, claim, claim_groups};
+
+fn skip_reason(p: &Plan, user: &str) -> Option<SkipReason> {
+    p.skipped.iter().find(|s| s.user == user).map(|s| s.reason)
+}
+
+fn step<'a>(p: &'a Plan, action: &str, user: &str) -> Option<&'a Step> {
+    p.steps
+        .iter()
+        .find(|s| s.action() == action && s.subject() == user)
+}
+
+fn created_uid(p: &Plan, user: &str) -> u32 {
+    match step(p, "create", user) {
+        Some(Step::Create { uid, .. }) => *uid,
+        other => panic!("no create for {user}: {other:?}\n{p:#?}"),
+    }
+}
+
+#[test]
+fn creates_with_a_deterministic_uid_in_range() {
+    let w = World::new();
+    let p = w.plan(&[claim("alice"), claim("bob")], true);
+    assert_eq!(
+        actions(&p),
+        [
+            ("create".into(), "alice".into()),
+            ("create".into(), "bob".into())
+        ]
+    );
+    let a = created_uid(&p, "alice");
+    assert!((20000..=59999).contains(&a));
+    assert_eq!(a, preferred_uid("alice", [20000, 59999]));
+    // Another host, another order: the same UID.
+    let w2 = World::new();
+    assert_eq!(
+        created_uid(&w2.plan(&[claim("bob"), claim("alice")], true), "alice"),
+        a
+    );
+    match step(&p, "create", "alice") {
+        Some(Step::Create {
+            home,
+            shell,
+            create_home,
+            ..
+        }) => {
+            assert_eq!(home, &PathBuf::from("/home/alice"));
+            assert_eq!(shell, &PathBuf::from("/bin/bash"));
+            assert!(create_home);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn existing_accounts_are_never_touched() {
+    let mut w = World::new();
+    w.host
+        .add_user("ec2-user", 1000, "/home/ec2-user", "/bin/sh");
+    w.settings.allowed_groups = ["docker".to_string(), "ops".to_string()].into();
+    w.settings.sudo_group = Some("ops".into());
+    let p = w.plan(&[claim_groups("ec2-user", &["docker", "ops"])], true);
+    assert_eq!(
+        skip_reason(&p, "ec2-user"),
+        Some(SkipReason::ExistsUnmanaged)
+    );
+    assert!(p.steps.iter().all(|s| s.subject() != "ec2-user"), "{p:#?}");
+}
+
+#[test]
+fn accounts_from_other_nss_sources_are_unmanaged_too() {
+    #[derive(Debug)]
+    struct Ldap;
+    impl crate::accounts::local::Nss for Ldap {
+        fn user_by_name(&self, name: &str) -> Option<(u32, u32)> {
+            (name == "carol").then_some((70001, 70001))
+        }
+        fn group_by_name(&self, _: &str) -> Option<u32> {
+            None
+        }
+        fn uid_exists(&self, uid: u32) -> bool {
+            uid == 70001
+        }
+        fn gid_exists(&self, _: u32) -> bool {
+            false
+        }
+    }
+    let w = World::new();
+    let mut local = w.host.snapshot(&BTreeSet::new()).unwrap();
+    local.nss = std::sync::Arc::new(Ldap);
+    let desired = crate::accounts::desired::build(&[claim("carol")], &Default::default());
+    let ledger = Ledger::new(Binding::default());
+    let p = plan(PlanInput {
+        desired: &desired,
+        complete: true,
+        local: &local,
+        ledger: &ledger,
+        binding: &BindingCheck::Same,
+        settings: &w.settings,
+        now: w.now,
+        allow_mass_retire: false,
+    });
+    assert_eq!(skip_reason(&p, "carol"), Some(SkipReason::ExistsUnmanaged));
+    assert!(p.steps.is_empty());
+}
+
+#[test]
+fn system_accounts_and_groups_are_rejected() {
+    let mut w = World::new();
+    w.host.add_group("netdev", 108, &[]);
+    let p = w.plan(&[claim("daemon"), claim("netdev"), claim("sudo")], true);
+    let reasons: Vec<_> = p
+        .rejections
+        .iter()
+        .map(|r| (r.value.as_str(), r.reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("daemon", RejectReason::SystemAccount),
+            ("netdev", RejectReason::SystemAccount),
+            ("sudo", RejectReason::SystemAccount)
+        ]
+    );
+    assert!(p.steps.is_empty());
+}
+
+#[test]
+fn own_group_names_are_rejected() {
+    let mut w = World::new();
+    w.settings.allowed_groups = ["ops".to_string()].into();
+    w.settings.sudo_group = Some("ops".into());
+    let p = w.plan(&[claim("ops")], true);
+    assert!(p.rejections.iter().any(|r| r.value == "ops"), "{p:#?}");
+    assert!(p.steps.iter().all(|s| !matches!(s, Step::Create { .. })));
+}
+
+#[test]
+fn a_same_named_group_blocks_the_create() {
+    let mut w = World::new();
+    w.host.add_group("devs", 1500, &[]);
+    let p = w.plan(&[claim("devs")], true);
+    assert_eq!(skip_reason(&p, "devs"), Some(SkipReason::GroupNameTaken));
+}
+
+#[test]
+fn uid_collisions_are_probed_past_and_tombstones_never_reused() {
+    let mut w = World::new();
+    let pref = preferred_uid("alice", [20000, 59999]);
+    w.host
+        .add_user("squatter", pref, "/home/squatter", "/bin/sh");
+    // The next UID is a group's GID.
+    w.host.add_group("grp", pref + 1, &[]);
+    // The one after is reserved for a deleted account of another name.
+    let mut l = Ledger::new(w.binding.clone());
+    l.tombstones.insert(
+        "old".into(),
+        Tombstone {
+            uid: pref + 2,
+            retired_at: w.now,
+        },
+    );
+    ledger::save(&w.ledger_path, &l).unwrap();
+    let p = w.plan(&[claim("alice")], true);
+    assert_eq!(created_uid(&p, "alice"), pref + 3);
+}
+
+#[test]
+fn a_returning_name_gets_its_old_uid() {
+    let w = World::new();
+    let mut l = Ledger::new(w.binding.clone());
+    l.tombstones.insert(
+        "alice".into(),
+        Tombstone {
+            uid: 31337,
+            retired_at: w.now,
+        },
+    );
+    ledger::save(&w.ledger_path, &l).unwrap();
+    assert_eq!(
+        created_uid(&w.plan(&[claim("alice")], true), "alice"),
+        31337
+    );
+}
+
+#[test]
+fn two_creates_in_one_plan_never_share_a_uid() {
+    let mut w = World::new();
+    w.settings.uid_range = [20000, 20001];
+    let p = w.plan(&[claim("a1"), claim("a2"), claim("a3")], true);
+    let uids: BTreeSet<u32> = p.steps.iter().filter_map(Step::uid).collect();
+    assert_eq!(uids.len(), 2, "{p:#?}");
+    assert_eq!(p.skipped.len(), 1);
+    assert_eq!(p.skipped[0].reason, SkipReason::UidExhausted);
+    assert!(p.skipped[0].detail.contains("widen the range"));
+}
+
+#[test]
+fn home_conflicts_stop_the_create() {
+    let mut w = World::new();
+    let uid = preferred_uid("mine", [20000, 59999]);
+    w.host.homes.insert("link".into(), HomeState::Symlink);
+    w.host.homes.insert("file".into(), HomeState::NotADirectory);
+    w.host
+        .homes
+        .insert("other".into(), HomeState::Dir { uid: 4242 });
+    w.host.homes.insert(
+        "nfs".into(),
+        HomeState::Unreadable("Stale file handle".into()),
+    );
+    w.host.homes.insert("mine".into(), HomeState::Dir { uid });
+    let p = w.plan(
+        &[
+            claim("link"),
+            claim("file"),
+            claim("other"),
+            claim("nfs"),
+            claim("mine"),
+        ],
+        true,
+    );
+    for n in ["link", "file", "other", "nfs"] {
+        assert_eq!(skip_reason(&p, n), Some(SkipReason::HomeConflict), "{n}");
+    }
+    assert!(
+        p.skipped
+            .iter()
+            .find(|s| s.user == "link")
+            .unwrap()
+            .detail
+            .contains("symbolic link")
+    );
+    match step(&p, "create", "mine") {
+        Some(Step::Create { create_home, .. }) => {
+            assert!(!create_home, "an existing home of the same uid is reused")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn groups_come_only_from_the_allowlist_and_must_exist() {
+    let mut w = World::new();
+    w.settings.allowed_groups = ["docker".to_string(), "missing".to_string()].into();
+    let p = w.plan(
+        &[claim_groups("alice", &["docker", "missing", "adm"])],
+        true,
+    );
+    match step(&p, "create", "alice") {
+        Some(Step::Create { groups, .. }) => assert_eq!(groups, &["docker".to_string()]),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        p.rejections
+            .iter()
+            .any(|r| r.value == "adm" && r.reason == RejectReason::GroupNotAllowed)
+    );
+    assert!(
+        p.notices
+            .iter()
+            .any(|n| n.code == "group-missing" && n.message.contains("`missing`"))
+    );
+}
+
+#[test]
+fn sudo_group_is_created_and_granted_through_one_dropin() {
+    let mut w = World::new();
+    w.settings.allowed_groups = ["ops-sudo".to_string()].into();
+    w.settings.sudo_group = Some("ops-sudo".into());
+    let p = w.plan(&[claim_groups("alice", &["ops-sudo"])], true);
+    assert_eq!(
+        actions(&p),
+        [
+            ("create-group".to_string(), "ops-sudo".to_string()),
+            (
+                "write-sudoers".into(),
+                "/etc/sudoers.d/ssm-companion".into()
+            ),
+            ("create".into(), "alice".into()),
+        ]
+    );
+    match step(&p, "write-sudoers", "/etc/sudoers.d/ssm-companion") {
+        Some(Step::WriteSudoers { content, .. }) => {
+            assert!(content.starts_with(SUDOERS_HEADER));
+            assert!(content.contains("\n%ops-sudo ALL=(ALL:ALL) NOPASSWD: ALL\n"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_existing_sudo_group_we_did_not_create_grants_nothing() {
+    let mut w = World::new();
+    w.host.add_group("wheel", 10, &["admin"]);
+    w.settings.allowed_groups = ["wheel".to_string()].into();
+    w.settings.sudo_group = Some("wheel".into());
+    let p = w.plan(&[claim_groups("alice", &["wheel"])], true);
+    assert!(
+        p.notices.iter().any(|n| n.code == "sudo-group-unmanaged"),
+        "{p:#?}"
+    );
+    assert!(
+        !p.steps
+            .iter()
+            .any(|s| matches!(s, Step::WriteSudoers { .. } | Step::CreateGroup { .. }))
+    );
+    match step(&p, "create", "alice") {
+        Some(Step::Create { groups, .. }) => assert!(groups.is_empty()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sudoers_dropin_lifecycle() {
+    let mut w = World::new();
+    w.settings.allowed_groups = ["ops".to_string()].into();
+    w.settings.sudo_group = Some("ops".into());
+    w.converge(&[claim("alice")], 5);
+    assert!(w.host.sudoers.is_some());
+    // Unchanged: nothing to write.
+    assert!(!w.plan(&[claim("alice")], true).has_changes());
+    // Sudo switched off: our file is removed.
+    w.settings.sudo_group = None;
+    let p = w.plan(&[claim("alice")], true);
+    assert!(
+        step(&p, "remove-sudoers", "/etc/sudoers.d/ssm-companion").is_some(),
+        "{p:#?}"
+    );
+    // A file we did not write is never touched.
+    w.host.sudoers = Some("%admins ALL=(ALL) ALL\n".into());
+    w.settings.sudo_group = Some("ops".into());
+    let p = w.plan(&[claim("alice")], true);
+    assert!(p.notices.iter().any(|n| n.code == "sudoers-foreign"));
+    assert!(
+        !p.steps
+            .iter()
+            .any(|s| matches!(s, Step::WriteSudoers { .. } | Step::RemoveSudoers { .. }))
+    );
+}
+
+#[test]
+fn sudoers_not_included_is_reported() {
+    let mut w = World::new();
+    w.settings.allowed_groups = ["ops".to_string()].into();
+    w.settings.sudo_group = Some("ops".into());
+    let desired = crate::accounts::desired::build(&[claim("alice")], &Default::default());
+    let mut local = w.host.snapshot(&BTreeSet::new()).unwrap();
+    local.sudoers_included = false;
+    let ledger = Ledger::new(w.binding.clone());
+    let p = plan(PlanInput {
+        desired: &desired,
+        complete: true,
+        local: &local,
+        ledger: &ledger,
+        binding: &BindingCheck::Same,
+        settings: &w.settings,
+        now: w.now,
+        allow_mass_retire: false,
+    });
+    assert!(p.notices.iter().any(|n| n.code == "sudoers-not-included"));
+}
+
+#[test]
+fn drift_is_repaired_and_group_removal_waits_for_a_complete_read() {
+    let mut w = World::new();
+    w.settings.allowed_groups = ["docker".to_string()].into();
+    let claims = [claim_groups("alice", &["docker"])];
+    w.converge(&claims, 3);
+    // An admin changes the shell, home and comment, and adds alice to adm.
+    let u = w.host.users.get_mut("alice").unwrap();
+    u.shell = "/bin/sh".into();
+    u.home = "/srv/alice".into();
+    u.gecos = "Alice".into();
+    w.host
+        .groups
+        .get_mut("adm")
+        .unwrap()
+        .members
+        .push("alice".into());
+    let p = w.plan(&claims, true);
+    match step(&p, "repair", "alice") {
+        Some(Step::Repair {
+            changes,
+            reinstate: false,
+            ..
+        }) => {
+            assert_eq!(changes.len(), 4, "{changes:#?}");
+            assert!(changes.contains(&Change::Groups {
+                add: vec![],
+                remove: vec!["adm".into()],
+                result: vec!["docker".into()]
+            }));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Incomplete read: the shell is fixed, but no group is removed.
+    let p = w.plan(&claims, false);
+    match step(&p, "repair", "alice") {
+        Some(Step::Repair { changes, .. }) => {
+            assert!(!changes.iter().any(|c| matches!(c, Change::Groups { .. })))
+        }
+        other => panic!("{other:?}"),
+    }
+    w.converge(&claims, 3);
+    assert_eq!(
+        w.host.member_of("alice").into_iter().collect::<Vec<_>>(),
+        ["docker"]
+    );
+    assert_eq!(w.host.users["alice"].shell, PathBuf::from("/bin/bash"));
+}
+
+#[test]
+fn retirement_waits_for_confirmations_and_grace() {
+    let mut w = World::new();
+    w.settings.allowed_groups = ["docker".to_string()].into();
+    w.settings.max_retire_fraction = 1.0;
+    w.converge(&[claim_groups("alice", &["docker"]), claim("bob")], 3);
+    let only_bob = [claim("bob")];
+
+    // First complete read without alice: groups removed at once.
+    let (p, _) = w.cycle(&only_bob, true);
+    assert!(
+        matches!(step(&p, "retire-start", "alice"), Some(Step::RetireStart { remove_groups, .. }) if remove_groups == &["docker".to_string()])
+    );
+    assert!(w.host.member_of("alice").is_empty());
+    assert!(w.host.users.contains_key("alice"));
+
+    // Reads 2 and 3 within the grace period: wait.
+    for reads in 2..=3 {
+        w.now += Duration::from_secs(60);
+        let (p, _) = w.cycle(&only_bob, true);
+        assert!(
+            matches!(step(&p, "retire-wait", "alice"), Some(Step::RetireWait { reads: r, needed: 3, .. }) if *r == reads),
+            "{p:#?}"
+        );
+        assert!(!p.has_changes(), "waiting is not a change");
+    }
+    // Grace over, but an incomplete read: still nothing.
+    w.now += Duration::from_secs(3600);
+    let p = w.plan(&only_bob, false);
+    assert_eq!(skip_reason(&p, "alice"), Some(SkipReason::RetireBlocked));
+    assert!(step(&p, "retire-finish", "alice").is_none());
+    // Complete read after the grace: delete.
+    let (p, _) = w.cycle(&only_bob, true);
+    assert!(step(&p, "retire-finish", "alice").is_some(), "{p:#?}");
+    assert!(!w.host.users.contains_key("alice"));
+    let l = w.ledger();
+    assert!(!l.accounts.contains_key("alice"));
+    assert!(l.tombstones.contains_key("alice"));
+}
+
+#[test]
+fn an_account_wanted_again_while_retiring_is_reinstated() {
+    let mut w = World::new();
+    w.settings.allowed_groups = ["docker".to_string()].into();
+    w.settings.max_retire_fraction = 1.0;
+    let claims = [claim_groups("alice", &["docker"])];
+    w.converge(&claims, 3);
+    w.cycle(&[], true);
+    assert!(w.host.member_of("alice").is_empty());
+    let (p, _) = w.cycle(&claims, true);
+    assert!(
+        matches!(
+            step(&p, "reinstate", "alice"),
+            Some(Step::Repair {
+                reinstate: true,
+                ..
+            })
+        ),
+        "{p:#?}"
+    );
+    assert_eq!(
+        w.host.member_of("alice").into_iter().collect::<Vec<_>>(),
+        ["docker"]
+    );
+    assert_eq!(w.ledger().accounts["alice"].state, AccountState::Active);
+    assert_eq!(w.ledger().accounts["alice"].missing_reads, 0);
+}
+
+#[test]
+fn incomplete_reads_and_unverified_ledgers_retire_nothing() {
+    let mut w = World::new();
+    w.settings.max_retire_fraction = 1.0;
+    w.converge(&[claim("alice")], 3);
+    let p = w.plan(&[], false);
+    assert_eq!(skip_reason(&p, "alice"), Some(SkipReason::RetireBlocked));
+    assert!(p.notices.iter().any(|n| n.code == "incomplete-read"));
+    assert!(!p.destructive_allowed);
+    // Same with a complete read but no instance id to check the ledger against.
+    w.binding.instance_id = None;
+    let p = w.plan(&[], true);
+    assert_eq!(skip_reason(&p, "alice"), Some(SkipReason::RetireBlocked));
+    assert!(p.notices.iter().any(|n| n.code == "ledger-unverified"));
+}
+
+#[test]
+fn mass_retirement_is_capped_unless_overridden() {
+    let mut w = World::new();
+    let all: Vec<Claim> = ["a", "b", "c", "d"].iter().map(|n| claim(n)).collect();
+    w.converge(&all, 3);
+    // Half vanish at once: cap = floor(0.25 × 4) = 1 < 2.
+    let p = w.plan(&all[..2], true);
+    assert!(
+        p.steps.iter().all(|s| s.action() != "retire-start"),
+        "{p:#?}"
+    );
+    assert_eq!(skip_reason(&p, "c"), Some(SkipReason::RetireCapped));
+    assert!(
+        p.notices
+            .iter()
+            .any(|n| n.code == "retire-capped" && n.message.contains("--allow-mass-retire"))
+    );
+    // One at a time is fine.
+    let p = w.plan(&all[..3], true);
+    assert!(step(&p, "retire-start", "d").is_some());
+    // The override.
+    let p = w.plan_with(&all[..2], true, true);
+    assert_eq!(
+        p.steps
+            .iter()
+            .filter(|s| s.action() == "retire-start")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn the_last_account_can_leave() {
+    let mut w = World::new();
+    w.converge(&[claim("solo")], 3);
+    let p = w.plan(&[], true);
+    assert!(
+        step(&p, "retire-start", "solo").is_some(),
+        "a single departure is never capped: {p:#?}"
+    );
+}
+
+#[test]
+fn accounts_deleted_outside_are_recreated_or_forgotten() {
+    let mut w = World::new();
+    w.converge(&[claim("alice"), claim("bob")], 3);
+    let alice_uid = w.host.users["alice"].uid;
+    w.host.users.remove("alice");
+    w.host.groups.remove("alice");
+    w.host.users.remove("bob");
+    w.host.groups.remove("bob");
+    let p = w.plan(&[claim("alice")], true);
+    match step(&p, "create", "alice") {
+        Some(Step::Create {
+            uid, note: Some(n), ..
+        }) => {
+            assert_eq!(*uid, alice_uid, "recreated with its uid");
+            assert!(n.contains("deleted outside"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        step(&p, "forget", "bob"),
+        Some(Step::Forget { .. })
+    ));
+}
+
+#[test]
+fn a_managed_account_whose_uid_changed_is_left_alone() {
+    let mut w = World::new();
+    w.settings.max_retire_fraction = 1.0;
+    w.converge(&[claim("alice")], 3);
+    w.host.users.get_mut("alice").unwrap().uid = 5000;
+    let p = w.plan(&[claim("alice")], true);
+    assert_eq!(
+        skip_reason(&p, "alice"),
+        Some(SkipReason::ManagedAccountChanged)
+    );
+    let p = w.plan(&[], true);
+    assert_eq!(
+        skip_reason(&p, "alice"),
+        Some(SkipReason::ManagedAccountChanged)
+    );
+    assert!(p.steps.is_empty(), "never retired: {p:#?}");
+}
+
+#[test]
+fn out_of_scope_names_are_skipped_and_managed_ones_retire() {
+    let mut w = World::new();
+    w.settings.max_retire_fraction = 1.0;
+    w.converge(&[claim("alice")], 3);
+    // The planner sees scope through the desired set.
+    let mut desired = crate::accounts::desired::Desired::default();
+    desired
+        .out_of_scope
+        .insert("alice".into(), ["arn:x".to_string()].into());
+    desired
+        .out_of_scope
+        .insert("zed".into(), ["arn:z".to_string()].into());
+    let loaded = ledger::load(&w.ledger_path, &w.binding, w.now, false).unwrap();
+    let local = w
+        .host
+        .snapshot(&["alice".to_string(), "zed".to_string()].into())
+        .unwrap();
+    let p = plan(PlanInput {
+        desired: &desired,
+        complete: true,
+        local: &local,
+        ledger: &loaded.ledger,
+        binding: &BindingCheck::Same,
+        settings: &w.settings,
+        now: w.now,
+        allow_mass_retire: false,
+    });
+    assert_eq!(skip_reason(&p, "zed"), Some(SkipReason::OutOfScope));
+    assert!(step(&p, "retire-start", "alice").is_some());
+}
+
+#[test]
+fn plans_do_not_depend_on_claim_order() {
+    let mut w = World::new();
+    w.settings.allowed_groups = ["docker".to_string()].into();
+    let mut claims = vec![
+        claim("c"),
+        claim_groups("a", &["docker"]),
+        claim("Bad"),
+        claim("b"),
+        claim("a"),
+    ];
+    let p1 = w.plan(&claims, true);
+    claims.reverse();
+    assert_eq!(w.plan(&claims, true), p1);
+}
+
+mod properties {
+    use super::*;
+    use crate::accounts::testkit::Crash;
+    use proptest::prelude::*;
+
+    const POOL: &[&str] = &[
+        "alice", "bob", "carol", "dave", "erin", "ec2-user", "daemon", "Bad", "ops",
+    ];
+
+    fn claims_from(mask: u16, groups: bool) -> Vec<Claim> {
+        POOL.iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, n)| {
+                if groups {
+                    claim_groups(n, &["docker", "ops"])
+                } else {
+                    claim(n)
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        /// Over any sequence of reads (complete or not, with or without groups), with a
+        /// pre-existing user and crashes at random mutations: unmanaged accounts are never
+        /// changed, UIDs are unique and in range, nothing is removed on an incomplete read,
+        /// and once the reads settle the host converges and the next plan is empty.
+        #[test]
+        fn invariants_hold_across_random_histories(
+            history in proptest::collection::vec((0u16..512, any::<bool>(), any::<bool>()), 1..8),
+            crash in proptest::option::of((1usize..6, any::<bool>())),
+        ) {
+            let mut w = World::new();
+            w.host.add_user("ec2-user", 1000, "/home/ec2-user", "/bin/sh");
+            w.settings.allowed_groups = ["docker".to_string(), "ops".to_string()].into();
+            w.settings.sudo_group = Some("ops".into());
+            w.settings.retire_confirmations = 2;
+            w.settings.retire_grace = Duration::from_secs(60);
+            w.settings.max_retire_fraction = 1.0;
+            let ec2_before = w.host.users["ec2-user"].clone();
+            if let Some((n, after)) = crash {
+                w.host.crash = Some(if after { Crash::After(n) } else { Crash::Before(n) });
+            }
+            for (mask, complete, groups) in &history {
+                let claims = claims_from(*mask, *groups);
+                let before: BTreeSet<String> = w.host.users.keys().cloned().collect();
+                crate::accounts::apply::tests::quiet_simulated_crashes();
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.cycle(&claims, *complete)));
+                if !*complete {
+                    let after: BTreeSet<String> = w.host.users.keys().cloned().collect();
+                    prop_assert!(before.is_subset(&after), "an incomplete read removed accounts");
+                }
+                let _ = outcome; // a simulated crash: the next cycle must recover
+                w.now += Duration::from_secs(120);
+                prop_assert_eq!(&w.host.users["ec2-user"], &ec2_before);
+                prop_assert!(w.host.member_of("ec2-user").is_empty(), "ec2-user was given groups");
+                let uids: Vec<u32> = w.host.users.values().map(|u| u.uid).collect();
+                let unique: BTreeSet<u32> = uids.iter().copied().collect();
+                prop_assert_eq!(uids.len(), unique.len(), "duplicate uids");
+                for (name, m) in &w.ledger().accounts {
+                    prop_assert!((20000..=59999).contains(&m.uid), "{} has uid {}", name, m.uid);
+                }
+            }
+            // Settle: the last desired set, complete reads, until nothing changes.
+            let last = claims_from(history.last().map(|h| h.0).unwrap_or(0), true);
+            for _ in 0..4 {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.cycle(&last, true)));
+                w.now += Duration::from_secs(120);
+            }
+            let n = w.converge(&last, 6);
+            prop_assert!(n <= 1);
+            let wanted: BTreeSet<&str> = last.iter().map(|c| c.run_as.as_str())
+                .filter(|n| !["ec2-user", "daemon", "Bad", "ops"].contains(n)).collect();
+            let managed: BTreeSet<String> = w.ledger().accounts.keys().cloned().collect();
+            prop_assert_eq!(managed.iter().map(String::as_str).collect::<BTreeSet<_>>(), wanted.clone());
+            for name in &wanted {
+                prop_assert_eq!(w.host.member_of(name).into_iter().collect::<Vec<_>>(), vec!["docker".to_string(), "ops".to_string()]);
+            }
+            prop_assert!(w.host.sudoers.as_deref().is_some_and(|s| s.contains("%ops ")));
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! Sources of the desired set: IAM, a local file, `accounts.extra`, and the Session Manager
+//! preference `runAsDefaultUser`.
+//!
+//! A read is complete or it is unknown: any error (a throttled page, access denied, expired
+//! credentials, an unreadable file) marks the whole read incomplete, and an incomplete read
+//! never retires an account.
+//!
+//! IAM is read with one paginated `GetAccountAuthorizationDetails` (filter User + Role): it
+//! returns users and roles *with their tags*, so a sync costs ⌈principals / page size⌉ calls. The
+//! alternative, `ListUsers` + `ListRoles` + one `List*Tags` per principal, costs N + 2 calls
+//! (measured in `bench/`), and IAM's request budget is small, shared by the whole account and
+//! cannot be raised.
+
+use std::path::Path;
+
+use aws_sdk_iam::types::{EntityType, Tag};
+use serde::Deserialize;
+
+use super::desired::{
+    self, Claim, RunAsPreferences, SourceRead, TAG_GROUPS, TAG_HOST_GROUPS, TAG_RUN_AS,
+};
+use crate::aws::display_error;
+use crate::config::{AccountsSettings, SourceKind};
+
+/// Principal label of `accounts.extra` names.
+pub const EXTRA_PRINCIPAL: &str = "config:accounts.extra";
+/// Principal label of the `runAsDefaultUser` preference.
+pub const DEFAULT_USER_PRINCIPAL: &str = "ssm:SSM-SessionManagerRunShell/runAsDefaultUser";
+/// The Session Manager preferences document.
+pub const PREFERENCES_DOCUMENT: &str = "SSM-SessionManagerRunShell";
+
+/// Reads the configured source, plus `extra` and the preferences.
+pub async fn read(settings: &AccountsSettings, sdk: Option<&aws_config::SdkConfig>) -> SourceRead {
+    let mut read = match settings.source {
+        SourceKind::Iam => match sdk {
+            Some(sdk) => {
+                read_iam(
+                    &aws_sdk_iam::Client::new(sdk),
+                    &settings.iam_path_prefix,
+                    settings.iam_page_size,
+                )
+                .await
+            }
+            None => incomplete("iam", "AWS is not configured (see the error above)"),
+        },
+        SourceKind::File => read_file(&settings.file),
+    };
+    for name in &settings.extra {
+        read.claims.push(Claim {
+            principal: EXTRA_PRINCIPAL.into(),
+            run_as: name.clone(),
+            groups: vec![],
+            host_groups: None,
+        });
+    }
+    if settings.read_session_preferences {
+        match sdk {
+            Some(sdk) => {
+                read.api_calls += 1;
+                match read_preferences(&aws_sdk_ssm::Client::new(sdk)).await {
+                    Ok(Some(p)) => {
+                        if let Some(u) = &p.default_user {
+                            read.claims.push(Claim {
+                                principal: DEFAULT_USER_PRINCIPAL.into(),
+                                run_as: u.clone(),
+                                groups: vec![],
+                                host_groups: None,
+                            });
+                        }
+                        read.preferences = Some(p);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        read.complete = false;
+                        read.problems.push(e);
+                    }
+                }
+            }
+            None => {
+                read.complete = false;
+                read.problems
+                    .push("cannot read Session Manager preferences: AWS is not configured".into());
+            }
+        }
+    }
+    read
+}
+
+fn incomplete(source: &str, problem: &str) -> SourceRead {
+    SourceRead {
+        source: source.into(),
+        claims: vec![],
+        complete: false,
+        problems: vec![problem.into()],
+        preferences: None,
+        api_calls: 0,
+    }
+}
+
+fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
+    tags.iter().find(|t| t.key() == key).map(Tag::value)
+}
+
+/// Turns one principal's tags into a claim (`None` without `SSMSessionRunAs`).
+pub fn claim_from_tags(arn: &str, tags: &[Tag]) -> Option<Claim> {
+    let run_as = tag(tags, TAG_RUN_AS)?;
+    Some(Claim {
+        principal: arn.to_string(),
+        run_as: run_as.to_string(),
+        groups: tag(tags, TAG_GROUPS)
+            .map(desired::split_words)
+            .unwrap_or_default(),
+        host_groups: tag(tags, TAG_HOST_GROUPS).map(desired::split_words),
+    })
+}
+
+/// Reads users and roles with `SSMSessionRunAs` through `GetAccountAuthorizationDetails`.
+pub async fn read_iam(
+    client: &aws_sdk_iam::Client,
+    path_prefix: &str,
+    page_size: u32,
+) -> SourceRead {
+    let mut read = SourceRead {
+        source: if path_prefix == "/" {
+            "iam".into()
+        } else {
+            format!("iam (path {path_prefix})")
+        },
+        claims: vec![],
+        complete: true,
+        problems: vec![],
+        preferences: None,
+        api_calls: 0,
+    };
+    let mut case_variants = Vec::new();
+    let mut pages = client
+        .get_account_authorization_details()
+        .filter(EntityType::User)
+        .filter(EntityType::Role)
+        .max_items(i32::try_from(page_size).unwrap_or(1000))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        read.api_calls += 1;
+        let page = match page {
+            Ok(p) => p,
+            Err(e) => {
+                read.complete = false;
+                read.problems.push(format!(
+                    "IAM GetAccountAuthorizationDetails page {} failed, so this read is incomplete: {}",
+                    read.api_calls,
+                    display_error(&e)
+                ));
+                break;
+            }
+        };
+        let users = page
+            .user_detail_list()
+            .iter()
+            .map(|u| (u.arn(), u.path(), u.tags()));
+        let roles = page
+            .role_detail_list()
+            .iter()
+            .map(|r| (r.arn(), r.path(), r.tags()));
+        for (arn, path, tags) in users.chain(roles) {
+            let (Some(arn), path) = (arn, path.unwrap_or("/")) else {
+                continue;
+            };
+            if !path.starts_with(path_prefix) {
+                continue;
+            }
+            if let Some(c) = claim_from_tags(arn, tags) {
+                read.claims.push(c);
+            } else if let Some(t) = tags
+                .iter()
+                .find(|t| t.key().eq_ignore_ascii_case(TAG_RUN_AS))
+            {
+                case_variants.push(format!(
+                    "{arn} has tag `{}` (the key is case-sensitive: `{TAG_RUN_AS}`)",
+                    t.key()
+                ));
+            }
+        }
+    }
+    if !case_variants.is_empty() {
+        read.problems.push(format!(
+            "ignored tags with the wrong case: {}",
+            case_variants.join("; ")
+        ));
+    }
+    read
+}
+
+/// Reads `runAsEnabled`/`runAsDefaultUser`. `Ok(None)` when the document does not exist.
+pub async fn read_preferences(
+    client: &aws_sdk_ssm::Client,
+) -> Result<Option<RunAsPreferences>, String> {
+    let doc = match client
+        .get_document()
+        .name(PREFERENCES_DOCUMENT)
+        .send()
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            if e.as_service_error()
+                .is_some_and(|s| s.is_invalid_document())
+            {
+                return Ok(None);
+            }
+            return Err(format!(
+                "cannot read the Session Manager preferences (SSM GetDocument {PREFERENCES_DOCUMENT}), so this read is incomplete; grant ssm:GetDocument on it or set accounts.read_session_preferences = false: {}",
+                display_error(&e)
+            ));
+        }
+    };
+    parse_preferences(doc.content().unwrap_or_default()).map(Some)
+}
+
+/// Parses the preferences document content (JSON).
+pub fn parse_preferences(content: &str) -> Result<RunAsPreferences, String> {
+    #[derive(Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        inputs: Inputs,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase")]
+    struct Inputs {
+        #[serde(default)]
+        run_as_enabled: Option<serde_json::Value>,
+        #[serde(default)]
+        run_as_default_user: Option<String>,
+    }
+    let doc: Doc = serde_json::from_str(content)
+        .map_err(|e| format!("the {PREFERENCES_DOCUMENT} document is not valid JSON: {e}"))?;
+    let enabled = match doc.inputs.run_as_enabled {
+        Some(serde_json::Value::Bool(b)) => b,
+        Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    };
+    Ok(RunAsPreferences {
+        enabled,
+        default_user: doc.inputs.run_as_default_user.filter(|u| !u.is_empty()),
+    })
+}
+
+/// The shape of the `file` source (TOML, or JSON with the same structure).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    #[serde(default)]
+    account: Vec<FileAccount>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAccount {
+    name: String,
+    #[serde(default)]
+    principals: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    host_groups: Option<Vec<String>>,
+}
+
+/// Reads the local account list (`.json` = JSON, anything else = TOML).
+pub fn read_file(path: &Path) -> SourceRead {
+    let source = format!("file:{}", path.display());
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return incomplete(
+                &source,
+                &format!("cannot read the account list {}: {e}", path.display()),
+            );
+        }
+    };
+    let parsed: Result<FileDoc, String> = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    } else {
+        toml::from_str(&text).map_err(|e| e.to_string())
+    };
+    let doc = match parsed {
+        Ok(d) => d,
+        Err(e) => {
+            return incomplete(
+                &source,
+                &format!(
+                    "the account list {} is invalid, so nothing in it is used: {e}",
+                    path.display()
+                ),
+            );
+        }
+    };
+    let mut claims = Vec::new();
+    for (i, a) in doc.account.into_iter().enumerate() {
+        let principals = if a.principals.is_empty() {
+            vec![format!("{source}#{}", i + 1)]
+        } else {
+            a.principals
+        };
+        for p in principals {
+            claims.push(Claim {
+                principal: p,
+                run_as: a.name.clone(),
+                groups: a.groups.clone(),
+                host_groups: a.host_groups.clone(),
+            });
+        }
+    }
+    SourceRead {
+        source,
+        claims,
+        complete: true,
+        problems: vec![],
+        preferences: None,
+        api_calls: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(k: &str, v: &str) -> Tag {
+        Tag::builder().key(k).value(v).build().unwrap()
+    }
+
+    #[test]
+    fn tags_to_claim() {
+        let c = claim_from_tags(
+            "arn:aws:iam::1:user/a",
+            &[
+                t("SSMSessionRunAs", "alice"),
+                t("ssm-companion:groups", "docker  adm"),
+                t("ssm-companion:host-groups", "web"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.run_as, "alice");
+        assert_eq!(c.groups, ["docker", "adm"]);
+        assert_eq!(c.host_groups, Some(vec!["web".to_string()]));
+        assert!(claim_from_tags("arn", &[t("Team", "x")]).is_none());
+        // The key is case-sensitive, as Session Manager's.
+        assert!(claim_from_tags("arn", &[t("ssmsessionrunas", "x")]).is_none());
+    }
+
+    #[test]
+    fn preferences_parse() {
+        let p = parse_preferences(
+            r#"{"schemaVersion":"1.0","inputs":{"runAsEnabled":true,"runAsDefaultUser":"ops"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p,
+            RunAsPreferences {
+                enabled: true,
+                default_user: Some("ops".into())
+            }
+        );
+        let p = parse_preferences(r#"{"inputs":{"runAsEnabled":"false","runAsDefaultUser":""}}"#)
+            .unwrap();
+        assert_eq!(
+            p,
+            RunAsPreferences {
+                enabled: false,
+                default_user: None
+            }
+        );
+        assert!(parse_preferences("not json").is_err());
+    }
+
+    #[test]
+    fn file_source_toml_and_json() {
+        let d = tempfile::tempdir().unwrap();
+        let toml_path = d.path().join("accounts.toml");
+        std::fs::write(
+            &toml_path,
+            "[[account]]\nname = \"alice\"\nprincipals = [\"arn:a\", \"arn:b\"]\ngroups = [\"docker\"]\n\n[[account]]\nname = \"bob\"\nhost_groups = [\"web\"]\n",
+        )
+        .unwrap();
+        let r = read_file(&toml_path);
+        assert!(r.complete, "{:?}", r.problems);
+        assert_eq!(r.claims.len(), 3);
+        assert_eq!(
+            r.claims[2].principal,
+            format!("file:{}#2", toml_path.display())
+        );
+        assert_eq!(r.claims[2].host_groups, Some(vec!["web".to_string()]));
+
+        let json_path = d.path().join("accounts.json");
+        std::fs::write(
+            &json_path,
+            r#"{"account":[{"name":"carol","groups":["adm"]}]}"#,
+        )
+        .unwrap();
+        let r = read_file(&json_path);
+        assert!(r.complete);
+        assert_eq!(r.claims[0].run_as, "carol");
+    }
+
+    #[test]
+    fn broken_or_missing_file_is_incomplete_and_yields_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("accounts.toml");
+        let r = read_file(&p);
+        assert!(!r.complete);
+        assert!(r.problems[0].contains("cannot read"));
+        std::fs::write(
+            &p,
+            "[[account]]\nname = \"alice\"\n[[account]]\nnmae = \"typo\"\n",
+        )
+        .unwrap();
+        let r = read_file(&p);
+        assert!(!r.complete);
+        assert!(r.claims.is_empty(), "a half-valid file is not used at all");
+        assert!(r.problems[0].contains("nmae"), "{:?}", r.problems);
+    }
+}

@@ -1,0 +1,211 @@
+//! AWS plumbing shared by the capabilities: IMDSv2 identity, SDK configuration, error rendering.
+//!
+//! - Region and instance identity come from IMDSv2 only: the SDK's IMDS client always fetches a
+//!   session token first and has no IMDSv1 fallback. The same client (and token cache) feeds the
+//!   instance-profile credentials of the default chain.
+//! - Endpoints: `aws.endpoint_url` / `aws.imds_endpoint` in the config, else the SDK's standard
+//!   environment variables (`AWS_ENDPOINT_URL`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`).
+//! - Every call has a deadline (`aws.call_timeout`, covering its retries) and the standard retry
+//!   mode (exponential backoff with full jitter, `aws.max_attempts`).
+
+use std::time::Duration;
+
+use aws_config::imds;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+use crate::config::AwsSettings;
+
+/// How long identity discovery may take in total (IMDS is link-local: it answers fast or not
+/// at all, e.g. on premises).
+const IMDS_DEADLINE: Duration = Duration::from_secs(6);
+
+/// What IMDS says about this instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// `meta-data/instance-id`.
+    pub instance_id: Option<String>,
+    /// `meta-data/placement/region`.
+    pub region: Option<String>,
+}
+
+/// Errors of the AWS plumbing.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    /// IMDS could not be reached or refused us.
+    #[error("instance metadata (IMDSv2) is not available: {0}")]
+    Imds(String),
+    /// No region from config, environment or IMDS.
+    #[error(
+        "no AWS region: set aws.region in the config or AWS_REGION, or run on EC2 with IMDSv2 reachable ({0})"
+    )]
+    NoRegion(String),
+    /// A bad endpoint setting.
+    #[error("invalid endpoint `{0}`: {1}")]
+    Endpoint(String, String),
+}
+
+/// A configured IMDS client (IMDSv2 only, short timeouts, token cached for 6 h).
+pub fn imds_client(settings: &AwsSettings) -> Result<imds::Client, AwsError> {
+    let mut b = imds::Client::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .read_timeout(Duration::from_secs(2))
+        .max_attempts(2)
+        .token_ttl(Duration::from_secs(6 * 3600));
+    if !settings.imds_endpoint.is_empty() {
+        b = b
+            .endpoint(&settings.imds_endpoint)
+            .map_err(|e| AwsError::Endpoint(settings.imds_endpoint.clone(), e.to_string()))?;
+    }
+    Ok(b.build())
+}
+
+/// Reads the instance id and region from IMDSv2.
+pub async fn identity(client: &imds::Client) -> Result<Identity, AwsError> {
+    let fetch = async {
+        let instance_id = client
+            .get("/latest/meta-data/instance-id")
+            .await
+            .map_err(|e| AwsError::Imds(display_error(&e)))?;
+        let region = client
+            .get("/latest/meta-data/placement/region")
+            .await
+            .map_err(|e| AwsError::Imds(display_error(&e)))?;
+        Ok(Identity {
+            instance_id: Some(instance_id.as_ref().trim().to_string()),
+            region: Some(region.as_ref().trim().to_string()),
+        })
+    };
+    match tokio::time::timeout(IMDS_DEADLINE, fetch).await {
+        Ok(r) => r,
+        Err(_) => Err(AwsError::Imds(format!(
+            "no answer within {}s",
+            IMDS_DEADLINE.as_secs()
+        ))),
+    }
+}
+
+fn env_region() -> Option<String> {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+}
+
+/// Everything a capability needs to call AWS.
+#[derive(Debug, Clone)]
+pub struct Aws {
+    /// IMDS identity (empty off EC2).
+    pub identity: Identity,
+    /// Why IMDS identity is missing, if it is.
+    pub imds_problem: Option<String>,
+    /// The SDK configuration (region, credentials, endpoint, timeouts, retries), or why there is
+    /// none (no region).
+    pub sdk: Result<SdkConfig, String>,
+}
+
+impl Aws {
+    /// Reads the IMDSv2 identity and builds the SDK configuration: region from config,
+    /// environment or IMDSv2; the default credential chain (with our IMDS client); the endpoint
+    /// override; deadlines and retries. Never fails: what is missing is said in the fields.
+    pub async fn load(settings: &AwsSettings) -> Self {
+        let imds = match imds_client(settings) {
+            Ok(c) => c,
+            Err(e) => {
+                return Self {
+                    identity: Identity::default(),
+                    imds_problem: Some(e.to_string()),
+                    sdk: Err(e.to_string()),
+                };
+            }
+        };
+        let (identity, imds_problem) = match identity(&imds).await {
+            Ok(id) => (id, None),
+            Err(e) => (Identity::default(), Some(e.to_string())),
+        };
+        let region = Some(settings.region.clone())
+            .filter(|r| !r.is_empty())
+            .or_else(env_region)
+            .or_else(|| identity.region.clone());
+        let sdk = match region {
+            Some(r) => Ok(sdk_config(settings, Region::new(r), imds).await),
+            None => Err(AwsError::NoRegion(
+                imds_problem
+                    .clone()
+                    .unwrap_or_else(|| "IMDS gave no region".into()),
+            )
+            .to_string()),
+        };
+        Self {
+            identity,
+            imds_problem,
+            sdk,
+        }
+    }
+
+    /// The SDK configuration, if there is one.
+    pub fn sdk(&self) -> Option<&SdkConfig> {
+        self.sdk.as_ref().ok()
+    }
+}
+
+async fn sdk_config(settings: &AwsSettings, region: Region, imds: imds::Client) -> SdkConfig {
+    let credentials = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+        .region(region.clone())
+        .imds_client(imds)
+        .build()
+        .await;
+    let attempt = settings.call_timeout / settings.max_attempts.max(1);
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .credentials_provider(credentials)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(settings.max_attempts)
+                .with_initial_backoff(Duration::from_millis(500))
+                .with_max_backoff(Duration::from_secs(20)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(attempt.max(Duration::from_secs(1)))
+                .operation_timeout(settings.call_timeout)
+                .build(),
+        );
+    if !settings.endpoint_url.is_empty() {
+        loader = loader.endpoint_url(&settings.endpoint_url);
+    }
+    loader.load().await
+}
+
+/// Renders an SDK error with its whole chain of causes (the plain `Display` hides them).
+pub fn display_error(e: &(dyn std::error::Error + 'static)) -> String {
+    aws_sdk_iam::error::DisplayErrorContext(e).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_imds_endpoint_is_named() {
+        let s = AwsSettings {
+            imds_endpoint: "not a url".into(),
+            ..crate::config::Settings::default().aws
+        };
+        let err = imds_client(&s).unwrap_err();
+        assert!(err.to_string().contains("not a url"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_imds_is_reported_not_hung() {
+        // A closed port on loopback: connection refused, quickly.
+        let s = AwsSettings {
+            imds_endpoint: "http://127.0.0.1:9".into(),
+            ..crate::config::Settings::default().aws
+        };
+        let c = imds_client(&s).unwrap();
+        let err = identity(&c).await.unwrap_err();
+        assert!(matches!(err, AwsError::Imds(_)), "{err}");
+    }
+}

@@ -1,0 +1,418 @@
+//! The command line: parsing, dispatch and exit codes.
+//!
+//! Commands that need no AWS call (`version`, `config check`, `accounts list`) start no async
+//! runtime and no thread, so they also run under qemu-user for cross-built binaries.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use tracing::level_filters::LevelFilter;
+
+use crate::accounts::{self, Mode, report};
+use crate::aws::Aws;
+use crate::clock::SystemClock;
+use crate::config::{self, LoadOptions};
+
+/// Exit statuses (documented in `docs/cli.md`).
+pub mod exit {
+    /// Success / converged / healthy.
+    pub const OK: i32 = 0;
+    /// A failure (a step failed, a sync could not run).
+    pub const FAILURE: i32 = 1;
+    /// `accounts plan --detailed-exitcode`: changes are pending.
+    pub const CHANGES: i32 = 2;
+    /// Bad command line (EX_USAGE).
+    pub const USAGE: i32 = 64;
+    /// Invalid configuration (EX_CONFIG).
+    pub const CONFIG: i32 = 78;
+}
+
+const AFTER_HELP: &str = "\
+Files:
+  /etc/ssm-companion/config.toml         main configuration (--config to use another)
+  /etc/ssm-companion/config.d/*.toml     drop-ins (cloud-init writes here), applied in name order
+  /usr/lib/ssm-companion/config.d/*.toml packaged defaults (masked by a same-named /etc drop-in)
+  /var/lib/ssm-companion/                state: the accounts ledger
+
+Exit status: 0 success, 1 failure, 2 changes pending (accounts plan --detailed-exitcode),
+64 bad usage, 78 invalid configuration.
+
+Docs: /usr/share/doc/ssm-companion/ (README, docs/accounts.md, docs/configuration.md, docs/cli.md)";
+
+/// ssm-companion: the companion daemon of amazon-ssm-agent.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ssm-companion",
+    version = crate::VERSION,
+    about = "Companion daemon of amazon-ssm-agent: keeps local accounts in step with SSMSessionRunAs tags",
+    long_about = "Companion daemon of amazon-ssm-agent.\n\n\
+Session Manager's Run As starts a session as the OS user named by the SSMSessionRunAs tag of the IAM \
+user or role, and fails if that user is missing. ssm-companion creates, repairs and retires those \
+accounts on every host, safely: it never touches an account it did not create.\n\n\
+Start with `ssm-companion config check`, then `ssm-companion accounts plan` to see what a sync would \
+do; `ssm-companion run` is the systemd service.",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// Main configuration file [default: /etc/ssm-companion/config.toml].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less log output (repeat for less).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (the systemd service): every enabled capability on its schedule.
+    #[command(
+        long_about = "Run the daemon: syncs accounts every accounts.interval (with a random \
+start offset up to accounts.splay and ±10 % jitter). Sends READY/STATUS/WATCHDOG to systemd \
+(Type=notify). SIGHUP reloads the configuration (an invalid one is refused and the old one kept); \
+SIGTERM stops after the current sync."
+    )]
+    Run,
+    /// Local accounts for SSMSessionRunAs.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+    /// Configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print version, target and commit.
+    Version(JsonFlag),
+}
+
+/// `--json`.
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Machine-readable output (a stable, documented JSON document).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `accounts …`
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Show what a sync would change, and every rejected identity with its reason. Changes nothing.
+    #[command(
+        long_about = "Show what a sync would change: accounts to create, repair, start \
+retiring and delete, names left alone (e.g. exists-unmanaged) and every rejected tag value with the \
+principal and the reason. Changes nothing, not even the ledger.\n\n\
+Example: ssm-companion accounts plan --detailed-exitcode || echo \"changes pending (2) or error (1)\""
+    )]
+    Plan {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Exit 2 when changes are pending (0 when none, 1 on error).
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Sync now: create, repair and retire accounts. Exit 0 when converged, 1 when a step failed.
+    Apply {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Allow retiring more than accounts.max_retire_fraction of the managed accounts in this run.
+        #[arg(long)]
+        allow_mass_retire: bool,
+    },
+    /// List the accounts ssm-companion manages (from its ledger).
+    List(JsonFlag),
+}
+
+/// `config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Parse and validate the merged configuration and print it. Exit 78 when invalid.
+    #[command(
+        long_about = "Parse the configuration files and drop-ins, validate every key, and \
+print the merged result. Unknown keys and bad values are errors naming the file, line, key and what \
+is allowed (exit 78). The daemon itself only warns about unknown keys, so an older binary survives a \
+drop-in written for a newer one."
+    )]
+    Check(JsonFlag),
+}
+
+/// Parses the command line and runs; returns the exit status.
+pub fn main_entry() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    exit::OK
+                }
+                _ => exit::USAGE,
+            };
+        }
+    };
+    let verbosity = i8::try_from(i16::from(cli.verbose) - i16::from(cli.quiet)).unwrap_or(0);
+    let base = if matches!(cli.command, Command::Run) {
+        LevelFilter::INFO
+    } else {
+        LevelFilter::WARN
+    };
+    crate::logging::init(base, verbosity);
+    match &cli.command {
+        Command::Version(f) => version(f.json),
+        Command::Config(ConfigCommand::Check(f)) => config_check(&cli, f.json),
+        Command::Accounts(AccountsCommand::List(f)) => accounts_list(&cli, f.json),
+        Command::Accounts(AccountsCommand::Plan {
+            json,
+            detailed_exitcode,
+        }) => accounts_sync(&cli, Mode::Plan, *json, *detailed_exitcode),
+        Command::Accounts(AccountsCommand::Apply {
+            json,
+            allow_mass_retire,
+        }) => accounts_sync(
+            &cli,
+            Mode::Apply {
+                allow_mass_retire: *allow_mass_retire,
+            },
+            *json,
+            false,
+        ),
+        Command::Run => run_daemon(&cli),
+    }
+}
+
+fn version(json: bool) -> i32 {
+    let target = env!("SSM_COMPANION_TARGET");
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "schema": "ssm-companion/version/v1",
+                "version": env!("CARGO_PKG_VERSION"),
+                "full": crate::VERSION,
+                "target": target,
+            })
+        );
+    } else {
+        println!("ssm-companion {}\ntarget: {target}", crate::VERSION);
+    }
+    exit::OK
+}
+
+fn load(cli: &Cli, strict: bool) -> Result<config::Loaded, i32> {
+    match config::load(&LoadOptions::new(cli.config.as_deref(), strict)) {
+        Ok(l) => {
+            for w in &l.warnings {
+                tracing::warn!(
+                    "config: {w} (ignored; `ssm-companion config check` treats it as an error)"
+                );
+            }
+            Ok(l)
+        }
+        Err(e) => {
+            eprintln!("ssm-companion: {e}");
+            Err(exit::CONFIG)
+        }
+    }
+}
+
+fn config_check(cli: &Cli, json: bool) -> i32 {
+    let opts = LoadOptions::new(cli.config.as_deref(), true);
+    let result = config::load(&opts);
+    if json {
+        let (valid, files, settings, issues) = match &result {
+            Ok(l) => (
+                true,
+                l.files.clone(),
+                serde_json::to_value(&l.settings).ok(),
+                vec![],
+            ),
+            Err(e) => (
+                false,
+                config::config_files(&opts).unwrap_or_default(),
+                None,
+                e.issues.clone(),
+            ),
+        };
+        let issues: Vec<_> = issues
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "file": i.location.file, "line": i.location.line, "column": i.location.column,
+                    "key": i.key, "message": i.message,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "schema": "ssm-companion/config-check/v1",
+                "valid": valid,
+                "files": files,
+                "issues": issues,
+                "settings": settings,
+            }))
+            .unwrap_or_default()
+        );
+        return if valid { exit::OK } else { exit::CONFIG };
+    }
+    match result {
+        Ok(l) => {
+            println!("# Configuration is valid. Files read, in order:");
+            if l.files.is_empty() {
+                println!("#   (none: built-in defaults)");
+            }
+            for f in &l.files {
+                println!("#   {}", f.display());
+            }
+            println!("# Effective settings:\n");
+            print!("{}", l.settings.to_toml());
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("ssm-companion: {e}");
+            exit::CONFIG
+        }
+    }
+}
+
+fn accounts_list(cli: &Cli, json: bool) -> i32 {
+    let loaded = match load(cli, false) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    match accounts::list(&loaded.settings) {
+        Ok(rows) => {
+            if json {
+                println!("{}", report::list_json(&rows));
+            } else {
+                print!("{}", report::list_text(&rows));
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("ssm-companion: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("ssm-companion: cannot start the async runtime: {e}");
+            exit::FAILURE
+        })
+}
+
+fn must_be_root(what: &str) -> Result<(), i32> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        eprintln!(
+            "ssm-companion: {what} must run as root (it runs useradd/usermod/userdel and writes /etc/sudoers.d); use sudo or the systemd service"
+        );
+        Err(exit::FAILURE)
+    }
+}
+
+fn accounts_sync(cli: &Cli, mode: Mode, json: bool, detailed: bool) -> i32 {
+    let loaded = match load(cli, false) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    if matches!(mode, Mode::Apply { .. })
+        && let Err(code) = must_be_root("`accounts apply`")
+    {
+        return code;
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let settings = loaded.settings;
+    let result = rt.block_on(async {
+        let aws = Aws::load(&settings.aws).await;
+        accounts::sync(&settings, Some(&aws), &SystemClock, mode).await
+    });
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ssm-companion: {e}");
+            return exit::FAILURE;
+        }
+    };
+    if json {
+        println!("{}", report::sync_json(&report));
+    } else {
+        print!("{}", report::sync_text(&report));
+    }
+    match mode {
+        Mode::Plan if detailed && report.plan.has_changes() => exit::CHANGES,
+        Mode::Plan => exit::OK,
+        Mode::Apply { .. } if report.converged() => exit::OK,
+        Mode::Apply { .. } => exit::FAILURE,
+    }
+}
+
+fn run_daemon(cli: &Cli) -> i32 {
+    let opts = LoadOptions::new(cli.config.as_deref(), false);
+    let loaded = match load(cli, false) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    if let Err(code) = must_be_root("`run`") {
+        return code;
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(crate::daemon::run(opts, loaded, Arc::new(SystemClock))) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("ssm-companion: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_config_after_subcommand() {
+        let c = Cli::try_parse_from(["ssm-companion", "config", "check", "--config", "/x.toml"])
+            .unwrap();
+        assert_eq!(c.config, Some(PathBuf::from("/x.toml")));
+        let c = Cli::try_parse_from([
+            "ssm-companion",
+            "accounts",
+            "plan",
+            "--json",
+            "--detailed-exitcode",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Accounts(AccountsCommand::Plan {
+                json: true,
+                detailed_exitcode: true
+            })
+        ));
+    }
+}

@@ -1,0 +1,809 @@
+//! Configuration: TOML files and drop-ins → validated [`Settings`].
+//!
+//! Files are applied in this order, later values winning key by key (arrays are replaced, not
+//! appended):
+//!
+//! 1. `/usr/lib/ssm-companion/config.d/*.toml` (packaged defaults), in name order, except names
+//!    that also exist in the admin's drop-in directory (those mask them, as in systemd);
+//! 2. the main file, `/etc/ssm-companion/config.toml` (or `--config PATH`);
+//! 3. `<dir of the main file>/config.d/*.toml` (admin and cloud-init drop-ins), in name order.
+//!
+//! Three stages: each file is deserialized into a fragment where every key is optional and
+//! carries its span ([`fragments`]); fragments are layered; the winning value of every key is
+//! validated into [`Settings`], and a bad one is reported with the file, line and key that set
+//! it. Unknown keys are errors for `config check` and warnings for the daemon, so an old binary
+//! survives a drop-in written for a newer one.
+
+mod fragments;
+mod toml_doc;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use toml::Spanned;
+
+pub use fragments::Fragment;
+pub use toml_doc::{Issue, Location, Severity};
+
+use crate::accounts::names;
+
+/// The default main configuration file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/ssm-companion/config.toml";
+/// The packaged defaults directory.
+pub const VENDOR_CONFIG_DIR: &str = "/usr/lib/ssm-companion/config.d";
+/// Environment variable that overrides [`VENDOR_CONFIG_DIR`] (tests, unusual layouts).
+pub const VENDOR_CONFIG_DIR_ENV: &str = "SSM_COMPANION_VENDOR_CONFIG_DIR";
+
+/// Where to read configuration from.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The main file.
+    pub main: PathBuf,
+    /// True when the user named the main file: then it must exist.
+    pub main_required: bool,
+    /// The packaged drop-in directory.
+    pub vendor_dir: PathBuf,
+    /// Unknown keys are errors (`config check`) rather than warnings (daemon).
+    pub strict: bool,
+}
+
+impl LoadOptions {
+    /// Options for `--config` (or the default path) with the vendor directory from the
+    /// environment override or the packaged default.
+    pub fn new(config: Option<&Path>, strict: bool) -> Self {
+        Self {
+            main: config.map_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH), Path::to_path_buf),
+            main_required: config.is_some(),
+            vendor_dir: std::env::var_os(VENDOR_CONFIG_DIR_ENV)
+                .map_or_else(|| PathBuf::from(VENDOR_CONFIG_DIR), PathBuf::from),
+            strict,
+        }
+    }
+}
+
+/// A configuration that cannot be used; `Display` lists every problem, one per line.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// The problems (at least one).
+    pub issues: Vec<Issue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration ({} problem", self.issues.len())?;
+        if self.issues.len() != 1 {
+            f.write_str("s")?;
+        }
+        f.write_str("):")?;
+        for i in &self.issues {
+            write!(f, "\n  {i}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A loaded configuration.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The validated settings.
+    pub settings: Settings,
+    /// The files that were read, in the order applied.
+    pub files: Vec<PathBuf>,
+    /// Problems that did not stop loading (unknown keys when not strict).
+    pub warnings: Vec<Issue>,
+}
+
+/// Everything the daemon can be told, validated. Field docs give the TOML key and default.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    /// `[aws]`
+    pub aws: AwsSettings,
+    /// `[accounts]`
+    pub accounts: AccountsSettings,
+    /// `[paths]`
+    pub paths: Paths,
+}
+
+/// `[aws]`: how to reach AWS.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AwsSettings {
+    /// `region`; default "" = from IMDSv2 (then `AWS_REGION`).
+    pub region: String,
+    /// `endpoint_url`; default "" = the SDK's own (`AWS_ENDPOINT_URL` is honoured too).
+    pub endpoint_url: String,
+    /// `imds_endpoint`; default "" = the SDK's own (`AWS_EC2_METADATA_SERVICE_ENDPOINT` is
+    /// honoured too).
+    pub imds_endpoint: String,
+    /// `call_timeout`; default "20s": deadline of one AWS call including its retries.
+    #[serde(with = "duration_str")]
+    pub call_timeout: Duration,
+    /// `max_attempts`; default 3: attempts per AWS call (standard retry mode, jittered backoff).
+    pub max_attempts: u32,
+}
+
+/// Where the desired accounts come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// IAM users and roles of this account carrying `SSMSessionRunAs`.
+    Iam,
+    /// A local TOML or JSON file.
+    File,
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SourceKind::Iam => "iam",
+            SourceKind::File => "file",
+        })
+    }
+}
+
+/// `[accounts]`: the accounts capability.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AccountsSettings {
+    /// `enabled`; default true.
+    pub enabled: bool,
+    /// `source`; default "iam".
+    pub source: SourceKind,
+    /// `file`; default "/etc/ssm-companion/accounts.toml" (read when source = "file").
+    pub file: PathBuf,
+    /// `iam_path_prefix`; default "/": only IAM users/roles whose path starts with this.
+    pub iam_path_prefix: String,
+    /// `iam_page_size`; default 1000: `MaxItems` of each GetAccountAuthorizationDetails page.
+    pub iam_page_size: u32,
+    /// `read_session_preferences`; default: true when source = "iam", else false. Reads
+    /// `runAsEnabled`/`runAsDefaultUser` from the `SSM-SessionManagerRunShell` document.
+    pub read_session_preferences: bool,
+    /// `interval`; default "5m": time between syncs (each jittered by ±10 %).
+    #[serde(with = "duration_str")]
+    pub interval: Duration,
+    /// `splay`; default "30s": the first sync waits a random time up to this.
+    #[serde(with = "duration_str")]
+    pub splay: Duration,
+    /// `extra`; default []: names that always get an account.
+    pub extra: Vec<String>,
+    /// `host_groups`; default []: this host's groups (scope tag `ssm-companion:host-groups`).
+    pub host_groups: BTreeSet<String>,
+    /// `allowed_groups`; default []: supplementary groups principals may ask for.
+    pub allowed_groups: BTreeSet<String>,
+    /// `sudo_group`; default "": the allowlisted group whose members get sudo.
+    pub sudo_group: String,
+    /// `shell`; default "/bin/bash".
+    pub shell: PathBuf,
+    /// `uid_range`; default [20000, 59999].
+    pub uid_range: [u32; 2],
+    /// `retire_grace`; default "24h".
+    #[serde(with = "duration_str")]
+    pub retire_grace: Duration,
+    /// `retire_confirmations`; default 3.
+    pub retire_confirmations: u32,
+    /// `max_retire_fraction`; default 0.25.
+    pub max_retire_fraction: f64,
+    /// `remove_home`; default false: `userdel -r` when an account is finally deleted.
+    pub remove_home: bool,
+    /// `stop_timeout`; default "10s": SIGTERM → SIGKILL delay for a retiring user's processes.
+    #[serde(with = "duration_str")]
+    pub stop_timeout: Duration,
+    /// `tool_timeout`; default "60s": deadline for one shadow-utils/visudo run.
+    #[serde(with = "duration_str")]
+    pub tool_timeout: Duration,
+}
+
+/// `[paths]`: every host path the daemon reads or writes, so tests can point it elsewhere.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Paths {
+    /// `state_dir`; default "/var/lib/ssm-companion".
+    pub state_dir: PathBuf,
+    /// `home_base`; default "/home". The agent hard-codes `HOME=/home/<user>`: change only in tests.
+    pub home_base: PathBuf,
+    /// `skel`; default "/etc/skel".
+    pub skel: PathBuf,
+    /// `sudoers_file`; default "/etc/sudoers.d/ssm-companion".
+    pub sudoers_file: PathBuf,
+    /// `sudoers_main`; default "/etc/sudoers" (checked for an `includedir` of the drop-in dir).
+    pub sudoers_main: PathBuf,
+    /// `passwd`; default "/etc/passwd".
+    pub passwd: PathBuf,
+    /// `group`; default "/etc/group".
+    pub group: PathBuf,
+    /// `login_defs`; default "/etc/login.defs".
+    pub login_defs: PathBuf,
+    /// `machine_id`; default "/etc/machine-id".
+    pub machine_id: PathBuf,
+    /// `proc`; default "/proc".
+    pub proc: PathBuf,
+    /// `useradd`; default "/usr/sbin/useradd".
+    pub useradd: PathBuf,
+    /// `usermod`; default "/usr/sbin/usermod".
+    pub usermod: PathBuf,
+    /// `userdel`; default "/usr/sbin/userdel".
+    pub userdel: PathBuf,
+    /// `groupadd`; default "/usr/sbin/groupadd".
+    pub groupadd: PathBuf,
+    /// `visudo`; default "/usr/sbin/visudo".
+    pub visudo: PathBuf,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            aws: AwsSettings {
+                region: String::new(),
+                endpoint_url: String::new(),
+                imds_endpoint: String::new(),
+                call_timeout: Duration::from_secs(20),
+                max_attempts: 3,
+            },
+            accounts: AccountsSettings {
+                enabled: true,
+                source: SourceKind::Iam,
+                file: PathBuf::from("/etc/ssm-companion/accounts.toml"),
+                iam_path_prefix: "/".into(),
+                iam_page_size: 1000,
+                read_session_preferences: true,
+                interval: Duration::from_secs(300),
+                splay: Duration::from_secs(30),
+                extra: Vec::new(),
+                host_groups: BTreeSet::new(),
+                allowed_groups: BTreeSet::new(),
+                sudo_group: String::new(),
+                shell: PathBuf::from("/bin/bash"),
+                uid_range: [20000, 59999],
+                retire_grace: Duration::from_secs(24 * 3600),
+                retire_confirmations: 3,
+                max_retire_fraction: 0.25,
+                remove_home: false,
+                stop_timeout: Duration::from_secs(10),
+                tool_timeout: Duration::from_secs(60),
+            },
+            paths: Paths {
+                state_dir: "/var/lib/ssm-companion".into(),
+                home_base: "/home".into(),
+                skel: "/etc/skel".into(),
+                sudoers_file: "/etc/sudoers.d/ssm-companion".into(),
+                sudoers_main: "/etc/sudoers".into(),
+                passwd: "/etc/passwd".into(),
+                group: "/etc/group".into(),
+                login_defs: "/etc/login.defs".into(),
+                machine_id: "/etc/machine-id".into(),
+                proc: "/proc".into(),
+                useradd: "/usr/sbin/useradd".into(),
+                usermod: "/usr/sbin/usermod".into(),
+                userdel: "/usr/sbin/userdel".into(),
+                groupadd: "/usr/sbin/groupadd".into(),
+                visudo: "/usr/sbin/visudo".into(),
+            },
+        }
+    }
+}
+
+impl Settings {
+    /// The merged settings as a TOML document (what `config check` prints).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// The files to read, in application order.
+pub fn config_files(opts: &LoadOptions) -> Result<Vec<PathBuf>, ConfigError> {
+    let etc_dropins = opts
+        .main
+        .parent()
+        .map(|d| d.join("config.d"))
+        .unwrap_or_else(|| PathBuf::from("config.d"));
+    let etc = toml_files_in(&etc_dropins)?;
+    let etc_names: BTreeSet<_> = etc.iter().filter_map(|p| p.file_name()).collect();
+    let mut files: Vec<PathBuf> = toml_files_in(&opts.vendor_dir)?
+        .into_iter()
+        .filter(|p| p.file_name().is_none_or(|n| !etc_names.contains(n)))
+        .collect();
+    if opts.main.exists() || opts.main_required {
+        files.push(opts.main.clone());
+    }
+    files.extend(etc.iter().cloned());
+    Ok(files)
+}
+
+fn toml_files_in(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(file_error(
+                dir,
+                format!("cannot list drop-in directory: {e}"),
+            ));
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn file_error(path: &Path, message: String) -> ConfigError {
+    ConfigError {
+        issues: vec![Issue {
+            severity: Severity::Error,
+            location: Location {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+            },
+            key: String::new(),
+            message,
+        }],
+    }
+}
+
+/// Reads, layers and validates the configuration.
+pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+    let files = config_files(opts)?;
+    let mut layers = Vec::new();
+    let mut issues = Vec::new();
+    for path in &files {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                    " (create it, or leave out --config to use the defaults)"
+                } else {
+                    ""
+                };
+                issues.extend(file_error(path, format!("cannot read: {e}{hint}")).issues);
+                continue;
+            }
+        };
+        let (fragment, found): (Fragment, _) = toml_doc::parse_fragment(path, &text, opts.strict);
+        issues.extend(found);
+        layers.push(Layer {
+            path: path.clone(),
+            text,
+            fragment,
+        });
+    }
+    let settings = resolve(&layers, &mut issues);
+    let (errors, warnings): (Vec<_>, Vec<_>) = issues
+        .into_iter()
+        .partition(|i| i.severity == Severity::Error);
+    if !errors.is_empty() {
+        return Err(ConfigError { issues: errors });
+    }
+    Ok(Loaded {
+        settings,
+        files,
+        warnings,
+    })
+}
+
+/// Parses one TOML text as a whole configuration on top of the defaults (tests, docs).
+pub fn from_str(text: &str) -> Result<Settings, ConfigError> {
+    let path = PathBuf::from("<inline>");
+    let (fragment, mut issues) = toml_doc::parse_fragment(&path, text, true);
+    let layers = [Layer {
+        path,
+        text: text.to_string(),
+        fragment,
+    }];
+    let settings = resolve(&layers, &mut issues);
+    if issues.is_empty() {
+        Ok(settings)
+    } else {
+        Err(ConfigError { issues })
+    }
+}
+
+struct Layer {
+    path: PathBuf,
+    text: String,
+    fragment: Fragment,
+}
+
+/// The value of one key after layering, and where it was set.
+struct Picked<T> {
+    value: T,
+    location: Location,
+    key: &'static str,
+}
+
+impl<T> Picked<T> {
+    fn issue(&self, message: impl Into<String>) -> Issue {
+        Issue {
+            severity: Severity::Error,
+            location: self.location.clone(),
+            key: self.key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+struct Resolver<'a> {
+    layers: &'a [Layer],
+    issues: &'a mut Vec<Issue>,
+}
+
+impl Resolver<'_> {
+    /// The last layer's value for a key.
+    fn pick<T: Clone>(
+        &self,
+        key: &'static str,
+        get: impl Fn(&Fragment) -> Option<&Spanned<T>>,
+    ) -> Option<Picked<T>> {
+        self.layers.iter().rev().find_map(|l| {
+            get(&l.fragment).map(|s| Picked {
+                value: s.get_ref().clone(),
+                location: Location::at(&l.path, &l.text, s.span().start),
+                key,
+            })
+        })
+    }
+
+    /// Picks a key, checks it with `check`, and stores the result in `slot`.
+    fn set<T: Clone, U>(
+        &mut self,
+        slot: &mut U,
+        key: &'static str,
+        get: impl Fn(&Fragment) -> Option<&Spanned<T>>,
+        check: impl FnOnce(&Picked<T>) -> Result<U, String>,
+    ) -> Option<Picked<T>> {
+        let picked = self.pick(key, get)?;
+        match check(&picked) {
+            Ok(v) => *slot = v,
+            Err(msg) => self.issues.push(picked.issue(msg)),
+        }
+        Some(picked)
+    }
+}
+
+fn absolute_path(p: &Picked<String>) -> Result<PathBuf, String> {
+    let path = PathBuf::from(&p.value);
+    if path.is_absolute() && !p.value.contains('\n') {
+        Ok(path)
+    } else {
+        Err(format!(
+            "`{}` is not an absolute path; give a path starting with `/`",
+            p.value
+        ))
+    }
+}
+
+fn endpoint(p: &Picked<String>) -> Result<String, String> {
+    let v = p.value.trim();
+    if v.is_empty() || v.starts_with("http://") || v.starts_with("https://") {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "`{v}` is not an http:// or https:// URL; leave it empty to use the SDK's default"
+        ))
+    }
+}
+
+fn in_range<T: PartialOrd + fmt::Display + Copy>(
+    lo: T,
+    hi: T,
+    what: &'static str,
+) -> impl FnOnce(&Picked<T>) -> Result<T, String> {
+    move |p| {
+        if p.value >= lo && p.value <= hi {
+            Ok(p.value)
+        } else {
+            Err(format!(
+                "{} is out of range; allowed: {what} from {lo} to {hi}",
+                p.value
+            ))
+        }
+    }
+}
+
+fn duration_in(
+    lo: Duration,
+    hi: Duration,
+) -> impl FnOnce(&Picked<fragments::DurationValue>) -> Result<Duration, String> {
+    move |p| {
+        let d = p.value.0;
+        if d >= lo && d <= hi {
+            Ok(d)
+        } else {
+            Err(format!(
+                "{} is out of range; allowed: from {} to {}",
+                humantime::format_duration(d),
+                humantime::format_duration(lo),
+                humantime::format_duration(hi)
+            ))
+        }
+    }
+}
+
+fn group_names(p: &Picked<Vec<String>>) -> Result<BTreeSet<String>, String> {
+    for g in &p.value {
+        if let Err(e) = names::check_syntax(g) {
+            return Err(format!("group `{g}`: {e}"));
+        }
+    }
+    Ok(p.value.iter().cloned().collect())
+}
+
+fn resolve(layers: &[Layer], issues: &mut Vec<Issue>) -> Settings {
+    let mut s = Settings::default();
+    let mut r = Resolver { layers, issues };
+
+    // [aws]
+    r.set(&mut s.aws.region, "aws.region", |f| f.aws()?.region.as_ref(), |p| {
+        let v = p.value.trim();
+        if v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            Ok(v.to_string())
+        } else {
+            Err(format!("`{v}` is not a region name (like `eu-west-1`); leave it empty to read it from IMDSv2"))
+        }
+    });
+    r.set(
+        &mut s.aws.endpoint_url,
+        "aws.endpoint_url",
+        |f| f.aws()?.endpoint_url.as_ref(),
+        endpoint,
+    );
+    r.set(
+        &mut s.aws.imds_endpoint,
+        "aws.imds_endpoint",
+        |f| f.aws()?.imds_endpoint.as_ref(),
+        endpoint,
+    );
+    r.set(
+        &mut s.aws.call_timeout,
+        "aws.call_timeout",
+        |f| f.aws()?.call_timeout.as_ref(),
+        duration_in(Duration::from_secs(1), Duration::from_secs(600)),
+    );
+    r.set(
+        &mut s.aws.max_attempts,
+        "aws.max_attempts",
+        |f| f.aws()?.max_attempts.as_ref(),
+        in_range(1, 10, "attempts"),
+    );
+
+    // [accounts]
+    let a = &mut s.accounts;
+    r.set(
+        &mut a.enabled,
+        "accounts.enabled",
+        |f| f.accounts()?.enabled.as_ref(),
+        |p| Ok(p.value),
+    );
+    r.set(
+        &mut a.source,
+        "accounts.source",
+        |f| f.accounts()?.source.as_ref(),
+        |p| Ok(p.value),
+    );
+    a.read_session_preferences = a.source == SourceKind::Iam;
+    r.set(
+        &mut a.file,
+        "accounts.file",
+        |f| f.accounts()?.file.as_ref(),
+        absolute_path,
+    );
+    r.set(
+        &mut a.iam_path_prefix,
+        "accounts.iam_path_prefix",
+        |f| f.accounts()?.iam_path_prefix.as_ref(),
+        |p| {
+            if p.value.starts_with('/') && p.value.ends_with('/') {
+                Ok(p.value.clone())
+            } else {
+                Err(format!("`{}` is not an IAM path prefix; it must start and end with `/` (e.g. `/engineering/`)", p.value))
+            }
+        },
+    );
+    r.set(
+        &mut a.iam_page_size,
+        "accounts.iam_page_size",
+        |f| f.accounts()?.iam_page_size.as_ref(),
+        in_range(1, 1000, "items per page"),
+    );
+    r.set(
+        &mut a.read_session_preferences,
+        "accounts.read_session_preferences",
+        |f| f.accounts()?.read_session_preferences.as_ref(),
+        |p| Ok(p.value),
+    );
+    r.set(
+        &mut a.interval,
+        "accounts.interval",
+        |f| f.accounts()?.interval.as_ref(),
+        duration_in(Duration::from_secs(1), Duration::from_secs(24 * 3600)),
+    );
+    r.set(
+        &mut a.splay,
+        "accounts.splay",
+        |f| f.accounts()?.splay.as_ref(),
+        duration_in(Duration::ZERO, Duration::from_secs(3600)),
+    );
+    r.set(
+        &mut a.extra,
+        "accounts.extra",
+        |f| f.accounts()?.extra.as_ref(),
+        |p| {
+            for n in &p.value {
+                if let Err(e) = names::check_syntax(n) {
+                    return Err(format!("`{n}`: {e}"));
+                }
+            }
+            Ok(p.value.clone())
+        },
+    );
+    r.set(
+        &mut a.host_groups,
+        "accounts.host_groups",
+        |f| f.accounts()?.host_groups.as_ref(),
+        |p| match p
+            .value
+            .iter()
+            .find(|g| g.is_empty() || g.chars().any(char::is_whitespace))
+        {
+            Some(g) => Err(format!(
+                "`{g}` is not a host group name: it must be non-empty without spaces"
+            )),
+            None => Ok(p.value.iter().cloned().collect()),
+        },
+    );
+    r.set(
+        &mut a.allowed_groups,
+        "accounts.allowed_groups",
+        |f| f.accounts()?.allowed_groups.as_ref(),
+        group_names,
+    );
+    let sudo = r.set(
+        &mut a.sudo_group,
+        "accounts.sudo_group",
+        |f| f.accounts()?.sudo_group.as_ref(),
+        |p| {
+            if p.value.is_empty() {
+                return Ok(String::new());
+            }
+            names::check_syntax(&p.value).map_err(|e| format!("`{}`: {e}", p.value))?;
+            Ok(p.value.clone())
+        },
+    );
+    if let Some(p) = sudo
+        && !a.sudo_group.is_empty()
+        && !a.allowed_groups.contains(&a.sudo_group)
+    {
+        r.issues.push(p.issue(format!(
+            "`{}` is not in accounts.allowed_groups; add it there (allowed: {})",
+            a.sudo_group,
+            if a.allowed_groups.is_empty() {
+                "none configured".to_string()
+            } else {
+                a.allowed_groups
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )));
+    }
+    r.set(
+        &mut a.shell,
+        "accounts.shell",
+        |f| f.accounts()?.shell.as_ref(),
+        |p| {
+            let path = absolute_path(p)?;
+            if p.value.contains(':') || p.value.chars().any(char::is_whitespace) {
+                return Err(format!(
+                    "`{}` cannot be a login shell: no `:` or spaces",
+                    p.value
+                ));
+            }
+            Ok(path)
+        },
+    );
+    r.set(
+        &mut a.uid_range,
+        "accounts.uid_range",
+        |f| f.accounts()?.uid_range.as_ref(),
+        |p| match p.value.as_slice() {
+            [lo, hi] if 1000 <= *lo && lo <= hi && *hi <= i64::from(i32::MAX) => Ok([
+                u32::try_from(*lo).unwrap_or(u32::MAX),
+                u32::try_from(*hi).unwrap_or(u32::MAX),
+            ]),
+            _ => Err(format!(
+                "{:?} is not a UID range; give [first, last] with 1000 <= first <= last <= {}",
+                p.value,
+                i32::MAX
+            )),
+        },
+    );
+    r.set(
+        &mut a.retire_grace,
+        "accounts.retire_grace",
+        |f| f.accounts()?.retire_grace.as_ref(),
+        duration_in(Duration::ZERO, Duration::from_secs(366 * 24 * 3600)),
+    );
+    r.set(
+        &mut a.retire_confirmations,
+        "accounts.retire_confirmations",
+        |f| f.accounts()?.retire_confirmations.as_ref(),
+        in_range(1, 1000, "complete reads"),
+    );
+    r.set(
+        &mut a.max_retire_fraction,
+        "accounts.max_retire_fraction",
+        |f| f.accounts()?.max_retire_fraction.as_ref(),
+        |p| {
+            if p.value > 0.0 && p.value <= 1.0 {
+                Ok(p.value)
+            } else {
+                Err(format!("{} is out of range; allowed: a fraction above 0 and at most 1.0 (1.0 = no cap)", p.value))
+            }
+        },
+    );
+    r.set(
+        &mut a.remove_home,
+        "accounts.remove_home",
+        |f| f.accounts()?.remove_home.as_ref(),
+        |p| Ok(p.value),
+    );
+    r.set(
+        &mut a.stop_timeout,
+        "accounts.stop_timeout",
+        |f| f.accounts()?.stop_timeout.as_ref(),
+        duration_in(Duration::ZERO, Duration::from_secs(300)),
+    );
+    r.set(
+        &mut a.tool_timeout,
+        "accounts.tool_timeout",
+        |f| f.accounts()?.tool_timeout.as_ref(),
+        duration_in(Duration::from_secs(1), Duration::from_secs(600)),
+    );
+
+    // [paths]
+    macro_rules! path_key {
+        ($($field:ident),* $(,)?) => {$(
+            r.set(
+                &mut s.paths.$field,
+                concat!("paths.", stringify!($field)),
+                |f| f.paths()?.$field.as_ref(),
+                absolute_path,
+            );
+        )*};
+    }
+    path_key!(
+        state_dir,
+        home_base,
+        skel,
+        sudoers_file,
+        sudoers_main,
+        passwd,
+        group,
+        login_defs,
+        machine_id,
+        proc,
+        useradd,
+        usermod,
+        userdel,
+        groupadd,
+        visudo,
+    );
+    s
+}
+
+/// Serde adapter writing a `Duration` as a humantime string ("5m").
+mod duration_str {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,204 @@
+use super::*;
+
+fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn opts(dir: &Path, strict: bool) -> LoadOptions {
+    LoadOptions {
+        main: dir.join("etc/config.toml"),
+        main_required: false,
+        vendor_dir: dir.join("usr/config.d"),
+        strict,
+    }
+}
+
+#[test]
+fn defaults_when_nothing_exists() {
+    let d = tempfile::tempdir().unwrap();
+    let l = load(&opts(d.path(), true)).unwrap();
+    assert!(l.files.is_empty());
+    assert_eq!(l.settings, Settings::default());
+}
+
+#[test]
+fn explicit_missing_file_is_an_error() {
+    let d = tempfile::tempdir().unwrap();
+    let mut o = opts(d.path(), true);
+    o.main_required = true;
+    let e = load(&o).unwrap_err();
+    assert!(e.to_string().contains("cannot read"), "{e}");
+}
+
+#[test]
+fn layering_order_and_masking() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "usr/config.d/10-defaults.toml",
+        "[accounts]\nshell = \"/bin/sh\"\ninterval = \"1m\"\n",
+    );
+    write(
+        d.path(),
+        "usr/config.d/20-masked.toml",
+        "[accounts]\nsplay = \"1s\"\n",
+    );
+    write(
+        d.path(),
+        "etc/config.toml",
+        "[accounts]\ninterval = \"2m\"\nextra = [\"a\"]\n",
+    );
+    write(d.path(), "etc/config.d/20-masked.toml", "");
+    write(
+        d.path(),
+        "etc/config.d/50-cloud-init.toml",
+        "[accounts]\nextra = [\"b\", \"c\"]\n",
+    );
+    write(d.path(), "etc/config.d/README", "not toml, ignored");
+    let l = load(&opts(d.path(), true)).unwrap();
+    let names: Vec<String> = l
+        .files
+        .iter()
+        .map(|f| f.strip_prefix(d.path()).unwrap().display().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "usr/config.d/10-defaults.toml",
+            "etc/config.toml",
+            "etc/config.d/20-masked.toml",
+            "etc/config.d/50-cloud-init.toml"
+        ]
+    );
+    let a = &l.settings.accounts;
+    assert_eq!(a.shell, PathBuf::from("/bin/sh"), "vendor default applies");
+    assert_eq!(
+        a.interval,
+        Duration::from_secs(120),
+        "main file beats vendor"
+    );
+    assert_eq!(
+        a.extra,
+        ["b", "c"],
+        "drop-in beats main; arrays are replaced"
+    );
+    assert_eq!(
+        a.splay,
+        Duration::from_secs(30),
+        "masked vendor file is not read"
+    );
+}
+
+#[test]
+fn unknown_key_is_error_when_strict_warning_when_not() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "etc/config.toml",
+        "[accounts]\nintervall = \"5m\"\n",
+    );
+    let e = load(&opts(d.path(), true)).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("config.toml:2:1: key `accounts.intervall`: unknown key `intervall`"),
+        "{msg}"
+    );
+    assert!(msg.contains("`interval`"), "lists the allowed keys: {msg}");
+    let l = load(&opts(d.path(), false)).unwrap();
+    assert_eq!(l.warnings.len(), 1);
+}
+
+#[test]
+fn bad_values_name_file_line_key_and_allowed_values() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "etc/config.d/50-x.toml",
+        "[accounts]\nsource = \"ldap\"\ninterval = \"5 parsecs\"\nuid_range = [0, 10]\nsudo_group = \"admins\"\nmax_retire_fraction = 2.0\nextra = [\"Bad Name\"]\n\n[aws]\nendpoint_url = \"localhost:5000\"\n",
+    );
+    let e = load(&opts(d.path(), true)).unwrap_err();
+    let msg = e.to_string();
+    for needle in [
+        "50-x.toml:2:10: key `accounts.source`: unknown variant `ldap`, expected `iam` or `file`",
+        "50-x.toml:3:12: key `accounts.interval`: `5 parsecs` is not a duration",
+        "50-x.toml:4:13: key `accounts.uid_range`: [0, 10] is not a UID range",
+        "50-x.toml:5:14: key `accounts.sudo_group`: `admins` is not in accounts.allowed_groups",
+        "50-x.toml:6:23: key `accounts.max_retire_fraction`: 2 is out of range",
+        "50-x.toml:7:9: key `accounts.extra`: `Bad Name`",
+        "50-x.toml:10:16: key `aws.endpoint_url`: `localhost:5000` is not an http:// or https:// URL",
+    ] {
+        assert!(msg.contains(needle), "missing {needle:?} in:\n{msg}");
+    }
+    assert_eq!(e.issues.len(), 7, "{msg}");
+}
+
+#[test]
+fn syntax_error_is_located() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "etc/config.toml", "[accounts\n");
+    let e = load(&opts(d.path(), true)).unwrap_err();
+    assert!(e.to_string().contains("config.toml:1:"), "{e}");
+    assert!(e.to_string().contains("TOML syntax error"), "{e}");
+}
+
+#[test]
+fn read_session_preferences_defaults_follow_the_source() {
+    let s = from_str("[accounts]\nsource = \"file\"\n").unwrap();
+    assert!(!s.accounts.read_session_preferences);
+    let s = from_str("").unwrap();
+    assert!(s.accounts.read_session_preferences);
+    let s = from_str("[accounts]\nsource = \"file\"\nread_session_preferences = true\n").unwrap();
+    assert!(s.accounts.read_session_preferences);
+}
+
+#[test]
+fn merged_settings_print_as_toml_that_parses_back() {
+    let s = from_str(
+        "[accounts]\nallowed_groups = [\"docker\", \"ops-sudo\"]\nsudo_group = \"ops-sudo\"\n",
+    )
+    .unwrap();
+    let text = s.to_toml();
+    assert!(text.contains("interval = \"5m\""), "{text}");
+    let again = from_str(&text).unwrap();
+    assert_eq!(again, s);
+}
+
+/// The shipped example config: every key it mentions is a real key with a valid example value.
+#[test]
+fn shipped_example_config_is_valid_and_complete() {
+    let example = include_str!("../../packaging/config.example.toml");
+    // Uncomment every `# key = value` line and every `# [section]` header.
+    let uncommented: String = example
+        .lines()
+        .map(|l| {
+            let t = l.trim_start();
+            match t.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with('[')
+                        || rest
+                            .split_once(" = ")
+                            .is_some_and(|(k, _)| !k.contains(' ')) =>
+                {
+                    rest
+                }
+                _ => l,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let s = from_str(&uncommented).unwrap_or_else(|e| panic!("{e}\n---\n{uncommented}"));
+    // Every key of Settings appears in the example.
+    let all = toml::to_string(&s).unwrap();
+    let table: toml::Table = all.parse().unwrap();
+    for (section, keys) in &table {
+        for key in keys.as_table().unwrap().keys() {
+            assert!(
+                uncommented.contains(&format!("\n{key} = ")),
+                "the example config does not document [{section}] {key}"
+            );
+        }
+    }
+}

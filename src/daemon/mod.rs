@@ -1,0 +1,391 @@
+//! `ssm-companion run`: the supervisor.
+//!
+//! - READY=1 once the configuration is valid and the state directory is open; STATUS= after
+//!   every sync; WATCHDOG=1 only while every capability is idle or making progress; STOPPING=1 on
+//!   SIGTERM/SIGINT, after which a running sync is allowed to finish.
+//! - SIGHUP reloads the configuration; a configuration that does not validate is refused and the
+//!   old one stays in force (logged, and shown in STATUS).
+//! - Each capability runs as its own task; one that fails or panics is restarted with
+//!   exponential backoff (1 s doubling to 5 min) without touching the others.
+//! - Signal streams are created once, before the loop.
+
+pub mod notify;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::accounts::{self, Mode};
+use crate::aws::Aws;
+use crate::clock::{self, Clock};
+use crate::config::{self, LoadOptions, Settings};
+use crate::state::StateDir;
+use notify::Notifier;
+
+/// A capability busy for longer than this is considered stuck: the watchdog stops being fed,
+/// so systemd restarts the service.
+pub const STALL_LIMIT: Duration = Duration::from_secs(15 * 60);
+
+/// The first restart delay of a failed capability (doubles up to [`MAX_BACKOFF`]).
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest restart delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// The state directory is unusable.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+}
+
+/// What a capability task reports about itself (for the watchdog and STATUS).
+#[derive(Debug, Default)]
+pub struct Heartbeat {
+    busy_since: Mutex<Option<Instant>>,
+    status: Mutex<String>,
+}
+
+impl Heartbeat {
+    fn busy(&self) {
+        *self.busy_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+    fn idle(&self, status: String) {
+        *self.busy_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
+    }
+    /// False when busy for longer than `limit`.
+    pub fn fresh(&self, limit: Duration) -> bool {
+        self.busy_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none_or(|t| t.elapsed() < limit)
+    }
+    /// The last status line.
+    pub fn status(&self) -> String {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Runs `make()` until it returns `Ok` or `stop` turns true; an `Err` or a panic is logged and
+/// the task restarted after a backoff that doubles from [`FIRST_BACKOFF`] to [`MAX_BACKOFF`]
+/// (reset after an hour without failure). Returns the number of restarts.
+pub async fn supervise<F, Fut>(
+    name: &'static str,
+    mut make: F,
+    mut stop: watch::Receiver<bool>,
+) -> u32
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let mut backoff = FIRST_BACKOFF;
+    let mut restarts = 0;
+    loop {
+        let started = tokio::time::Instant::now();
+        let outcome = tokio::spawn(make()).await;
+        let why = match outcome {
+            Ok(Ok(())) => return restarts,
+            Ok(Err(e)) => e,
+            Err(e) if e.is_panic() => format!("panicked: {}", panic_message(e.into_panic())),
+            Err(e) => format!("was cancelled: {e}"),
+        };
+        if *stop.borrow() {
+            return restarts;
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            backoff = FIRST_BACKOFF;
+        }
+        tracing::error!(
+            "capability {name} {why}; restarting in {}",
+            humantime::format_duration(backoff)
+        );
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = stopped(&mut stop) => return restarts,
+        }
+        restarts += 1;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Shared by the capability tasks.
+#[derive(Clone)]
+struct TaskContext {
+    settings: watch::Receiver<Arc<Settings>>,
+    stop: watch::Receiver<bool>,
+    clock: Arc<dyn Clock>,
+    heartbeat: Arc<Heartbeat>,
+    notifier: Arc<Notifier>,
+}
+
+/// ±10 % of `d`, uniformly.
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(0.9 + fastrand::f64() * 0.2)
+}
+
+async fn accounts_task(mut ctx: TaskContext) -> Result<(), String> {
+    let mut settings = ctx.settings.borrow_and_update().clone();
+    let mut aws = Aws::load(&settings.aws).await;
+    if let Some(p) = &aws.imds_problem {
+        tracing::info!("no EC2 instance identity: {p}");
+    }
+    let splay = settings.accounts.splay.mul_f64(fastrand::f64());
+    tracing::info!(
+        "accounts: first sync in {}",
+        humantime::format_duration(Duration::from_secs(splay.as_secs()))
+    );
+    let mut wait = splay;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            changed = ctx.settings.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                let new = ctx.settings.borrow_and_update().clone();
+                if new.aws != settings.aws {
+                    aws = Aws::load(&new.aws).await;
+                }
+                settings = new;
+                tracing::info!("accounts: configuration reloaded; syncing now");
+            }
+            () = stopped(&mut ctx.stop) => return Ok(()),
+        }
+        wait = jittered(settings.accounts.interval);
+        if !settings.accounts.enabled {
+            ctx.heartbeat.idle("accounts: disabled".into());
+            continue;
+        }
+        ctx.heartbeat.busy();
+        let status = match accounts::sync(
+            &settings,
+            Some(&aws),
+            ctx.clock.as_ref(),
+            Mode::Apply {
+                allow_mass_retire: false,
+            },
+        )
+        .await
+        {
+            Ok(r) => {
+                let changes = r.applied.as_ref().map_or(0, |a| {
+                    a.results.iter().filter(|x| x.step.is_change()).count()
+                });
+                let failed = r.applied.as_ref().map_or(0, accounts::Applied::failed);
+                for n in &r.plan.notices {
+                    tracing::warn!("accounts: {}: {}", n.code, n.message);
+                }
+                for j in &r.plan.rejections {
+                    tracing::warn!(
+                        "accounts: rejected {:?} from {}: {} ({})",
+                        j.value,
+                        j.principal,
+                        j.reason.as_str(),
+                        j.detail
+                    );
+                }
+                for p in &r.read.problems {
+                    tracing::warn!("accounts: {p}");
+                }
+                let line = format!(
+                    "accounts: {} managed, last sync {} {}{}{}",
+                    r.managed,
+                    clock::rfc3339(r.at),
+                    if failed == 0 { "ok" } else { "with failures" },
+                    if changes > 0 {
+                        format!(", {changes} change(s)")
+                    } else {
+                        String::new()
+                    },
+                    if r.read.complete {
+                        ""
+                    } else {
+                        ", source read incomplete"
+                    }
+                );
+                tracing::info!("{line}");
+                line
+            }
+            Err(e) => {
+                tracing::error!("accounts: sync failed: {e}");
+                format!(
+                    "accounts: last sync {} failed: {e}",
+                    clock::rfc3339(ctx.clock.now())
+                )
+            }
+        };
+        ctx.notifier.status(&status);
+        ctx.heartbeat.idle(status);
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub async fn run(
+    opts: LoadOptions,
+    initial: config::Loaded,
+    clock: Arc<dyn Clock>,
+) -> Result<(), DaemonError> {
+    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    for w in &initial.warnings {
+        tracing::warn!("config: {w} (ignored)");
+    }
+    let settings = Arc::new(initial.settings);
+    StateDir::open(&settings.paths.state_dir)?;
+
+    let notifier = Arc::new(Notifier::from_env());
+    let (settings_tx, settings_rx) = watch::channel(settings.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let heartbeat = Arc::new(Heartbeat::default());
+    heartbeat.idle("accounts: starting".into());
+    let ctx = TaskContext {
+        settings: settings_rx,
+        stop: stop_rx.clone(),
+        clock,
+        heartbeat: heartbeat.clone(),
+        notifier: notifier.clone(),
+    };
+    let accounts = tokio::spawn(supervise(
+        "accounts",
+        move || accounts_task(ctx.clone()),
+        stop_rx,
+    ));
+    notifier.ready(&format!("running ({} config file(s))", initial.files.len()));
+    tracing::info!(
+        "ssm-companion {} running; config from {} file(s)",
+        crate::VERSION,
+        initial.files.len()
+    );
+
+    let watchdog_period = notifier.watchdog().map(|w| w / 2);
+    let mut watchdog = tokio::time::interval(watchdog_period.unwrap_or(Duration::from_secs(3600)));
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = sighup.recv() => {
+                notifier.reloading();
+                match config::load(&opts) {
+                    Ok(loaded) => {
+                        for w in &loaded.warnings {
+                            tracing::warn!("config: {w} (ignored)");
+                        }
+                        tracing::info!("configuration reloaded from {} file(s)", loaded.files.len());
+                        let _ = settings_tx.send(Arc::new(loaded.settings));
+                        notifier.ready(&format!("reloaded; {}", heartbeat.status()));
+                    }
+                    Err(e) => {
+                        tracing::error!("reload refused, keeping the previous configuration: {e}");
+                        notifier.ready(&format!("reload refused (invalid configuration, see the log); {}", heartbeat.status()));
+                    }
+                }
+            }
+            _ = watchdog.tick(), if watchdog_period.is_some() => {
+                if heartbeat.fresh(STALL_LIMIT) {
+                    notifier.watchdog_ping();
+                } else {
+                    tracing::error!("a capability has been busy for over {}; not feeding the watchdog", humantime::format_duration(STALL_LIMIT));
+                }
+            }
+        }
+    }
+    tracing::info!("stopping");
+    notifier.stopping();
+    let _ = stop_tx.send(true);
+    let _ = accounts.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_capability_is_restarted_with_backoff() {
+        let (_tx, rx) = watch::channel(false);
+        let runs = Arc::new(AtomicU32::new(0));
+        let r = runs.clone();
+        let start = tokio::time::Instant::now();
+        let restarts = supervise(
+            "test",
+            move || {
+                let r = r.clone();
+                async move {
+                    match r.fetch_add(1, Ordering::SeqCst) {
+                        0 => Err("boom".to_string()),
+                        1 => panic!("kaboom"),
+                        2 => Err("again".to_string()),
+                        _ => Ok(()),
+                    }
+                }
+            },
+            rx,
+        )
+        .await;
+        assert_eq!(restarts, 3);
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
+        // 1 s + 2 s + 4 s of backoff.
+        assert_eq!(start.elapsed().as_secs(), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_ends_the_backoff_wait() {
+        let (tx, rx) = watch::channel(false);
+        let handle = tokio::spawn(supervise(
+            "test",
+            || async { Err("always".to_string()) },
+            rx,
+        ));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        tx.send(true).unwrap();
+        assert_eq!(handle.await.unwrap(), 0);
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for _ in 0..1000 {
+            let d = jittered(Duration::from_secs(300));
+            assert!(
+                d >= Duration::from_secs(270) && d <= Duration::from_secs(330),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn heartbeat_goes_stale_only_while_busy() {
+        let h = Heartbeat::default();
+        assert!(h.fresh(Duration::ZERO));
+        h.busy();
+        assert!(!h.fresh(Duration::ZERO));
+        assert!(h.fresh(Duration::from_secs(60)));
+        h.idle("ok".into());
+        assert!(h.fresh(Duration::ZERO));
+        assert_eq!(h.status(), "ok");
+    }
+}

@@ -1,0 +1,56 @@
+//! Structured events: every account change is logged and also sent to the journal as an entry
+//! with a fixed `MESSAGE_ID` and `SSM_COMPANION_*` fields, so it can be found with
+//! `journalctl MESSAGE_ID=…` and shipped by the audit capability.
+//!
+//! Events are tracing events with the target [`TARGET`]; `crate::logging` routes that target to
+//! journald (field names upper-cased, no prefix) and to stderr.
+
+/// The tracing target of structured events.
+pub const TARGET: &str = "ssm_companion::event";
+
+/// `MESSAGE_ID` of account change entries (fixed forever: monitoring matches on it).
+pub const ACCOUNT_CHANGE: &str = "a6f2c4d1b8e94c0e9d57c1f3e2b8a901";
+
+/// Outcome of a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done.
+    Done,
+    /// Attempted and failed.
+    Failed,
+}
+
+/// Records one account change (or a failed attempt).
+pub fn account_change(
+    action: &str,
+    subject: &str,
+    uid: Option<u32>,
+    principals: &[String],
+    detail: &str,
+    outcome: Outcome,
+) {
+    let uid = uid.map(|u| u.to_string()).unwrap_or_default();
+    let principals = principals.join(" ");
+    match outcome {
+        Outcome::Done => tracing::info!(
+            target: TARGET,
+            message_id = ACCOUNT_CHANGE,
+            ssm_companion_action = action,
+            ssm_companion_user = subject,
+            ssm_companion_uid = %uid,
+            ssm_companion_principals = %principals,
+            ssm_companion_outcome = "done",
+            "account {action} {subject}: {detail}"
+        ),
+        Outcome::Failed => tracing::warn!(
+            target: TARGET,
+            message_id = ACCOUNT_CHANGE,
+            ssm_companion_action = action,
+            ssm_companion_user = subject,
+            ssm_companion_uid = %uid,
+            ssm_companion_principals = %principals,
+            ssm_companion_outcome = "failed",
+            "account {action} {subject} failed: {detail}"
+        ),
+    }
+}

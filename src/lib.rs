@@ -1,0 +1,45 @@
+//! ssm-companion: the companion daemon of amazon-ssm-agent.
+//!
+//! Capabilities (`accounts`, later `health` and `audit`) never import each other; they share the
+//! modules below and are wired together by [`daemon`] and [`cli`].
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+/// Compiled-in crash points for tests (`--features failpoints`): `failpoint!("create:{user}:after")`
+/// kills the process with SIGKILL when `SSM_COMPANION_FAILPOINT` names that point. Without the
+/// feature it expands to nothing.
+macro_rules! failpoint {
+    ($($arg:tt)*) => {
+        #[cfg(feature = "failpoints")]
+        $crate::failpoints::hit(&format!($($arg)*));
+    };
+}
+pub(crate) use failpoint;
+
+/// The accounts capability: local accounts in step with `SSMSessionRunAs`.
+pub mod accounts;
+/// AWS plumbing: IMDSv2 identity, SDK configuration, error rendering.
+pub mod aws;
+/// The command line: parsing, dispatch, exit codes.
+pub mod cli;
+/// Wall-clock time as a parameter.
+pub mod clock;
+/// Configuration files, drop-ins and validated settings.
+pub mod config;
+/// The daemon: supervisor, signals, systemd notification.
+pub mod daemon;
+/// Structured events (journald entries with a fixed MESSAGE_ID).
+pub mod events;
+/// The one subprocess runner.
+pub mod exec;
+/// Test crash points.
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
+/// tracing setup: stderr shaped for journald, structured events to the journal.
+pub mod logging;
+/// The state directory and atomic file writes.
+pub mod state;
+
+/// The version string: the crate version plus the git description baked in by build.rs.
+pub const VERSION: &str = env!("SSM_COMPANION_VERSION");

@@ -1,0 +1,203 @@
+//! The daemon's state directory and durable file writes.
+//!
+//! Invariants: every file we own on the host is replaced atomically (temp file in the same
+//! directory → write → `fsync` → rename → `fsync` of the directory), so a crash leaves either the
+//! old or the new content, never a mix; and one process at a time mutates accounts (an exclusive
+//! `flock` on a lock file in the state directory).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+/// A state-directory operation that failed, with the path it was about.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Any I/O failure on a named path.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        /// What we were doing ("cannot create", "cannot write", …).
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Another process holds the lock.
+    #[error(
+        "another ssm-companion process is changing accounts (lock {} is held); wait for it to finish",
+        path.display()
+    )]
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+    },
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StateError + 'a {
+    move |source| StateError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `data` to `path` atomically with permission bits `mode`.
+///
+/// The temporary file is `.<name>.tmp*` in the same directory: a name with a dot, so tools that
+/// scan directories (sudo's `includedir`) skip it.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), StateError> {
+    write_atomic_checked(path, data, mode, |_| Ok::<(), StateError>(()))
+}
+
+/// Like [`write_atomic`], but runs `check` on the complete, synced temporary file before the
+/// rename; an error from `check` leaves the target untouched (and removes the temporary file).
+pub fn write_atomic_checked<E: From<StateError>>(
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+    check: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), E> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.tmp"))
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(io_err("cannot create a temporary file in", dir))?;
+    tmp.write_all(data)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(io_err("cannot write", tmp.path()))?;
+    check(tmp.path())?;
+    crate::failpoint!("write-atomic:before-rename");
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .map_err(io_err("cannot rename into place", path))?;
+    sync_dir(dir)?;
+    Ok(())
+}
+
+/// `fsync`s a directory so a rename or unlink in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<(), StateError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("cannot sync directory", dir))
+}
+
+/// Removes a file; a file that is already gone is success.
+pub fn remove_file(path: &Path) -> Result<(), StateError> {
+    match fs::remove_file(path) {
+        Ok(()) => sync_dir(path.parent().unwrap_or(Path::new("."))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("cannot remove", path)(e)),
+    }
+}
+
+/// The state directory (`/var/lib/ssm-companion` by default).
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+/// An exclusive lock held until dropped.
+#[derive(Debug)]
+pub struct StateLock {
+    _lock: Flock<File>,
+}
+
+impl StateDir {
+    /// Opens (creating with mode 0700 if needed) the state directory.
+    pub fn open(root: &Path) -> Result<Self, StateError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(io_err("cannot create state directory", root))?;
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// A path inside the state directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Takes the exclusive lock `name` without waiting; [`StateError::Busy`] if held.
+    pub fn try_lock(&self, name: &str) -> Result<StateLock, StateError> {
+        let path = self.path(name);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err("cannot open lock file", &path))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(StateLock { _lock: lock }),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(StateError::Busy { path }),
+            Err((_, e)) => Err(io_err("cannot lock", &path)(io::Error::from(e))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_content_and_sets_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ledger.json");
+        write_atomic(&p, b"one", 0o600).unwrap();
+        write_atomic(&p, b"two", 0o640).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        // No temporary files left behind.
+        let names: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("ledger.json")]);
+    }
+
+    #[test]
+    fn remove_missing_file_is_ok() {
+        let d = tempfile::tempdir().unwrap();
+        remove_file(&d.path().join("nope")).unwrap();
+    }
+
+    #[test]
+    fn second_lock_is_busy() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StateDir::open(&d.path().join("state")).unwrap();
+        let _held = s.try_lock("accounts.lock").unwrap();
+        let err = s.try_lock("accounts.lock").unwrap_err();
+        assert!(matches!(err, StateError::Busy { .. }), "{err}");
+        drop(_held);
+        s.try_lock("accounts.lock").unwrap();
+    }
+
+    #[test]
+    fn state_dir_is_private() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StateDir::open(&d.path().join("state")).unwrap();
+        assert_eq!(
+            fs::metadata(s.root()).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+    }
+}

@@ -1,0 +1,521 @@
+#!/usr/bin/env python3
+"""Smoke test of the emulator: start it, poke every feature, report.
+
+Run with the emulator's venv::
+
+    python tests/emulator/smoke.py
+
+Prints one line per check (``PASS name`` / ``FAIL name: why``), then
+``N passed, M failed``; exits non-zero if any check failed.  Takes a few
+seconds (one deliberate 2 s sleep to let an IMDS token expire).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+HERE = Path(__file__).resolve().parent
+EMULATOR = HERE / "emulator.py"
+SEED = HERE / "seed.py"
+
+USERS = [f"user{i}" for i in range(1, 6)]
+ROLES = [f"role{i}" for i in range(1, 4)]
+IMDS_CONFIG = {
+    "instance_id": "i-0aaaabbbbccccdddd",
+    "region": "eu-west-1",
+    "tags": {"Name": "smoke", "ssm-companion:env": "test"},
+    "role": "smoke-role",
+    "credentials_ttl_seconds": 7200,
+}
+# botocore's retries "max_attempts" counts *retries* (max_attempts=1 means two
+# attempts); "total_max_attempts" counts attempts, so 1 = no retry at all.
+NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"},
+                  connect_timeout=5, read_timeout=10)
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def expect(condition: Any, message: str) -> None:
+    if not condition:
+        raise CheckFailed(message)
+
+
+def expect_eq(actual: Any, wanted: Any, what: str) -> None:
+    if actual != wanted:
+        raise CheckFailed(f"{what}: got {actual!r}, want {wanted!r}")
+
+
+def http(method: str, url: str, headers: dict[str, str] | None = None,
+         body: Any = None) -> tuple[int, dict[str, str], bytes]:
+    """Plain HTTP request; returns (status, headers, body) even for errors."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def http_json(method: str, url: str, body: Any = None) -> Any:
+    status, _, data = http(method, url, body=body)
+    expect_eq(status, 200, f"{method} {url} status")
+    return json.loads(data)
+
+
+def start_emulator(*extra: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    proc = subprocess.Popen(
+        [sys.executable, str(EMULATOR), "--exit-on-stdin-eof", *extra],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    line = proc.stdout.readline()  # type: ignore[union-attr]
+    if not line:
+        proc.kill()
+        raise RuntimeError(f"emulator exited without a ready line (rc {proc.wait()})")
+    return proc, json.loads(line)
+
+
+class Smoke:
+    def __init__(self, moto_url: str, imds_url: str) -> None:
+        self.moto = moto_url
+        self.imds = imds_url
+        session = boto3.Session(region_name="us-east-1", aws_access_key_id="AKIAEXAMPLE000000000",
+                                aws_secret_access_key="secret")
+        self.iam = session.client("iam", endpoint_url=moto_url, config=NO_RETRY)
+        self.sts = session.client("sts", endpoint_url=moto_url, config=NO_RETRY)
+        self.ssm = session.client("ssm", endpoint_url=moto_url, config=NO_RETRY)
+        self.s3 = session.client("s3", endpoint_url=moto_url, config=NO_RETRY)
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, name: str, fn: Callable[[], Any]) -> None:
+        started = time.monotonic()
+        try:
+            fn()
+        except CheckFailed as exc:
+            self.failed += 1
+            print(f"FAIL {name}: {exc}", flush=True)
+        except Exception as exc:  # noqa: BLE001 - report, keep going
+            self.failed += 1
+            print(f"FAIL {name}: {type(exc).__name__}: {exc}", flush=True)
+            traceback.print_exc(file=sys.stderr)
+        else:
+            self.passed += 1
+            print(f"PASS {name} ({time.monotonic() - started:.2f}s)", flush=True)
+
+    # -- helpers ------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        return http_json("GET", f"{self.moto}/_emulator/stats")
+
+    def set_faults(self, rules: list[dict[str, Any]]) -> None:
+        http_json("POST", f"{self.moto}/_emulator/faults", rules)
+
+    def client_error(self, fn: Callable[[], Any]) -> ClientError:
+        try:
+            fn()
+        except ClientError as err:
+            return err
+        raise CheckFailed("call succeeded, wanted a ClientError")
+
+    def token(self, ttl: int = 60) -> str:
+        status, headers, body = http("PUT", f"{self.imds}/latest/api/token",
+                                     {"X-aws-ec2-metadata-token-ttl-seconds": str(ttl)})
+        expect_eq(status, 200, "token PUT status")
+        return body.decode()
+
+    def imds_get(self, path: str, token: str | None) -> tuple[int, dict[str, str], bytes]:
+        headers = {"X-aws-ec2-metadata-token": token} if token else {}
+        return http("GET", f"{self.imds}{path}", headers)
+
+    def imds_text(self, path: str, token: str) -> str:
+        status, _, body = self.imds_get(path, token)
+        expect_eq(status, 200, f"GET {path}")
+        return body.decode()
+
+    # -- moto checks ----------------------------------------------------------
+
+    def check_control_404(self) -> None:
+        status, _, body = http("GET", f"{self.moto}/_emulator/nope")
+        expect_eq(status, 404, "status")
+        expect("error" in json.loads(body), "JSON error body")
+
+    def check_stats(self) -> None:
+        http_json("POST", f"{self.moto}/_emulator/stats/reset")
+        self.sts.get_caller_identity()
+        self.sts.get_caller_identity()
+        self.ssm.describe_parameters()
+        self.s3.list_buckets()
+        stats = self.stats()
+        expect_eq(stats.get("sts:GetCallerIdentity"), 2, "sts:GetCallerIdentity")
+        expect_eq(stats.get("ssm:DescribeParameters"), 1, "ssm:DescribeParameters")
+        expect_eq(stats.get("s3:GET"), 1, "s3:GET")
+        http_json("POST", f"{self.moto}/_emulator/stats/reset")
+        expect_eq(self.stats(), {}, "stats after reset")
+
+    def check_seed(self) -> None:
+        seed_data = {
+            "users": [{"name": u, "tags": {"SSMSessionRunAs": u, "ssm-companion:groups": "docker"}}
+                      for u in USERS],
+            "roles": [{"name": r, "path": "/service/", "tags": {"SSMSessionRunAs": f"{r}-os"}}
+                      for r in ROLES],
+            "session_preferences": {"runAsEnabled": True, "runAsDefaultUser": "ops-default"},
+        }
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            json.dump(seed_data, fh)
+        try:
+            for expected in ("created", "unchanged"):
+                out = subprocess.run(
+                    [sys.executable, str(SEED), "--endpoint", self.moto, "--file", fh.name],
+                    capture_output=True, text=True, timeout=20,
+                )
+                expect_eq(out.returncode, 0, f"seed.py rc (stderr: {out.stderr.strip()[-300:]})")
+                expect_eq(len(out.stdout.strip().splitlines()), 1, "seed.py summary lines")
+                expect(expected in out.stdout, f"seed.py summary {out.stdout!r} lacks {expected!r}")
+            # Change the preferences: a new default version must appear.
+            seed_data = {"session_preferences": {"runAsEnabled": True, "runAsDefaultUser": "ops2"}}
+            Path(fh.name).write_text(json.dumps(seed_data))
+            out = subprocess.run(
+                [sys.executable, str(SEED), "--endpoint", self.moto, "--file", fh.name],
+                capture_output=True, text=True, timeout=20,
+            )
+            expect("updated (v2)" in out.stdout, f"seed.py update summary {out.stdout!r}")
+        finally:
+            os.unlink(fh.name)
+
+    def check_session_document(self) -> None:
+        doc = self.ssm.get_document(Name="SSM-SessionManagerRunShell", DocumentFormat="JSON")
+        expect_eq(doc["DocumentType"], "Session", "DocumentType")
+        expect_eq(doc["DocumentVersion"], "2", "default DocumentVersion")
+        content = json.loads(doc["Content"])
+        expect_eq(content["sessionType"], "Standard_Stream", "sessionType")
+        expect_eq(content["inputs"]["runAsEnabled"], True, "runAsEnabled")
+        expect_eq(content["inputs"]["runAsDefaultUser"], "ops2", "runAsDefaultUser")
+
+    def _gaad_pages(self, **kwargs: Any) -> list[dict[str, Any]]:
+        pages, marker = [], None
+        for _ in range(20):
+            args = dict(kwargs, **({"Marker": marker} if marker else {}))
+            page = self.iam.get_account_authorization_details(**args)
+            pages.append(page)
+            if not page["IsTruncated"]:
+                expect("Marker" not in page, "last page has no Marker")
+                return pages
+            marker = page["Marker"]
+            expect(marker, "truncated page carries a Marker")
+        raise CheckFailed("pagination did not end")
+
+    def check_gaad_pagination(self) -> None:
+        self.iam.create_policy(PolicyName="smoke-policy", PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "ssm:*", "Resource": "*"}]}))
+        http_json("POST", f"{self.moto}/_emulator/stats/reset")
+        pages = self._gaad_pages(MaxItems=3)
+        total = len(USERS) + len(ROLES)
+        expect_eq(len(pages), math.ceil(total / 3), "page count")
+        sizes = [len(p["UserDetailList"]) + len(p["RoleDetailList"]) + len(p["GroupDetailList"])
+                 for p in pages]
+        expect_eq(sizes, [3, 3, 2], "page sizes")
+        users = [u["UserName"] for p in pages for u in p["UserDetailList"]]
+        roles = [r["RoleName"] for p in pages for r in p["RoleDetailList"]]
+        expect_eq(users, USERS, "users in creation order, once each")
+        expect_eq(roles, ROLES, "roles in creation order, once each")
+        expect_eq([len(p["RoleDetailList"]) for p in pages], [0, 1, 2], "users before roles")
+        for p in pages:
+            for u in p["UserDetailList"]:
+                tags = {t["Key"]: t["Value"] for t in u.get("Tags", [])}
+                expect_eq(tags.get("SSMSessionRunAs"), u["UserName"], f"{u['UserName']} tag")
+            for r in p["RoleDetailList"]:
+                tags = {t["Key"]: t["Value"] for t in r.get("Tags", [])}
+                expect_eq(tags.get("SSMSessionRunAs"), f"{r['RoleName']}-os", f"{r['RoleName']} tag")
+        expect([x["PolicyName"] for x in pages[0]["Policies"]] == ["smoke-policy"],
+               "managed policies on page 1")
+        expect(all(not p["Policies"] for p in pages[1:]), "no policies after page 1")
+        expect_eq(self.stats().get("iam:GetAccountAuthorizationDetails"), 3, "GAAD count")
+
+        one = self._gaad_pages()  # default MaxItems=100: a single page
+        expect_eq(len(one), 1, "default MaxItems page count")
+        only_roles = self._gaad_pages(MaxItems=2, Filter=["Role"])
+        expect_eq([r["RoleName"] for p in only_roles for r in p["RoleDetailList"]], ROLES, "Filter=Role")
+        expect(all(not p["UserDetailList"] for p in only_roles), "Filter=Role has no users")
+
+    def check_gaad_bad_marker(self) -> None:
+        err = self.client_error(lambda: self.iam.get_account_authorization_details(Marker="not-a-marker"))
+        expect_eq(err.response["Error"]["Code"], "InvalidInput", "error code")
+        expect_eq(err.response["ResponseMetadata"]["HTTPStatusCode"], 400, "status")
+
+    def check_gaad_throttling_fault(self) -> None:
+        self.set_faults([{"service": "iam", "action": "GetAccountAuthorizationDetails", "page": 2,
+                          "times": 1, "status": 400, "code": "Throttling", "message": "Rate exceeded"}])
+        http_json("POST", f"{self.moto}/_emulator/stats/reset")
+        first = self.iam.get_account_authorization_details(MaxItems=3)
+        err = self.client_error(
+            lambda: self.iam.get_account_authorization_details(MaxItems=3, Marker=first["Marker"]))
+        expect_eq(err.response["Error"]["Code"], "Throttling", "error code")
+        expect_eq(err.response["Error"]["Message"], "Rate exceeded", "error message")
+        expect_eq(err.response["ResponseMetadata"]["HTTPStatusCode"], 400, "status")
+        second = self.iam.get_account_authorization_details(MaxItems=3, Marker=first["Marker"])
+        expect_eq(len(second["UserDetailList"]) + len(second["RoleDetailList"]), 3, "retried page 2")
+        expect_eq(http_json("GET", f"{self.moto}/_emulator/faults"), [], "rule used up")
+        expect_eq(self.stats().get("iam:GetAccountAuthorizationDetails"), 3, "faulted call counted")
+
+    def check_ssm_fault(self) -> None:
+        self.set_faults([{"service": "ssm", "action": "GetDocument", "status": 400,
+                          "code": "ThrottlingException", "message": "slow down"}])
+        try:
+            err = self.client_error(lambda: self.ssm.get_document(Name="SSM-SessionManagerRunShell"))
+            expect_eq(err.response["Error"]["Code"], "ThrottlingException", "error code")
+            expect_eq(err.response["Error"]["Message"], "slow down", "error message")
+            self.ssm.describe_parameters()  # other SSM actions unaffected
+        finally:
+            self.set_faults([])
+        self.ssm.get_document(Name="SSM-SessionManagerRunShell")
+
+    def check_s3_and_sts_faults(self) -> None:
+        self.set_faults([
+            {"service": "s3", "code": "SlowDown", "status": 503, "message": "Reduce your request rate"},
+            {"service": "sts", "action": "GetCallerIdentity", "code": "ExpiredToken",
+             "status": 400, "message": "expired", "times": 1},
+        ])
+        try:
+            err = self.client_error(self.s3.list_buckets)
+            expect_eq(err.response["Error"]["Code"], "SlowDown", "s3 error code")
+            expect_eq(err.response["ResponseMetadata"]["HTTPStatusCode"], 503, "s3 status")
+            err = self.client_error(self.sts.get_caller_identity)
+            expect_eq(err.response["Error"]["Code"], "ExpiredToken", "sts error code")
+        finally:
+            self.set_faults([])
+
+    def check_delay_fault(self) -> None:
+        self.set_faults([{"service": "sts", "action": "GetCallerIdentity", "delay_ms": 300, "times": 1}])
+        started = time.monotonic()
+        ident = self.sts.get_caller_identity()
+        elapsed = time.monotonic() - started
+        expect(elapsed >= 0.3, f"delayed call took {elapsed:.3f}s")
+        expect_eq(ident["Account"], "123456789012", "account")
+
+    def check_bad_fault_rules(self) -> None:
+        for bad in ({"service": "iam"}, [{"service": "iam", "bogus": 1}], [{"code": "X", "times": 0}]):
+            status, _, _ = http("POST", f"{self.moto}/_emulator/faults", body=bad)
+            expect_eq(status, 400, f"rules {bad!r}")
+
+    # -- IMDS checks ------------------------------------------------------------
+
+    def check_imds_token(self) -> None:
+        status, headers, body = http("PUT", f"{self.imds}/latest/api/token",
+                                     {"X-aws-ec2-metadata-token-ttl-seconds": "21600"})
+        expect_eq(status, 200, "status")
+        expect(len(body) >= 20, "token body")
+        lowered = {k.lower(): v for k, v in headers.items()}
+        expect_eq(lowered.get("x-aws-ec2-metadata-token-ttl-seconds"), "21600", "echoed TTL")
+
+    def check_imds_no_token(self) -> None:
+        expect_eq(self.imds_get("/latest/meta-data/instance-id", None)[0], 401, "no token")
+        expect_eq(self.imds_get("/latest/meta-data/instance-id", "bogus")[0], 401, "bogus token")
+
+    def check_imds_bad_ttl(self) -> None:
+        for ttl in ("0", "21601", "abc", "-5", None):
+            headers = {"X-aws-ec2-metadata-token-ttl-seconds": ttl} if ttl is not None else {}
+            status, _, _ = http("PUT", f"{self.imds}/latest/api/token", headers)
+            expect_eq(status, 400, f"TTL {ttl!r}")
+        expect_eq(http("GET", f"{self.imds}/latest/api/token")[0], 405, "GET on token path")
+
+    def check_imds_forwarded(self) -> None:
+        status, _, _ = http("PUT", f"{self.imds}/latest/api/token",
+                            {"X-aws-ec2-metadata-token-ttl-seconds": "60", "X-Forwarded-For": "10.0.0.1"})
+        expect_eq(status, 403, "status")
+
+    def check_imds_expiry(self) -> None:
+        token = self.token(ttl=1)
+        expect_eq(self.imds_get("/latest/meta-data/instance-id", token)[0], 200, "fresh token")
+        time.sleep(2)
+        expect_eq(self.imds_get("/latest/meta-data/instance-id", token)[0], 401, "expired token")
+
+    def check_imds_metadata(self) -> None:
+        token = self.token()
+        expect_eq(self.imds_text("/latest/meta-data/instance-id", token),
+                  IMDS_CONFIG["instance_id"], "instance-id")
+        expect_eq(self.imds_text("/latest/meta-data/placement/region", token), "eu-west-1", "region")
+        expect_eq(self.imds_text("/latest/meta-data/placement/availability-zone", token), "eu-west-1a", "az")
+        expect_eq(self.imds_text("/latest/meta-data/instance-type", token), "t3.micro", "instance-type")
+        expect(self.imds_text("/latest/meta-data/local-hostname", token).endswith(".compute.internal"),
+               "local-hostname")
+        expect(self.imds_text("/latest/meta-data/ami-id", token).startswith("ami-"), "ami-id")
+        expect_eq(sorted(self.imds_text("/latest/meta-data/tags/instance", token).split("\n")),
+                  sorted(IMDS_CONFIG["tags"]), "tag keys")
+        expect_eq(self.imds_text("/latest/meta-data/tags/instance/ssm-companion:env", token),
+                  "test", "tag value")
+        expect_eq(self.imds_get("/latest/meta-data/tags/instance/nope", token)[0], 404, "unknown tag")
+        expect_eq(self.imds_get("/latest/meta-data/nope", token)[0], 404, "unknown path")
+        status, headers, body = self.imds_get("/latest/meta-data/instance-id", token)
+        expect({k.lower(): v for k, v in headers.items()}["content-type"].startswith("text/plain"),
+               "text/plain content type")
+
+    def check_imds_credentials(self) -> None:
+        token = self.token()
+        expect_eq(self.imds_text("/latest/meta-data/iam/security-credentials/", token), "smoke-role", "role")
+        creds = json.loads(self.imds_text("/latest/meta-data/iam/security-credentials/smoke-role", token))
+        for key in ("AccessKeyId", "SecretAccessKey", "Token", "LastUpdated"):
+            expect(creds.get(key), f"credentials {key}")
+        expect_eq(creds["Code"], "Success", "Code")
+        expect_eq(creds["Type"], "AWS-HMAC", "Type")
+        expiry = time.strptime(creds["Expiration"], "%Y-%m-%dT%H:%M:%SZ")
+        ahead = (time.mktime(expiry) - time.mktime(time.gmtime())) / 3600
+        expect(1.9 < ahead < 2.1, f"Expiration {creds['Expiration']} ~2 h ahead (got {ahead:.2f} h)")
+        info = json.loads(self.imds_text("/latest/meta-data/iam/info", token))
+        expect_eq(info["Code"], "Success", "iam/info Code")
+        expect_eq(info["InstanceProfileArn"], "arn:aws:iam::123456789012:instance-profile/smoke-role",
+                  "InstanceProfileArn")
+        expect_eq(self.imds_get("/latest/meta-data/iam/security-credentials/other", token)[0], 404,
+                  "unknown role")
+
+    def check_imds_botocore(self) -> None:
+        """botocore's own IMDSv2 client fetches region and credentials."""
+        from botocore.utils import InstanceMetadataFetcher, InstanceMetadataRegionFetcher
+
+        config = {"ec2_metadata_service_endpoint": self.imds + "/"}
+        fetcher = InstanceMetadataFetcher(timeout=2, num_attempts=1, config=config)
+        creds = fetcher.retrieve_iam_role_credentials()
+        expect_eq(creds.get("role_name"), "smoke-role", "botocore role_name")
+        expect(creds.get("access_key"), "botocore access key")
+        region = InstanceMetadataRegionFetcher(timeout=2, num_attempts=1, config=config).retrieve_region()
+        expect_eq(region, "eu-west-1", "botocore region")
+
+    def check_imds_identity_document(self) -> None:
+        doc = json.loads(self.imds_text("/latest/dynamic/instance-identity/document", self.token()))
+        expect_eq(doc["instanceId"], IMDS_CONFIG["instance_id"], "instanceId")
+        expect_eq(doc["region"], "eu-west-1", "region")
+        expect_eq(doc["availabilityZone"], "eu-west-1a", "availabilityZone")
+        expect_eq(doc["accountId"], "123456789012", "accountId")
+        for key in ("instanceType", "imageId", "architecture", "pendingTime", "privateIp", "version"):
+            expect(doc.get(key), f"identity document {key}")
+
+    def check_imds_stats(self) -> None:
+        http_json("POST", f"{self.imds}/_emulator/imds/stats/reset")
+        token = self.token()
+        self.token()
+        self.imds_text("/latest/meta-data/instance-id", token)
+        stats = http_json("GET", f"{self.imds}/_emulator/imds/stats")
+        expect_eq(stats, {"PUT /latest/api/token": 2, "GET /latest/meta-data/instance-id": 1}, "stats")
+
+    def check_imds_config_change(self) -> None:
+        token = self.token()
+        http_json("POST", f"{self.imds}/_emulator/imds/config",
+                  {"instance_id": "i-0fffffffffffffff0", "tags_enabled": False})
+        expect_eq(self.imds_text("/latest/meta-data/instance-id", token), "i-0fffffffffffffff0", "new id")
+        expect_eq(self.imds_get("/latest/meta-data/tags/instance", token)[0], 404, "tags off")
+        http_json("POST", f"{self.imds}/_emulator/imds/config", {"role": None})
+        for path in ("iam/info", "iam/security-credentials/", "iam/security-credentials/smoke-role"):
+            expect_eq(self.imds_get(f"/latest/meta-data/{path}", token)[0], 404, f"{path} without role")
+        status, _, _ = http("POST", f"{self.imds}/_emulator/imds/config", body={"bogus": 1})
+        expect_eq(status, 400, "unknown config key")
+        http_json("POST", f"{self.imds}/_emulator/imds/config",
+                  {"instance_id": IMDS_CONFIG["instance_id"], "tags_enabled": True, "role": "smoke-role"})
+
+    def check_imds_faults(self) -> None:
+        url = f"{self.imds}/_emulator/imds/faults"
+        try:
+            http_json("POST", url, {"mode": "refuse_tokens"})
+            status, _, _ = http("PUT", f"{self.imds}/latest/api/token",
+                                {"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+            expect_eq(status, 403, "refuse_tokens")
+            http_json("POST", url, {"mode": None})
+            token = self.token()
+            http_json("POST", url, {"mode": "error500"})
+            expect_eq(self.imds_get("/latest/meta-data/instance-id", token)[0], 500, "error500")
+            http_json("POST", url, {"mode": "delay", "delay_ms": 300})
+            started = time.monotonic()
+            self.imds_text("/latest/meta-data/instance-id", token)
+            expect(time.monotonic() - started >= 0.3, "delay")
+            status, _, _ = http("POST", url, body={"mode": "bogus"})
+            expect_eq(status, 400, "bad mode")
+        finally:
+            http("POST", url, body={"mode": None})
+        expect_eq(http("GET", f"{self.imds}/_emulator/nope")[0], 404, "unknown control path")
+
+
+def check_lifecycle() -> None:
+    """More emulators: SIGTERM and SIGINT give rc 0; stdin EOF also stops it."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        proc, _ = start_emulator()
+        proc.send_signal(sig)
+        expect_eq(proc.wait(timeout=10), 0, f"rc after {sig.name}")
+        proc.stdin.close()  # type: ignore[union-attr]
+    proc, _ = start_emulator()
+    proc.stdin.close()  # type: ignore[union-attr]
+    expect_eq(proc.wait(timeout=10), 0, "rc after stdin EOF")
+
+
+def main() -> int:
+    started = time.monotonic()
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        json.dump(IMDS_CONFIG, fh)
+    proc, ready = start_emulator("--imds-config", fh.name)
+    os.unlink(fh.name)
+    print(f"emulator up: {json.dumps(ready)}", flush=True)
+    smoke = Smoke(ready["moto"], ready["imds"])
+    try:
+        smoke.check("ready line", lambda: expect(ready.get("pid") == proc.pid, "pid in ready line"))
+        checks = [
+            ("control: unknown path 404", smoke.check_control_404),
+            ("stats counting and reset", smoke.check_stats),
+            ("seed.py users, roles, session preferences", smoke.check_seed),
+            ("ssm session document round trip", smoke.check_session_document),
+            ("iam GAAD pagination", smoke.check_gaad_pagination),
+            ("iam GAAD bad Marker -> InvalidInput", smoke.check_gaad_bad_marker),
+            ("fault: Throttling on GAAD page 2, once", smoke.check_gaad_throttling_fault),
+            ("fault: ssm error code", smoke.check_ssm_fault),
+            ("fault: s3 and sts errors", smoke.check_s3_and_sts_faults),
+            ("fault: delay only", smoke.check_delay_fault),
+            ("fault: invalid rules rejected", smoke.check_bad_fault_rules),
+            ("imds: token PUT echoes TTL", smoke.check_imds_token),
+            ("imds: GET without token -> 401", smoke.check_imds_no_token),
+            ("imds: bad TTL -> 400, GET token -> 405", smoke.check_imds_bad_ttl),
+            ("imds: X-Forwarded-For -> 403", smoke.check_imds_forwarded),
+            ("imds: expired token -> 401", smoke.check_imds_expiry),
+            ("imds: metadata and tags", smoke.check_imds_metadata),
+            ("imds: role credentials", smoke.check_imds_credentials),
+            ("imds: botocore IMDSv2 client", smoke.check_imds_botocore),
+            ("imds: identity document", smoke.check_imds_identity_document),
+            ("imds: stats", smoke.check_imds_stats),
+            ("imds: config change", smoke.check_imds_config_change),
+            ("imds: fault modes", smoke.check_imds_faults),
+            ("lifecycle: SIGTERM, SIGINT, stdin EOF", check_lifecycle),
+        ]
+        for name, fn in checks:
+            smoke.check(name, fn)
+    finally:
+        proc.stdin.close()  # type: ignore[union-attr]  # --exit-on-stdin-eof
+        try:
+            rc = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+    smoke.check("emulator exits 0 on stdin EOF", lambda: expect_eq(rc, 0, "rc"))
+    print(f"smoke finished in {time.monotonic() - started:.1f}s", flush=True)
+    print(f"{smoke.passed} passed, {smoke.failed} failed", flush=True)
+    return 1 if smoke.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
