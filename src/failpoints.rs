@@ -1,6 +1,6 @@
 //! Crash points for tests, compiled only with `--features failpoints`.
 //!
-//! `SSM_COMPANION_FAILPOINT=create:alice:after,write-atomic:before-rename` makes the process kill
+//! `SSM_COMPANION_FAILPOINT=create:alice:after,write-atomic:ssm-companion:before-rename` makes the process kill
 //! itself with SIGKILL (no destructors, no flush: a real crash) when it reaches a named point.
 
 /// Environment variable listing the points to crash at (comma-separated).

@@ -65,6 +65,7 @@ pub fn write_atomic_checked<E: From<StateError>>(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    remove_stale_temps(dir, &name);
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}.tmp"))
         .permissions(fs::Permissions::from_mode(mode))
@@ -74,12 +75,30 @@ pub fn write_atomic_checked<E: From<StateError>>(
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(io_err("cannot write", tmp.path()))?;
     check(tmp.path())?;
-    crate::failpoint!("write-atomic:before-rename");
+    crate::failpoint!("write-atomic:{name}:before-rename");
     tmp.persist(path)
         .map_err(|e| e.error)
         .map_err(io_err("cannot rename into place", path))?;
     sync_dir(dir)?;
     Ok(())
+}
+
+/// Removes temporary files a crashed writer of `name` left in `dir` (`.<name>.tmp*`). Callers
+/// hold the lock that serialises writers of `name`, so none of them is in use.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.tmp");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.filter_map(Result::ok) {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            tracing::info!(
+                "removing {}, left by an interrupted write",
+                e.path().display()
+            );
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 /// `fsync`s a directory so a rename or unlink in it is durable.
@@ -166,6 +185,9 @@ mod tests {
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o640
         );
+        // A temporary file left by a crashed writer is cleaned up by the next write.
+        std::fs::write(d.path().join(".ledger.json.tmpXYZ"), b"partial").unwrap();
+        write_atomic(&p, b"three", 0o640).unwrap();
         // No temporary files left behind.
         let names: Vec<_> = fs::read_dir(d.path())
             .unwrap()

@@ -172,7 +172,8 @@ impl Host for ShadowHost {
         let mut view = LocalView::new(users, groups, self.nss.clone());
         view.malformed = malformed;
         if let Ok(defs) = std::fs::read_to_string(&self.paths.login_defs) {
-            (view.uid_min, view.gid_min) = local::parse_login_defs(&defs);
+            let d = local::parse_login_defs(&defs);
+            (view.uid_min, view.gid_min, view.uid_max) = (d.uid_min, d.gid_min, d.uid_max);
         }
         for n in names {
             view.homes

@@ -137,6 +137,8 @@ pub struct LocalView {
     pub uid_min: u32,
     /// `GID_MIN` from login.defs (1000 by default).
     pub gid_min: u32,
+    /// `UID_MAX` from login.defs (60000 by default): accounts above it (nobody) are special.
+    pub uid_max: u32,
     /// What is at `<home_base>/<name>` for names the planner may create.
     pub homes: BTreeMap<String, HomeState>,
     /// Content of our sudoers drop-in, if it exists.
@@ -161,6 +163,7 @@ impl LocalView {
             groups: groups.into_iter().map(|g| (g.name.clone(), g)).collect(),
             uid_min: 1000,
             gid_min: 1000,
+            uid_max: 60000,
             homes: BTreeMap::new(),
             sudoers: None,
             sudoers_included: true,
@@ -272,19 +275,34 @@ fn skip_line(line: &str) -> bool {
     t.is_empty() || t.starts_with('#') || t.starts_with('+') || t.starts_with('-')
 }
 
-/// Reads `UID_MIN` and `GID_MIN` from login.defs text (1000 when absent or unparsable).
-pub fn parse_login_defs(text: &str) -> (u32, u32) {
-    let mut uid_min = 1000;
-    let mut gid_min = 1000;
+/// `UID_MIN`, `GID_MIN` and `UID_MAX` from login.defs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginDefs {
+    /// `UID_MIN` (default 1000).
+    pub uid_min: u32,
+    /// `GID_MIN` (default 1000).
+    pub gid_min: u32,
+    /// `UID_MAX` (default 60000).
+    pub uid_max: u32,
+}
+
+/// Reads login.defs text; absent or unparsable keys keep shadow's defaults.
+pub fn parse_login_defs(text: &str) -> LoginDefs {
+    let mut d = LoginDefs {
+        uid_min: 1000,
+        gid_min: 1000,
+        uid_max: 60000,
+    };
     for line in text.lines() {
         let mut words = line.split_whitespace();
         match (words.next(), words.next().and_then(|v| v.parse().ok())) {
-            (Some("UID_MIN"), Some(v)) => uid_min = v,
-            (Some("GID_MIN"), Some(v)) => gid_min = v,
+            (Some("UID_MIN"), Some(v)) => d.uid_min = v,
+            (Some("GID_MIN"), Some(v)) => d.gid_min = v,
+            (Some("UID_MAX"), Some(v)) => d.uid_max = v,
             _ => {}
         }
     }
-    (uid_min, gid_min)
+    d
 }
 
 /// True when the sudoers text includes `dir` (`@includedir`/`#includedir`, as sudo reads them).
@@ -323,10 +341,21 @@ mod tests {
     #[test]
     fn login_defs() {
         assert_eq!(
-            parse_login_defs("# x\nUID_MIN\t\t 1500\nGID_MIN 2000\nUID_MAX 60000\n"),
-            (1500, 2000)
+            parse_login_defs("# x\nUID_MIN\t\t 1500\nGID_MIN 2000\nUID_MAX 70000\n"),
+            LoginDefs {
+                uid_min: 1500,
+                gid_min: 2000,
+                uid_max: 70000
+            }
         );
-        assert_eq!(parse_login_defs(""), (1000, 1000));
+        assert_eq!(
+            parse_login_defs(""),
+            LoginDefs {
+                uid_min: 1000,
+                gid_min: 1000,
+                uid_max: 60000
+            }
+        );
     }
 
     #[test]

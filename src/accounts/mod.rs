@@ -60,11 +60,13 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
-    /// True when everything converged (no failed step).
+    /// True when the host matches the source: the read was complete and no step failed.
     pub fn converged(&self) -> bool {
-        self.applied
-            .as_ref()
-            .is_none_or(|a| a.failed() == 0 && a.aborted.is_none())
+        self.read.complete
+            && self
+                .applied
+                .as_ref()
+                .is_none_or(|a| a.failed() == 0 && a.aborted.is_none())
     }
 }
 

@@ -611,12 +611,14 @@ impl<'a> Planner<'a> {
 
         // Names the host reserves, checked before anything else, managed or not.
         if let Some(u) = &existing
-            && u.uid < local.uid_min
+            // Above UID_MAX only counts in the local files (nobody); directory users often
+            // have large UIDs (SSSD ID mapping) and are simply unmanaged.
+            && (u.uid < local.uid_min || (u.uid > local.uid_max && u.entry.is_some()))
             && managed.is_none()
         {
             return self.reject(name, principals, RejectReason::SystemAccount, format!(
-                "`{name}` is a system account (uid {} < UID_MIN {}); pick another name for the tag",
-                u.uid, local.uid_min
+                "`{name}` is a system account (uid {} is outside UID_MIN..UID_MAX {}..{}); pick another name for the tag",
+                u.uid, local.uid_min, local.uid_max
             ));
         }
         let is_own_group = self.i.settings.sudo_group.as_deref() == Some(name)

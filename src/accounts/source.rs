@@ -19,7 +19,7 @@ use serde::Deserialize;
 use super::desired::{
     self, Claim, RunAsPreferences, SourceRead, TAG_GROUPS, TAG_HOST_GROUPS, TAG_RUN_AS,
 };
-use crate::aws::display_error;
+use crate::aws::sdk_error;
 use crate::config::{AccountsSettings, SourceKind};
 
 /// Principal label of `accounts.extra` names.
@@ -149,7 +149,7 @@ pub async fn read_iam(
                 read.problems.push(format!(
                     "IAM GetAccountAuthorizationDetails page {} failed, so this read is incomplete: {}",
                     read.api_calls,
-                    display_error(&e)
+                    sdk_error(&e)
                 ));
                 break;
             }
@@ -210,7 +210,7 @@ pub async fn read_preferences(
             }
             return Err(format!(
                 "cannot read the Session Manager preferences (SSM GetDocument {PREFERENCES_DOCUMENT}), so this read is incomplete; grant ssm:GetDocument on it or set accounts.read_session_preferences = false: {}",
-                display_error(&e)
+                sdk_error(&e)
             ));
         }
     };

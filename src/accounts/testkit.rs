@@ -49,6 +49,7 @@ impl FakeHost {
         };
         h.add_user("root", 0, "/root", "/bin/bash");
         h.add_user("daemon", 1, "/usr/sbin", "/usr/sbin/nologin");
+        h.add_user("nobody", 65534, "/nonexistent", "/usr/sbin/nologin");
         h.add_group("sudo", 27, &[]);
         h.add_group("adm", 4, &[]);
         h.add_group("docker", 999, &[]);

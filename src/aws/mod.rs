@@ -14,6 +14,9 @@ use aws_config::imds;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_iam::config::http::HttpResponse;
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::operation::RequestId;
 
 use crate::config::AwsSettings;
 
@@ -178,9 +181,40 @@ async fn sdk_config(settings: &AwsSettings, region: Region, imds: imds::Client) 
     loader.load().await
 }
 
-/// Renders an SDK error with its whole chain of causes (the plain `Display` hides them).
+/// Renders any error with its chain of causes, one after the other (the plain `Display` of SDK
+/// errors hides them: "dispatch failure" alone says nothing).
 pub fn display_error(e: &(dyn std::error::Error + 'static)) -> String {
-    aws_sdk_iam::error::DisplayErrorContext(e).to_string()
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cause = c.source();
+    }
+    s
+}
+
+/// Renders an SDK call's error: for a service error its code, message, HTTP status and request
+/// id (what AWS support asks for); otherwise the chain of causes (timeouts, DNS, TLS, …).
+pub fn sdk_error<E>(e: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match e {
+        SdkError::ServiceError(se) => format!(
+            "{}: {} (HTTP {}{})",
+            e.code().unwrap_or("unknown error"),
+            e.message().unwrap_or("no message"),
+            se.raw().status().as_u16(),
+            e.request_id()
+                .map(|r| format!(", request id {r}"))
+                .unwrap_or_default()
+        ),
+        _ => display_error(e),
+    }
 }
 
 #[cfg(test)]

@@ -115,7 +115,15 @@ fn accounts_from_other_nss_sources_are_unmanaged_too() {
 fn system_accounts_and_groups_are_rejected() {
     let mut w = World::new();
     w.host.add_group("netdev", 108, &[]);
-    let p = w.plan(&[claim("daemon"), claim("netdev"), claim("sudo")], true);
+    let p = w.plan(
+        &[
+            claim("daemon"),
+            claim("netdev"),
+            claim("sudo"),
+            claim("nobody"),
+        ],
+        true,
+    );
     let reasons: Vec<_> = p
         .rejections
         .iter()
@@ -126,6 +134,7 @@ fn system_accounts_and_groups_are_rejected() {
         [
             ("daemon", RejectReason::SystemAccount),
             ("netdev", RejectReason::SystemAccount),
+            ("nobody", RejectReason::SystemAccount),
             ("sudo", RejectReason::SystemAccount)
         ]
     );
