@@ -55,10 +55,24 @@ pub fn init(base: LevelFilter, verbosity: i8) {
             .with_syslog_identifier("ssm-companion".into())
     });
     let events_to_journal = journal.is_some();
+    // Event fields (`message_id`, `ssm_companion_*`) are for the journal; on stderr the message
+    // says it all.
+    let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let name = field.name();
+        if name == "message" {
+            write!(w, "{value:?}")
+        } else if name == "message_id" || name.starts_with("ssm_companion_") {
+            Ok(())
+        } else {
+            write!(w, "{name}={value:?}")
+        }
+    })
+    .delimited(" ");
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(false);
+        .with_ansi(false)
+        .fmt_fields(fields);
     // Under systemd the journal already has them; a quiet CLI run shows only its own output.
     let events_on_stderr = !(under_systemd && events_to_journal) && level >= LevelFilter::INFO;
     let stderr_filter = FilterFn::new(move |m| events_on_stderr || m.target() != events::TARGET);

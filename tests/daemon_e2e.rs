@@ -67,7 +67,7 @@ fn run_notifies_systemd_syncs_reloads_and_stops() {
 
     let notify_path = host.dir().join("notify.sock");
     let sock = UnixDatagram::bind(&notify_path).unwrap();
-    let mut child = Command::new(repo().join("tests/e2e/userdb.sh"))
+    let mut child = Command::new(repo().join("scripts/private-userdb.sh"))
         .arg(host.dir().join("db"))
         .arg(bin())
         .arg("--config")

@@ -1,12 +1,13 @@
 //! Executing a plan: each step through the [`Host`], recorded in the ledger before and after.
 //!
-//! Crash safety: a step that changes the host is first written to the ledger as an intent
-//! (`creating`, `deleting`, a `creating` group), and only then run; its success is written
-//! after. If the process dies in between, the next plan sees the intent next to the host's real
-//! state and finishes or undoes it (`Resume`, a repeated `Create`, `Forget`, a repeated
-//! `RetireFinish`). If the ledger cannot be written (full disk), nothing more is changed.
+//! Crash safety: every step that creates or deletes something is first written to the ledger as
+//! an intent (`creating`, `deleting`, a `creating` group), all in one durable write before the
+//! first change; outcomes are written at checkpoints and at the end. If the process dies in
+//! between, the next plan sees the intent next to the host's real state and finishes or undoes it
+//! (`Resume`, a repeated `Create`, `Forget`, a repeated `RetireFinish`). If the ledger cannot be
+//! written (full disk), nothing more is changed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -52,62 +53,81 @@ impl Applied {
 struct Run<'a> {
     host: &'a mut dyn Host,
     ledger: &'a mut Ledger,
-    path: &'a Path,
     now: SystemTime,
+    /// Ledger entries replaced by a create intent, restored if the tool changed nothing.
+    replaced: BTreeMap<String, Option<ManagedAccount>>,
 }
 
-enum Failure {
-    Host(HostError),
-    Ledger(LedgerError),
-}
-
-impl From<HostError> for Failure {
-    fn from(e: HostError) -> Self {
-        Failure::Host(e)
-    }
-}
-
-impl From<LedgerError> for Failure {
-    fn from(e: LedgerError) -> Self {
-        Failure::Ledger(e)
-    }
-}
+/// The ledger is written after this many steps (and at the end), so a long first sync keeps
+/// its progress without paying a full rewrite per account.
+const CHECKPOINT_EVERY: usize = 64;
 
 impl Run<'_> {
-    fn save(&mut self) -> Result<(), LedgerError> {
-        ledger::save(self.path, self.ledger)
-    }
-
     fn account(&mut self, name: &str) -> Option<&mut ManagedAccount> {
         self.ledger.accounts.get_mut(name)
     }
 
-    fn step(&mut self, step: &Step) -> Result<String, Failure> {
+    /// Records the intent of every step that creates or deletes something (written to disk by
+    /// the caller before any step runs).
+    fn record_intents(&mut self, plan: &Plan) {
+        let now = self.now;
+        for step in &plan.steps {
+            match step {
+                Step::CreateGroup { group } => {
+                    self.ledger.groups.insert(
+                        group.clone(),
+                        ManagedGroup {
+                            gid: None,
+                            state: GroupState::Creating,
+                            created_at: now,
+                        },
+                    );
+                }
+                Step::Create {
+                    user,
+                    uid,
+                    principals,
+                    ..
+                } => {
+                    let previous = self.ledger.accounts.get(user).cloned();
+                    let entry = ManagedAccount {
+                        uid: *uid,
+                        state: AccountState::Creating,
+                        principals: principals.iter().cloned().collect(),
+                        created_at: previous.as_ref().map_or(now, |p| p.created_at),
+                        since: now,
+                        missing_reads: 0,
+                        missing_since: None,
+                    };
+                    self.ledger.accounts.insert(user.clone(), entry);
+                    self.replaced.insert(user.clone(), previous);
+                }
+                Step::RetireFinish { user, .. } => {
+                    if let Some(a) = self.account(user) {
+                        a.state = AccountState::Deleting;
+                        a.since = now;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn step(&mut self, step: &Step) -> Result<String, HostError> {
         let now = self.now;
         match step {
             Step::CreateGroup { group } => {
-                self.ledger.groups.insert(
-                    group.clone(),
-                    ManagedGroup {
-                        gid: None,
-                        state: GroupState::Creating,
-                        created_at: now,
-                    },
-                );
-                self.save()?;
                 crate::failpoint!("create-group:{group}:before");
                 if let Err(e) = self.host.create_group(group) {
                     if e.nothing_changed() {
                         self.ledger.groups.remove(group);
-                        self.save()?;
                     }
-                    return Err(e.into());
+                    return Err(e);
                 }
                 crate::failpoint!("create-group:{group}:after");
                 if let Some(g) = self.ledger.groups.get_mut(group) {
                     g.state = GroupState::Active;
                 }
-                self.save()?;
                 Ok("system group created".into())
             }
             Step::WriteSudoers {
@@ -129,24 +149,12 @@ impl Run<'_> {
                 user,
                 uid,
                 groups,
-                principals,
                 shell,
                 home,
                 create_home,
                 note,
+                ..
             } => {
-                let previous = self.ledger.accounts.get(user).cloned();
-                let entry = ManagedAccount {
-                    uid: *uid,
-                    state: AccountState::Creating,
-                    principals: principals.iter().cloned().collect(),
-                    created_at: previous.as_ref().map_or(now, |p| p.created_at),
-                    since: now,
-                    missing_reads: 0,
-                    missing_since: None,
-                };
-                self.ledger.accounts.insert(user.clone(), entry);
-                self.save()?;
                 crate::failpoint!("create:{user}:before");
                 let result = self.host.create_user(&NewUser {
                     name: user,
@@ -158,20 +166,18 @@ impl Run<'_> {
                 });
                 if let Err(e) = result {
                     if e.nothing_changed() {
-                        match previous {
+                        match self.replaced.remove(user).flatten() {
                             Some(p) => self.ledger.accounts.insert(user.clone(), p),
                             None => self.ledger.accounts.remove(user),
                         };
-                        self.save()?;
                     }
-                    return Err(e.into());
+                    return Err(e);
                 }
                 crate::failpoint!("create:{user}:after");
                 if let Some(a) = self.account(user) {
                     a.state = AccountState::Active;
                 }
                 self.ledger.tombstones.remove(user);
-                self.save()?;
                 let mut detail = format!("uid {uid}, home {}", home.display());
                 if !groups.is_empty() {
                     detail.push_str(&format!(", groups {}", groups.join(",")));
@@ -187,7 +193,6 @@ impl Run<'_> {
                     a.since = now;
                 }
                 self.ledger.tombstones.remove(user);
-                self.save()?;
                 Ok("an interrupted create had completed; recorded".into())
             }
             Step::Repair {
@@ -204,7 +209,6 @@ impl Run<'_> {
                     a.missing_reads = 0;
                     a.missing_since = None;
                 }
-                self.save()?;
                 Ok(describe_changes(changes, *reinstate))
             }
             Step::RetireStart {
@@ -227,7 +231,6 @@ impl Run<'_> {
                     a.missing_reads = 1;
                     a.missing_since = Some(now);
                 }
-                self.save()?;
                 Ok(if remove_groups.is_empty() {
                     "absent from the source; retiring".to_string()
                 } else {
@@ -247,7 +250,6 @@ impl Run<'_> {
                 if let Some(a) = self.account(user) {
                     a.missing_reads = *reads;
                 }
-                self.save()?;
                 Ok(format!(
                     "{reads}/{needed} complete reads without it, {grace_left_secs}s of grace left"
                 ))
@@ -257,11 +259,6 @@ impl Run<'_> {
                 uid,
                 remove_home,
             } => {
-                if let Some(a) = self.account(user) {
-                    a.state = AccountState::Deleting;
-                    a.since = now;
-                }
-                self.save()?;
                 crate::failpoint!("retire-finish:{user}:before");
                 let ended = self.host.end_processes(*uid)?;
                 self.host.delete_user(user, *remove_home)?;
@@ -274,7 +271,6 @@ impl Run<'_> {
                         retired_at: now,
                     },
                 );
-                self.save()?;
                 Ok(format!(
                     "deleted ({ended} process(es) ended, home {})",
                     if *remove_home { "removed" } else { "kept" }
@@ -289,7 +285,6 @@ impl Run<'_> {
                         retired_at: now,
                     },
                 );
-                self.save()?;
                 Ok(format!("{reason}; uid {uid} stays reserved"))
             }
         }
@@ -321,7 +316,12 @@ fn describe_changes(changes: &[Change], reinstate: bool) -> String {
     parts.join("; ")
 }
 
-/// Applies `plan`, updating `ledger` (saved to `ledger_path` around every change).
+/// Applies `plan`, updating `ledger` (saved to `ledger_path`).
+///
+/// First the intents of every create and delete are written in one durable ledger write; no
+/// host change happens before that succeeds. Then the steps run; their outcomes are written every
+/// [`CHECKPOINT_EVERY`] steps and at the end. A crash anywhere leaves intents that the next plan
+/// finishes or undoes; a ledger that cannot be written stops apply before the next change.
 pub fn apply(
     plan: &Plan,
     host: &mut dyn Host,
@@ -332,12 +332,21 @@ pub fn apply(
     let mut run = Run {
         host,
         ledger,
-        path: ledger_path,
         now,
+        replaced: BTreeMap::new(),
     };
     let mut results = Vec::with_capacity(plan.steps.len());
     let mut aborted = None;
-    for step in &plan.steps {
+    let stop = |e: LedgerError| {
+        format!("stopped: the ledger could not be written, so no further change is made: {e}")
+    };
+    run.record_intents(plan);
+    if plan.steps.iter().any(Step::is_change)
+        && let Err(e) = ledger::save(ledger_path, run.ledger)
+    {
+        aborted = Some(stop(e));
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
         if aborted.is_some() {
             results.push(StepResult {
                 step: step.clone(),
@@ -374,11 +383,8 @@ pub fn apply(
                     error: None,
                 });
             }
-            Err(f) => {
-                let msg = match &f {
-                    Failure::Host(e) => e.to_string(),
-                    Failure::Ledger(e) => e.to_string(),
-                };
+            Err(e) => {
+                let msg = e.to_string();
                 events::account_change(
                     step.action(),
                     &step.subject(),
@@ -387,11 +393,6 @@ pub fn apply(
                     &msg,
                     Outcome::Failed,
                 );
-                if matches!(f, Failure::Ledger(_)) {
-                    aborted = Some(format!(
-                        "stopped: the ledger could not be written, so no further change is made: {msg}"
-                    ));
-                }
                 results.push(StepResult {
                     step: step.clone(),
                     outcome: "failed",
@@ -399,21 +400,27 @@ pub fn apply(
                 });
             }
         }
+        if (i + 1) % CHECKPOINT_EVERY == 0
+            && let Err(e) = ledger::save(ledger_path, run.ledger)
+        {
+            aborted = Some(stop(e));
+        }
     }
-    // Record who maps to each managed account (ledger only).
-    if aborted.is_none() && plan.complete {
-        let mut changed = false;
+    // Record who maps to each managed account.
+    if plan.complete {
         for (name, principals) in &plan.principals {
-            if let Some(a) = run.ledger.accounts.get_mut(name)
-                && a.principals != *principals
-            {
+            if let Some(a) = run.ledger.accounts.get_mut(name) {
                 a.principals = principals.iter().cloned().collect::<BTreeSet<_>>();
-                changed = true;
             }
         }
-        if changed && let Err(e) = run.save() {
-            aborted = Some(format!("cannot record principals in the ledger: {e}"));
-        }
+    }
+    if aborted.is_none()
+        && (!plan.steps.is_empty() || !plan.principals.is_empty())
+        && let Err(e) = ledger::save(ledger_path, run.ledger)
+    {
+        aborted = Some(format!(
+            "the ledger could not be written after the changes (the next sync reconciles them): {e}"
+        ));
     }
     Applied { results, aborted }
 }

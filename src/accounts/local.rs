@@ -151,6 +151,7 @@ pub struct LocalView {
     pub nss: Arc<dyn Nss>,
     by_uid: BTreeSet<u32>,
     by_gid: BTreeSet<u32>,
+    memberships: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl LocalView {
@@ -158,6 +159,15 @@ impl LocalView {
     pub fn new(users: Vec<PasswdEntry>, groups: Vec<GroupEntry>, nss: Arc<dyn Nss>) -> Self {
         let by_uid = users.iter().map(|u| u.uid).collect();
         let by_gid = groups.iter().map(|g| g.gid).collect();
+        let mut memberships: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for g in &groups {
+            for m in &g.members {
+                memberships
+                    .entry(m.clone())
+                    .or_default()
+                    .insert(g.name.clone());
+            }
+        }
         Self {
             users: users.into_iter().map(|u| (u.name.clone(), u)).collect(),
             groups: groups.into_iter().map(|g| (g.name.clone(), g)).collect(),
@@ -171,6 +181,7 @@ impl LocalView {
             nss,
             by_uid,
             by_gid,
+            memberships,
         }
     }
 
@@ -206,13 +217,10 @@ impl LocalView {
             || self.nss.gid_exists(id)
     }
 
-    /// The supplementary groups `name` is a member of, per `/etc/group`.
+    /// The supplementary groups `name` is a member of, per `/etc/group` (indexed when the view
+    /// was made).
     pub fn member_of(&self, name: &str) -> BTreeSet<String> {
-        self.groups
-            .values()
-            .filter(|g| g.members.iter().any(|m| m == name))
-            .map(|g| g.name.clone())
-            .collect()
+        self.memberships.get(name).cloned().unwrap_or_default()
     }
 }
 

@@ -120,12 +120,14 @@ pub async fn sync_with(
     mode: Mode,
     mut host: Box<dyn host::Host + Send>,
 ) -> Result<SyncReport, SyncError> {
-    let state = StateDir::open(&settings.paths.state_dir)?;
+    // A plan changes nothing, not even by creating the state directory.
     let lock = match mode {
-        Mode::Apply { .. } => Some(state.try_lock("accounts.lock")?),
+        Mode::Apply { .. } => {
+            Some(StateDir::open(&settings.paths.state_dir)?.try_lock("accounts.lock")?)
+        }
         Mode::Plan => None,
     };
-    let ledger_path = state.path(ledger::FILE_NAME);
+    let ledger_path = settings.paths.state_dir.join(ledger::FILE_NAME);
     let now_binding = binding(settings, aws);
     let loaded = ledger::load(
         &ledger_path,

@@ -800,8 +800,19 @@ mod duration_str {
     use serde::Serializer;
     use std::time::Duration;
 
+    /// Writes the largest whole unit, as people write durations here: "24h", "5m", "30s".
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
+        let secs = d.as_secs();
+        let text = if d.subsec_nanos() != 0 {
+            humantime::format_duration(*d).to_string()
+        } else if secs != 0 && secs.is_multiple_of(3600) {
+            format!("{}h", secs / 3600)
+        } else if secs != 0 && secs.is_multiple_of(60) {
+            format!("{}m", secs / 60)
+        } else {
+            format!("{secs}s")
+        };
+        s.serialize_str(&text)
     }
 }
 

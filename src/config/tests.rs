@@ -162,6 +162,8 @@ fn merged_settings_print_as_toml_that_parses_back() {
     .unwrap();
     let text = s.to_toml();
     assert!(text.contains("interval = \"5m\""), "{text}");
+    assert!(text.contains("retire_grace = \"24h\""), "{text}");
+    assert!(text.contains("splay = \"30s\""), "{text}");
     let again = from_str(&text).unwrap();
     assert_eq!(again, s);
 }

@@ -145,7 +145,43 @@ fn jittered(d: Duration) -> Duration {
     d.mul_f64(0.9 + fastrand::f64() * 0.2)
 }
 
+/// Logs what a sync reported. Rejections and notices are warnings the first time they are seen
+/// and debug messages while they persist, so a standing problem does not flood the log every
+/// interval; problems of the read itself are warnings every time.
+fn log_sync(r: &accounts::SyncReport, seen: &mut std::collections::BTreeSet<String>) {
+    let mut now = std::collections::BTreeSet::new();
+    for n in &r.plan.notices {
+        let line = format!("accounts: {}: {}", n.code, n.message);
+        if seen.contains(&line) {
+            tracing::debug!("{line}");
+        } else {
+            tracing::warn!("{line}");
+        }
+        now.insert(line);
+    }
+    for j in &r.plan.rejections {
+        let line = format!(
+            "accounts: rejected {:?} from {}: {} ({})",
+            j.value,
+            j.principal,
+            j.reason.as_str(),
+            j.detail
+        );
+        if seen.contains(&line) {
+            tracing::debug!("{line}");
+        } else {
+            tracing::warn!("{line}");
+        }
+        now.insert(line);
+    }
+    for p in &r.read.problems {
+        tracing::warn!("accounts: {p}");
+    }
+    *seen = now;
+}
+
 async fn accounts_task(mut ctx: TaskContext) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
     let mut settings = ctx.settings.borrow_and_update().clone();
     let mut aws = Aws::load(&settings.aws).await;
     if let Some(p) = &aws.imds_problem {
@@ -194,21 +230,7 @@ async fn accounts_task(mut ctx: TaskContext) -> Result<(), String> {
                     a.results.iter().filter(|x| x.step.is_change()).count()
                 });
                 let failed = r.applied.as_ref().map_or(0, accounts::Applied::failed);
-                for n in &r.plan.notices {
-                    tracing::warn!("accounts: {}: {}", n.code, n.message);
-                }
-                for j in &r.plan.rejections {
-                    tracing::warn!(
-                        "accounts: rejected {:?} from {}: {} ({})",
-                        j.value,
-                        j.principal,
-                        j.reason.as_str(),
-                        j.detail
-                    );
-                }
-                for p in &r.read.problems {
-                    tracing::warn!("accounts: {p}");
-                }
+                log_sync(&r, &mut seen);
                 let line = format!(
                     "accounts: {} managed, last sync {} {}{}{}",
                     r.managed,

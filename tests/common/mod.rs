@@ -1,5 +1,5 @@
 //! Harness for the integration tests: the local AWS emulator (moto + a strict IMDSv2 stub,
-//! `tests/emulator/emulator.py`) and a private user database (`tests/e2e/userdb.sh`) in which the
+//! `tests/emulator/emulator.py`) and a private user database (`scripts/private-userdb.sh`) in which the
 //! real `ssm-companion` binary runs real shadow-utils, sudo and pwck.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(clippy::disallowed_methods)] // tests start programs directly
@@ -300,7 +300,7 @@ impl Host {
     }
 
     fn userdb(&self) -> Command {
-        let mut c = Command::new(repo().join("tests/e2e/userdb.sh"));
+        let mut c = Command::new(repo().join("scripts/private-userdb.sh"));
         c.arg(self.dir.path().join("db"));
         c.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")

@@ -1,5 +1,5 @@
 #!/bin/bash
-# userdb.sh STATE_DIR CMD [ARGS...]
+# private-userdb.sh STATE_DIR CMD [ARGS...]
 #
 # Runs CMD in a private user database: a mount namespace where /etc, /var/log and /var/mail are
 # overlays whose upper layers live in STATE_DIR, /home is STATE_DIR/home and /run is a fresh

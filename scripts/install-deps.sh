@@ -1,0 +1,60 @@
+#!/bin/sh
+# Installs what building, the demo and the tests need on Debian/Ubuntu (run as root):
+#   - Debian packages: shadow-utils (passwd, login), sudo (visudo), util-linux (unshare),
+#     procps, systemd (journald for the journal test), Python 3 with venv, a C compiler;
+#   - Rust >= 1.94 (the AWS SDK's MSRV) if cargo is missing or older: Debian's rustc-web;
+#   - the AWS emulator's Python venv in .venv (moto, pinned in tests/emulator/requirements.txt).
+# Idempotent: installs only what is missing.
+set -eu
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps.sh: run as root (it installs packages and the tests use mount namespaces)" >&2
+    exit 1
+fi
+
+packages="passwd login sudo util-linux procps systemd python3 python3-venv gcc libc6-dev ca-certificates git"
+missing=""
+for p in $packages; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+
+rust_ok() {
+    command -v cargo >/dev/null 2>&1 || return 1
+    v=$(cargo --version 2>/dev/null | sed -n 's/^cargo \([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
+    [ -n "$v" ] || return 1
+    set -- $v
+    [ "$1" -gt 1 ] || [ "$2" -ge 94 ]
+}
+
+need_rust=0
+rust_ok || need_rust=1
+
+if [ -n "$missing" ] || [ "$need_rust" -eq 1 ]; then
+    log "apt-get update"
+    apt-get update -q
+fi
+if [ -n "$missing" ]; then
+    log "installing:$missing"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+fi
+if [ "$need_rust" -eq 1 ]; then
+    log "Rust >= 1.94 not found; installing Debian's rustc-web/cargo-web"
+    if DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends rustc-web cargo-web \
+        && rust_ok; then
+        :
+    else
+        echo "install-deps.sh: this system has no Rust >= 1.94 package; install it with rustup (https://rustup.rs) and run again" >&2
+        exit 1
+    fi
+fi
+
+if ! .venv/bin/python -c 'import moto, boto3' >/dev/null 2>&1; then
+    log "creating .venv for the AWS emulator (moto, pinned)"
+    rm -rf .venv
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check -r tests/emulator/requirements.txt
+fi
+log "dependencies ready ($(cargo --version))"
