@@ -2,6 +2,7 @@
 //! 10,000 principals, on a first sync (nothing exists yet) and in steady state (everything
 //! converged: the cost of a no-change cycle's planning). CPU time (user + system, getrusage), the
 //! median of several runs, so a busy machine skews it less than wall time.
+#![allow(clippy::expect_used)] // a benchmark harness: failing loudly is right
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
