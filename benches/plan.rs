@@ -122,6 +122,7 @@ fn converged(n: usize, s: &PlanSettings) -> (LocalView, Ledger) {
             gid: Some(998),
             state: ssm_companion::accounts::ledger::GroupState::Active,
             created_at: SystemTime::UNIX_EPOCH,
+            inherited_from: None,
         },
     );
     for step in &p.steps {
@@ -161,6 +162,7 @@ fn converged(n: usize, s: &PlanSettings) -> (LocalView, Ledger) {
                     since: SystemTime::UNIX_EPOCH,
                     missing_reads: 0,
                     missing_since: None,
+                    inherited_from: None,
                 },
             );
         }

@@ -124,6 +124,10 @@ Example: ssm-companion accounts plan --detailed-exitcode || echo \"changes pendi
         /// Allow retiring more than accounts.max_retire_fraction of the managed accounts in this run.
         #[arg(long)]
         allow_mass_retire: bool,
+        /// Trust accounts inherited with a ledger from another machine (a baked image), so that
+        /// they can be deleted when they lose their tag.
+        #[arg(long)]
+        trust_inherited: bool,
     },
     /// List the accounts ssm-companion manages (from its ledger).
     List(JsonFlag),
@@ -174,10 +178,12 @@ pub fn main_entry() -> i32 {
         Command::Accounts(AccountsCommand::Apply {
             json,
             allow_mass_retire,
+            trust_inherited,
         }) => accounts_sync(
             &cli,
             Mode::Apply {
                 allow_mass_retire: *allow_mass_retire,
+                trust_inherited: *trust_inherited,
             },
             *json,
             false,
@@ -230,7 +236,7 @@ fn config_check(cli: &Cli, json: bool) -> i32 {
                 true,
                 l.files.clone(),
                 serde_json::to_value(&l.settings).ok(),
-                vec![],
+                l.warnings.clone(),
             ),
             Err(e) => (
                 false,
@@ -243,6 +249,10 @@ fn config_check(cli: &Cli, json: bool) -> i32 {
             .iter()
             .map(|i| {
                 serde_json::json!({
+                    "severity": match i.severity {
+                        config::Severity::Error => "error",
+                        config::Severity::Warning => "warning",
+                    },
                     "file": i.location.file, "line": i.location.line, "column": i.location.column,
                     "key": i.key, "message": i.message,
                 })
@@ -264,6 +274,9 @@ fn config_check(cli: &Cli, json: bool) -> i32 {
     match result {
         Ok(l) => {
             println!("# Configuration is valid. Files read, in order:");
+            for w in &l.warnings {
+                eprintln!("ssm-companion: warning: {w}");
+            }
             if l.files.is_empty() {
                 println!("#   (none: built-in defaults)");
             }
@@ -317,7 +330,7 @@ fn must_be_root(what: &str) -> Result<(), i32> {
         Ok(())
     } else {
         eprintln!(
-            "ssm-companion: {what} must run as root (it runs useradd/usermod/userdel and writes /etc/sudoers.d); use sudo or the systemd service"
+            "ssm-companion: {what} must run as root (it reads the ledger and /etc/sudoers.d, and changes accounts with useradd/usermod/userdel); use sudo or the systemd service"
         );
         Err(exit::FAILURE)
     }
@@ -328,9 +341,12 @@ fn accounts_sync(cli: &Cli, mode: Mode, json: bool, detailed: bool) -> i32 {
         Ok(l) => l,
         Err(code) => return code,
     };
-    if matches!(mode, Mode::Apply { .. })
-        && let Err(code) = must_be_root("`accounts apply`")
-    {
+    // Both read the ledger (0600) and the sudoers drop-in (0440); apply runs shadow-utils.
+    let what = match mode {
+        Mode::Plan => "`accounts plan`",
+        Mode::Apply { .. } => "`accounts apply`",
+    };
+    if let Err(code) = must_be_root(what) {
         return code;
     }
     let rt = match runtime() {

@@ -8,6 +8,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -155,28 +156,34 @@ pub fn run(
             Stdio::null()
         })
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        // Its own process group, so a timeout kills whatever it started too (nscd -i,
+        // sss_cache, USERDEL_CMD scripts), and those cannot keep our pipes open.
+        .process_group(0);
     let mut child = cmd.spawn().map_err(|source| ExecError::Spawn {
         argv: argv.clone(),
         source,
     })?;
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        // A child that exits without reading gives EPIPE; its exit status tells the story.
-        let _ = pipe.write_all(input);
-    }
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let pgid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let input = stdin.map(<[u8]>::to_vec);
+    let pipe = child.stdin.take();
 
-    // The waiter thread owns the child, so the PID stays ours (unreaped) until it returns: a
-    // SIGKILL on timeout can never hit a recycled PID.
+    // The waiter thread owns the child, so its PID (= the group id) stays ours, unreaped, until
+    // it returns: a SIGKILL on timeout can never hit a recycled PID.
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        if let (Some(input), Some(mut pipe)) = (input, pipe) {
+            // A child that exits without reading gives EPIPE; its exit status tells the story.
+            let _ = pipe.write_all(&input);
+        }
         let _ = tx.send(child.wait_with_output());
     });
     let result = match rx.recv_timeout(timeout) {
         Ok(r) => r,
         Err(mpsc::RecvTimeoutError::Timeout) => {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            let _ = rx.recv();
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+            // Give the waiter a moment to reap it; never wait without bound.
+            let _ = rx.recv_timeout(Duration::from_secs(5));
             return Err(ExecError::Timeout { argv, timeout });
         }
         Err(mpsc::RecvTimeoutError::Disconnected) => Err(std::io::Error::other("waiter vanished")),
@@ -276,6 +283,25 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, ExecError::Timeout { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_timeout_kills_the_whole_process_group() {
+        // The child starts a grandchild that keeps stdout open; the deadline must still hold.
+        let start = std::time::Instant::now();
+        let err = run(
+            Path::new("/bin/sh"),
+            &os(&["-c", "sleep 60 & sleep 60"]),
+            None,
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ExecError::Timeout { .. }), "{err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub fn init(base: LevelFilter, verbosity: i8) {
         .with_target(events::TARGET, LevelFilter::INFO);
     if let Ok(spec) = std::env::var(ENV_FILTER) {
         match spec.parse::<Targets>() {
-            Ok(t) => filter = t,
+            // Whatever the filter says, account changes still reach the journal.
+            Ok(t) => filter = t.with_target(events::TARGET, LevelFilter::INFO),
             Err(e) => eprintln!("ignoring {ENV_FILTER}={spec:?}: {e}"),
         }
     }

@@ -472,47 +472,66 @@ fn hostile_tag_values_are_rejected_one_by_one() {
 }
 
 #[test]
-fn a_ledger_from_another_instance_is_set_aside_and_retires_nothing() {
+fn a_ledger_from_another_instance_is_inherited_and_never_deletes() {
     require_root!();
-    let (emu, host) = setup("max_retire_fraction = 1.0\n");
-    emu.user("alice", "/", &[("SSMSessionRunAs", "alice")]);
+    let (emu, host) = setup(&format!(
+        "{GROUPS}retire_confirmations = 1\nretire_grace = \"0s\"\nmax_retire_fraction = 1.0\n"
+    ));
+    emu.user(
+        "alice",
+        "/",
+        &[
+            ("SSMSessionRunAs", "alice"),
+            ("ssm-companion:groups", "docker ops-sudo"),
+        ],
+    );
+    emu.user(
+        "bob",
+        "/",
+        &[
+            ("SSMSessionRunAs", "bob"),
+            ("ssm-companion:groups", "ops-sudo"),
+        ],
+    );
     host.apply(0);
     // The same disk now boots as another instance (a baked image).
     emu.imds_config(serde_json::json!({"instance_id": "i-0fedcba9876543210"}));
     emu.untag_user("alice", "SSMSessionRunAs");
     let plan = host.plan();
-    assert!(
-        plan["notices"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n["code"] == "ledger-foreign"),
-        "{plan:#}"
-    );
+    let codes: Vec<&str> = plan["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"ledger-foreign"), "{plan:#}");
     let doc = host.apply(0);
     let aside = doc["ledger_set_aside"].as_str().unwrap();
+    assert!(aside.contains("accounts-ledger.json.foreign-"), "{aside}");
+    assert!(std::path::Path::new(aside).exists(), "the original is kept");
+    // The image's accounts stay managed: bob keeps sudo, alice loses her access at once...
+    assert_eq!(Host::steps(&doc, "retire-start"), ["alice"]);
+    assert!(host.groups("alice").is_empty());
+    assert_eq!(host.groups("bob"), ["ops-sudo"]);
     assert!(
-        aside.ends_with(".foreign-") || aside.contains(".foreign-"),
-        "{aside}"
+        host.sh_ok("sudo -l -U bob").contains("NOPASSWD: ALL"),
+        "sudo survives the image"
     );
-    assert!(std::path::Path::new(aside).exists());
-    assert!(Host::steps(&doc, "retire-start").is_empty());
-    assert!(
-        host.getent("alice").is_some(),
-        "not ours on this instance: never removed"
-    );
-    // Wanted again: it exists and is not ours any more.
-    emu.tag_user("alice", "SSMSessionRunAs", "alice");
+    // ...but is never deleted automatically.
     let doc = host.apply(0);
-    assert_eq!(Host::skipped(&doc, "exists-unmanaged"), ["alice"]);
+    assert_eq!(Host::skipped(&doc, "retire-blocked"), ["alice"], "{doc:#}");
+    assert!(host.getent("alice").is_some());
+    // An operator confirms: now it goes.
+    let doc = host.json(&["accounts", "apply", "--json", "--trust-inherited"], 0);
+    assert_eq!(Host::steps(&doc, "retire-finish"), ["alice"], "{doc:#}");
+    assert!(host.getent("alice").is_none());
     // A changed machine-id is noticed the same way.
-    emu.user("zed", "/", &[("SSMSessionRunAs", "zed")]);
-    host.apply(0);
     host.sh_ok("echo 0123456789abcdef0123456789abcdef > /etc/machine-id");
     let doc = host.apply(0);
     assert!(doc["ledger_set_aside"].is_string());
-    assert_eq!(Host::skipped(&doc, "exists-unmanaged"), ["alice", "zed"]);
-    host.assert_consistent(&["alice", "zed"]);
+    let list = host.json(&["accounts", "list", "--json"], 0);
+    assert_eq!(list["accounts"][0]["name"], "bob");
+    host.assert_consistent(&["alice", "bob"]);
 }
 
 #[test]

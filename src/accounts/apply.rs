@@ -56,6 +56,8 @@ struct Run<'a> {
     now: SystemTime,
     /// Ledger entries replaced by a create intent, restored if the tool changed nothing.
     replaced: BTreeMap<String, Option<ManagedAccount>>,
+    /// Groups whose creation failed in this run: nobody is added to them, no sudo through them.
+    unusable_groups: BTreeSet<String>,
 }
 
 /// The ledger is written after this many steps (and at the end), so a long first sync keeps
@@ -65,6 +67,25 @@ const CHECKPOINT_EVERY: usize = 64;
 impl Run<'_> {
     fn account(&mut self, name: &str) -> Option<&mut ManagedAccount> {
         self.ledger.accounts.get_mut(name)
+    }
+
+    /// `groups` without the ones this run could not create.
+    fn usable(&self, groups: &[String]) -> Vec<String> {
+        groups
+            .iter()
+            .filter(|g| !self.unusable_groups.contains(*g))
+            .cloned()
+            .collect()
+    }
+
+    /// The name is back: its tombstone goes; if it came back with another UID, the old one
+    /// stays reserved (its kept files still carry it).
+    fn forget_tombstone(&mut self, name: &str, uid: u32) {
+        if let Some(t) = self.ledger.tombstones.remove(name)
+            && t.uid != uid
+        {
+            self.ledger.retired_uids.insert(t.uid, name.to_string());
+        }
     }
 
     /// Records the intent of every step that creates or deletes something (written to disk by
@@ -80,6 +101,7 @@ impl Run<'_> {
                             gid: None,
                             state: GroupState::Creating,
                             created_at: now,
+                            inherited_from: None,
                         },
                     );
                 }
@@ -98,6 +120,7 @@ impl Run<'_> {
                         since: now,
                         missing_reads: 0,
                         missing_since: None,
+                        inherited_from: previous.as_ref().and_then(|p| p.inherited_from.clone()),
                     };
                     self.ledger.accounts.insert(user.clone(), entry);
                     self.replaced.insert(user.clone(), previous);
@@ -118,23 +141,47 @@ impl Run<'_> {
         match step {
             Step::CreateGroup { group } => {
                 crate::failpoint!("create-group:{group}:before");
-                if let Err(e) = self.host.create_group(group) {
-                    if e.nothing_changed() {
-                        self.ledger.groups.remove(group);
+                let gid = match self.host.create_group(group) {
+                    Ok(gid) => gid,
+                    Err(e) => {
+                        // Nothing this run does may rely on the group now: it may be someone
+                        // else's (groupadd exit 9: it appeared since the snapshot).
+                        self.unusable_groups.insert(group.clone());
+                        if e.nothing_changed() {
+                            self.ledger.groups.remove(group);
+                        }
+                        return Err(e);
                     }
-                    return Err(e);
-                }
+                };
                 crate::failpoint!("create-group:{group}:after");
                 if let Some(g) = self.ledger.groups.get_mut(group) {
                     g.state = GroupState::Active;
+                    g.gid = gid;
                 }
-                Ok("system group created".into())
+                Ok(match gid {
+                    Some(gid) => format!("system group created (gid {gid})"),
+                    None => "system group created".into(),
+                })
+            }
+            Step::ResumeGroup { group, gid } => {
+                if let Some(g) = self.ledger.groups.get_mut(group) {
+                    g.state = GroupState::Active;
+                    g.gid = Some(*gid);
+                }
+                Ok(format!(
+                    "an interrupted groupadd had completed (gid {gid}); recorded"
+                ))
             }
             Step::WriteSudoers {
                 path,
                 group,
                 content,
             } => {
+                if self.unusable_groups.contains(group) {
+                    return Err(HostError::NotRun(format!(
+                        "not written: the sudo group `{group}` could not be created"
+                    )));
+                }
                 self.host.write_sudoers(content)?;
                 Ok(format!(
                     "{} grants sudo to members of `{group}`",
@@ -156,10 +203,11 @@ impl Run<'_> {
                 ..
             } => {
                 crate::failpoint!("create:{user}:before");
+                let groups = self.usable(groups);
                 let result = self.host.create_user(&NewUser {
                     name: user,
                     uid: *uid,
-                    groups,
+                    groups: &groups,
                     shell,
                     home,
                     create_home: *create_home,
@@ -177,7 +225,7 @@ impl Run<'_> {
                 if let Some(a) = self.account(user) {
                     a.state = AccountState::Active;
                 }
-                self.ledger.tombstones.remove(user);
+                self.forget_tombstone(user, *uid);
                 let mut detail = format!("uid {uid}, home {}", home.display());
                 if !groups.is_empty() {
                     detail.push_str(&format!(", groups {}", groups.join(",")));
@@ -187,12 +235,12 @@ impl Run<'_> {
                 }
                 Ok(detail)
             }
-            Step::Resume { user, .. } => {
+            Step::Resume { user, uid } => {
                 if let Some(a) = self.account(user) {
                     a.state = AccountState::Active;
                     a.since = now;
                 }
-                self.ledger.tombstones.remove(user);
+                self.forget_tombstone(user, *uid);
                 Ok("an interrupted create had completed; recorded".into())
             }
             Step::Repair {
@@ -201,7 +249,22 @@ impl Run<'_> {
                 reinstate,
                 ..
             } => {
-                self.host.modify_user(user, changes)?;
+                let changes: Vec<Change> = changes
+                    .iter()
+                    .map(|c| match c {
+                        Change::Groups {
+                            add,
+                            remove,
+                            result,
+                        } => Change::Groups {
+                            add: self.usable(add),
+                            remove: remove.clone(),
+                            result: self.usable(result),
+                        },
+                        other => other.clone(),
+                    })
+                    .collect();
+                self.host.modify_user(user, &changes)?;
                 crate::failpoint!("repair:{user}:after");
                 if *reinstate && let Some(a) = self.account(user) {
                     a.state = AccountState::Active;
@@ -209,7 +272,7 @@ impl Run<'_> {
                     a.missing_reads = 0;
                     a.missing_since = None;
                 }
-                Ok(describe_changes(changes, *reinstate))
+                Ok(describe_changes(&changes, *reinstate))
             }
             Step::RetireStart {
                 user,
@@ -334,6 +397,7 @@ pub fn apply(
         ledger,
         now,
         replaced: BTreeMap::new(),
+        unusable_groups: BTreeSet::new(),
     };
     let mut results = Vec::with_capacity(plan.steps.len());
     let mut aborted = None;

@@ -52,6 +52,9 @@ pub enum HostError {
     /// Reading or writing a file failed.
     #[error(transparent)]
     State(#[from] StateError),
+    /// Not attempted, because an earlier step it depends on failed.
+    #[error("{0}")]
+    NotRun(String),
     /// Reading the account files failed.
     #[error("cannot read {}: {source}", path.display())]
     Read {
@@ -79,8 +82,8 @@ impl HostError {
 pub trait Host {
     /// The current state; `names` are the names whose home directory the planner needs.
     fn snapshot(&self, names: &BTreeSet<String>) -> Result<LocalView, HostError>;
-    /// `groupadd` a system group.
-    fn create_group(&mut self, name: &str) -> Result<(), HostError>;
+    /// `groupadd` a system group; returns its GID when it can be read back.
+    fn create_group(&mut self, name: &str) -> Result<Option<u32>, HostError>;
     /// `useradd`.
     fn create_user(&mut self, user: &NewUser<'_>) -> Result<(), HostError>;
     /// `usermod` with the given changes.
@@ -179,6 +182,17 @@ impl Host for ShadowHost {
             view.homes
                 .insert(n.clone(), home_state(&self.paths.home_base.join(n)));
         }
+        // Who owns what under the home base: kept homes of deleted accounts keep their number.
+        if let Ok(entries) = std::fs::read_dir(&self.paths.home_base) {
+            for e in entries.filter_map(Result::ok) {
+                if let Ok(m) = e.metadata() {
+                    view.home_owners
+                        .entry(m.uid())
+                        .or_default()
+                        .insert(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
         view.sudoers = match std::fs::read_to_string(&self.paths.sudoers_file) {
             Ok(c) => Some(c),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -195,9 +209,10 @@ impl Host for ShadowHost {
         Ok(view)
     }
 
-    fn create_group(&mut self, name: &str) -> Result<(), HostError> {
+    fn create_group(&mut self, name: &str) -> Result<Option<u32>, HostError> {
         self.tool(&self.paths.groupadd, &[os("--system"), os("--"), os(name)])?;
-        Ok(())
+        let (groups, _) = local::parse_group(&read(&self.paths.group)?);
+        Ok(groups.into_iter().find(|g| g.name == name).map(|g| g.gid))
     }
 
     fn create_user(&mut self, u: &NewUser<'_>) -> Result<(), HostError> {

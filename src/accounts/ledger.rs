@@ -70,6 +70,10 @@ pub struct ManagedAccount {
     /// First complete read without it (while retiring).
     #[serde(default, with = "serde_rfc3339::option")]
     pub missing_since: Option<SystemTime>,
+    /// Set when the entry came with a ledger written on another machine (a baked image): the
+    /// account is managed, but never deleted automatically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inherited_from: Option<String>,
 }
 
 /// Lifecycle of a managed group.
@@ -92,6 +96,9 @@ pub struct ManagedGroup {
     /// When it was recorded.
     #[serde(with = "serde_rfc3339")]
     pub created_at: SystemTime,
+    /// Set when the entry came with a ledger written on another machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inherited_from: Option<String>,
 }
 
 /// A name whose account was deleted: its UID stays reserved for it.
@@ -127,6 +134,14 @@ pub enum BindingCheck {
 }
 
 impl Binding {
+    /// "machine-id M, instance I" for messages.
+    pub fn describe(&self) -> String {
+        match &self.instance_id {
+            Some(i) => format!("machine-id {}, instance {i}", self.machine_id),
+            None => format!("machine-id {}", self.machine_id),
+        }
+    }
+
     /// Compares the binding recorded in a ledger (`self`) with the current machine's.
     pub fn check(&self, now: &Binding) -> BindingCheck {
         if !self.machine_id.is_empty()
@@ -174,6 +189,10 @@ pub struct Ledger {
     /// Deleted names and their reserved UIDs.
     #[serde(default)]
     pub tombstones: BTreeMap<String, Tombstone>,
+    /// UIDs a name used before it came back with another UID (its kept files may still carry
+    /// them), by UID, with that name: never handed out again.
+    #[serde(default)]
+    pub retired_uids: BTreeMap<u32, String>,
 }
 
 impl Ledger {
@@ -185,15 +204,17 @@ impl Ledger {
             accounts: BTreeMap::new(),
             groups: BTreeMap::new(),
             tombstones: BTreeMap::new(),
+            retired_uids: BTreeMap::new(),
         }
     }
 
-    /// Every UID this ledger reserves (live accounts and tombstones), with its name.
+    /// Every UID this ledger reserves (live accounts, tombstones, retired UIDs), with its name.
     pub fn reserved_uids(&self) -> BTreeMap<u32, &str> {
-        self.accounts
+        self.retired_uids
             .iter()
-            .map(|(n, a)| (a.uid, n.as_str()))
+            .map(|(u, n)| (*u, n.as_str()))
             .chain(self.tombstones.iter().map(|(n, t)| (t.uid, n.as_str())))
+            .chain(self.accounts.iter().map(|(n, a)| (a.uid, n.as_str())))
             .collect()
     }
 }
@@ -241,16 +262,11 @@ pub struct Loaded {
 
 /// Loads the ledger at `path`, checking its binding against `now`.
 ///
-/// Missing file: an empty ledger. Foreign ledger: replaced by an empty one that keeps only its
-/// UID reservations (as tombstones); with `write`, the foreign file is renamed to
-/// `<path>.foreign-<machine-id>` and the fresh ledger saved (without `write`, as for
-/// `accounts plan`, nothing on disk changes).
-pub fn load(
-    path: &Path,
-    now: &Binding,
-    at: SystemTime,
-    write: bool,
-) -> Result<Loaded, LedgerError> {
+/// Missing file: an empty ledger. Foreign ledger: rebound to `now` with every entry marked
+/// inherited; with `write`, the original is renamed to `<path>.foreign-<machine-id>` (kept for the
+/// operator) and the rebound ledger saved (without `write`, as for `accounts plan`, nothing on disk
+/// changes).
+pub fn load(path: &Path, now: &Binding, write: bool) -> Result<Loaded, LedgerError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -308,15 +324,16 @@ pub fn load(
                     .filter(char::is_ascii_alphanumeric)
                     .collect::<String>()
             ));
-            let mut fresh = Ledger::new(now.clone());
-            for (uid, name) in ledger.reserved_uids() {
-                fresh.tombstones.insert(
-                    name.to_string(),
-                    Tombstone {
-                        uid,
-                        retired_at: at,
-                    },
-                );
+            // Rebind it to this machine; every entry keeps being managed but is marked as
+            // inherited, so it is never deleted automatically.
+            let from = ledger.binding.describe();
+            let mut fresh = ledger.clone();
+            fresh.binding = now.clone();
+            for a in fresh.accounts.values_mut() {
+                a.inherited_from.get_or_insert_with(|| from.clone());
+            }
+            for g in fresh.groups.values_mut() {
+                g.inherited_from.get_or_insert_with(|| from.clone());
             }
             if !write {
                 return Ok(Loaded {
@@ -399,6 +416,7 @@ mod tests {
             since: t(0),
             missing_reads: 0,
             missing_since: None,
+            inherited_from: None,
         }
     }
 
@@ -430,22 +448,31 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join(FILE_NAME);
         let here = b("m1", Some("i-1"));
-        let l = load(&p, &here, t(0), true).unwrap();
+        let l = load(&p, &here, true).unwrap();
         assert!(l.ledger.accounts.is_empty());
         let mut ledger = l.ledger;
         ledger.accounts.insert("alice".into(), account(20001));
         save(&p, &ledger).unwrap();
-        let again = load(&p, &here, t(1), true).unwrap();
+        let again = load(&p, &here, true).unwrap();
         assert_eq!(again.ledger, ledger);
         assert_eq!(again.binding, BindingCheck::Same);
     }
 
     #[test]
-    fn foreign_ledger_is_set_aside_keeping_uid_reservations() {
+    fn a_foreign_ledger_is_rebound_with_every_entry_marked_inherited() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join(FILE_NAME);
         let mut baked = Ledger::new(b("builder", Some("i-builder")));
         baked.accounts.insert("packer".into(), account(20005));
+        baked.groups.insert(
+            "ops-sudo".into(),
+            ManagedGroup {
+                gid: Some(998),
+                state: GroupState::Active,
+                created_at: t(0),
+                inherited_from: None,
+            },
+        );
         baked.tombstones.insert(
             "gone".into(),
             Tombstone {
@@ -455,34 +482,38 @@ mod tests {
         );
         save(&p, &baked).unwrap();
 
-        // A read-only load (plan) does not touch the file.
-        let ro = load(&p, &b("new", Some("i-new")), t(5), false).unwrap();
-        assert!(ro.ledger.accounts.is_empty());
+        // A read-only load (plan) shows the result without touching the file.
+        let ro = load(&p, &b("new", Some("i-new")), false).unwrap();
+        assert!(ro.ledger.accounts["packer"].inherited_from.is_some());
         assert!(ro.set_aside.is_none());
         assert_eq!(
-            load(&p, &b("builder", Some("i-builder")), t(5), false)
+            load(&p, &b("builder", Some("i-builder")), false)
                 .unwrap()
                 .ledger,
             baked
         );
 
-        let l = load(&p, &b("new", Some("i-new")), t(5), true).unwrap();
+        let l = load(&p, &b("new", Some("i-new")), true).unwrap();
         assert!(matches!(l.binding, BindingCheck::Foreign(_)));
-        assert!(
-            l.ledger.accounts.is_empty(),
-            "foreign accounts are not trusted"
+        assert_eq!(l.ledger.binding, b("new", Some("i-new")));
+        let packer = &l.ledger.accounts["packer"];
+        assert_eq!(packer.uid, 20005);
+        assert_eq!(
+            packer.inherited_from.as_deref(),
+            Some("machine-id builder, instance i-builder")
         );
-        assert_eq!(l.ledger.tombstones["packer"].uid, 20005);
+        assert!(l.ledger.groups["ops-sudo"].inherited_from.is_some());
         assert_eq!(l.ledger.tombstones["gone"].uid, 20009);
         let aside = l.set_aside.unwrap();
         assert!(
             aside.to_string_lossy().ends_with(".foreign-builder"),
             "{aside:?}"
         );
-        assert!(aside.exists(), "the old ledger is kept for the operator");
-        // The fresh ledger is on disk and bound to this machine.
-        let again = load(&p, &b("new", Some("i-new")), t(6), true).unwrap();
+        assert!(aside.exists(), "the original is kept for the operator");
+        // The rebound ledger is on disk: the next load is ordinary and keeps the marks.
+        let again = load(&p, &b("new", Some("i-new")), true).unwrap();
         assert_eq!(again.binding, BindingCheck::Same);
+        assert!(again.ledger.accounts["packer"].inherited_from.is_some());
     }
 
     #[test]
@@ -490,13 +521,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join(FILE_NAME);
         std::fs::write(&p, b"{ truncated").unwrap();
-        let err = load(&p, &b("m", None), t(0), true).unwrap_err();
+        let err = load(&p, &b("m", None), true).unwrap_err();
         assert!(matches!(err, LedgerError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains("left in place"));
         assert_eq!(std::fs::read(&p).unwrap(), b"{ truncated");
 
         std::fs::write(&p, br#"{"version": 99, "binding": {"machine_id": "m"}}"#).unwrap();
-        let err = load(&p, &b("m", None), t(0), true).unwrap_err();
+        let err = load(&p, &b("m", None), true).unwrap_err();
         assert!(
             matches!(err, LedgerError::TooNew { found: 99, .. }),
             "{err}"
@@ -508,7 +539,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join(FILE_NAME);
         save(&p, &Ledger::new(b("m", None))).unwrap();
-        let l = load(&p, &b("m", Some("i-9")), t(0), true).unwrap();
+        let l = load(&p, &b("m", Some("i-9")), true).unwrap();
         assert_eq!(l.ledger.binding.instance_id.as_deref(), Some("i-9"));
     }
 }

@@ -52,11 +52,14 @@ pub enum HomeState {
 }
 
 /// Answers about accounts that are not in the local files (LDAP, SSSD, AD, …).
+///
+/// A lookup that fails (a directory timing out) is an `Err`, never "not found": a user we cannot
+/// see might exist, so it must not be created, and an ID we cannot check is treated as taken.
 pub trait Nss: Send + Sync + fmt::Debug {
     /// A user by name: (uid, gid).
-    fn user_by_name(&self, name: &str) -> Option<(u32, u32)>;
+    fn user_by_name(&self, name: &str) -> Result<Option<(u32, u32)>, String>;
     /// A group by name: gid.
-    fn group_by_name(&self, name: &str) -> Option<u32>;
+    fn group_by_name(&self, name: &str) -> Result<Option<u32>, String>;
     /// True when some user has this UID.
     fn uid_exists(&self, uid: u32) -> bool;
     /// True when some group has this GID.
@@ -68,11 +71,11 @@ pub trait Nss: Send + Sync + fmt::Debug {
 pub struct FilesOnly;
 
 impl Nss for FilesOnly {
-    fn user_by_name(&self, _: &str) -> Option<(u32, u32)> {
-        None
+    fn user_by_name(&self, _: &str) -> Result<Option<(u32, u32)>, String> {
+        Ok(None)
     }
-    fn group_by_name(&self, _: &str) -> Option<u32> {
-        None
+    fn group_by_name(&self, _: &str) -> Result<Option<u32>, String> {
+        Ok(None)
     }
     fn uid_exists(&self, _: u32) -> bool {
         false
@@ -87,17 +90,15 @@ impl Nss for FilesOnly {
 pub struct SystemNss;
 
 impl Nss for SystemNss {
-    fn user_by_name(&self, name: &str) -> Option<(u32, u32)> {
+    fn user_by_name(&self, name: &str) -> Result<Option<(u32, u32)>, String> {
         nix::unistd::User::from_name(name)
-            .ok()
-            .flatten()
-            .map(|u| (u.uid.as_raw(), u.gid.as_raw()))
+            .map(|u| u.map(|u| (u.uid.as_raw(), u.gid.as_raw())))
+            .map_err(|e| format!("looking up user `{name}` through NSS failed: {e}"))
     }
-    fn group_by_name(&self, name: &str) -> Option<u32> {
+    fn group_by_name(&self, name: &str) -> Result<Option<u32>, String> {
         nix::unistd::Group::from_name(name)
-            .ok()
-            .flatten()
-            .map(|g| g.gid.as_raw())
+            .map(|g| g.map(|g| g.gid.as_raw()))
+            .map_err(|e| format!("looking up group `{name}` through NSS failed: {e}"))
     }
     fn uid_exists(&self, uid: u32) -> bool {
         // An NSS error is not "free": treat it as taken, so we never hand out a UID we could
@@ -147,6 +148,9 @@ pub struct LocalView {
     pub sudoers_included: bool,
     /// Lines of the account files that could not be parsed.
     pub malformed: Vec<String>,
+    /// Owners of the entries directly under the home base (kept homes of deleted accounts),
+    /// with the entries' names: those numbers are not handed out to anyone else.
+    pub home_owners: BTreeMap<u32, BTreeSet<String>>,
     /// Lookups beyond the files.
     pub nss: Arc<dyn Nss>,
     by_uid: BTreeSet<u32>,
@@ -178,6 +182,7 @@ impl LocalView {
             sudoers: None,
             sudoers_included: true,
             malformed: Vec::new(),
+            home_owners: BTreeMap::new(),
             nss,
             by_uid,
             by_gid,
@@ -185,34 +190,39 @@ impl LocalView {
         }
     }
 
-    /// A user from the files or, failing that, NSS.
-    pub fn user(&self, name: &str) -> Option<KnownUser> {
+    /// A user from the files or, failing that, NSS; `Err` when NSS could not answer.
+    pub fn user(&self, name: &str) -> Result<Option<KnownUser>, String> {
         if let Some(e) = self.users.get(name) {
-            return Some(KnownUser {
+            return Ok(Some(KnownUser {
                 uid: e.uid,
                 gid: e.gid,
                 entry: Some(e.clone()),
-            });
+            }));
         }
-        self.nss.user_by_name(name).map(|(uid, gid)| KnownUser {
+        Ok(self.nss.user_by_name(name)?.map(|(uid, gid)| KnownUser {
             uid,
             gid,
             entry: None,
-        })
+        }))
     }
 
-    /// A group's GID from the files or NSS.
-    pub fn group_gid(&self, name: &str) -> Option<u32> {
-        self.groups
-            .get(name)
-            .map(|g| g.gid)
-            .or_else(|| self.nss.group_by_name(name))
+    /// A group's GID from the files or NSS; `Err` when NSS could not answer.
+    pub fn group_gid(&self, name: &str) -> Result<Option<u32>, String> {
+        match self.groups.get(name) {
+            Some(g) => Ok(Some(g.gid)),
+            None => self.nss.group_by_name(name),
+        }
     }
 
-    /// True when a user or a group already uses this number (we keep UID = GID).
-    pub fn id_taken(&self, id: u32) -> bool {
+    /// True when a user or a group already uses this number (we keep UID = GID), or a home
+    /// directory other than `<home_base>/<name>` belongs to it.
+    pub fn id_taken_by_other(&self, id: u32, name: &str) -> bool {
         self.by_uid.contains(&id)
             || self.by_gid.contains(&id)
+            || self
+                .home_owners
+                .get(&id)
+                .is_some_and(|dirs| dirs.iter().any(|d| d != name))
             || self.nss.uid_exists(id)
             || self.nss.gid_exists(id)
     }
@@ -380,11 +390,21 @@ mod tests {
         let (u, _) = parse_passwd("alice:x:20001:20001::/home/alice:/bin/bash\n");
         let (g, _) = parse_group("docker:x:999:alice\nalice:x:20001:\n");
         let v = LocalView::new(u, g, Arc::new(FilesOnly));
-        assert_eq!(v.user("alice").map(|u| u.uid), Some(20001));
-        assert!(v.user("bob").is_none());
-        assert!(v.id_taken(999));
-        assert!(v.id_taken(20001));
-        assert!(!v.id_taken(20002));
+        assert_eq!(v.user("alice").unwrap().map(|u| u.uid), Some(20001));
+        assert!(v.user("bob").unwrap().is_none());
+        assert!(v.id_taken_by_other(999, "x"));
+        assert!(v.id_taken_by_other(20001, "x"));
+        assert!(!v.id_taken_by_other(20002, "x"));
+        let mut v = v;
+        v.home_owners.insert(20002, ["olduser".to_string()].into());
+        assert!(
+            v.id_taken_by_other(20002, "x"),
+            "a kept home's owner is taken"
+        );
+        assert!(
+            !v.id_taken_by_other(20002, "olduser"),
+            "but not for that home's own name"
+        );
         assert_eq!(
             v.member_of("alice").into_iter().collect::<Vec<_>>(),
             ["docker"]

@@ -39,6 +39,8 @@ pub enum Mode {
     Apply {
         /// Lift `max_retire_fraction` for this run.
         allow_mass_retire: bool,
+        /// Trust ledger entries inherited from another machine (allow deleting them).
+        trust_inherited: bool,
     },
 }
 
@@ -113,6 +115,10 @@ pub async fn sync(
 }
 
 /// Runs one sync with the given host (tests pass an in-memory one).
+///
+/// The source is read on the async runtime; everything that blocks (the ledger, the user
+/// database snapshot and its NSS lookups, planning, shadow-utils) runs on a blocking thread, so
+/// signals and the watchdog are served meanwhile.
 pub async fn sync_with(
     settings: &Settings,
     aws: Option<&Aws>,
@@ -127,14 +133,7 @@ pub async fn sync_with(
         }
         Mode::Plan => None,
     };
-    let ledger_path = settings.paths.state_dir.join(ledger::FILE_NAME);
     let now_binding = binding(settings, aws);
-    let loaded = ledger::load(
-        &ledger_path,
-        &now_binding,
-        clock.now(),
-        matches!(mode, Mode::Apply { .. }),
-    )?;
 
     let mut read = source::read(&settings.accounts, aws.and_then(Aws::sdk)).await;
     if let Some(a) = aws
@@ -143,74 +142,83 @@ pub async fn sync_with(
     {
         read.problems.insert(0, e.clone());
     }
-    let policy = desired::Policy {
-        host_groups: settings.accounts.host_groups.clone(),
-        allowed_groups: settings.accounts.allowed_groups.clone(),
-    };
-    let desired = desired::build(&read.claims, &policy);
-    let names: BTreeSet<String> = desired
-        .accounts
-        .keys()
-        .chain(loaded.ledger.accounts.keys())
-        .cloned()
-        .collect();
-    let local = host.snapshot(&names)?;
-    let plan_settings = plan::PlanSettings::from(settings);
     let now = clock.now();
-    let allow_mass_retire = matches!(
-        mode,
-        Mode::Apply {
-            allow_mass_retire: true
+    let settings = settings.clone();
+    let claims = read.claims.clone();
+    let prefs = read.preferences.clone();
+    let complete = read.complete;
+    let (plan, applied, managed, set_aside) = tokio::task::spawn_blocking(move || {
+        let ledger_path = settings.paths.state_dir.join(ledger::FILE_NAME);
+        let apply_mode = matches!(mode, Mode::Apply { .. });
+        let mut loaded = ledger::load(&ledger_path, &now_binding, apply_mode)?;
+        if let Mode::Apply { trust_inherited: true, .. } = mode {
+            trust_inherited(&mut loaded.ledger, &ledger_path)?;
         }
-    );
-    let mut plan = plan::plan(plan::PlanInput {
-        desired: &desired,
-        complete: read.complete,
-        local: &local,
-        ledger: &loaded.ledger,
-        binding: &loaded.binding,
-        settings: &plan_settings,
-        now,
-        allow_mass_retire,
-    });
-    if let Some(p) = &read.preferences
-        && !p.enabled
-    {
-        plan.notices.push(plan::Notice {
-            code: "run-as-disabled",
-            message: "Run As is off in the Session Manager preferences: sessions start as ssm-user and the SSMSessionRunAs tags are ignored by the agent".into(),
+        let policy = desired::Policy {
+            host_groups: settings.accounts.host_groups.clone(),
+            allowed_groups: settings.accounts.allowed_groups.clone(),
+        };
+        let desired = desired::build(&claims, &policy);
+        let names: BTreeSet<String> = desired
+            .accounts
+            .keys()
+            .chain(loaded.ledger.accounts.keys())
+            .cloned()
+            .collect();
+        let local = host.snapshot(&names)?;
+        let plan_settings = plan::PlanSettings::from(&settings);
+        let mut plan = plan::plan(plan::PlanInput {
+            desired: &desired,
+            complete,
+            local: &local,
+            ledger: &loaded.ledger,
+            binding: &loaded.binding,
+            settings: &plan_settings,
+            now,
+            allow_mass_retire: matches!(mode, Mode::Apply { allow_mass_retire: true, .. }),
         });
-    }
-
-    let (applied, managed) = match mode {
-        Mode::Plan => (None, loaded.ledger.accounts.len()),
-        Mode::Apply { .. } => {
-            let mut ledger = loaded.ledger.clone();
-            let plan_for_apply = plan.clone();
-            let (applied, ledger) = tokio::task::spawn_blocking(move || {
-                let applied = apply::apply(
-                    &plan_for_apply,
-                    host.as_mut(),
-                    &mut ledger,
-                    &ledger_path,
-                    now,
-                );
-                (applied, ledger)
-            })
-            .await
-            .map_err(|e| SyncError::Task(e.to_string()))?;
-            (Some(applied), ledger.accounts.len())
+        if let Some(p) = &prefs
+            && !p.enabled
+        {
+            plan.notices.push(plan::Notice {
+                code: "run-as-disabled",
+                message: "Run As is off in the Session Manager preferences: sessions start as ssm-user and the SSMSessionRunAs tags are ignored by the agent".into(),
+            });
         }
-    };
+        let mut ledger = loaded.ledger;
+        let applied = apply_mode.then(|| apply::apply(&plan, host.as_mut(), &mut ledger, &ledger_path, now));
+        Ok::<_, SyncError>((plan, applied, ledger.accounts.len(), loaded.set_aside))
+    })
+    .await
+    .map_err(|e| SyncError::Task(e.to_string()))??;
     drop(lock);
     Ok(SyncReport {
         at: now,
         read,
         plan,
         applied,
-        ledger_set_aside: loaded.set_aside,
+        ledger_set_aside: set_aside,
         managed,
     })
+}
+
+/// The operator confirmed (`--trust-inherited`) that the entries inherited from another machine's
+/// ledger are ours: they lose the mark, and can be deleted like any other.
+fn trust_inherited(l: &mut ledger::Ledger, path: &std::path::Path) -> Result<(), SyncError> {
+    let mut n = 0;
+    for a in l.accounts.values_mut() {
+        n += usize::from(a.inherited_from.take().is_some());
+    }
+    for g in l.groups.values_mut() {
+        n += usize::from(g.inherited_from.take().is_some());
+    }
+    if n > 0 {
+        tracing::warn!(
+            "{n} ledger entr(y/ies) inherited from another machine are now trusted (--trust-inherited)"
+        );
+        ledger::save(path, l)?;
+    }
+    Ok(())
 }
 
 /// One row of `accounts list`.
@@ -234,7 +242,7 @@ pub struct ListedAccount {
 pub fn list(settings: &Settings) -> Result<Vec<ListedAccount>, SyncError> {
     let path = settings.paths.state_dir.join(ledger::FILE_NAME);
     let binding = binding(settings, None);
-    let loaded = ledger::load(&path, &binding, SystemTime::UNIX_EPOCH, false)?;
+    let loaded = ledger::load(&path, &binding, false)?;
     let passwd = std::fs::read_to_string(&settings.paths.passwd).map_err(|source| {
         host::HostError::Read {
             path: settings.paths.passwd.clone(),

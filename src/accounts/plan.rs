@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::desired::{Desired, RejectReason, Rejection};
-use super::ledger::{AccountState, BindingCheck, Ledger, ManagedAccount};
+use super::ledger::{AccountState, BindingCheck, GroupState, Ledger, ManagedAccount};
 use super::local::{HomeState, LocalView};
 use crate::config::Settings;
 
@@ -143,6 +143,13 @@ pub enum Step {
         /// Group name.
         group: String,
     },
+    /// An interrupted `groupadd` of the sudo group completed: record it and its GID.
+    ResumeGroup {
+        /// Group name.
+        group: String,
+        /// Its GID.
+        gid: u32,
+    },
     /// Install or rewrite the sudoers drop-in.
     WriteSudoers {
         /// File.
@@ -242,6 +249,7 @@ impl Step {
     pub fn action(&self) -> &'static str {
         match self {
             Step::CreateGroup { .. } => "create-group",
+            Step::ResumeGroup { .. } => "resume-group",
             Step::WriteSudoers { .. } => "write-sudoers",
             Step::Create { .. } => "create",
             Step::Resume { .. } => "resume",
@@ -260,7 +268,7 @@ impl Step {
     /// The user (or group, or file) it is about.
     pub fn subject(&self) -> String {
         match self {
-            Step::CreateGroup { group, .. } => group.clone(),
+            Step::CreateGroup { group, .. } | Step::ResumeGroup { group, .. } => group.clone(),
             Step::WriteSudoers { path, .. } | Step::RemoveSudoers { path } => {
                 path.display().to_string()
             }
@@ -315,6 +323,8 @@ pub enum SkipReason {
     RetireBlocked,
     /// More retirements than the cap allows in one cycle.
     RetireCapped,
+    /// NSS could not answer for the name (a directory timing out): nothing is decided on it.
+    LookupFailed,
 }
 
 /// A name left alone, and why.
@@ -402,7 +412,9 @@ struct Planner<'a> {
 
 /// Plans one sync.
 pub fn plan(i: PlanInput<'_>) -> Plan {
-    let destructive = i.complete && *i.binding == BindingCheck::Same;
+    // A foreign ledger has been rebound (its entries marked inherited); an unverifiable one
+    // (no instance id to compare now) retires nothing.
+    let destructive = i.complete && !matches!(i.binding, BindingCheck::Unverified(_));
     let mut p = Planner {
         i,
         destructive,
@@ -472,7 +484,7 @@ impl<'a> Planner<'a> {
             ),
             BindingCheck::Foreign(why) => self.notice(
                 "ledger-foreign",
-                format!("the ledger was written on another machine ({why}); it was set aside and its accounts are treated as unmanaged"),
+                format!("the ledger was written on another machine ({why}): a copy was set aside and its entries are kept as inherited, managed but never deleted automatically (see `accounts apply --trust-inherited`)"),
             ),
             BindingCheck::Same => {}
         }
@@ -497,12 +509,28 @@ impl<'a> Planner<'a> {
         if let Some(g) = &s.sudo_group {
             let ours = self.i.ledger.groups.get(g);
             match (local.group_gid(g), ours) {
-                (None, _) => {
+                (Err(e), _) => self.notice(
+                    "sudo-group-unknown",
+                    format!("cannot tell whether the sudo group `{g}` exists ({e}); nobody is granted sudo this cycle"),
+                ),
+                (Ok(None), _) => {
                     self.front.push(Step::CreateGroup { group: g.clone() });
                     sudo_enabled = true;
                 }
-                (Some(_), Some(_)) => sudo_enabled = true,
-                (Some(gid), None) => self.notice(
+                (Ok(Some(gid)), Some(m)) if m.gid.is_some_and(|ours| ours != gid) => self.notice(
+                    "sudo-group-unmanaged",
+                    format!(
+                        "the sudo group `{g}` now has gid {gid}, not the gid {} ssm-companion created it with: it was replaced outside ssm-companion, so nobody gets sudo through it. Remove it (ssm-companion then creates it again) or pick another accounts.sudo_group",
+                        m.gid.unwrap_or_default()
+                    ),
+                ),
+                (Ok(Some(gid)), Some(m)) => {
+                    if m.state == GroupState::Creating || m.gid.is_none() {
+                        self.front.push(Step::ResumeGroup { group: g.clone(), gid });
+                    }
+                    sudo_enabled = true;
+                }
+                (Ok(Some(gid)), None) => self.notice(
                     "sudo-group-unmanaged",
                     format!(
                         "the sudo group `{g}` (gid {gid}) already exists and was not created by ssm-companion; granting sudo through it would change the rights of its existing members, so nobody gets sudo. Name a group that does not exist yet in accounts.sudo_group"
@@ -524,7 +552,8 @@ impl<'a> Planner<'a> {
             let ok = if Some(g) == s.sudo_group.as_ref() {
                 sudo_enabled
             } else {
-                local.group_gid(g).is_some()
+                // A group NSS cannot answer for is not handed out this cycle.
+                matches!(local.group_gid(g), Ok(Some(_)))
             };
             if ok {
                 self.available_groups.insert(g.clone());
@@ -607,7 +636,17 @@ impl<'a> Planner<'a> {
     ) {
         let local = self.i.local;
         let managed = self.i.ledger.accounts.get(name);
-        let existing = local.user(name);
+        let existing = match local.user(name) {
+            Ok(e) => e,
+            Err(e) => {
+                return self.skip(
+                    name,
+                    SkipReason::LookupFailed,
+                    format!("{e}; left alone this cycle"),
+                    principals,
+                );
+            }
+        };
 
         // Names the host reserves, checked before anything else, managed or not.
         if let Some(u) = &existing
@@ -672,7 +711,18 @@ impl<'a> Planner<'a> {
         if exists {
             return self.skip(name, SkipReason::ExistsUnmanaged, "the account exists and was not created by ssm-companion: Run As works, and it is never modified, given groups or sudo, or removed", principals);
         }
-        if let Some(gid) = local.group_gid(name) {
+        let group = match local.group_gid(name) {
+            Ok(g) => g,
+            Err(e) => {
+                return self.skip(
+                    name,
+                    SkipReason::LookupFailed,
+                    format!("{e}; not created this cycle"),
+                    principals,
+                );
+            }
+        };
+        if let Some(gid) = group {
             if gid < local.gid_min {
                 return self.reject(name, principals, RejectReason::SystemAccount, format!(
                     "`{name}` is a system group (gid {gid} < GID_MIN {}); pick another name for the tag", local.gid_min
@@ -721,12 +771,12 @@ impl<'a> Planner<'a> {
             AccountState::Creating => "finishing an interrupted create",
             _ => "it was deleted outside ssm-companion; recreating it with its UID",
         };
-        if self.i.local.id_taken(m.uid) {
+        if self.i.local.id_taken_by_other(m.uid, name) {
             return self.skip(name, SkipReason::ManagedAccountChanged, format!(
                 "its uid {} is now used by another account or group; left alone until an operator frees it", m.uid
             ), principals);
         }
-        if self.i.local.group_gid(name).is_some() {
+        if !matches!(self.i.local.group_gid(name), Ok(None)) {
             return self.skip(name, SkipReason::GroupNameTaken, format!(
                 "a group named `{name}` exists without the user; remove it so the account can be recreated"
             ), principals);
@@ -780,7 +830,7 @@ impl<'a> Planner<'a> {
                 && !NEVER.contains(&uid)
                 && !self.allocated.contains(&uid)
                 && self.reserved.get(&uid).is_none_or(|owner| *owner == name)
-                && !self.i.local.id_taken(uid)
+                && !self.i.local.id_taken_by_other(uid, name)
         };
         if let Some(t) = self.i.ledger.tombstones.get(name)
             && free(t.uid)
@@ -846,23 +896,33 @@ impl<'a> Planner<'a> {
     fn unwanted(&mut self, name: &str, m: &ManagedAccount) {
         let local = self.i.local;
         let none = BTreeSet::new();
-        let existing = local.user(name);
-        let Some(u) = existing else {
-            return self.retire.push(Step::Forget {
-                user: name.to_string(),
-                uid: m.uid,
-                reason: match m.state {
-                    AccountState::Creating => "an interrupted create never happened".into(),
-                    AccountState::Deleting => "an interrupted delete completed".into(),
-                    _ => "the account was deleted outside ssm-companion".into(),
-                },
-            });
+        let u = match local.user(name) {
+            Ok(Some(u)) => u,
+            Ok(None) => {
+                return self.retire.push(Step::Forget {
+                    user: name.to_string(),
+                    uid: m.uid,
+                    reason: match m.state {
+                        AccountState::Creating => "an interrupted create never happened".into(),
+                        AccountState::Deleting => "an interrupted delete completed".into(),
+                        _ => "the account was deleted outside ssm-companion".into(),
+                    },
+                });
+            }
+            Err(e) => {
+                return self.skip(
+                    name,
+                    SkipReason::LookupFailed,
+                    format!("{e}; left alone this cycle"),
+                    &none,
+                );
+            }
         };
-        if u.uid != m.uid || u.entry.is_none() {
+        let Some(entry) = u.entry.filter(|_| u.uid == m.uid) else {
             return self.skip(name, SkipReason::ManagedAccountChanged, format!(
                 "no longer wanted, but the ledger says uid {} and the host has uid {} (or it left the local files): not retired, left alone", m.uid, u.uid
             ), &none);
-        }
+        };
         if !self.destructive {
             let why = if self.i.complete {
                 "the ledger binding is unverified"
@@ -876,6 +936,7 @@ impl<'a> Planner<'a> {
                 &none,
             );
         }
+        let s = self.i.settings;
         match m.state {
             AccountState::Creating | AccountState::Active => {
                 let remove_groups: Vec<String> = local.member_of(name).into_iter().collect();
@@ -899,18 +960,11 @@ impl<'a> Planner<'a> {
                         reinstate: false,
                     });
                 }
-                let s = self.i.settings;
                 let reads = m.missing_reads.saturating_add(1);
                 let since = m.missing_since.unwrap_or(m.since);
                 let elapsed = self.i.now.duration_since(since).unwrap_or_default();
-                if reads >= s.retire_confirmations && elapsed >= s.retire_grace {
-                    self.retire.push(Step::RetireFinish {
-                        user: name.to_string(),
-                        uid: m.uid,
-                        remove_home: s.remove_home,
-                    });
-                } else {
-                    self.retire.push(Step::RetireWait {
+                if reads < s.retire_confirmations || elapsed < s.retire_grace {
+                    return self.retire.push(Step::RetireWait {
                         user: name.to_string(),
                         uid: m.uid,
                         reads,
@@ -918,15 +972,50 @@ impl<'a> Planner<'a> {
                         grace_left_secs: s.retire_grace.saturating_sub(elapsed).as_secs(),
                     });
                 }
-            }
-            AccountState::Deleting => {
+                if let Some(from) = &m.inherited_from {
+                    return self.skip(name, SkipReason::RetireBlocked, format!(
+                        "its access is removed, but it was inherited with a ledger from {from} (an image or a copied disk) and is never deleted automatically: delete it with userdel, or run `ssm-companion accounts apply --trust-inherited` once"
+                    ), &none);
+                }
+                let remove_home = self.remove_home_ok(name, m.uid, &entry);
                 self.retire.push(Step::RetireFinish {
                     user: name.to_string(),
                     uid: m.uid,
-                    remove_home: self.i.settings.remove_home,
+                    remove_home,
+                });
+            }
+            AccountState::Deleting => {
+                let remove_home = self.remove_home_ok(name, m.uid, &entry);
+                self.retire.push(Step::RetireFinish {
+                    user: name.to_string(),
+                    uid: m.uid,
+                    remove_home,
                 });
             }
         }
+    }
+
+    /// `userdel --remove` only when asked for and when it can only remove the account's own
+    /// home: the passwd field is `<home_base>/<name>` and that path is a real directory (not a
+    /// symlink) owned by the account. Otherwise the home is kept, with a notice.
+    fn remove_home_ok(&mut self, name: &str, uid: u32, entry: &super::local::PasswdEntry) -> bool {
+        if !self.i.settings.remove_home {
+            return false;
+        }
+        let home = self.home(name);
+        let ok =
+            entry.home == home && self.i.local.homes.get(name) == Some(&HomeState::Dir { uid });
+        if !ok {
+            self.notice(
+                "home-kept",
+                format!(
+                    "the home of `{name}` is kept although accounts.remove_home is set: its passwd home is {} and {} is not a plain directory owned by uid {uid}",
+                    entry.home.display(),
+                    home.display()
+                ),
+            );
+        }
+        ok
     }
 
     fn apply_cap(&mut self) {

@@ -82,6 +82,9 @@ pub fn sync_json(r: &SyncReport) -> String {
 pub fn step_detail(step: &Step) -> String {
     match step {
         Step::CreateGroup { .. } => "system group for sudo (accounts.sudo_group)".into(),
+        Step::ResumeGroup { gid, .. } => {
+            format!("interrupted groupadd completed (gid {gid}); recording it")
+        }
         Step::WriteSudoers { group, .. } => {
             format!("grant sudo to members of `{group}` (validated with visudo -cf)")
         }

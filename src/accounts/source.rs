@@ -44,6 +44,10 @@ pub async fn read(settings: &AccountsSettings, sdk: Option<&aws_config::SdkConfi
             None => incomplete("iam", "AWS is not configured (see the error above)"),
         },
         SourceKind::File => read_file(&settings.file),
+        SourceKind::Mapping => incomplete(
+            "mapping",
+            "accounts.source = \"mapping\" is not available in this version: nothing is read, so no account is created or retired; use \"iam\" or \"file\"",
+        ),
     };
     for name in &settings.extra {
         read.claims.push(Claim {

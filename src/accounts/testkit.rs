@@ -147,17 +147,22 @@ impl Host for FakeHost {
             );
         }
         v.sudoers = self.sudoers.clone();
+        for (name, h) in &self.homes {
+            if let HomeState::Dir { uid } = h {
+                v.home_owners.entry(*uid).or_default().insert(name.clone());
+            }
+        }
         Ok(v)
     }
 
-    fn create_group(&mut self, name: &str) -> Result<(), HostError> {
+    fn create_group(&mut self, name: &str) -> Result<Option<u32>, HostError> {
         self.mutate(format!("groupadd {name}"))?;
         let gid = (100..999)
             .find(|g| self.groups.values().all(|x| x.gid != *g))
             .unwrap_or(998);
         self.add_group(name, gid, &[]);
         self.after();
-        Ok(())
+        Ok(Some(gid))
     }
 
     fn create_user(&mut self, u: &NewUser<'_>) -> Result<(), HostError> {
@@ -316,7 +321,7 @@ impl World {
     }
 
     pub fn ledger(&self) -> Ledger {
-        ledger::load(&self.ledger_path, &self.binding, self.now, false)
+        ledger::load(&self.ledger_path, &self.binding, false)
             .unwrap()
             .ledger
     }
@@ -331,7 +336,7 @@ impl World {
     }
 
     pub fn plan_with(&self, claims: &[Claim], complete: bool, allow_mass_retire: bool) -> Plan {
-        let loaded = ledger::load(&self.ledger_path, &self.binding, self.now, false).unwrap();
+        let loaded = ledger::load(&self.ledger_path, &self.binding, false).unwrap();
         let policy = desired::Policy {
             host_groups: BTreeSet::new(),
             allowed_groups: self.settings.allowed_groups.clone(),
@@ -359,7 +364,7 @@ impl World {
     /// One plan + apply cycle.
     pub fn cycle(&mut self, claims: &[Claim], complete: bool) -> (Plan, Applied) {
         let p = self.plan(claims, complete);
-        let mut ledger = ledger::load(&self.ledger_path, &self.binding, self.now, true)
+        let mut ledger = ledger::load(&self.ledger_path, &self.binding, true)
             .unwrap()
             .ledger;
         let a = apply::apply(&p, &mut self.host, &mut ledger, &self.ledger_path, self.now);

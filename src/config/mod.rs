@@ -132,6 +132,9 @@ pub enum SourceKind {
     Iam,
     /// A local TOML or JSON file.
     File,
+    /// A mapping document published once for the fleet (S3 / Parameter Store). Part of the
+    /// configuration contract; not available in this version, so it reads nothing.
+    Mapping,
 }
 
 impl fmt::Display for SourceKind {
@@ -139,6 +142,7 @@ impl fmt::Display for SourceKind {
         f.write_str(match self {
             SourceKind::Iam => "iam",
             SourceKind::File => "file",
+            SourceKind::Mapping => "mapping",
         })
     }
 }
@@ -583,6 +587,16 @@ fn resolve(layers: &[Layer], issues: &mut Vec<Issue>) -> Settings {
         |f| f.accounts()?.source.as_ref(),
         |p| Ok(p.value),
     );
+    if let Some(p) = r.pick("accounts.source", |f| f.accounts()?.source.as_ref())
+        && p.value == SourceKind::Mapping
+    {
+        r.issues.push(Issue {
+            severity: Severity::Warning,
+            ..p.issue(
+                "\"mapping\" (a fleet-wide mapping document) is not available in this version: no account is created or retired until you use \"iam\" or \"file\"",
+            )
+        });
+    }
     a.read_session_preferences = a.source == SourceKind::Iam;
     r.set(
         &mut a.file,

@@ -122,7 +122,7 @@ fn bad_values_name_file_line_key_and_allowed_values() {
     let e = load(&opts(d.path(), true)).unwrap_err();
     let msg = e.to_string();
     for needle in [
-        "50-x.toml:2:10: key `accounts.source`: unknown variant `ldap`, expected `iam` or `file`",
+        "50-x.toml:2:10: key `accounts.source`: unknown variant `ldap`, expected one of `iam`, `file`, `mapping`",
         "50-x.toml:3:12: key `accounts.interval`: `5 parsecs` is not a duration",
         "50-x.toml:4:13: key `accounts.uid_range`: [0, 10] is not a UID range",
         "50-x.toml:5:14: key `accounts.sudo_group`: `admins` is not in accounts.allowed_groups",
@@ -203,4 +203,24 @@ fn shipped_example_config_is_valid_and_complete() {
             );
         }
     }
+}
+
+#[test]
+fn the_mapping_source_is_accepted_with_a_warning() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "etc/config.toml",
+        "[accounts]\nsource = \"mapping\"\n",
+    );
+    let l = load(&opts(d.path(), true)).unwrap();
+    assert_eq!(l.settings.accounts.source, SourceKind::Mapping);
+    assert_eq!(l.warnings.len(), 1);
+    assert!(
+        l.warnings[0]
+            .message
+            .contains("not available in this version"),
+        "{:?}",
+        l.warnings
+    );
 }

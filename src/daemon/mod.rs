@@ -29,6 +29,10 @@ use notify::Notifier;
 /// so systemd restarts the service.
 pub const STALL_LIMIT: Duration = Duration::from_secs(15 * 60);
 
+/// How long a stop waits for a running sync to finish (each step of a sync is crash-safe, so
+/// stopping in the middle is safe, just untidy).
+pub const STOP_LIMIT: Duration = Duration::from_secs(60);
+
 /// The first restart delay of a failed capability (doubles up to [`MAX_BACKOFF`]).
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest restart delay.
@@ -215,12 +219,18 @@ async fn accounts_task(mut ctx: TaskContext) -> Result<(), String> {
             continue;
         }
         ctx.heartbeat.busy();
+        // Identity or region missing (IMDS not up yet at boot, a network blip): try again, so
+        // one bad start does not leave the daemon unable to verify its ledger for good.
+        if aws.imds_problem.is_some() || aws.sdk.is_err() {
+            aws = Aws::load(&settings.aws).await;
+        }
         let status = match accounts::sync(
             &settings,
             Some(&aws),
             ctx.clock.as_ref(),
             Mode::Apply {
                 allow_mass_retire: false,
+                trust_inherited: false,
             },
         )
         .await
@@ -334,11 +344,18 @@ pub async fn run(
             }
         }
     }
-    tracing::info!("stopping");
+    tracing::info!("stopping (a running sync is finished first; SIGTERM again to stop at once)");
     notifier.stopping();
     let _ = stop_tx.send(true);
-    let _ = accounts.await;
-    tracing::info!("stopped");
+    tokio::select! {
+        _ = accounts => tracing::info!("stopped"),
+        () = tokio::time::sleep(STOP_LIMIT) => tracing::warn!(
+            "stopping without waiting any longer: a sync is still running after {}",
+            humantime::format_duration(STOP_LIMIT)
+        ),
+        _ = sigterm.recv() => tracing::warn!("second SIGTERM: stopping at once"),
+        _ = sigint.recv() => tracing::warn!("second SIGINT: stopping at once"),
+    }
     Ok(())
 }
 

@@ -205,3 +205,76 @@ fn principals_are_recorded_for_managed_accounts() {
     w.cycle(&[claim("ops"), second], true);
     assert_eq!(w.ledger().accounts["ops"].principals.len(), 2);
 }
+
+#[test]
+fn a_failed_groupadd_grants_no_sudo_and_no_membership() {
+    let mut w = World::new();
+    w.settings.allowed_groups = ["ops".to_string()].into();
+    w.settings.sudo_group = Some("ops".into());
+    // The group appears between the snapshot and groupadd (config management, LDAP).
+    w.host.fail.insert("groupadd ops".into(), 9);
+    let (_, a) = w.cycle(
+        &[crate::accounts::testkit::claim_groups("alice", &["ops"])],
+        true,
+    );
+    let outcome = |action: &str| {
+        a.results
+            .iter()
+            .find(|r| r.step.action() == action)
+            .map(|r| r.outcome)
+            .unwrap()
+    };
+    assert_eq!(outcome("create-group"), "failed");
+    assert_eq!(outcome("write-sudoers"), "failed");
+    assert!(
+        w.host.sudoers.is_none(),
+        "no sudo through a group we did not create"
+    );
+    assert_eq!(outcome("create"), "done");
+    assert!(w.host.member_of("alice").is_empty());
+    assert!(!w.ledger().groups.contains_key("ops"));
+}
+
+#[test]
+fn a_name_back_with_another_uid_keeps_its_old_uid_reserved() {
+    let mut w = World::new();
+    w.settings.retire_confirmations = 1;
+    w.settings.retire_grace = Duration::ZERO;
+    w.converge(&[claim("alice")], 3);
+    let old = w.host.users["alice"].uid;
+    w.cycle(&[], true);
+    w.cycle(&[], true);
+    assert!(!w.host.users.contains_key("alice"));
+    // Its old uid is taken meanwhile by someone else, and its kept home was moved away (a home
+    // owned by the old uid would stop the create).
+    w.host
+        .add_user("squatter", old, "/home/squatter", "/bin/sh");
+    w.host.homes.remove("alice");
+    w.converge(&[claim("alice")], 3);
+    let new = w.host.users["alice"].uid;
+    assert_ne!(new, old);
+    let l = w.ledger();
+    assert_eq!(l.retired_uids.get(&old).map(String::as_str), Some("alice"));
+    assert!(l.reserved_uids().contains_key(&old));
+}
+
+#[test]
+fn no_change_at_all_when_the_ledger_cannot_be_written_even_for_repairs() {
+    let mut w = World::new();
+    w.converge(&[claim("alice")], 3);
+    w.host.users.get_mut("alice").unwrap().shell = "/bin/sh".into();
+    let p = w.plan(&[claim("alice")], true);
+    assert_eq!(actions(&p), [("repair".to_string(), "alice".to_string())]);
+    let mut ledger = w.ledger();
+    let path = w.ledger_path.clone();
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir_all(&path).unwrap();
+    let log = w.host.log.len();
+    let a = apply(&p, &mut w.host, &mut ledger, &path, w.now);
+    assert_eq!(
+        w.host.log.len(),
+        log,
+        "usermod ran without a writable ledger"
+    );
+    assert!(a.aborted.is_some());
+}

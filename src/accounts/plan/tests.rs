@@ -79,11 +79,15 @@ fn accounts_from_other_nss_sources_are_unmanaged_too() {
     #[derive(Debug)]
     struct Ldap;
     impl crate::accounts::local::Nss for Ldap {
-        fn user_by_name(&self, name: &str) -> Option<(u32, u32)> {
-            (name == "carol").then_some((70001, 70001))
+        fn user_by_name(&self, name: &str) -> Result<Option<(u32, u32)>, String> {
+            match name {
+                "carol" => Ok(Some((70001, 70001))),
+                "dan" => Err("sssd: timed out".into()),
+                _ => Ok(None),
+            }
         }
-        fn group_by_name(&self, _: &str) -> Option<u32> {
-            None
+        fn group_by_name(&self, _: &str) -> Result<Option<u32>, String> {
+            Ok(None)
         }
         fn uid_exists(&self, uid: u32) -> bool {
             uid == 70001
@@ -95,7 +99,8 @@ fn accounts_from_other_nss_sources_are_unmanaged_too() {
     let w = World::new();
     let mut local = w.host.snapshot(&BTreeSet::new()).unwrap();
     local.nss = std::sync::Arc::new(Ldap);
-    let desired = crate::accounts::desired::build(&[claim("carol")], &Default::default());
+    let desired =
+        crate::accounts::desired::build(&[claim("carol"), claim("dan")], &Default::default());
     let ledger = Ledger::new(Binding::default());
     let p = plan(PlanInput {
         desired: &desired,
@@ -108,6 +113,8 @@ fn accounts_from_other_nss_sources_are_unmanaged_too() {
         allow_mass_retire: false,
     });
     assert_eq!(skip_reason(&p, "carol"), Some(SkipReason::ExistsUnmanaged));
+    // A directory that cannot answer is not "no such user": dan is not created.
+    assert_eq!(skip_reason(&p, "dan"), Some(SkipReason::LookupFailed));
     assert!(p.steps.is_empty());
 }
 
@@ -541,6 +548,127 @@ fn mass_retirement_is_capped_unless_overridden() {
 }
 
 #[test]
+fn inherited_accounts_lose_access_but_are_never_deleted_automatically() {
+    let mut w = World::new();
+    w.settings.allowed_groups = ["docker".to_string()].into();
+    w.settings.retire_confirmations = 1;
+    w.settings.retire_grace = Duration::ZERO;
+    w.settings.max_retire_fraction = 1.0;
+    w.converge(&[claim_groups("baked", &["docker"]), claim("keep")], 3);
+    // The disk boots as another instance (an image): the ledger is rebound, entries inherited.
+    w.binding = Binding {
+        machine_id: "m2".into(),
+        instance_id: Some("i-2".into()),
+    };
+    let p = w.plan(&[claim("keep")], true);
+    assert!(
+        p.notices.iter().any(|n| n.code == "ledger-foreign"),
+        "{p:#?}"
+    );
+    w.cycle(&[claim("keep")], true);
+    assert!(
+        w.host.member_of("baked").is_empty(),
+        "access is removed at once"
+    );
+    let (p, _) = w.cycle(&[claim("keep")], true);
+    assert_eq!(
+        skip_reason(&p, "baked"),
+        Some(SkipReason::RetireBlocked),
+        "{p:#?}"
+    );
+    assert!(
+        p.skipped
+            .iter()
+            .any(|s| s.detail.contains("--trust-inherited"))
+    );
+    assert!(
+        w.host.users.contains_key("baked"),
+        "never deleted automatically"
+    );
+    // Wanted again, it is managed as before (not "exists-unmanaged").
+    let (p, _) = w.cycle(&[claim_groups("baked", &["docker"]), claim("keep")], true);
+    assert!(step(&p, "reinstate", "baked").is_some(), "{p:#?}");
+    assert_eq!(
+        w.host.member_of("baked").into_iter().collect::<Vec<_>>(),
+        ["docker"]
+    );
+}
+
+#[test]
+fn remove_home_only_for_a_plain_home_of_the_account() {
+    let mut w = World::new();
+    w.settings.retire_confirmations = 1;
+    w.settings.retire_grace = Duration::ZERO;
+    w.settings.max_retire_fraction = 1.0;
+    w.settings.remove_home = true;
+    w.converge(&[claim("a1"), claim("a2"), claim("a3")], 3);
+    w.cycle(&[], true);
+    // a2's home field was pointed elsewhere, a3's home replaced by a symlink.
+    w.host.users.get_mut("a2").unwrap().home = "/srv/shared".into();
+    w.host.homes.insert("a3".into(), HomeState::Symlink);
+    let p = w.plan(&[], true);
+    let remove = |u: &str| match step(&p, "retire-finish", u) {
+        Some(Step::RetireFinish { remove_home, .. }) => *remove_home,
+        other => panic!("{u}: {other:?}"),
+    };
+    assert!(remove("a1"));
+    assert!(
+        !remove("a2"),
+        "never userdel -r a home field pointing elsewhere"
+    );
+    assert!(!remove("a3"), "never through a symlink");
+    assert_eq!(
+        p.notices.iter().filter(|n| n.code == "home-kept").count(),
+        2
+    );
+}
+
+#[test]
+fn a_replaced_or_half_created_sudo_group() {
+    let mut w = World::new();
+    w.settings.allowed_groups = ["ops".to_string()].into();
+    w.settings.sudo_group = Some("ops".into());
+    w.converge(&[claim_groups("alice", &["ops"])], 3);
+    let gid = w.ledger().groups["ops"].gid.unwrap();
+    // Someone deletes and recreates the group: another gid, not ours any more.
+    w.host.groups.get_mut("ops").unwrap().gid = gid + 1;
+    let p = w.plan(&[claim_groups("alice", &["ops"])], true);
+    assert!(
+        p.notices
+            .iter()
+            .any(|n| n.code == "sudo-group-unmanaged" && n.message.contains("replaced")),
+        "{p:#?}"
+    );
+    assert!(
+        !p.steps
+            .iter()
+            .any(|s| matches!(s, Step::WriteSudoers { .. }))
+    );
+    // A groupadd interrupted after it ran: recorded with its gid.
+    let mut w = World::new();
+    w.settings.allowed_groups = ["ops".to_string()].into();
+    w.settings.sudo_group = Some("ops".into());
+    let mut l = Ledger::new(w.binding.clone());
+    l.groups.insert(
+        "ops".into(),
+        crate::accounts::ledger::ManagedGroup {
+            gid: None,
+            state: GroupState::Creating,
+            created_at: w.now,
+            inherited_from: None,
+        },
+    );
+    ledger::save(&w.ledger_path, &l).unwrap();
+    w.host.add_group("ops", 901, &[]);
+    let (p, _) = w.cycle(&[claim("alice")], true);
+    assert!(
+        matches!(p.steps[0], Step::ResumeGroup { gid: 901, .. }),
+        "{p:#?}"
+    );
+    assert_eq!(w.ledger().groups["ops"].gid, Some(901));
+}
+
+#[test]
 fn the_last_account_can_leave() {
     let mut w = World::new();
     w.converge(&[claim("solo")], 3);
@@ -608,7 +736,7 @@ fn out_of_scope_names_are_skipped_and_managed_ones_retire() {
     desired
         .out_of_scope
         .insert("zed".into(), ["arn:z".to_string()].into());
-    let loaded = ledger::load(&w.ledger_path, &w.binding, w.now, false).unwrap();
+    let loaded = ledger::load(&w.ledger_path, &w.binding, false).unwrap();
     let local = w
         .host
         .snapshot(&["alice".to_string(), "zed".to_string()].into())
@@ -692,11 +820,20 @@ mod properties {
             for (mask, complete, groups) in &history {
                 let claims = claims_from(*mask, *groups);
                 let before: BTreeSet<String> = w.host.users.keys().cloned().collect();
+                let groups_before: Vec<(String, BTreeSet<String>)> =
+                    before.iter().map(|u| (u.clone(), w.host.member_of(u))).collect();
+                let sudoers_before = w.host.sudoers.clone();
                 crate::accounts::apply::tests::quiet_simulated_crashes();
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.cycle(&claims, *complete)));
                 if !*complete {
                     let after: BTreeSet<String> = w.host.users.keys().cloned().collect();
                     prop_assert!(before.is_subset(&after), "an incomplete read removed accounts");
+                    for (u, g) in &groups_before {
+                        prop_assert!(g.is_subset(&w.host.member_of(u)), "an incomplete read removed groups of {}", u);
+                    }
+                    if sudoers_before.is_some() {
+                        prop_assert_eq!(&w.host.sudoers, &sudoers_before, "an incomplete read changed sudoers");
+                    }
                 }
                 let _ = outcome; // a simulated crash: the next cycle must recover
                 w.now += Duration::from_secs(120);
