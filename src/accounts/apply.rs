@@ -78,6 +78,18 @@ impl Run<'_> {
             .collect()
     }
 
+    /// The account is gone: out of the ledger, its UID kept reserved by a tombstone.
+    fn bury(&mut self, name: &str, uid: u32) {
+        self.ledger.accounts.remove(name);
+        self.ledger.tombstones.insert(
+            name.to_string(),
+            Tombstone {
+                uid,
+                retired_at: self.now,
+            },
+        );
+    }
+
     /// The name is back: its tombstone goes; if it came back with another UID, the old one
     /// stays reserved (its kept files still carry it).
     fn forget_tombstone(&mut self, name: &str, uid: u32) {
@@ -272,7 +284,7 @@ impl Run<'_> {
                     a.missing_reads = 0;
                     a.missing_since = None;
                 }
-                Ok(describe_changes(&changes, *reinstate))
+                Ok(super::report::changes_text(&changes, *reinstate))
             }
             Step::RetireStart {
                 user,
@@ -326,57 +338,18 @@ impl Run<'_> {
                 let ended = self.host.end_processes(*uid)?;
                 self.host.delete_user(user, *remove_home)?;
                 crate::failpoint!("retire-finish:{user}:after");
-                self.ledger.accounts.remove(user);
-                self.ledger.tombstones.insert(
-                    user.clone(),
-                    Tombstone {
-                        uid: *uid,
-                        retired_at: now,
-                    },
-                );
+                self.bury(user, *uid);
                 Ok(format!(
                     "deleted ({ended} process(es) ended, home {})",
                     if *remove_home { "removed" } else { "kept" }
                 ))
             }
             Step::Forget { user, uid, reason } => {
-                self.ledger.accounts.remove(user);
-                self.ledger.tombstones.insert(
-                    user.clone(),
-                    Tombstone {
-                        uid: *uid,
-                        retired_at: now,
-                    },
-                );
+                self.bury(user, *uid);
                 Ok(format!("{reason}; uid {uid} stays reserved"))
             }
         }
     }
-}
-
-fn describe_changes(changes: &[Change], reinstate: bool) -> String {
-    let mut parts: Vec<String> = changes
-        .iter()
-        .map(|c| match c {
-            Change::Shell { from, to } => format!("shell {} -> {}", from.display(), to.display()),
-            Change::Home { from, to } => format!("home {} -> {}", from.display(), to.display()),
-            Change::Comment { from, to } => format!("comment {from:?} -> {to:?}"),
-            Change::Groups { add, remove, .. } => {
-                let mut g = Vec::new();
-                if !add.is_empty() {
-                    g.push(format!("+{}", add.join(",+")));
-                }
-                if !remove.is_empty() {
-                    g.push(format!("-{}", remove.join(",-")));
-                }
-                format!("groups {}", g.join(" "))
-            }
-        })
-        .collect();
-    if reinstate {
-        parts.insert(0, "wanted again; retirement cancelled".into());
-    }
-    parts.join("; ")
 }
 
 /// Applies `plan`, updating `ledger` (saved to `ledger_path`).

@@ -236,6 +236,9 @@ pub struct ListedAccount {
     pub since: String,
     /// Whether the account exists in the local files right now with that UID.
     pub present: bool,
+    /// Set when the entry came with a ledger from another machine (never deleted automatically).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inherited_from: Option<String>,
 }
 
 /// The managed accounts, from the ledger and the passwd file. Starts no thread and no runtime.
@@ -261,6 +264,7 @@ pub fn list(settings: &Settings) -> Result<Vec<ListedAccount>, SyncError> {
             state: a.state.as_str(),
             since: crate::clock::rfc3339(a.since),
             present: users.iter().any(|u| &u.name == name && u.uid == a.uid),
+            inherited_from: a.inherited_from.clone(),
         })
         .collect())
 }

@@ -120,13 +120,7 @@ pub fn step_detail(step: &Step) -> String {
         Step::Resume { .. } => "interrupted create completed; recording it".into(),
         Step::Repair {
             changes, reinstate, ..
-        } => {
-            let mut parts: Vec<String> = changes.iter().map(change_text).collect();
-            if *reinstate {
-                parts.insert(0, "wanted again: retirement cancelled".into());
-            }
-            clean(&parts.join("; "))
-        }
+        } => changes_text(changes, *reinstate),
         Step::RetireStart { remove_groups, .. } => {
             if remove_groups.is_empty() {
                 "absent from the source: start retiring".into()
@@ -152,6 +146,15 @@ pub fn step_detail(step: &Step) -> String {
         ),
         Step::Forget { reason, .. } => format!("{reason}; forget it, keep its UID reserved"),
     }
+}
+
+/// What a repair changes, for tables and logs.
+pub fn changes_text(changes: &[Change], reinstate: bool) -> String {
+    let mut parts: Vec<String> = changes.iter().map(change_text).collect();
+    if reinstate {
+        parts.insert(0, "wanted again: retirement cancelled".into());
+    }
+    clean(&parts.join("; "))
 }
 
 fn change_text(c: &Change) -> String {
@@ -333,7 +336,12 @@ pub fn list_text(rows: &[ListedAccount]) -> String {
             vec![
                 clean(&a.name),
                 a.uid.to_string(),
-                format!("{}{}", a.state, if a.present { "" } else { " (missing)" }),
+                format!(
+                    "{}{}{}",
+                    a.state,
+                    if a.present { "" } else { " (missing)" },
+                    if a.inherited_from.is_some() { " (inherited)" } else { "" }
+                ),
                 a.since.clone(),
                 clean(&a.principals.join(", ")),
             ]

@@ -153,30 +153,23 @@ fn jittered(d: Duration) -> Duration {
 /// and debug messages while they persist, so a standing problem does not flood the log every
 /// interval; problems of the read itself are warnings every time.
 fn log_sync(r: &accounts::SyncReport, seen: &mut std::collections::BTreeSet<String>) {
-    let mut now = std::collections::BTreeSet::new();
-    for n in &r.plan.notices {
-        let line = format!("accounts: {}: {}", n.code, n.message);
-        if seen.contains(&line) {
-            tracing::debug!("{line}");
-        } else {
-            tracing::warn!("{line}");
-        }
-        now.insert(line);
-    }
-    for j in &r.plan.rejections {
-        let line = format!(
+    let notices = r.plan.notices.iter().map(|n| format!("accounts: {}: {}", n.code, n.message));
+    let rejections = r.plan.rejections.iter().map(|j| {
+        format!(
             "accounts: rejected {:?} from {}: {} ({})",
             j.value,
             j.principal,
             j.reason.as_str(),
             j.detail
-        );
-        if seen.contains(&line) {
+        )
+    });
+    let now: std::collections::BTreeSet<String> = notices.chain(rejections).collect();
+    for line in &now {
+        if seen.contains(line) {
             tracing::debug!("{line}");
         } else {
             tracing::warn!("{line}");
         }
-        now.insert(line);
     }
     for p in &r.read.problems {
         tracing::warn!("accounts: {p}");
