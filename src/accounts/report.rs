@@ -340,7 +340,11 @@ pub fn list_text(rows: &[ListedAccount]) -> String {
                     "{}{}{}",
                     a.state,
                     if a.present { "" } else { " (missing)" },
-                    if a.inherited_from.is_some() { " (inherited)" } else { "" }
+                    if a.inherited_from.is_some() {
+                        " (inherited)"
+                    } else {
+                        ""
+                    }
                 ),
                 a.since.clone(),
                 clean(&a.principals.join(", ")),

@@ -153,7 +153,11 @@ fn jittered(d: Duration) -> Duration {
 /// and debug messages while they persist, so a standing problem does not flood the log every
 /// interval; problems of the read itself are warnings every time.
 fn log_sync(r: &accounts::SyncReport, seen: &mut std::collections::BTreeSet<String>) {
-    let notices = r.plan.notices.iter().map(|n| format!("accounts: {}: {}", n.code, n.message));
+    let notices = r
+        .plan
+        .notices
+        .iter()
+        .map(|n| format!("accounts: {}: {}", n.code, n.message));
     let rejections = r.plan.rejections.iter().map(|j| {
         format!(
             "accounts: rejected {:?} from {}: {} ({})",
