@@ -162,6 +162,31 @@ fn drift_of_managed_attributes_is_repaired() {
 }
 
 #[test]
+fn homes_never_follow_symlinks() {
+    require_root!();
+    let (emu, host) = setup("");
+    // A skeleton with a symlink to a secret, and a pre-made /home/mallory pointing at /etc.
+    host.sh_ok("ln -s /etc/shadow /etc/skel/.evil && ln -s /etc /home/mallory");
+    emu.user("alice", "/", &[("SSMSessionRunAs", "alice")]);
+    emu.user("mallory", "/", &[("SSMSessionRunAs", "mallory")]);
+    let doc = host.apply(0);
+    assert_eq!(Host::steps(&doc, "create"), ["alice"]);
+    assert_eq!(Host::skipped(&doc, "home-conflict"), ["mallory"]);
+    assert!(host.getent("mallory").is_none());
+    // The skeleton's symlink is copied as a symlink, never followed into a copy of the secret.
+    assert_eq!(
+        host.sh_ok("readlink /home/alice/.evil").trim(),
+        "/etc/shadow"
+    );
+    assert_eq!(
+        host.sh_ok("stat -c %U /etc/shadow").trim(),
+        "root",
+        "nothing was chowned through it"
+    );
+    host.assert_consistent(&["alice"]);
+}
+
+#[test]
 fn host_groups_scope_accounts() {
     require_root!();
     let (emu, host) = setup("host_groups = [\"web\"]\n");

@@ -78,6 +78,8 @@ fn run_notifies_systemd_syncs_reloads_and_stops() {
         .env("SSM_COMPANION_VENDOR_CONFIG_DIR", host.dir().join("vendor"))
         .env("NOTIFY_SOCKET", &notify_path)
         .env("WATCHDOG_USEC", "1000000")
+        // As under systemd: stderr goes to the journal, which stamps it itself.
+        .env("JOURNAL_STREAM", "8:12345")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -157,6 +159,19 @@ fn run_notifies_systemd_syncs_reloads_and_stops() {
     assert!(
         stderr.contains("account create alice"),
         "changes are logged: {stderr}"
+    );
+    // Under systemd (JOURNAL_STREAM), no timestamps: journald adds its own.
+    for line in stderr.lines() {
+        assert!(
+            !line.starts_with("20"),
+            "a timestamp in a journald-bound line: {line}"
+        );
+    }
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with(" INFO ") || l.starts_with("INFO ")),
+        "{stderr}"
     );
 }
 
