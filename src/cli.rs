@@ -86,8 +86,36 @@ SIGTERM stops after the current sync."
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check amazon-ssm-agent's health once: status, detail and remedy for every check.
+    #[command(
+        long_about = "Run every health check once: the agent's install, version, service, \
+worker, config, proxy and log; the instance's identity and credentials; DNS, TCP and TLS to each \
+endpoint (a private address means a VPC endpoint); a signed STS call and the clock; disk space; the \
+Session Manager preferences and whether every Run As user exists. Problems come first, each with \
+its fix. Exit 0 ok, 1 warning, 2 critical, 3 unknown (the monitoring-plugin convention), so it \
+works as a Nagios/Icinga/Sensu check. Check ids are documented in docs/health.md."
+    )]
+    Doctor {
+        /// Machine-readable output (the same document as /var/lib/ssm-companion/health.json).
+        #[arg(long)]
+        json: bool,
+        /// Start a stopped agent service (or restart one whose worker is missing), then check again.
+        #[arg(long)]
+        fix: bool,
+    },
+    /// Fleet-wide views, for an operator's machine.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Print version, target and commit.
     Version(JsonFlag),
+}
+
+/// `fleet …`
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Unhealthy instances, failing checks by count and agent versions by count, from the
+    /// Custom:SsmCompanionHealth inventory type (needs ssm:GetInventory).
+    Health(JsonFlag),
 }
 
 /// `--json`.
@@ -189,6 +217,8 @@ pub fn main_entry() -> i32 {
             false,
         ),
         Command::Run => run_daemon(&cli),
+        Command::Doctor { json, fix } => doctor(&cli, *json, *fix),
+        Command::Fleet(FleetCommand::Health(f)) => fleet_health(&cli, f.json),
     }
 }
 
@@ -375,6 +405,74 @@ fn accounts_sync(cli: &Cli, mode: Mode, json: bool, detailed: bool) -> i32 {
         Mode::Plan => exit::OK,
         Mode::Apply { .. } if report.converged() => exit::OK,
         Mode::Apply { .. } => exit::FAILURE,
+    }
+}
+
+fn doctor(cli: &Cli, json: bool, fix: bool) -> i32 {
+    let loaded = match load(cli, false) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let settings = loaded.settings;
+    let report = rt.block_on(async {
+        let aws = Aws::load(&settings.aws).await;
+        let clock = SystemClock;
+        let mut report =
+            crate::health::doctor(&settings, &aws, crate::clock::Clock::now(&clock)).await;
+        if fix {
+            let notes = crate::health::fix::remediate(&settings, &report, &clock, true).await;
+            for n in &notes {
+                eprintln!("ssm-companion: {n}");
+            }
+            if !notes.is_empty() {
+                report =
+                    crate::health::doctor(&settings, &aws, crate::clock::Clock::now(&clock)).await;
+            }
+        }
+        report
+    });
+    if json {
+        println!("{}", crate::health::report::json(&report));
+    } else {
+        print!("{}", crate::health::report::text(&report));
+    }
+    report.overall.exit_code()
+}
+
+fn fleet_health(cli: &Cli, json: bool) -> i32 {
+    let loaded = match load(cli, false) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let settings = loaded.settings;
+    let result = rt.block_on(async {
+        let aws = Aws::load(&settings.aws).await;
+        match aws.sdk() {
+            Some(sdk) => crate::health::fleet::read(&aws_sdk_ssm::Client::new(sdk)).await,
+            None => Err(aws.sdk.err().unwrap_or_default()),
+        }
+    });
+    match result {
+        Ok(view) => {
+            if json {
+                println!("{}", crate::health::fleet::json(&view));
+            } else {
+                print!("{}", crate::health::fleet::text(&view));
+            }
+            view.worst().exit_code()
+        }
+        Err(e) => {
+            eprintln!("ssm-companion: cannot read the fleet's health: {e}");
+            exit::FAILURE
+        }
     }
 }
 

@@ -54,3 +54,47 @@ pub fn account_change(
         ),
     }
 }
+
+/// `MESSAGE_ID` of health verdict changes (fixed forever).
+pub const HEALTH_CHANGE: &str = "3d9c1e8a7b5f4c2e8d0a6b4f2e1c9d7a";
+/// `MESSAGE_ID` of health remediations (`--fix`).
+pub const HEALTH_FIX: &str = "8e4b2f6a1c3d4e5f9a7b0c2d4e6f8a1b";
+
+/// Records a check whose status changed.
+pub fn health_change(check: &str, from: &str, to: &str, detail: &str) {
+    let message = format!("health {check}: {from} -> {to}: {detail}");
+    match to {
+        "ok" => tracing::info!(
+            target: TARGET,
+            message_id = HEALTH_CHANGE,
+            ssm_companion_check = check,
+            ssm_companion_from = from,
+            ssm_companion_status = to,
+            "{message}"
+        ),
+        _ => tracing::warn!(
+            target: TARGET,
+            message_id = HEALTH_CHANGE,
+            ssm_companion_check = check,
+            ssm_companion_from = from,
+            ssm_companion_status = to,
+            "{message}"
+        ),
+    }
+}
+
+/// Records a remediation attempt.
+pub fn health_fix(action: &str, unit: &str, outcome: Outcome, detail: &str) {
+    let outcome = match outcome {
+        Outcome::Done => "done",
+        Outcome::Failed => "failed",
+    };
+    tracing::warn!(
+        target: TARGET,
+        message_id = HEALTH_FIX,
+        ssm_companion_action = action,
+        ssm_companion_unit = unit,
+        ssm_companion_outcome = outcome,
+        "health fix: {action} {unit}: {outcome}: {detail}"
+    );
+}

@@ -36,6 +36,8 @@ pub mod exec;
 /// Test crash points.
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
+/// The health capability: amazon-ssm-agent installed, running, able to reach AWS; Run As ready.
+pub mod health;
 /// tracing setup: stderr shaped for journald, structured events to the journal.
 pub mod logging;
 /// The state directory and atomic file writes.

@@ -223,3 +223,68 @@ mod tests {
         );
     }
 }
+
+/// What the accounts capability last mapped, for the health capability's Run As readiness check
+/// (the capabilities share state, never code): written by each accounts sync, read by `doctor`.
+pub mod run_as {
+    use std::path::Path;
+
+    use serde::{Deserialize, Serialize};
+
+    use super::StateError;
+
+    /// File name in the state directory.
+    pub const FILE_NAME: &str = "run-as-map.json";
+
+    /// One OS user and the principals whose sessions start as it.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Mapped {
+        /// The OS user.
+        pub user: String,
+        /// IAM principals (or other sources) mapping to it.
+        pub principals: Vec<String>,
+    }
+
+    /// A tag value that cannot be an OS user: those principals' sessions fail.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Unusable {
+        /// The principal.
+        pub principal: String,
+        /// Its `SSMSessionRunAs` value.
+        pub value: String,
+        /// Why (the accounts reason slug).
+        pub reason: String,
+    }
+
+    /// The map.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct RunAsMap {
+        /// When it was written (RFC 3339).
+        pub generated_at: String,
+        /// Whether the source read was complete.
+        pub complete: bool,
+        /// Users this host should have, in scope.
+        pub mapped: Vec<Mapped>,
+        /// Values refused as user names.
+        pub unusable: Vec<Unusable>,
+    }
+
+    /// Writes the map atomically.
+    pub fn save(state_dir: &Path, map: &RunAsMap) -> Result<(), StateError> {
+        let mut text = serde_json::to_vec_pretty(map).unwrap_or_default();
+        text.push(b'\n');
+        super::write_atomic(&state_dir.join(FILE_NAME), &text, 0o600)
+    }
+
+    /// Reads the map; `Ok(None)` when the accounts capability has not written one.
+    pub fn load(state_dir: &Path) -> Result<Option<RunAsMap>, String> {
+        let path = state_dir.join(FILE_NAME);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => serde_json::from_str(&t)
+                .map(Some)
+                .map_err(|e| format!("{} is not valid: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+}

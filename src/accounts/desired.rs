@@ -32,14 +32,7 @@ pub struct Claim {
     pub host_groups: Option<Vec<String>>,
 }
 
-/// Session Manager preferences that matter for Run As.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RunAsPreferences {
-    /// `runAsEnabled`.
-    pub enabled: bool,
-    /// `runAsDefaultUser`, when set.
-    pub default_user: Option<String>,
-}
+pub use crate::aws::ssm::RunAsPreferences;
 
 /// What one read of the source produced.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -187,6 +187,12 @@ pub async fn sync_with(
         }
         let mut ledger = loaded.ledger;
         let applied = apply_mode.then(|| apply::apply(&plan, host.as_mut(), &mut ledger, &ledger_path, now));
+        if apply_mode {
+            let map = run_as_map(&desired, &plan, complete, now);
+            if let Err(e) = crate::state::run_as::save(&settings.paths.state_dir, &map) {
+                tracing::warn!("cannot write the Run As map for health checks: {e}");
+            }
+        }
         Ok::<_, SyncError>((plan, applied, ledger.accounts.len(), loaded.set_aside))
     })
     .await
@@ -200,6 +206,58 @@ pub async fn sync_with(
         ledger_set_aside: set_aside,
         managed,
     })
+}
+
+/// What this sync mapped, for the health capability's Run As readiness check.
+fn run_as_map(
+    desired: &desired::Desired,
+    plan: &Plan,
+    complete: bool,
+    now: SystemTime,
+) -> crate::state::run_as::RunAsMap {
+    use crate::state::run_as::{Mapped, RunAsMap, Unusable};
+    // A session as a name that is refused here may still work when the user exists anyway
+    // (`daemon`, `ssm-user`): only values that can never be a user are "unusable"; the rest is
+    // checked for existence by the health capability.
+    let never = |r: &desired::Rejection| {
+        r.reason == desired::RejectReason::InvalidName
+            || (r.reason == desired::RejectReason::ReservedName && r.value == "root")
+    };
+    let mut users: std::collections::BTreeMap<String, BTreeSet<String>> = desired
+        .accounts
+        .iter()
+        .map(|(u, w)| (u.clone(), w.principals.clone()))
+        .collect();
+    let mut unusable = Vec::new();
+    for r in &plan.rejections {
+        if never(r) {
+            unusable.push(Unusable {
+                principal: r.principal.clone(),
+                value: r.value.clone(),
+                reason: r.reason.as_str().into(),
+            });
+        } else if !matches!(
+            r.reason,
+            desired::RejectReason::GroupNotAllowed | desired::RejectReason::InvalidGroup
+        ) {
+            users
+                .entry(r.value.clone())
+                .or_default()
+                .insert(r.principal.clone());
+        }
+    }
+    RunAsMap {
+        generated_at: crate::clock::rfc3339(now),
+        complete,
+        mapped: users
+            .into_iter()
+            .map(|(user, p)| Mapped {
+                user,
+                principals: p.into_iter().collect(),
+            })
+            .collect(),
+        unusable,
+    }
 }
 
 /// The operator confirmed (`--trust-inherited`) that the entries inherited from another machine's

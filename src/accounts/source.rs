@@ -16,9 +16,7 @@ use std::path::Path;
 use aws_sdk_iam::types::{EntityType, Tag};
 use serde::Deserialize;
 
-use super::desired::{
-    self, Claim, RunAsPreferences, SourceRead, TAG_GROUPS, TAG_HOST_GROUPS, TAG_RUN_AS,
-};
+use super::desired::{self, Claim, SourceRead, TAG_GROUPS, TAG_HOST_GROUPS, TAG_RUN_AS};
 use crate::aws::sdk_error;
 use crate::config::{AccountsSettings, SourceKind};
 
@@ -26,8 +24,6 @@ use crate::config::{AccountsSettings, SourceKind};
 pub const EXTRA_PRINCIPAL: &str = "config:accounts.extra";
 /// Principal label of the `runAsDefaultUser` preference.
 pub const DEFAULT_USER_PRINCIPAL: &str = "ssm:SSM-SessionManagerRunShell/runAsDefaultUser";
-/// The Session Manager preferences document.
-pub const PREFERENCES_DOCUMENT: &str = "SSM-SessionManagerRunShell";
 
 /// Reads the configured source, plus `extra` and the preferences.
 pub async fn read(settings: &AccountsSettings, sdk: Option<&aws_config::SdkConfig>) -> SourceRead {
@@ -61,7 +57,7 @@ pub async fn read(settings: &AccountsSettings, sdk: Option<&aws_config::SdkConfi
         match sdk {
             Some(sdk) => {
                 read.api_calls += 1;
-                match read_preferences(&aws_sdk_ssm::Client::new(sdk)).await {
+                match crate::aws::ssm::session_preferences(&aws_sdk_ssm::Client::new(sdk)).await {
                     Ok(Some(p)) => {
                         if let Some(u) = &p.default_user {
                             read.claims.push(Claim {
@@ -76,7 +72,9 @@ pub async fn read(settings: &AccountsSettings, sdk: Option<&aws_config::SdkConfi
                     Ok(None) => {}
                     Err(e) => {
                         read.complete = false;
-                        read.problems.push(e);
+                        read.problems.push(format!(
+                            "{e} (so this read is incomplete; or set accounts.read_session_preferences = false)"
+                        ));
                     }
                 }
             }
@@ -195,60 +193,6 @@ pub async fn read_iam(
     read
 }
 
-/// Reads `runAsEnabled`/`runAsDefaultUser`. `Ok(None)` when the document does not exist.
-pub async fn read_preferences(
-    client: &aws_sdk_ssm::Client,
-) -> Result<Option<RunAsPreferences>, String> {
-    let doc = match client
-        .get_document()
-        .name(PREFERENCES_DOCUMENT)
-        .send()
-        .await
-    {
-        Ok(d) => d,
-        Err(e) => {
-            if e.as_service_error()
-                .is_some_and(|s| s.is_invalid_document())
-            {
-                return Ok(None);
-            }
-            return Err(format!(
-                "cannot read the Session Manager preferences (SSM GetDocument {PREFERENCES_DOCUMENT}), so this read is incomplete; grant ssm:GetDocument on it or set accounts.read_session_preferences = false: {}",
-                sdk_error(&e)
-            ));
-        }
-    };
-    parse_preferences(doc.content().unwrap_or_default()).map(Some)
-}
-
-/// Parses the preferences document content (JSON).
-pub fn parse_preferences(content: &str) -> Result<RunAsPreferences, String> {
-    #[derive(Deserialize)]
-    struct Doc {
-        #[serde(default)]
-        inputs: Inputs,
-    }
-    #[derive(Deserialize, Default)]
-    #[serde(rename_all = "camelCase")]
-    struct Inputs {
-        #[serde(default)]
-        run_as_enabled: Option<serde_json::Value>,
-        #[serde(default)]
-        run_as_default_user: Option<String>,
-    }
-    let doc: Doc = serde_json::from_str(content)
-        .map_err(|e| format!("the {PREFERENCES_DOCUMENT} document is not valid JSON: {e}"))?;
-    let enabled = match doc.inputs.run_as_enabled {
-        Some(serde_json::Value::Bool(b)) => b,
-        Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
-        _ => false,
-    };
-    Ok(RunAsPreferences {
-        enabled,
-        default_user: doc.inputs.run_as_default_user.filter(|u| !u.is_empty()),
-    })
-}
-
 /// The shape of the `file` source (TOML, or JSON with the same structure).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -349,31 +293,6 @@ mod tests {
         assert!(claim_from_tags("arn", &[t("Team", "x")]).is_none());
         // The key is case-sensitive, as Session Manager's.
         assert!(claim_from_tags("arn", &[t("ssmsessionrunas", "x")]).is_none());
-    }
-
-    #[test]
-    fn preferences_parse() {
-        let p = parse_preferences(
-            r#"{"schemaVersion":"1.0","inputs":{"runAsEnabled":true,"runAsDefaultUser":"ops"}}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            p,
-            RunAsPreferences {
-                enabled: true,
-                default_user: Some("ops".into())
-            }
-        );
-        let p = parse_preferences(r#"{"inputs":{"runAsEnabled":"false","runAsDefaultUser":""}}"#)
-            .unwrap();
-        assert_eq!(
-            p,
-            RunAsPreferences {
-                enabled: false,
-                default_user: None
-            }
-        );
-        assert!(parse_preferences("not json").is_err());
     }
 
     #[test]

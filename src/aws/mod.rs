@@ -20,6 +20,9 @@ use aws_sdk_iam::operation::RequestId;
 
 use crate::config::AwsSettings;
 
+pub mod ssm;
+pub mod sts;
+
 /// How long identity discovery may take in total (IMDS is link-local: it answers fast or not
 /// at all, e.g. on premises).
 const IMDS_DEADLINE: Duration = Duration::from_secs(6);
@@ -89,7 +92,57 @@ pub async fn identity(client: &imds::Client) -> Result<Identity, AwsError> {
     }
 }
 
-fn env_region() -> Option<String> {
+/// The instance profile role attached (IMDS `iam/security-credentials/`) and its credentials'
+/// `Expiration`; `(None, None)` when no role is attached.
+pub async fn instance_profile(
+    client: &imds::Client,
+) -> Result<(Option<String>, Option<String>), String> {
+    let fetch = async {
+        let roles = match client
+            .get("/latest/meta-data/iam/security-credentials/")
+            .await
+        {
+            Ok(r) => r.as_ref().trim().to_string(),
+            Err(e) => {
+                let text = display_error(&e);
+                // 404: no role attached.
+                if text.contains("404") || text.to_lowercase().contains("not found") {
+                    return Ok((None, None));
+                }
+                return Err(format!("IMDS iam/security-credentials: {text}"));
+            }
+        };
+        let Some(role) = roles
+            .lines()
+            .next()
+            .map(str::to_string)
+            .filter(|r| !r.is_empty())
+        else {
+            return Ok((None, None));
+        };
+        let creds = client
+            .get(format!("/latest/meta-data/iam/security-credentials/{role}"))
+            .await
+            .map_err(|e| format!("IMDS credentials of role {role}: {}", display_error(&e)))?;
+        let v: serde_json::Value = serde_json::from_str(creds.as_ref())
+            .map_err(|e| format!("IMDS credentials of role {role} are not JSON: {e}"))?;
+        let expiration = v
+            .get("Expiration")
+            .and_then(|x| x.as_str())
+            .map(str::to_string);
+        Ok((Some(role), expiration))
+    };
+    match tokio::time::timeout(IMDS_DEADLINE, fetch).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "IMDS gave no answer within {}s",
+            IMDS_DEADLINE.as_secs()
+        )),
+    }
+}
+
+/// `AWS_REGION` or `AWS_DEFAULT_REGION`.
+pub fn env_region() -> Option<String> {
     ["AWS_REGION", "AWS_DEFAULT_REGION"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))

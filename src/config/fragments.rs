@@ -14,6 +14,7 @@ use toml::Spanned;
 pub struct Fragment {
     aws: Option<AwsFragment>,
     accounts: Option<AccountsFragment>,
+    health: Option<HealthFragment>,
     paths: Option<PathsFragment>,
 }
 
@@ -25,6 +26,10 @@ impl Fragment {
     /// The `[accounts]` table, if present.
     pub fn accounts(&self) -> Option<&AccountsFragment> {
         self.accounts.as_ref()
+    }
+    /// The `[health]` table, if present.
+    pub fn health(&self) -> Option<&HealthFragment> {
+        self.health.as_ref()
     }
     /// The `[paths]` table, if present.
     pub fn paths(&self) -> Option<&PathsFragment> {
@@ -91,6 +96,41 @@ pub struct PathsFragment {
     pub userdel: Option<Spanned<String>>,
     pub groupadd: Option<Spanned<String>>,
     pub visudo: Option<Spanned<String>>,
+    pub agent_bin_dir: Option<Spanned<String>>,
+    pub agent_snap_dir: Option<Spanned<String>>,
+    pub agent_state_dir: Option<Spanned<String>>,
+    pub agent_log_dir: Option<Spanned<String>>,
+    pub agent_config_dir: Option<Spanned<String>>,
+    pub systemctl: Option<Spanned<String>>,
+    pub snap: Option<Spanned<String>>,
+    pub systemd_run_dir: Option<Spanned<String>>,
+}
+
+/// `[health]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct HealthFragment {
+    pub enabled: Option<Spanned<bool>>,
+    pub interval: Option<Spanned<DurationValue>>,
+    pub network_interval: Option<Spanned<DurationValue>>,
+    pub timeout: Option<Spanned<DurationValue>>,
+    pub services: Option<Spanned<Vec<String>>>,
+    pub required_services: Option<Spanned<Vec<String>>>,
+    pub endpoint_port: Option<Spanned<u16>>,
+    pub extra_ca_file: Option<Spanned<String>>,
+    pub min_agent_version: Option<Spanned<String>>,
+    pub log_window: Option<Spanned<DurationValue>>,
+    pub max_clock_skew: Option<Spanned<DurationValue>>,
+    pub disk_warning_mib: Option<Spanned<u64>>,
+    pub disk_critical_mib: Option<Spanned<u64>>,
+    pub fix: Option<Spanned<bool>>,
+    pub fix_min_interval: Option<Spanned<DurationValue>>,
+    pub prometheus_textfile: Option<Spanned<String>>,
+    pub inventory: Option<Spanned<bool>>,
+    pub inventory_min_interval: Option<Spanned<DurationValue>>,
+    pub inventory_max_age: Option<Spanned<DurationValue>>,
+    pub inventory_splay: Option<Spanned<DurationValue>>,
 }
 
 /// A duration written as a string: "30s", "5m", "1h 30m", "24h".

@@ -103,8 +103,65 @@ pub struct Settings {
     pub aws: AwsSettings,
     /// `[accounts]`
     pub accounts: AccountsSettings,
+    /// `[health]`
+    pub health: HealthSettings,
     /// `[paths]`
     pub paths: Paths,
+}
+
+/// `[health]`: the agent health capability.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthSettings {
+    /// `enabled`; default true: continuous checks in the daemon.
+    pub enabled: bool,
+    /// `interval`; default "1m": the local checks (processes, service, files, log, disk).
+    #[serde(with = "duration_str")]
+    pub interval: Duration,
+    /// `network_interval`; default "10m": DNS/TCP/TLS per endpoint, STS, clock skew, preferences.
+    #[serde(with = "duration_str")]
+    pub network_interval: Duration,
+    /// `timeout`; default "5s": each network step (DNS, TCP, TLS, an AWS call).
+    #[serde(with = "duration_str")]
+    pub timeout: Duration,
+    /// `services`; default all seven: endpoints to probe.
+    pub services: Vec<String>,
+    /// `required_services`; default ["ssm", "ssmmessages"]: unreachable = critical (others: warning).
+    pub required_services: Vec<String>,
+    /// `endpoint_port`; default 443.
+    pub endpoint_port: u16,
+    /// `extra_ca_file`; default "": PEM certificates trusted besides the system's (TLS-inspecting proxies).
+    pub extra_ca_file: String,
+    /// `min_agent_version`; default "": older agents are a warning.
+    pub min_agent_version: String,
+    /// `log_window`; default "30m": failure lines older than this are history.
+    #[serde(with = "duration_str")]
+    pub log_window: Duration,
+    /// `max_clock_skew`; default "1m": more is a warning; 4 minutes is critical (AWS rejects 5).
+    #[serde(with = "duration_str")]
+    pub max_clock_skew: Duration,
+    /// `disk_warning_mib`; default 500: free space below this under the agent's directories warns.
+    pub disk_warning_mib: u64,
+    /// `disk_critical_mib`; default 50.
+    pub disk_critical_mib: u64,
+    /// `fix`; default false: restart a stopped agent (the daemon; `doctor --fix` once).
+    pub fix: bool,
+    /// `fix_min_interval`; default "15m": at most one remediation per this.
+    #[serde(with = "duration_str")]
+    pub fix_min_interval: Duration,
+    /// `prometheus_textfile`; default "": a node_exporter textfile to write, e.g.
+    /// /var/lib/node_exporter/textfile_collector/ssm_companion.prom.
+    pub prometheus_textfile: String,
+    /// `inventory`; default false: send the report as SSM Inventory `Custom:SsmCompanionHealth`.
+    pub inventory: bool,
+    /// `inventory_min_interval`; default "30m": never send more often.
+    #[serde(with = "duration_str")]
+    pub inventory_min_interval: Duration,
+    /// `inventory_max_age`; default "24h": send at least this often even without changes.
+    #[serde(with = "duration_str")]
+    pub inventory_max_age: Duration,
+    /// `inventory_splay`; default "30s": a random delay up to this before each send.
+    #[serde(with = "duration_str")]
+    pub inventory_splay: Duration,
 }
 
 /// `[aws]`: how to reach AWS.
@@ -231,6 +288,65 @@ pub struct Paths {
     pub groupadd: PathBuf,
     /// `visudo`; default "/usr/sbin/visudo".
     pub visudo: PathBuf,
+    /// `agent_bin_dir`; default "/usr/bin" (deb/rpm installs).
+    pub agent_bin_dir: PathBuf,
+    /// `agent_snap_dir`; default "/snap/amazon-ssm-agent/current".
+    pub agent_snap_dir: PathBuf,
+    /// `agent_state_dir`; default "/var/lib/amazon/ssm".
+    pub agent_state_dir: PathBuf,
+    /// `agent_log_dir`; default "/var/log/amazon/ssm".
+    pub agent_log_dir: PathBuf,
+    /// `agent_config_dir`; default "/etc/amazon/ssm".
+    pub agent_config_dir: PathBuf,
+    /// `systemctl`; default "/usr/bin/systemctl".
+    pub systemctl: PathBuf,
+    /// `snap`; default "/usr/bin/snap".
+    pub snap: PathBuf,
+    /// `systemd_run_dir`; default "/run/systemd/system" (exists when systemd is PID 1).
+    pub systemd_run_dir: PathBuf,
+}
+
+/// The paths the health capability uses (a view of [`Paths`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthPaths {
+    /// deb/rpm binaries.
+    pub bin_dir: PathBuf,
+    /// snap binaries.
+    pub snap_dir: PathBuf,
+    /// Agent state.
+    pub state_dir: PathBuf,
+    /// Agent logs.
+    pub log_dir: PathBuf,
+    /// Agent config.
+    pub config_dir: PathBuf,
+    /// systemctl.
+    pub systemctl: PathBuf,
+    /// snap.
+    pub snap: PathBuf,
+    /// systemd's runtime dir.
+    pub systemd_run_dir: PathBuf,
+    /// /proc.
+    pub proc: PathBuf,
+    /// ssm-companion's state directory.
+    pub own_state_dir: PathBuf,
+}
+
+impl Paths {
+    /// The health capability's view.
+    pub fn health(&self) -> HealthPaths {
+        HealthPaths {
+            bin_dir: self.agent_bin_dir.clone(),
+            snap_dir: self.agent_snap_dir.clone(),
+            state_dir: self.agent_state_dir.clone(),
+            log_dir: self.agent_log_dir.clone(),
+            config_dir: self.agent_config_dir.clone(),
+            systemctl: self.systemctl.clone(),
+            snap: self.snap.clone(),
+            systemd_run_dir: self.systemd_run_dir.clone(),
+            proc: self.proc.clone(),
+            own_state_dir: self.state_dir.clone(),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -281,6 +397,46 @@ impl Default for Settings {
                 userdel: "/usr/sbin/userdel".into(),
                 groupadd: "/usr/sbin/groupadd".into(),
                 visudo: "/usr/sbin/visudo".into(),
+                agent_bin_dir: "/usr/bin".into(),
+                agent_snap_dir: "/snap/amazon-ssm-agent/current".into(),
+                agent_state_dir: "/var/lib/amazon/ssm".into(),
+                agent_log_dir: "/var/log/amazon/ssm".into(),
+                agent_config_dir: "/etc/amazon/ssm".into(),
+                systemctl: "/usr/bin/systemctl".into(),
+                snap: "/usr/bin/snap".into(),
+                systemd_run_dir: "/run/systemd/system".into(),
+            },
+            health: HealthSettings {
+                enabled: true,
+                interval: Duration::from_secs(60),
+                network_interval: Duration::from_secs(600),
+                timeout: Duration::from_secs(5),
+                services: [
+                    "ssm",
+                    "ssmmessages",
+                    "ec2messages",
+                    "s3",
+                    "logs",
+                    "kms",
+                    "sts",
+                ]
+                .map(String::from)
+                .to_vec(),
+                required_services: vec!["ssm".into(), "ssmmessages".into()],
+                endpoint_port: 443,
+                extra_ca_file: String::new(),
+                min_agent_version: String::new(),
+                log_window: Duration::from_secs(1800),
+                max_clock_skew: Duration::from_secs(60),
+                disk_warning_mib: 500,
+                disk_critical_mib: 50,
+                fix: false,
+                fix_min_interval: Duration::from_secs(900),
+                prometheus_textfile: String::new(),
+                inventory: false,
+                inventory_min_interval: Duration::from_secs(1800),
+                inventory_max_age: Duration::from_secs(86400),
+                inventory_splay: Duration::from_secs(30),
             },
         }
     }
@@ -805,8 +961,193 @@ fn resolve(layers: &[Layer], issues: &mut Vec<Issue>) -> Settings {
         userdel,
         groupadd,
         visudo,
+        agent_bin_dir,
+        agent_snap_dir,
+        agent_state_dir,
+        agent_log_dir,
+        agent_config_dir,
+        systemctl,
+        snap,
+        systemd_run_dir,
     );
+    resolve_health(&mut r, &mut s.health);
     s
+}
+
+/// The services the health checks know how to probe.
+pub const HEALTH_SERVICES: [&str; 8] = [
+    "ssm",
+    "ssmmessages",
+    "ec2messages",
+    "s3",
+    "logs",
+    "kms",
+    "sts",
+    "monitoring",
+];
+
+fn service_list(p: &Picked<Vec<String>>) -> Result<Vec<String>, String> {
+    match p
+        .value
+        .iter()
+        .find(|s| !HEALTH_SERVICES.contains(&s.as_str()))
+    {
+        Some(bad) => Err(format!(
+            "`{bad}` is not a service the checks know; allowed: {}",
+            HEALTH_SERVICES.join(", ")
+        )),
+        None => Ok(p.value.clone()),
+    }
+}
+
+fn resolve_health(r: &mut Resolver<'_>, h: &mut HealthSettings) {
+    r.set(
+        &mut h.enabled,
+        "health.enabled",
+        |f| f.health()?.enabled.as_ref(),
+        |p| Ok(p.value),
+    );
+    r.set(
+        &mut h.interval,
+        "health.interval",
+        |f| f.health()?.interval.as_ref(),
+        duration_in(Duration::from_secs(5), Duration::from_secs(3600)),
+    );
+    r.set(
+        &mut h.network_interval,
+        "health.network_interval",
+        |f| f.health()?.network_interval.as_ref(),
+        duration_in(Duration::from_secs(10), Duration::from_secs(24 * 3600)),
+    );
+    r.set(
+        &mut h.timeout,
+        "health.timeout",
+        |f| f.health()?.timeout.as_ref(),
+        duration_in(Duration::from_millis(100), Duration::from_secs(60)),
+    );
+    r.set(
+        &mut h.services,
+        "health.services",
+        |f| f.health()?.services.as_ref(),
+        service_list,
+    );
+    r.set(
+        &mut h.required_services,
+        "health.required_services",
+        |f| f.health()?.required_services.as_ref(),
+        service_list,
+    );
+    r.set(
+        &mut h.endpoint_port,
+        "health.endpoint_port",
+        |f| f.health()?.endpoint_port.as_ref(),
+        in_range(1, 65535, "ports"),
+    );
+    r.set(
+        &mut h.extra_ca_file,
+        "health.extra_ca_file",
+        |f| f.health()?.extra_ca_file.as_ref(),
+        |p| {
+            if p.value.is_empty() {
+                Ok(String::new())
+            } else {
+                absolute_path(p).map(|_| p.value.clone())
+            }
+        },
+    );
+    r.set(
+        &mut h.min_agent_version,
+        "health.min_agent_version",
+        |f| f.health()?.min_agent_version.as_ref(),
+        |p| {
+            if p.value.is_empty()
+                || p.value
+                    .split('.')
+                    .all(|x| !x.is_empty() && x.chars().all(|c| c.is_ascii_digit()))
+            {
+                Ok(p.value.clone())
+            } else {
+                Err(format!("`{}` is not a version like 3.3.987.0", p.value))
+            }
+        },
+    );
+    r.set(
+        &mut h.log_window,
+        "health.log_window",
+        |f| f.health()?.log_window.as_ref(),
+        duration_in(Duration::from_secs(60), Duration::from_secs(7 * 24 * 3600)),
+    );
+    r.set(
+        &mut h.max_clock_skew,
+        "health.max_clock_skew",
+        |f| f.health()?.max_clock_skew.as_ref(),
+        duration_in(Duration::from_secs(1), Duration::from_secs(240)),
+    );
+    r.set(
+        &mut h.disk_warning_mib,
+        "health.disk_warning_mib",
+        |f| f.health()?.disk_warning_mib.as_ref(),
+        in_range(0, 1 << 20, "MiB"),
+    );
+    r.set(
+        &mut h.disk_critical_mib,
+        "health.disk_critical_mib",
+        |f| f.health()?.disk_critical_mib.as_ref(),
+        in_range(0, 1 << 20, "MiB"),
+    );
+    r.set(
+        &mut h.fix,
+        "health.fix",
+        |f| f.health()?.fix.as_ref(),
+        |p| Ok(p.value),
+    );
+    r.set(
+        &mut h.fix_min_interval,
+        "health.fix_min_interval",
+        |f| f.health()?.fix_min_interval.as_ref(),
+        duration_in(Duration::from_secs(60), Duration::from_secs(24 * 3600)),
+    );
+    r.set(
+        &mut h.prometheus_textfile,
+        "health.prometheus_textfile",
+        |f| f.health()?.prometheus_textfile.as_ref(),
+        |p| {
+            if p.value.is_empty() {
+                Ok(String::new())
+            } else if !p.value.ends_with(".prom") {
+                Err(format!(
+                    "`{}` must end in .prom (node_exporter's textfile collector reads only those)",
+                    p.value
+                ))
+            } else {
+                absolute_path(p).map(|_| p.value.clone())
+            }
+        },
+    );
+    r.set(
+        &mut h.inventory,
+        "health.inventory",
+        |f| f.health()?.inventory.as_ref(),
+        |p| Ok(p.value),
+    );
+    r.set(
+        &mut h.inventory_min_interval,
+        "health.inventory_min_interval",
+        |f| f.health()?.inventory_min_interval.as_ref(),
+        duration_in(Duration::from_secs(60), Duration::from_secs(24 * 3600)),
+    );
+    r.set(
+        &mut h.inventory_splay,
+        "health.inventory_splay",
+        |f| f.health()?.inventory_splay.as_ref(),
+        duration_in(Duration::ZERO, Duration::from_secs(3600)),
+    );
+    r.set(
+        &mut h.inventory_max_age,
+        "health.inventory_max_age",
+        |f| f.health()?.inventory_max_age.as_ref(),
+        duration_in(Duration::from_secs(600), Duration::from_secs(7 * 24 * 3600)),
+    );
 }
 
 /// Serde adapter writing a `Duration` as a humantime string ("5m").

@@ -9,8 +9,10 @@
 //!   exponential backoff (1 s doubling to 5 min) without touching the others.
 //! - Signal streams are created once, before the loop.
 
+mod health;
 pub mod notify;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,34 +51,43 @@ pub enum DaemonError {
     State(#[from] crate::state::StateError),
 }
 
-/// What a capability task reports about itself (for the watchdog and STATUS).
+/// What each capability task reports about itself (for the watchdog and STATUS).
 #[derive(Debug, Default)]
-pub struct Heartbeat {
-    busy_since: Mutex<Option<Instant>>,
-    status: Mutex<String>,
+pub struct Heartbeats {
+    beats: Mutex<BTreeMap<&'static str, (Option<Instant>, String)>>,
 }
 
-impl Heartbeat {
-    fn busy(&self) {
-        *self.busy_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+impl Heartbeats {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<&'static str, (Option<Instant>, String)>) -> T,
+    ) -> T {
+        f(&mut self.beats.lock().unwrap_or_else(|e| e.into_inner()))
     }
-    fn idle(&self, status: String) {
-        *self.busy_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
+    /// `name` starts work.
+    pub fn busy(&self, name: &'static str) {
+        self.with(|b| b.entry(name).or_default().0 = Some(Instant::now()));
     }
-    /// False when busy for longer than `limit`.
+    /// `name` is done, with a status line.
+    pub fn idle(&self, name: &'static str, status: String) {
+        self.with(|b| *b.entry(name).or_default() = (None, status));
+    }
+    /// False when some capability has been busy for longer than `limit`.
     pub fn fresh(&self, limit: Duration) -> bool {
-        self.busy_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none_or(|t| t.elapsed() < limit)
+        self.with(|b| {
+            b.values()
+                .all(|(busy, _)| busy.is_none_or(|t| t.elapsed() < limit))
+        })
     }
-    /// The last status line.
-    pub fn status(&self) -> String {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// Every capability's status line, joined.
+    pub fn line(&self) -> String {
+        self.with(|b| {
+            b.values()
+                .map(|(_, s)| s.as_str())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
     }
 }
 
@@ -123,7 +134,7 @@ where
 }
 
 /// Resolves once `stop` is true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
@@ -136,16 +147,16 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 
 /// Shared by the capability tasks.
 #[derive(Clone)]
-struct TaskContext {
-    settings: watch::Receiver<Arc<Settings>>,
-    stop: watch::Receiver<bool>,
-    clock: Arc<dyn Clock>,
-    heartbeat: Arc<Heartbeat>,
-    notifier: Arc<Notifier>,
+pub(crate) struct TaskContext {
+    pub(crate) settings: watch::Receiver<Arc<Settings>>,
+    pub(crate) stop: watch::Receiver<bool>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) heartbeats: Arc<Heartbeats>,
+    pub(crate) notifier: Arc<Notifier>,
 }
 
 /// ±10 % of `d`, uniformly.
-fn jittered(d: Duration) -> Duration {
+pub(crate) fn jittered(d: Duration) -> Duration {
     d.mul_f64(0.9 + fastrand::f64() * 0.2)
 }
 
@@ -212,10 +223,10 @@ async fn accounts_task(mut ctx: TaskContext) -> Result<(), String> {
         }
         wait = jittered(settings.accounts.interval);
         if !settings.accounts.enabled {
-            ctx.heartbeat.idle("accounts: disabled".into());
+            ctx.heartbeats.idle("accounts", "accounts: disabled".into());
             continue;
         }
-        ctx.heartbeat.busy();
+        ctx.heartbeats.busy("accounts");
         // Identity or region missing (IMDS not up yet at boot, a network blip): try again, so
         // one bad start does not leave the daemon unable to verify its ledger for good.
         if aws.imds_problem.is_some() || aws.sdk.is_err() {
@@ -265,8 +276,8 @@ async fn accounts_task(mut ctx: TaskContext) -> Result<(), String> {
                 )
             }
         };
-        ctx.notifier.status(&status);
-        ctx.heartbeat.idle(status);
+        ctx.heartbeats.idle("accounts", status);
+        ctx.notifier.status(&ctx.heartbeats.line());
     }
 }
 
@@ -288,18 +299,27 @@ pub async fn run(
     let notifier = Arc::new(Notifier::from_env());
     let (settings_tx, settings_rx) = watch::channel(settings.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let heartbeat = Arc::new(Heartbeat::default());
-    heartbeat.idle("accounts: starting".into());
+    let heartbeats = Arc::new(Heartbeats::default());
+    heartbeats.idle("accounts", "accounts: starting".into());
+    heartbeats.idle("health", "health: starting".into());
     let ctx = TaskContext {
         settings: settings_rx,
         stop: stop_rx.clone(),
         clock,
-        heartbeat: heartbeat.clone(),
+        heartbeats: heartbeats.clone(),
         notifier: notifier.clone(),
     };
-    let accounts = tokio::spawn(supervise(
-        "accounts",
-        move || accounts_task(ctx.clone()),
+    let accounts = {
+        let ctx = ctx.clone();
+        tokio::spawn(supervise(
+            "accounts",
+            move || accounts_task(ctx.clone()),
+            stop_rx.clone(),
+        ))
+    };
+    let health = tokio::spawn(supervise(
+        "health",
+        move || health::run(ctx.clone()),
         stop_rx,
     ));
     notifier.ready(&format!("running ({} config file(s))", initial.files.len()));
@@ -324,16 +344,16 @@ pub async fn run(
                         }
                         tracing::info!("configuration reloaded from {} file(s)", loaded.files.len());
                         let _ = settings_tx.send(Arc::new(loaded.settings));
-                        notifier.ready(&format!("reloaded; {}", heartbeat.status()));
+                        notifier.ready(&format!("reloaded; {}", heartbeats.line()));
                     }
                     Err(e) => {
                         tracing::error!("reload refused, keeping the previous configuration: {e}");
-                        notifier.ready(&format!("reload refused (invalid configuration, see the log); {}", heartbeat.status()));
+                        notifier.ready(&format!("reload refused (invalid configuration, see the log); {}", heartbeats.line()));
                     }
                 }
             }
             _ = watchdog.tick(), if watchdog_period.is_some() => {
-                if heartbeat.fresh(STALL_LIMIT) {
+                if heartbeats.fresh(STALL_LIMIT) {
                     notifier.watchdog_ping();
                 } else {
                     tracing::error!("a capability has been busy for over {}; not feeding the watchdog", humantime::format_duration(STALL_LIMIT));
@@ -344,8 +364,12 @@ pub async fn run(
     tracing::info!("stopping (a running sync is finished first; SIGTERM again to stop at once)");
     notifier.stopping();
     let _ = stop_tx.send(true);
+    let both = async {
+        let _ = accounts.await;
+        let _ = health.await;
+    };
     tokio::select! {
-        _ = accounts => tracing::info!("stopped"),
+        () = both => tracing::info!("stopped"),
         () = tokio::time::sleep(STOP_LIMIT) => tracing::warn!(
             "stopping without waiting any longer: a sync is still running after {}",
             humantime::format_duration(STOP_LIMIT)
@@ -415,13 +439,14 @@ mod tests {
 
     #[test]
     fn heartbeat_goes_stale_only_while_busy() {
-        let h = Heartbeat::default();
+        let h = Heartbeats::default();
         assert!(h.fresh(Duration::ZERO));
-        h.busy();
+        h.idle("health", "health: ok".into());
+        h.busy("accounts");
         assert!(!h.fresh(Duration::ZERO));
         assert!(h.fresh(Duration::from_secs(60)));
-        h.idle("ok".into());
+        h.idle("accounts", "accounts: 2 managed".into());
         assert!(h.fresh(Duration::ZERO));
-        assert_eq!(h.status(), "ok");
+        assert_eq!(h.line(), "accounts: 2 managed; health: ok");
     }
 }

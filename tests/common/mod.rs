@@ -115,10 +115,19 @@ impl Emulator {
 
     /// Starts the emulator with an IMDS config (see `tests/emulator/emulator.py`).
     pub fn start_with(imds: Value) -> Self {
+        Self::start_in(None, imds)
+    }
+
+    /// Starts the emulator inside a network namespace (its URLs are then only reachable there).
+    pub fn start_in(ns: Option<&NetNs>, imds: Value) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("imds.json");
         std::fs::write(&cfg, imds.to_string()).unwrap();
-        let mut child = Command::new(python())
+        let mut cmd = match ns {
+            Some(ns) => ns.command(python()),
+            None => Command::new(python()),
+        };
+        let mut child = cmd
             .arg(repo().join("tests/emulator/emulator.py"))
             .args(["--exit-on-stdin-eof", "--imds-config"])
             .arg(&cfg)
@@ -270,6 +279,8 @@ impl Drop for Emulator {
 /// A host: a private user database plus a config and state directory for ssm-companion.
 pub struct Host {
     dir: tempfile::TempDir,
+    /// Run inside this network namespace.
+    pub netns: Option<String>,
     /// The config file the binary is given.
     pub config: PathBuf,
     /// The state directory (outside the namespace's overlays, so it persists).
@@ -286,7 +297,12 @@ impl Host {
         let config = dir.path().join("config.toml");
         let state = dir.path().join("state");
         std::fs::create_dir_all(dir.path().join("vendor")).unwrap();
-        Self { dir, config, state }
+        Self {
+            dir,
+            netns: None,
+            config,
+            state,
+        }
     }
 
     /// The scratch directory of this host.
@@ -307,7 +323,15 @@ impl Host {
     }
 
     fn userdb(&self) -> Command {
-        let mut c = Command::new(repo().join("scripts/private-userdb.sh"));
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns])
+                    .arg(repo().join("scripts/private-userdb.sh"));
+                c
+            }
+            None => Command::new(repo().join("scripts/private-userdb.sh")),
+        };
         c.arg(self.dir.path().join("db"));
         c.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -458,4 +482,257 @@ impl Default for Host {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Builds the stand-in agent (`tests/support/stand-in-ssm-agent.c`) into `dir` under the agent's
+/// binary names, owned by root, mode 0755.
+pub fn install_stand_in_agent(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let core = dir.join("amazon-ssm-agent");
+    let out = Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&core)
+        .arg(repo().join("tests/support/stand-in-ssm-agent.c"))
+        .output()
+        .expect("gcc is needed to build the stand-in agent");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in [
+        "ssm-agent-worker",
+        "ssm-session-worker",
+        "ssm-document-worker",
+        "ssm-cli",
+    ] {
+        std::fs::copy(&core, dir.join(name)).unwrap();
+    }
+}
+
+/// A running stand-in agent (core + worker), killed on drop.
+pub struct StandInAgent {
+    core: Child,
+}
+
+impl StandInAgent {
+    /// Starts the core from `bin_dir`, logging to `log` every `period` seconds (`mode`
+    /// "hibernate" logs the hibernation line instead of the health line).
+    pub fn start(bin_dir: &Path, log: &Path, period: u32, mode: &str) -> Self {
+        let core = Command::new(bin_dir.join("amazon-ssm-agent"))
+            .env_clear()
+            .env("STAND_IN_LOG", log)
+            .env("STAND_IN_PERIOD", period.to_string())
+            .env("STAND_IN_MODE", mode)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait for the worker's first line.
+        for _ in 0..100 {
+            if std::fs::read_to_string(log).is_ok_and(|t| t.contains("ssm-agent-worker")) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { core }
+    }
+
+    /// The core's PID.
+    pub fn pid(&self) -> u32 {
+        self.core.id()
+    }
+}
+
+impl Drop for StandInAgent {
+    fn drop(&mut self) {
+        // The worker is the core's child: kill both.
+        let pid = self.core.id();
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &pid.to_string()])
+            .status();
+        let _ = self.core.kill();
+        let _ = self.core.wait();
+    }
+}
+
+/// A network namespace for reachability tests: 10.213.0.1 (TLS listener), 10.213.0.4 (a plain
+/// TCP listener, so TLS fails), 10.213.0.2 (nothing listens: refused) on a veth whose peer
+/// answers nothing, and a static neighbour 10.213.0.99 that swallows packets (timeouts).
+pub struct NetNs {
+    /// Its name (for `ip netns exec`).
+    pub name: String,
+    peer: String,
+}
+
+impl NetNs {
+    /// Creates it.
+    pub fn new() -> Self {
+        let tag = format!("{:x}", std::process::id() ^ fastrand_u32());
+        let name = format!("ssmc-{tag}");
+        let peer = format!("ssmc-p{tag}");
+        let (v0, v1) = (format!("sv0{tag}"), format!("sv1{tag}"));
+        let sh = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        sh(&["netns", "add", &name]);
+        sh(&["netns", "add", &peer]);
+        sh(&[
+            "link",
+            "add",
+            &v0[..v0.len().min(15)],
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &v1[..v1.len().min(15)],
+        ]);
+        let (v0, v1) = (
+            v0[..v0.len().min(15)].to_string(),
+            v1[..v1.len().min(15)].to_string(),
+        );
+        sh(&["link", "set", &v0, "netns", &name]);
+        sh(&["link", "set", &v1, "netns", &peer]);
+        for a in ["10.213.0.1/24", "10.213.0.2/24", "10.213.0.4/24"] {
+            sh(&["-n", &name, "addr", "add", a, "dev", &v0]);
+        }
+        sh(&["-n", &name, "link", "set", &v0, "up"]);
+        sh(&["-n", &name, "link", "set", "lo", "up"]);
+        sh(&["-n", &peer, "link", "set", &v1, "up"]);
+        sh(&[
+            "-n",
+            &name,
+            "neigh",
+            "add",
+            "10.213.0.99",
+            "lladdr",
+            "02:00:00:00:00:99",
+            "dev",
+            &v0,
+            "nud",
+            "permanent",
+        ]);
+        Self { name, peer }
+    }
+
+    /// `ip netns exec <name>` as a command prefix.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.peer])
+            .status();
+    }
+}
+
+fn fastrand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    t.subsec_nanos()
+}
+
+/// A test CA and a server certificate for `names`, made with openssl: (ca.pem, cert.pem, key.pem).
+pub fn make_certs(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=ssm-companion test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "req.csr",
+        "-subj",
+        "/CN=test endpoint",
+    ]);
+    let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+    std::fs::write(
+        dir.join("ext.cnf"),
+        format!("subjectAltName={}\n", san.join(",")),
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    )
+}
+
+/// Runs `tests/support/listener.py` in `ns`; stops with the returned child.
+pub fn start_listeners(ns: &NetNs, args: &[String]) -> Child {
+    let mut child = ns
+        .command(python())
+        .arg(repo().join("tests/support/listener.py"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready", "listener did not start");
+    child
 }

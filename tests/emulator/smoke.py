@@ -12,6 +12,7 @@ seconds (one deliberate 2 s sleep to let an IMDS token expire).
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.error
@@ -43,10 +45,27 @@ IMDS_CONFIG = {
     "role": "smoke-role",
     "credentials_ttl_seconds": 7200,
 }
+HEALTH_TYPE = "Custom:SsmCompanionHealth"
+CAPTURE_TIME = "2025-01-02T03:04:05Z"
+INVENTORY_INSTANCES = [f"i-0{n:016x}" for n in (0x5, 0x1, 0x4, 0x2, 0x3)]  # 5 instances, unsorted
 # botocore's retries "max_attempts" counts *retries* (max_attempts=1 means two
 # attempts); "total_max_attempts" counts attempts, so 1 = no retry at all.
 NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"},
                   connect_timeout=5, read_timeout=10)
+
+
+def inventory_item(type_name: str = HEALTH_TYPE, content: list[dict[str, str]] | None = None,
+                   content_hash: str | None = "h", capture_time: str = CAPTURE_TIME) -> dict[str, Any]:
+    item: dict[str, Any] = {"TypeName": type_name, "SchemaVersion": "1.0", "CaptureTime": capture_time,
+                            "Content": content if content is not None else [{"Status": "ok"}]}
+    if content_hash is not None:
+        item["ContentHash"] = content_hash
+    return item
+
+
+def encode_token(payload: dict[str, Any]) -> str:
+    """A well-formed emulator NextToken (base64url JSON) for negative tests."""
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
 
 
 class CheckFailed(Exception):
@@ -105,6 +124,10 @@ class Smoke:
         self.sts = session.client("sts", endpoint_url=moto_url, config=NO_RETRY)
         self.ssm = session.client("ssm", endpoint_url=moto_url, config=NO_RETRY)
         self.s3 = session.client("s3", endpoint_url=moto_url, config=NO_RETRY)
+        # Without botocore's client-side checks, so the emulator's own are exercised.
+        self.ssm_raw = session.client("ssm", endpoint_url=moto_url,
+                                      config=NO_RETRY.merge(Config(parameter_validation=False)))
+        self.session = session
         self.passed = 0
         self.failed = 0
 
@@ -319,6 +342,290 @@ class Smoke:
             status, _, _ = http("POST", f"{self.moto}/_emulator/faults", body=bad)
             expect_eq(status, 400, f"rules {bad!r}")
 
+    # -- SSM Inventory checks ---------------------------------------------------
+
+    def inventory(self) -> dict[str, Any]:
+        return http_json("GET", f"{self.moto}/_emulator/inventory")
+
+    def reset_inventory(self) -> None:
+        http_json("POST", f"{self.moto}/_emulator/inventory/reset")
+
+    def stored(self, instance_id: str, type_name: str = HEALTH_TYPE) -> dict[str, Any] | None:
+        region = self.inventory()["inventory"].get("us-east-1", {})
+        return region.get(instance_id, {}).get(type_name)
+
+    def put_error(self, instance_id: str, items: list[dict[str, Any]]) -> tuple[str, ClientError]:
+        """PutInventory without client-side validation; returns (error code, error)."""
+        err = self.client_error(lambda: self.ssm_raw.put_inventory(InstanceId=instance_id, Items=items))
+        return err.response["Error"]["Code"], err
+
+    def check_inventory_round_trip(self) -> None:
+        self.reset_inventory()
+        expect_eq(self.inventory()["counters"]["put_calls"], 0, "put_calls after reset")
+        iid = INVENTORY_INSTANCES[0]
+        content = [{"Status": "ok", "Version": "1.2.3", "Detail": ""}, {"Status": "ok", "Version": "x"}]
+        self.ssm.put_inventory(InstanceId=iid, Items=[
+            inventory_item(content=content, content_hash="hash-1"),
+            inventory_item(type_name="Custom:NoHash", content=[{"A": "1"}], content_hash=None),
+        ])
+        entry = self.stored(iid)
+        expect(entry is not None, "dump has the item")
+        expect_eq(entry["Content"], content, "stored Content")
+        expect_eq((entry["SchemaVersion"], entry["CaptureTime"], entry["ContentHash"]),
+                  ("1.0", CAPTURE_TIME, "hash-1"), "stored SchemaVersion, CaptureTime, ContentHash")
+        got = self.ssm.get_inventory(
+            Filters=[{"Key": "AWS:InstanceInformation.InstanceId", "Values": [iid], "Type": "Equal"}])
+        expect_eq([e["Id"] for e in got["Entities"]], [iid], "GetInventory Ids")
+        data = got["Entities"][0]["Data"]
+        expect_eq(sorted(data), ["Custom:NoHash", HEALTH_TYPE], "Data has both types")
+        expect_eq(data[HEALTH_TYPE], {"TypeName": HEALTH_TYPE, "SchemaVersion": "1.0",
+                                      "CaptureTime": CAPTURE_TIME, "ContentHash": "hash-1",
+                                      "Content": content}, "InventoryResultItem")
+        expect("ContentHash" not in data["Custom:NoHash"], "no ContentHash when none was sent")
+        expect("NextToken" not in got, "single page has no NextToken")
+        listed = self.ssm.list_inventory_entries(InstanceId=iid, TypeName=HEALTH_TYPE)
+        listed.pop("ResponseMetadata")
+        expect_eq(listed, {"TypeName": HEALTH_TYPE, "InstanceId": iid, "SchemaVersion": "1.0",
+                           "CaptureTime": CAPTURE_TIME, "Entries": content}, "ListInventoryEntries")
+        page1 = self.ssm.list_inventory_entries(InstanceId=iid, TypeName=HEALTH_TYPE, MaxResults=1)
+        expect_eq(page1["Entries"], content[:1], "ListInventoryEntries page 1")
+        page2 = self.ssm.list_inventory_entries(InstanceId=iid, TypeName=HEALTH_TYPE, MaxResults=1,
+                                                NextToken=page1["NextToken"])
+        expect_eq(page2["Entries"], content[1:], "ListInventoryEntries page 2")
+        expect("NextToken" not in page2, "ListInventoryEntries last page")
+        filtered = self.ssm.list_inventory_entries(
+            InstanceId=iid, TypeName=HEALTH_TYPE,
+            Filters=[{"Key": f"{HEALTH_TYPE}.Version", "Values": ["1."], "Type": "BeginWith"}])
+        expect_eq(filtered["Entries"], content[:1], "ListInventoryEntries filter")
+        other = self.ssm.list_inventory_entries(InstanceId=INVENTORY_INSTANCES[1], TypeName=HEALTH_TYPE)
+        expect_eq((other["Entries"], "SchemaVersion" in other), ([], False), "no inventory: no entries")
+        err = self.client_error(lambda: self.ssm.list_inventory_entries(
+            InstanceId=iid, TypeName="Custom:NoHash", NextToken=page1["NextToken"]))
+        expect_eq(err.response["Error"]["Code"], "InvalidNextToken", "token of another type")
+
+    def check_inventory_validation(self) -> None:
+        self.reset_inventory()
+        iid = INVENTORY_INSTANCES[0]
+        good = inventory_item()
+        cases: list[tuple[str, str, list[dict[str, Any]], str]] = [
+            ("bad instance id", "instance-1", [good], "InvalidInstanceId"),
+            ("instance id of 9 chars", "i-012345678", [good], "InvalidInstanceId"),
+            ("no items", iid, [], "ValidationException"),
+            ("31 items", iid, [good] * 31, "ValidationException"),
+            ("TypeName prefix", iid, [dict(good, TypeName="Foo:Bar")], "InvalidTypeNameException"),
+            ("TypeName lower-case custom", iid, [dict(good, TypeName="Custom:health")],
+             "InvalidTypeNameException"),
+            ("TypeName empty custom", iid, [dict(good, TypeName="Custom:")], "InvalidTypeNameException"),
+            ("TypeName > 100", iid, [dict(good, TypeName="Custom:H" + "x" * 93)],
+             "InvalidTypeNameException"),
+            ("TypeName unknown AWS type", iid, [dict(good, TypeName="AWS:Nope")],
+             "InvalidTypeNameException"),
+            ("SchemaVersion", iid, [dict(good, SchemaVersion="1")], "ValidationException"),
+            ("SchemaVersion 7 digits", iid, [dict(good, SchemaVersion="1234567.0")],
+             "ValidationException"),
+            ("CaptureTime format", iid, [dict(good, CaptureTime="2025-01-02 03:04:05")],
+             "ValidationException"),
+            ("CaptureTime missing", iid, [{k: v for k, v in good.items() if k != "CaptureTime"}],
+             "ValidationException"),
+            ("ContentHash > 256", iid, [dict(good, ContentHash="h" * 257)], "ValidationException"),
+            ("10001 content entries", iid, [dict(good, Content=[{"A": "1"}] * 10_001)],
+             "InvalidItemContentException"),
+            ("51 attributes", iid, [dict(good, Content=[{f"A{i}": "1" for i in range(51)}])],
+             "InvalidItemContentException"),
+            ("attribute name > 64", iid, [dict(good, Content=[{"A" * 65: "1"}])],
+             "InvalidItemContentException"),
+            ("empty attribute name", iid, [dict(good, Content=[{"": "1"}])],
+             "InvalidItemContentException"),
+            ("value > 4096", iid, [dict(good, Content=[{"A": "v" * 4097}])],
+             "InvalidItemContentException"),
+        ]
+        for what, instance_id, items, want in cases:
+            code, err = self.put_error(instance_id, items)
+            expect_eq(code, want, what)
+            expect_eq(err.response["ResponseMetadata"]["HTTPStatusCode"], 400, f"{what} status")
+        # The edges themselves are fine.
+        self.ssm.put_inventory(InstanceId="i-01234567", Items=[good] * 30)
+        self.ssm.put_inventory(InstanceId="mi-0123456789abcdef0", Items=[dict(
+            good, TypeName="Custom:H" + "x" * 92, SchemaVersion="123456.654321",
+            Content=[{"A" * 64: "v" * 4096, **{f"B{i}": "" for i in range(49)}}] * 3)])
+        code, err = self.put_error(iid, [dict(good, Content=[{"A": "1"}] * 10_001)])
+        expect_eq(err.response.get("TypeName"), HEALTH_TYPE, "InvalidItemContentException TypeName")
+        dump = self.inventory()
+        expect_eq(dump["rejections"].get("InvalidTypeNameException"), 5, "rejections counted")
+        expect_eq(sorted(dump["inventory"]["us-east-1"]), ["i-01234567", "mi-0123456789abcdef0"],
+                  "rejected calls stored nothing")
+        # Attribute names are case-insensitively consistent per type.
+        self.ssm.put_inventory(InstanceId=iid, Items=[inventory_item(content=[{"Status": "ok"}])])
+        code, err = self.put_error(INVENTORY_INSTANCES[1],
+                                   [inventory_item(content=[{"status": "ok"}], content_hash="h2")])
+        expect_eq(code, "ItemContentMismatchException", "attribute differing in case only")
+        code, _ = self.put_error(iid, [inventory_item(content=[{"New": "1"}, {"NEW": "2"}],
+                                                      content_hash="h3")])
+        expect_eq(code, "ItemContentMismatchException", "case clash within one item")
+        self.ssm.put_inventory(InstanceId=iid, Items=[inventory_item(
+            content=[{"Status": "ok", "Extra": "1"}], content_hash="h4")])  # new attributes are fine
+
+    def check_inventory_pagination(self) -> None:
+        self.reset_inventory()
+        for n, iid in enumerate(INVENTORY_INSTANCES):
+            self.ssm.put_inventory(InstanceId=iid, Items=[
+                inventory_item(content=[{"Status": "degraded" if n == 3 else "ok", "N": str(n)}],
+                               content_hash=f"h{n}"),
+                inventory_item(type_name="Custom:Other", content=[{"X": "1"}]),
+            ])
+        # One more instance without the health type: not in the health fleet view.
+        self.ssm.put_inventory(InstanceId="i-0fffffffffffffff9",
+                               Items=[inventory_item(type_name="Custom:Other")])
+        pages: list[dict[str, Any]] = []
+        token = None
+        while len(pages) < 10:
+            kwargs: dict[str, Any] = {"ResultAttributes": [{"TypeName": HEALTH_TYPE}], "MaxResults": 2}
+            if token:
+                kwargs["NextToken"] = token
+            pages.append(self.ssm.get_inventory(**kwargs))
+            token = pages[-1].get("NextToken")
+            if not token:
+                break
+        expect_eq([len(p["Entities"]) for p in pages], [2, 2, 1], "page sizes")
+        ids = [e["Id"] for p in pages for e in p["Entities"]]
+        expect_eq(ids, sorted(INVENTORY_INSTANCES), "every instance once, in Id order")
+        for page in pages:
+            for entity in page["Entities"]:
+                expect_eq(list(entity["Data"]), [HEALTH_TYPE], f"{entity['Id']}: only the asked type")
+                n = INVENTORY_INSTANCES.index(entity["Id"])
+                expect_eq(entity["Data"][HEALTH_TYPE]["Content"][0]["N"], str(n), "content per instance")
+        # boto3's own paginator agrees.
+        paginator = self.ssm.get_paginator("get_inventory")
+        ids = [e["Id"] for page in paginator.paginate(ResultAttributes=[{"TypeName": HEALTH_TYPE}],
+                                                      PaginationConfig={"PageSize": 2})
+               for e in page["Entities"]]
+        expect_eq(ids, sorted(INVENTORY_INSTANCES), "boto3 paginator")
+        everything = self.ssm.get_inventory()
+        expect_eq(len(everything["Entities"]), len(INVENTORY_INSTANCES) + 1, "no ResultAttributes: all")
+        expect("NextToken" not in everything, "default MaxResults covers 6 instances")
+        two = self.ssm.get_inventory(Filters=[{"Key": "AWS:InstanceInformation.InstanceId",
+                                               "Values": INVENTORY_INSTANCES[3:], "Type": "Equal"}],
+                                     ResultAttributes=[{"TypeName": HEALTH_TYPE}])
+        expect_eq([e["Id"] for e in two["Entities"]], sorted(INVENTORY_INSTANCES[3:]), "InstanceId filter")
+        sick = self.ssm.get_inventory(Filters=[{"Key": f"{HEALTH_TYPE}.Status", "Values": ["degraded"]}])
+        expect_eq([e["Id"] for e in sick["Entities"]], [INVENTORY_INSTANCES[3]], "attribute filter")
+        none = self.ssm.get_inventory(ResultAttributes=[{"TypeName": "Custom:NeverPut"}])
+        expect_eq(none["Entities"], [], "unknown type: no entities")
+        for what, kwargs, want in (
+            ("bad NextToken", {"NextToken": "bm90LWEtdG9rZW4="}, "InvalidNextToken"),
+            ("garbage NextToken", {"NextToken": "%%%"}, "InvalidNextToken"),
+            ("ListInventoryEntries token", {"NextToken": encode_token(
+                {"op": "ListInventoryEntries", "offset": 1})}, "InvalidNextToken"),
+            ("MaxResults 51", {"MaxResults": 51}, "ValidationException"),
+            ("MaxResults 0", {"MaxResults": 0}, "ValidationException"),
+            ("ResultAttributes lower-case", {"ResultAttributes": [{"TypeName": "Custom:x"}]},
+             "InvalidTypeNameException"),
+            ("unsupported filter key", {"Filters": [{"Key": "AWS:InstanceInformation.PlatformType",
+                                                     "Values": ["Linux"]}]}, "InvalidFilter"),
+            ("filter key without attribute", {"Filters": [{"Key": "Custom", "Values": ["x"]}]},
+             "InvalidFilter"),
+        ):
+            err = self.client_error(lambda: self.ssm_raw.get_inventory(**kwargs))
+            expect_eq(err.response["Error"]["Code"], want, what)
+
+    def check_inventory_unchanged_hash(self) -> None:
+        self.reset_inventory()
+        iid = INVENTORY_INSTANCES[0]
+        self.ssm.put_inventory(InstanceId=iid, Items=[inventory_item(content=[{"Status": "ok"}],
+                                                                     content_hash="same")])
+        # Same hash, different content and capture time: AWS keeps what it has.
+        self.ssm.put_inventory(InstanceId=iid, Items=[inventory_item(
+            content=[{"Status": "changed"}], content_hash="same", capture_time="2025-06-01T00:00:00Z")])
+        entry = self.stored(iid)
+        expect_eq(entry["Content"], [{"Status": "ok"}], "content not updated")
+        expect_eq(entry["CaptureTime"], CAPTURE_TIME, "capture time not updated")
+        expect_eq((entry["Updates"], entry["SkippedUnchanged"]), (1, 1), "updates, skips")
+        self.ssm.put_inventory(InstanceId=iid, Items=[inventory_item(
+            content=[{"Status": "new"}], content_hash="other", capture_time="2025-06-02T00:00:00Z")])
+        entry = self.stored(iid)
+        expect_eq((entry["Content"], entry["CaptureTime"]), ([{"Status": "new"}], "2025-06-02T00:00:00Z"),
+                  "new hash updates")
+        expect_eq((entry["Updates"], entry["SkippedUnchanged"]), (2, 1), "updates, skips after change")
+        expect_eq(self.inventory()["counters"],
+                  {"put_calls": 3, "items_updated": 2, "items_skipped_unchanged": 1}, "counters")
+        got = self.ssm.list_inventory_entries(InstanceId=iid, TypeName=HEALTH_TYPE)
+        expect_eq(got["Entries"], [{"Status": "new"}], "ListInventoryEntries sees the update")
+
+    def check_inventory_custom_type_limit(self) -> None:
+        self.reset_inventory()
+        types = [f"Custom:Type{i:02d}" for i in range(1, 21)]
+        for first in range(0, 20, 10):  # two calls of 10 items, two instances
+            self.ssm.put_inventory(InstanceId=INVENTORY_INSTANCES[first // 10],
+                                   Items=[inventory_item(type_name=t) for t in types[first:first + 10]])
+        expect_eq(self.inventory()["custom_type_names"], types, "20 custom types")
+        code, _ = self.put_error(INVENTORY_INSTANCES[2], [
+            inventory_item(type_name="Custom:Type01", content_hash="new"),
+            inventory_item(type_name="Custom:Type21")])
+        expect_eq(code, "CustomSchemaCountLimitExceededException", "21st custom type")
+        expect(INVENTORY_INSTANCES[2] not in self.inventory()["inventory"]["us-east-1"],
+               "the failing call stored nothing, not even its known type")
+        # Existing custom types (and AWS types) still work on any instance.
+        self.ssm.put_inventory(InstanceId=INVENTORY_INSTANCES[2], Items=[
+            inventory_item(type_name="Custom:Type20"),
+            inventory_item(type_name="AWS:Application", content=[{"Name": "ssm-companion"}])])
+        expect_eq(len(self.inventory()["custom_type_names"]), 20, "still 20 custom types")
+
+    def check_inventory_concurrency(self) -> None:
+        self.reset_inventory()
+        errors: list[BaseException] = []
+
+        def writer(iid: str) -> None:
+            try:
+                client = self.session.client("ssm", endpoint_url=self.moto, config=NO_RETRY)
+                for n in range(10):
+                    client.put_inventory(InstanceId=iid, Items=[
+                        inventory_item(content=[{"N": str(n)}], content_hash=f"h{n}")])
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(iid,)) for iid in INVENTORY_INSTANCES]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        expect(not errors, f"writer errors: {errors[:1]}")
+        dump = self.inventory()
+        expect_eq(dump["counters"]["items_updated"], 10 * len(INVENTORY_INSTANCES), "items_updated")
+        for iid in INVENTORY_INSTANCES:
+            entry = dump["inventory"]["us-east-1"][iid][HEALTH_TYPE]
+            expect_eq((entry["Updates"], entry["Content"]), (10, [{"N": "9"}]), f"{iid} last write")
+
+    def check_inventory_fault(self) -> None:
+        self.reset_inventory()
+        http_json("POST", f"{self.moto}/_emulator/stats/reset")
+        self.set_faults([{"service": "ssm", "action": "PutInventory", "times": 1, "status": 400,
+                          "code": "ThrottlingException", "message": "Rate exceeded"}])
+        try:
+            iid = INVENTORY_INSTANCES[0]
+            err = self.client_error(lambda: self.ssm.put_inventory(InstanceId=iid, Items=[inventory_item()]))
+            expect_eq(err.response["Error"]["Code"], "ThrottlingException", "error code")
+            expect_eq(self.stored(iid), None, "faulted call not stored")
+            self.ssm.put_inventory(InstanceId=iid, Items=[inventory_item()])
+            expect(self.stored(iid) is not None, "retry stored")
+            expect_eq(self.stats().get("ssm:PutInventory"), 2, "both calls counted")
+        finally:
+            self.set_faults([])
+
+    def check_inventory_resets(self) -> None:
+        self.ssm.put_inventory(InstanceId=INVENTORY_INSTANCES[0], Items=[inventory_item()])
+        expect(self.inventory()["inventory"], "something stored")
+        status, _, _ = http("GET", f"{self.moto}/_emulator/inventory/reset")
+        expect_eq(status, 405, "GET on the reset endpoint")
+        http_json("POST", f"{self.moto}/_emulator/inventory/reset")
+        expect_eq(self.inventory(), {"inventory": {}, "custom_type_names": [], "schemas": {},
+                                     "counters": {"put_calls": 0, "items_updated": 0,
+                                                  "items_skipped_unchanged": 0},
+                                     "rejections": {}}, "dump after reset")
+        self.ssm.put_inventory(InstanceId=INVENTORY_INSTANCES[0], Items=[inventory_item()])
+        expect_eq(http("POST", f"{self.moto}/moto-api/reset")[0], 200, "moto-api reset")
+        expect_eq(self.inventory()["inventory"], {}, "moto-api reset clears the inventory")
+        expect_eq(self.ssm.get_inventory()["Entities"], [], "GetInventory after reset")
+
     # -- IMDS checks ------------------------------------------------------------
 
     def check_imds_token(self) -> None:
@@ -488,6 +795,14 @@ def main() -> int:
             ("fault: s3 and sts errors", smoke.check_s3_and_sts_faults),
             ("fault: delay only", smoke.check_delay_fault),
             ("fault: invalid rules rejected", smoke.check_bad_fault_rules),
+            ("inventory: put, get, list round trip", smoke.check_inventory_round_trip),
+            ("inventory: PutInventory validation errors", smoke.check_inventory_validation),
+            ("inventory: GetInventory pagination and filters", smoke.check_inventory_pagination),
+            ("inventory: unchanged ContentHash skipped", smoke.check_inventory_unchanged_hash),
+            ("inventory: 21st custom type refused", smoke.check_inventory_custom_type_limit),
+            ("inventory: concurrent writers", smoke.check_inventory_concurrency),
+            ("fault: ssm PutInventory error", smoke.check_inventory_fault),
+            ("inventory: reset endpoints (last moto check)", smoke.check_inventory_resets),
             ("imds: token PUT echoes TTL", smoke.check_imds_token),
             ("imds: GET without token -> 401", smoke.check_imds_no_token),
             ("imds: bad TTL -> 400, GET token -> 405", smoke.check_imds_bad_ttl),

@@ -1,0 +1,215 @@
+//! The health capability in the daemon: local checks every `health.interval`, network checks
+//! every `health.network_interval` (each jittered), the agent's log followed by inode between
+//! runs; after each run, verdict changes become journal events, `health.json` (and the
+//! Prometheus textfile) is rewritten atomically, a safe fix is tried if enabled, and the report
+//! goes to SSM Inventory when due.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{TaskContext, jittered, stopped};
+use crate::aws::Aws;
+use crate::config::Settings;
+use crate::health::agent_log::{self, Digest, Follower};
+use crate::health::{self, CheckResult, LocalFacts, Status, inventory, report};
+
+/// File name of the report in the state directory.
+pub const REPORT_FILE: &str = "health.json";
+
+struct State {
+    follower: Follower,
+    digest: Digest,
+    local: Vec<CheckResult>,
+    facts: LocalFacts,
+    network: Vec<CheckResult>,
+    last: BTreeMap<String, Status>,
+}
+
+fn write_outputs(settings: &Settings, r: &report::Report, unix: u64) {
+    let dir = &settings.paths.state_dir;
+    let mut json = report::json(r).into_bytes();
+    json.push(b'\n');
+    if let Err(e) = std::fs::create_dir_all(dir)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            crate::state::write_atomic(&dir.join(REPORT_FILE), &json, 0o644)
+                .map_err(|e| e.to_string())
+        })
+    {
+        tracing::warn!(
+            "health: cannot write {}: {e}",
+            dir.join(REPORT_FILE).display()
+        );
+    }
+    let textfile = &settings.health.prometheus_textfile;
+    if !textfile.is_empty()
+        && let Err(e) = crate::state::write_atomic(
+            std::path::Path::new(textfile),
+            report::prometheus(r, unix).as_bytes(),
+            0o644,
+        )
+    {
+        tracing::warn!("health: cannot write the Prometheus textfile {textfile}: {e}");
+    }
+}
+
+/// Logs every check whose status changed as a journal event (non-ok ones at start).
+fn log_changes(r: &report::Report, last: &mut BTreeMap<String, Status>) {
+    for c in &r.checks {
+        let before = last.insert(c.id.clone(), c.status);
+        let changed = match before {
+            Some(b) => b != c.status,
+            None => c.status != Status::Ok,
+        };
+        if changed {
+            crate::events::health_change(
+                &c.id,
+                before.map_or("unknown", Status::as_str),
+                c.status.as_str(),
+                &c.detail,
+            );
+        }
+    }
+}
+
+async fn send_inventory(ctx: &mut TaskContext, settings: &Settings, aws: &Aws, r: &report::Report) {
+    let dir = &settings.paths.state_dir;
+    let now = ctx.clock.now();
+    let last = inventory::load(dir);
+    let hash = report::content_hash(r);
+    if !inventory::due(
+        &last,
+        &hash,
+        now,
+        settings.health.inventory_min_interval,
+        settings.health.inventory_max_age,
+    ) {
+        return;
+    }
+    let Some(instance) = r.instance_id.clone() else {
+        tracing::warn!("health: not sending inventory: this instance's id is unknown");
+        return;
+    };
+    let Some(sdk) = aws.sdk() else {
+        tracing::warn!("health: not sending inventory: no AWS configuration");
+        return;
+    };
+    // Like the agent: a random delay so a fleet restarted at once does not send at once.
+    let delay = settings.health.inventory_splay.mul_f64(fastrand::f64());
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = stopped(&mut ctx.stop) => return,
+    }
+    match inventory::send(&aws_sdk_ssm::Client::new(sdk), &instance, r, now).await {
+        Ok(hash) => {
+            tracing::info!("health: sent {} for {instance}", report::INVENTORY_TYPE);
+            let sent = inventory::Sent {
+                at: Some(crate::clock::rfc3339(now)),
+                hash: Some(hash),
+            };
+            if let Err(e) = inventory::save(dir, &sent) {
+                tracing::warn!("health: cannot record the inventory send: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("health: {e}"),
+    }
+}
+
+pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), String> {
+    let mut settings: Arc<Settings> = ctx.settings.borrow_and_update().clone();
+    let mut aws = Aws::load(&settings.aws).await;
+    let mut st = State {
+        follower: Follower::default(),
+        digest: Digest::default(),
+        local: Vec::new(),
+        facts: LocalFacts::default(),
+        network: Vec::new(),
+        last: BTreeMap::new(),
+    };
+    let mut next_local = Instant::now();
+    let mut next_network = Instant::now() + Duration::from_millis(fastrand::u64(0..5_000));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(next_local.min(next_network)) => {}
+            changed = ctx.settings.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                let new = ctx.settings.borrow_and_update().clone();
+                if new.aws != settings.aws {
+                    aws = Aws::load(&new.aws).await;
+                }
+                settings = new;
+                next_local = Instant::now();
+                next_network = Instant::now();
+                continue;
+            }
+            () = stopped(&mut ctx.stop) => return Ok(()),
+        }
+        let h = &settings.health;
+        if !h.enabled {
+            ctx.heartbeats.idle("health", "health: disabled".into());
+            next_local = Instant::now() + h.interval;
+            next_network = next_local;
+            continue;
+        }
+        ctx.heartbeats.busy("health");
+        let now = ctx.clock.now();
+        if Instant::now() >= next_local {
+            let s = settings.clone();
+            let mut follower = std::mem::take(&mut st.follower);
+            let mut digest = std::mem::take(&mut st.digest);
+            let run = tokio::task::spawn_blocking(move || {
+                let dir = &s.paths.agent_log_dir;
+                let present = dir.join(agent_log::LOG_FILE).exists();
+                if let Ok(records) = follower.poll(dir, health::LOG_READ_LIMIT) {
+                    digest.add(&records);
+                }
+                digest.prune(now, s.health.log_window);
+                let (results, facts) = health::local_checks(&s, now, Some((&digest, present)));
+                (follower, digest, results, facts)
+            })
+            .await
+            .map_err(|e| format!("the local health checks failed: {e}"))?;
+            (st.follower, st.digest, st.local, st.facts) = run;
+            next_local = Instant::now() + jittered(h.interval);
+        }
+        if Instant::now() >= next_network {
+            if aws.imds_problem.is_some() || aws.sdk.is_err() {
+                aws = Aws::load(&settings.aws).await;
+            }
+            st.network = health::network_checks(&settings, &aws, &st.facts, now).await;
+            next_network = Instant::now() + jittered(h.network_interval);
+        }
+        let mut checks = st.local.clone();
+        checks.extend(st.network.iter().cloned());
+        let r = health::make_report(checks, &st.facts, &aws, now);
+        log_changes(&r, &mut st.last);
+        let unix = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        write_outputs(&settings, &r, unix);
+        if h.fix {
+            let notes = health::fix::remediate(&settings, &r, ctx.clock.as_ref(), false).await;
+            for n in &notes {
+                tracing::warn!("{n}");
+            }
+            if notes.iter().any(|n| n.contains("ran `systemctl")) {
+                next_local = Instant::now() + Duration::from_secs(30);
+            }
+        }
+        if h.inventory {
+            send_inventory(&mut ctx, &settings, &aws, &r).await;
+        }
+        let problems = r.checks.iter().filter(|c| c.status != Status::Ok).count();
+        ctx.heartbeats.idle(
+            "health",
+            format!("health: {} ({problems} check(s) not ok)", r.overall),
+        );
+        ctx.notifier.status(&ctx.heartbeats.line());
+    }
+}

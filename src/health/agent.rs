@@ -1,0 +1,638 @@
+//! The agent on the host: installed binaries, version, processes, its config file, its proxy.
+//!
+//! Processes are matched on `/proc/<pid>/exe`, never on `comm` (truncated to 15 characters:
+//! `amazon-ssm-agen`), as the agent itself does.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::model::{CheckResult, Status};
+use crate::config::HealthPaths;
+use crate::exec;
+
+/// A running process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proc {
+    /// PID.
+    pub pid: u32,
+    /// Parent PID.
+    pub ppid: u32,
+    /// Real UID.
+    pub uid: u32,
+    /// Executable path (`/proc/<pid>/exe`, without a ` (deleted)` suffix).
+    pub exe: PathBuf,
+}
+
+/// All processes whose executable can be read.
+pub fn processes(proc_dir: &Path) -> Vec<Proc> {
+    let Ok(entries) = std::fs::read_dir(proc_dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.filter_map(Result::ok) {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let dir = e.path();
+        let Ok(exe) = std::fs::read_link(dir.join("exe")) else {
+            continue;
+        };
+        let exe = PathBuf::from(exe.to_string_lossy().trim_end_matches(" (deleted)"));
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u32>().ok())
+        };
+        out.push(Proc {
+            pid,
+            ppid: field("PPid:").unwrap_or(0),
+            uid: field("Uid:").unwrap_or(u32::MAX),
+            exe,
+        });
+    }
+    out.sort_by_key(|p| p.pid);
+    out
+}
+
+/// Where the agent is installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Install {
+    /// `deb/rpm` or `snap`.
+    pub kind: &'static str,
+    /// Directory of the binaries.
+    pub dir: PathBuf,
+}
+
+impl Install {
+    /// Path of one of the agent's binaries.
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// Binaries a working install has.
+const REQUIRED: [&str; 3] = ["amazon-ssm-agent", "ssm-agent-worker", "ssm-session-worker"];
+
+/// Finds the install (snap first: on Ubuntu AMIs it is the default) and checks its binaries:
+/// present, owned by root, not writable by group or others (the agent's own rule for workers).
+pub fn installed(paths: &HealthPaths) -> (Option<Install>, CheckResult) {
+    const ID: &str = "agent.installed";
+    let candidates = [
+        Install {
+            kind: "snap",
+            dir: paths.snap_dir.clone(),
+        },
+        Install {
+            kind: "deb/rpm",
+            dir: paths.bin_dir.clone(),
+        },
+    ];
+    let Some(install) = candidates
+        .into_iter()
+        .find(|c| c.bin("amazon-ssm-agent").exists())
+    else {
+        return (
+            None,
+            CheckResult::new(
+                ID,
+                Status::Critical,
+                format!(
+                    "amazon-ssm-agent is not installed (neither {} nor {} exists)",
+                    paths.bin_dir.join("amazon-ssm-agent").display(),
+                    paths.snap_dir.join("amazon-ssm-agent").display()
+                ),
+                "install amazon-ssm-agent (deb/rpm from the regional S3 bucket, or `snap install amazon-ssm-agent --classic`)",
+            ),
+        );
+    };
+    let mut problems = Vec::new();
+    for name in REQUIRED {
+        let p = install.bin(name);
+        match std::fs::metadata(&p) {
+            Err(_) => problems.push(format!("{} is missing", p.display())),
+            Ok(m) if m.uid() != 0 => problems.push(format!(
+                "{} is owned by uid {}, not root",
+                p.display(),
+                m.uid()
+            )),
+            Ok(m) if m.mode() & 0o022 != 0 => problems.push(format!(
+                "{} is writable by group or others (mode {:o})",
+                p.display(),
+                m.mode() & 0o777
+            )),
+            Ok(_) => {}
+        }
+    }
+    let result = if problems.is_empty() {
+        CheckResult::ok(
+            ID,
+            format!("installed ({}) in {}", install.kind, install.dir.display()),
+        )
+    } else {
+        CheckResult::new(
+            ID,
+            Status::Critical,
+            problems.join("; "),
+            "reinstall amazon-ssm-agent; never leave its binaries writable by non-root users",
+        )
+    };
+    (Some(install), result)
+}
+
+/// Parses `SSM Agent version: 3.3.987.0`.
+pub fn parse_version(output: &str) -> Option<String> {
+    output.lines().find_map(|l| {
+        l.split_once("SSM Agent version:")
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    })
+}
+
+/// Compares dotted numeric versions (`3.3.987.0` < `3.3.1345.0`); missing parts count as 0.
+pub fn version_lt(a: &str, b: &str) -> bool {
+    let parts = |v: &str| -> Vec<u64> {
+        v.split('.')
+            .map(|p| p.trim().parse().unwrap_or(0))
+            .collect()
+    };
+    let (x, y) = (parts(a), parts(b));
+    for i in 0..x.len().max(y.len()) {
+        let (p, q) = (
+            x.get(i).copied().unwrap_or(0),
+            y.get(i).copied().unwrap_or(0),
+        );
+        if p != q {
+            return p < q;
+        }
+    }
+    false
+}
+
+/// Runs `<agent> -version` (the only flag: with any other, or none, it would start a second
+/// agent) and compares with the configured minimum.
+pub fn version(
+    install: Option<&Install>,
+    minimum: &str,
+    timeout: Duration,
+) -> (Option<String>, CheckResult) {
+    const ID: &str = "agent.version";
+    let Some(install) = install else {
+        return (
+            None,
+            CheckResult::new(ID, Status::Unknown, "the agent is not installed", ""),
+        );
+    };
+    let bin = install.bin("amazon-ssm-agent");
+    let out = match exec::run(&bin, &[OsStr::new("-version")], None, timeout) {
+        Ok(o) => o,
+        Err(e) => {
+            return (
+                None,
+                CheckResult::new(
+                    ID,
+                    Status::Unknown,
+                    format!("cannot ask the agent its version: {e}"),
+                    "",
+                ),
+            );
+        }
+    };
+    let Some(v) = parse_version(&out.stdout) else {
+        return (
+            None,
+            CheckResult::new(
+                ID,
+                Status::Unknown,
+                format!(
+                    "`{} -version` printed no version: {}",
+                    bin.display(),
+                    out.stdout.trim()
+                ),
+                "",
+            ),
+        );
+    };
+    let result = if !minimum.is_empty() && version_lt(&v, minimum) {
+        CheckResult::new(
+            ID,
+            Status::Warning,
+            format!("agent {v} is older than the required {minimum} (health.min_agent_version)"),
+            "update the agent (the AWS-UpdateSSMAgent document, or your package manager)",
+        )
+    } else {
+        CheckResult::ok(ID, format!("agent {v}"))
+    };
+    (Some(v), result)
+}
+
+/// Process-level state: the core agent and its worker. Without systemd, this is also how the
+/// service is judged (`agent.service`).
+pub fn processes_verdict(
+    install: Option<&Install>,
+    procs: &[Proc],
+    with_systemd: bool,
+) -> Vec<CheckResult> {
+    let Some(install) = install else {
+        let mut out = Vec::new();
+        if !with_systemd {
+            out.push(CheckResult::new(
+                "agent.service",
+                Status::Unknown,
+                "the agent is not installed",
+                "",
+            ));
+        }
+        out.push(CheckResult::new(
+            "agent.worker",
+            Status::Unknown,
+            "the agent is not installed",
+            "",
+        ));
+        return out;
+    };
+    let core_exe = install.bin("amazon-ssm-agent");
+    let worker_exe = install.bin("ssm-agent-worker");
+    let cores: Vec<&Proc> = procs.iter().filter(|p| p.exe == core_exe).collect();
+    let workers: Vec<&Proc> = procs.iter().filter(|p| p.exe == worker_exe).collect();
+    let mut out = Vec::new();
+    if !with_systemd {
+        out.push(match cores.as_slice() {
+            [] => CheckResult::new(
+                "agent.service",
+                Status::Critical,
+                format!(
+                    "no {} process is running (no systemd: judged by a process scan)",
+                    core_exe.display()
+                ),
+                "start the agent (its init script, or `amazon-ssm-agent &` under a supervisor)",
+            ),
+            [c] if c.uid != 0 => CheckResult::new(
+                "agent.service",
+                Status::Critical,
+                format!(
+                    "the agent runs as uid {}, not root: Run As and most plugins fail",
+                    c.uid
+                ),
+                "run amazon-ssm-agent as root",
+            ),
+            [c] => CheckResult::ok(
+                "agent.service",
+                format!("running as pid {} (no systemd: process scan)", c.pid),
+            ),
+            many => CheckResult::new(
+                "agent.service",
+                Status::Warning,
+                format!("{} core agent processes are running", many.len()),
+                "stop the extra copies (one was probably started by hand)",
+            ),
+        });
+    }
+    let core_pids: Vec<u32> = cores.iter().map(|c| c.pid).collect();
+    let children: Vec<&&Proc> = workers
+        .iter()
+        .filter(|w| core_pids.contains(&w.ppid))
+        .collect();
+    out.push(match (cores.len(), children.len(), workers.len()) {
+        (0, _, _) => CheckResult::new("agent.worker", Status::Unknown, "the core agent is not running", ""),
+        (n, _, _) if n > 1 => CheckResult::new(
+            "agent.worker",
+            Status::Warning,
+            format!("{n} core agent processes are running: they compete for the same messages"),
+            "stop the copy that systemd did not start",
+        ),
+        (_, 1, _) => CheckResult::ok("agent.worker", format!("ssm-agent-worker runs as pid {}", children[0].pid)),
+        (_, 0, _) => CheckResult::new(
+            "agent.worker",
+            Status::Critical,
+            "the core agent runs but ssm-agent-worker does not: no session can start",
+            "look for `Worker ssm-agent-worker is not running` in amazon-ssm-agent.log; restart the agent",
+        ),
+        (_, n, _) => CheckResult::new(
+            "agent.worker",
+            Status::Warning,
+            format!("{n} ssm-agent-worker processes under one core agent"),
+            "restart the agent",
+        ),
+    });
+    out
+}
+
+/// What the agent's own config file says that health needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// `Ssm.HealthFrequencyMinutes` (5 when unset; the agent clamps to 5..60).
+    pub health_frequency_minutes: u32,
+    /// Endpoint overrides by service (`ssm`, `ssmmessages`, `ec2messages`, `s3`, `kms`).
+    pub endpoints: BTreeMap<String, String>,
+    /// `Agent.ServiceDomain`, when set.
+    pub service_domain: Option<String>,
+    /// `Agent.Region`, when set.
+    pub region: Option<String>,
+}
+
+/// Reads `amazon-ssm-agent.json`: a missing file is fine (defaults); invalid JSON is a warning,
+/// because the agent then silently runs with all defaults.
+pub fn config(dir: &Path) -> (AgentConfig, CheckResult) {
+    const ID: &str = "agent.config";
+    let mut cfg = AgentConfig {
+        health_frequency_minutes: 5,
+        ..AgentConfig::default()
+    };
+    let path = dir.join("amazon-ssm-agent.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return (
+                cfg,
+                CheckResult::ok(
+                    ID,
+                    format!("no {} (the agent's defaults apply)", path.display()),
+                ),
+            );
+        }
+        Err(e) => {
+            return (
+                cfg,
+                CheckResult::new(
+                    ID,
+                    Status::Unknown,
+                    format!("cannot read {}: {e}", path.display()),
+                    "",
+                ),
+            );
+        }
+    };
+    let v: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            return (
+                cfg,
+                CheckResult::new(
+                    ID,
+                    Status::Warning,
+                    format!(
+                        "{} is not valid JSON ({e}): the agent ignores it and silently runs with every default",
+                        path.display()
+                    ),
+                    format!(
+                        "fix {} (compare with amazon-ssm-agent.json.template)",
+                        path.display()
+                    ),
+                ),
+            );
+        }
+    };
+    let s = |a: &str, b: &str| {
+        v.get(a)
+            .and_then(|x| x.get(b))
+            .and_then(|x| x.as_str())
+            .filter(|x| !x.is_empty())
+    };
+    if let Some(f) = v
+        .get("Ssm")
+        .and_then(|x| x.get("HealthFrequencyMinutes"))
+        .and_then(|x| x.as_u64())
+    {
+        cfg.health_frequency_minutes = u32::try_from(f.clamp(5, 60)).unwrap_or(5);
+    }
+    for (section, svc) in [
+        ("Ssm", "ssm"),
+        ("Mgs", "ssmmessages"),
+        ("Mds", "ec2messages"),
+        ("S3", "s3"),
+        ("Kms", "kms"),
+    ] {
+        if let Some(e) = s(section, "Endpoint") {
+            cfg.endpoints.insert(svc.into(), e.to_string());
+        }
+    }
+    cfg.service_domain = s("Agent", "ServiceDomain").map(str::to_string);
+    cfg.region = s("Agent", "Region").map(str::to_string);
+    let mut detail = format!("{} is valid", path.display());
+    if !cfg.endpoints.is_empty() {
+        detail.push_str(&format!(
+            "; endpoint overrides: {}",
+            cfg.endpoints
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    (cfg, CheckResult::ok(ID, detail))
+}
+
+/// The proxy settings the agent would use: only the lowercase variables, read from the running
+/// agent's environment (the agent ignores `HTTPS_PROXY`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Proxy {
+    /// `https_proxy`.
+    pub https: Option<String>,
+    /// `no_proxy` entries.
+    pub no_proxy: Vec<String>,
+    /// Uppercase variables the agent ignores.
+    pub ignored: Vec<String>,
+}
+
+impl Proxy {
+    /// True when `host` should be reached directly.
+    pub fn bypass(&self, host: &str) -> bool {
+        self.no_proxy.iter().any(|n| {
+            let n = n.trim().trim_start_matches('.');
+            !n.is_empty() && (n == "*" || host == n || host.ends_with(&format!(".{n}")))
+        })
+    }
+}
+
+/// Parses a `/proc/<pid>/environ` blob.
+pub fn parse_proxy(environ: &[u8]) -> Proxy {
+    let mut p = Proxy::default();
+    for kv in environ.split(|b| *b == 0) {
+        let kv = String::from_utf8_lossy(kv);
+        let Some((k, v)) = kv.split_once('=') else {
+            continue;
+        };
+        match k {
+            "https_proxy" if !v.is_empty() => p.https = Some(v.to_string()),
+            "no_proxy" => {
+                p.no_proxy = v
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }
+            "HTTPS_PROXY" | "HTTP_PROXY" | "NO_PROXY" if !v.is_empty() => {
+                p.ignored.push(k.to_string())
+            }
+            _ => {}
+        }
+    }
+    p
+}
+
+/// The `agent.proxy` check: what the agent uses, and a warning for settings it ignores.
+pub fn proxy_verdict(proxy: Option<&Proxy>) -> CheckResult {
+    const ID: &str = "agent.proxy";
+    let Some(p) = proxy else {
+        return CheckResult::new(
+            ID,
+            Status::Unknown,
+            "the agent is not running: its environment cannot be read",
+            "",
+        );
+    };
+    let mut detail = match &p.https {
+        Some(url) => format!("the agent uses https_proxy={url}"),
+        None => "the agent uses no proxy".to_string(),
+    };
+    if !p.no_proxy.is_empty() {
+        detail.push_str(&format!(" (no_proxy={})", p.no_proxy.join(",")));
+    }
+    if p.ignored.is_empty() {
+        CheckResult::ok(ID, detail)
+    } else {
+        CheckResult::new(
+            ID,
+            Status::Warning,
+            format!(
+                "{detail}; it ignores {} (only lowercase names count)",
+                p.ignored.join(", ")
+            ),
+            "set the lowercase https_proxy/no_proxy in the agent's unit (systemctl edit amazon-ssm-agent)",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(
+            parse_version("SSM Agent version: 3.3.987.0\n"),
+            Some("3.3.987.0".into())
+        );
+        assert_eq!(parse_version("nope"), None);
+        assert!(version_lt("3.3.987.0", "3.3.1345.0"));
+        assert!(!version_lt("3.3.1345.0", "3.3.987.0"));
+        assert!(!version_lt("3.3", "3.3.0.0"));
+        assert!(version_lt("2.3.68.0", "3"));
+    }
+
+    #[test]
+    fn agent_config_file() {
+        let d = tempfile::tempdir().unwrap();
+        let (c, r) = config(d.path());
+        assert_eq!((c.health_frequency_minutes, r.status), (5, Status::Ok));
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agent-state");
+        let (c, r) = config(&fixtures.join("etc-valid"));
+        assert_eq!(r.status, Status::Ok, "{r:?}");
+        assert_eq!(c.health_frequency_minutes, 10);
+        assert_eq!(c.region.as_deref(), Some("us-east-1"));
+        std::fs::copy(
+            fixtures.join("etc-invalid/amazon-ssm-agent.json"),
+            d.path().join("amazon-ssm-agent.json"),
+        )
+        .unwrap();
+        let (c, r) = config(d.path());
+        assert_eq!(r.status, Status::Warning);
+        assert!(
+            r.detail.contains("silently runs with every default"),
+            "{r:?}"
+        );
+        assert_eq!(c.health_frequency_minutes, 5);
+        std::fs::write(
+            d.path().join("amazon-ssm-agent.json"),
+            r#"{"Ssm":{"HealthFrequencyMinutes":90,"Endpoint":"vpce-1.ssm.us-east-1.vpce.amazonaws.com"},"Mgs":{"Endpoint":""}}"#,
+        )
+        .unwrap();
+        let (c, r) = config(d.path());
+        assert_eq!(
+            c.health_frequency_minutes, 60,
+            "clamped like the agent does"
+        );
+        assert_eq!(
+            c.endpoints.get("ssm").map(String::as_str),
+            Some("vpce-1.ssm.us-east-1.vpce.amazonaws.com")
+        );
+        assert!(!c.endpoints.contains_key("ssmmessages"));
+        assert!(r.detail.contains("endpoint overrides"));
+    }
+
+    #[test]
+    fn proxy_from_environ() {
+        let p = parse_proxy(b"PATH=/usr/bin\0https_proxy=http://proxy:3128\0no_proxy=169.254.169.254,.internal\0HTTPS_PROXY=http://x\0");
+        assert_eq!(p.https.as_deref(), Some("http://proxy:3128"));
+        assert!(p.bypass("169.254.169.254"));
+        assert!(p.bypass("db.internal"));
+        assert!(!p.bypass("ssm.us-east-1.amazonaws.com"));
+        let v = proxy_verdict(Some(&p));
+        assert_eq!(v.status, Status::Warning);
+        assert!(v.detail.contains("HTTPS_PROXY"));
+        assert_eq!(proxy_verdict(Some(&Proxy::default())).status, Status::Ok);
+    }
+
+    #[test]
+    fn processes_and_workers() {
+        let install = Install {
+            kind: "deb/rpm",
+            dir: "/usr/bin".into(),
+        };
+        let p = |pid, ppid, uid, exe: &str| Proc {
+            pid,
+            ppid,
+            uid,
+            exe: exe.into(),
+        };
+        let healthy = [
+            p(10, 1, 0, "/usr/bin/amazon-ssm-agent"),
+            p(11, 10, 0, "/usr/bin/ssm-agent-worker"),
+        ];
+        let r = processes_verdict(Some(&install), &healthy, false);
+        assert_eq!(
+            r.iter().map(|c| c.status).collect::<Vec<_>>(),
+            [Status::Ok, Status::Ok]
+        );
+        let no_worker = [p(10, 1, 0, "/usr/bin/amazon-ssm-agent")];
+        let r = processes_verdict(Some(&install), &no_worker, true);
+        assert_eq!(
+            r.len(),
+            1,
+            "with systemd, agent.service comes from systemctl"
+        );
+        assert_eq!(r[0].status, Status::Critical);
+        let stopped: [Proc; 0] = [];
+        let r = processes_verdict(Some(&install), &stopped, false);
+        assert_eq!(r[0].status, Status::Critical);
+        let two = [
+            p(10, 1, 0, "/usr/bin/amazon-ssm-agent"),
+            p(20, 1, 0, "/usr/bin/amazon-ssm-agent"),
+        ];
+        let r = processes_verdict(Some(&install), &two, false);
+        assert_eq!(r[0].status, Status::Warning);
+        let non_root = [p(10, 1, 1000, "/usr/bin/amazon-ssm-agent")];
+        assert_eq!(
+            processes_verdict(Some(&install), &non_root, false)[0].status,
+            Status::Critical
+        );
+    }
+
+    #[test]
+    fn this_process_is_found_by_exe() {
+        let me = std::env::current_exe().unwrap();
+        let procs = processes(Path::new("/proc"));
+        assert!(
+            procs
+                .iter()
+                .any(|p| p.pid == std::process::id() && p.exe == me),
+            "{me:?}"
+        );
+    }
+}

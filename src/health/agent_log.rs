@@ -1,0 +1,584 @@
+//! `amazon-ssm-agent.log`: records, the periodic health line, known failure lines.
+//!
+//! Format (seelog): `2026-11-29 09:10:28.1234 INFO [tags] message`, host local time without a
+//! zone, four fractional digits since agent 3.3.808.0 and none before (both are accepted). A line
+//! that does not start with a timestamp continues the previous record (SDK errors span lines).
+//! Several agent processes write and roll the same file, so it is followed by inode: after a
+//! rollover the rest of the old inode (now `amazon-ssm-agent.log.N`) is read before the new file.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use chrono::TimeZone;
+
+use super::model::{CheckResult, Status};
+
+/// The log file's name.
+pub const LOG_FILE: &str = "amazon-ssm-agent.log";
+/// The worker's periodic health line.
+pub const HEALTH_LINE: &str = "HealthCheck reporting agent health.";
+/// Logged after a failed API call (e.g. the health ping).
+pub const API_ERROR: &str = "error when calling AWS APIs";
+
+/// One log record (first line and its continuation lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// When (host local time, converted).
+    pub time: SystemTime,
+    /// `INFO`, `ERROR`, …
+    pub level: String,
+    /// The message, continuation lines joined with `\n`.
+    pub message: String,
+}
+
+/// Parses the timestamp and level at the start of a line.
+fn parse_head(line: &str) -> Option<(SystemTime, String, &str)> {
+    let b = line.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (stamp, rest) = match line[19..].strip_prefix('.') {
+        Some(frac) => {
+            let digits = frac.chars().take_while(char::is_ascii_digit).count();
+            (&line[..20 + digits], &line[20 + digits..])
+        }
+        None => (&line[..19], &line[19..]),
+    };
+    let naive = chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%.f").ok()?;
+    let time = chrono::Local.from_local_datetime(&naive).earliest()?;
+    let rest = rest.trim_start();
+    let (level, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+    if !matches!(
+        level,
+        "TRACE" | "DEBUG" | "INFO" | "WARN" | "ERROR" | "CRITICAL"
+    ) {
+        return None;
+    }
+    Some((SystemTime::from(time), level.to_string(), msg))
+}
+
+/// Splits text into records; a continuation line before the first record is dropped.
+pub fn parse(text: &str) -> Vec<Record> {
+    let mut out: Vec<Record> = Vec::new();
+    for line in text.lines() {
+        match parse_head(line) {
+            Some((time, level, msg)) => out.push(Record {
+                time,
+                level,
+                message: msg.to_string(),
+            }),
+            None => {
+                if let Some(last) = out.last_mut() {
+                    last.message.push('\n');
+                    last.message.push_str(line);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A known failure, matched on a message substring (never on the bracketed prefix chain, which
+/// changes between versions).
+#[derive(Debug, Clone, Copy)]
+pub struct Signature {
+    /// Stable key.
+    pub key: &'static str,
+    /// Substrings, any of which matches.
+    pub needles: &'static [&'static str],
+    /// How bad.
+    pub status: Status,
+    /// What it means.
+    pub meaning: &'static str,
+    /// What to do.
+    pub remedy: &'static str,
+}
+
+/// The failures the checker knows (reference/ssm-agent.md §8.2).
+pub const SIGNATURES: &[Signature] = &[
+    Signature {
+        key: "hibernation",
+        needles: &["Entering SSM Agent hibernate"],
+        status: Status::Critical,
+        meaning: "the agent is hibernating: its health pings fail, so Session Manager cannot reach the instance",
+        remedy: "fix the cause in the line (usually permissions: ssm:UpdateInstanceInformation, or no network path to ssm)",
+    },
+    Signature {
+        key: "no-role",
+        needles: &[
+            "no EC2 instance role found",
+            "Retrieve credentials produced error",
+        ],
+        status: Status::Critical,
+        meaning: "the agent has no credentials",
+        remedy: "attach an instance profile with AmazonSSMManagedInstanceCore, or enable Default Host Management",
+    },
+    Signature {
+        key: "access-denied",
+        needles: &["AccessDeniedException", "is not authorized to perform"],
+        status: Status::Critical,
+        meaning: "the agent's role lacks a permission",
+        remedy: "add AmazonSSMManagedInstanceCore (or the missing action named in the line) to the instance's role",
+    },
+    Signature {
+        key: "signature-expired",
+        needles: &["Signature expired", "Signature not yet current"],
+        status: Status::Critical,
+        meaning: "AWS rejects the agent's signed requests: the clock is off by more than 5 minutes",
+        remedy: "fix time synchronisation (chronyd/systemd-timesyncd; on EC2 169.254.169.123)",
+    },
+    Signature {
+        key: "control-channel",
+        needles: &[
+            "Failed to get controlchannel token",
+            "Error setting up control channel",
+        ],
+        status: Status::Critical,
+        meaning: "the agent cannot open its control channel to ssmmessages: no session can start",
+        remedy: "allow HTTPS to ssmmessages (VPC endpoint or NAT) and ssmmessages:* in the role",
+    },
+    Signature {
+        key: "fingerprint",
+        needles: &["MachineFingerprintDoesNotMatch"],
+        status: Status::Critical,
+        meaning: "a cloned hybrid instance: the registration belongs to another machine",
+        remedy: "re-register this machine with its own activation (amazon-ssm-agent -register)",
+    },
+    Signature {
+        key: "worker-restart",
+        needles: &["Worker ssm-agent-worker is not running, starting worker process"],
+        status: Status::Warning,
+        meaning: "the agent's worker died and was restarted",
+        remedy: "look for the crash in amazon-ssm-agent.log and errors.log",
+    },
+    Signature {
+        key: "api-error",
+        needles: &[API_ERROR],
+        status: Status::Warning,
+        meaning: "AWS calls fail",
+        remedy: "read the error in the line; check network paths and permissions",
+    },
+];
+
+/// What the log says, condensed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Digest {
+    /// The last health line.
+    pub last_health: Option<SystemTime>,
+    /// The last ping (health line) was followed by an API error.
+    pub last_ping_failed: bool,
+    /// The first and last record seen.
+    pub span: Option<(SystemTime, SystemTime)>,
+    /// Per failure key: how many times, the last time, and the last line's first 300 characters.
+    pub failures: BTreeMap<&'static str, (u32, SystemTime, String)>,
+    /// The last `Starting Core Agent` (the core starts its worker right after: not a crash).
+    pub core_start: Option<SystemTime>,
+}
+
+impl Digest {
+    /// Folds records in order.
+    pub fn add(&mut self, records: &[Record]) {
+        for r in records {
+            self.span = Some(match self.span {
+                Some((a, _)) => (a, r.time),
+                None => (r.time, r.time),
+            });
+            if r.message.contains("Starting Core Agent") {
+                self.core_start = Some(r.time);
+            }
+            if r.message.contains(HEALTH_LINE) {
+                self.last_health = Some(r.time);
+                self.last_ping_failed = false;
+                continue;
+            }
+            if r.message.contains(API_ERROR)
+                && self.last_health.is_some_and(|h| {
+                    r.time
+                        .duration_since(h)
+                        .is_ok_and(|d| d < Duration::from_secs(60))
+                })
+            {
+                self.last_ping_failed = true;
+            }
+            if let Some(sig) = SIGNATURES
+                .iter()
+                .find(|s| s.needles.iter().any(|n| r.message.contains(n)))
+            {
+                let at_start = sig.key == "worker-restart"
+                    && self.core_start.is_some_and(|c| {
+                        r.time
+                            .duration_since(c)
+                            .is_ok_and(|d| d < Duration::from_secs(60))
+                    });
+                if at_start {
+                    continue;
+                }
+                let excerpt: String = r
+                    .message
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(300)
+                    .collect();
+                let e = self
+                    .failures
+                    .entry(sig.key)
+                    .or_insert((0, r.time, String::new()));
+                e.0 += 1;
+                e.1 = r.time;
+                e.2 = excerpt;
+            }
+        }
+    }
+
+    /// Forgets failures older than `window` before `now`.
+    pub fn prune(&mut self, now: SystemTime, window: Duration) {
+        self.failures
+            .retain(|_, (_, t, _)| now.duration_since(*t).is_ok_and(|d| d <= window) || *t > now);
+    }
+}
+
+/// The `agent.log.health` check: the worker's periodic health line is recent.
+pub fn freshness_verdict(
+    d: &Digest,
+    now: SystemTime,
+    frequency_minutes: u32,
+    log_present: bool,
+) -> CheckResult {
+    const ID: &str = "agent.log.health";
+    if !log_present {
+        return CheckResult::new(
+            ID,
+            Status::Critical,
+            "the agent's log does not exist",
+            "start the agent; check seelog.xml if the log was moved",
+        );
+    }
+    let period = Duration::from_secs(u64::from(frequency_minutes.max(5)) * 60);
+    let fresh = period * 2 + Duration::from_secs(60);
+    let Some(last) = d.last_health else {
+        return match d.span {
+            Some((first, _)) if now.duration_since(first).is_ok_and(|a| a < fresh) => {
+                CheckResult::ok(
+                    ID,
+                    "no health report yet: the log is younger than two health periods",
+                )
+            }
+            _ => CheckResult::new(
+                ID,
+                Status::Critical,
+                format!(
+                    "no `{HEALTH_LINE}` line in the agent's recent log: the worker is not reporting"
+                ),
+                "restart the agent and read amazon-ssm-agent.log for the reason",
+            ),
+        };
+    };
+    let age = now.duration_since(last).unwrap_or_default();
+    let ago = humantime::format_duration(Duration::from_secs(age.as_secs()));
+    if d.last_ping_failed {
+        return CheckResult::new(
+            ID,
+            Status::Critical,
+            format!("the last health ping ({ago} ago) failed with an AWS error"),
+            "see agent.log.errors and the lines after the last health line in amazon-ssm-agent.log",
+        );
+    }
+    if age <= fresh {
+        CheckResult::ok(
+            ID,
+            format!("last health report {ago} ago (every {frequency_minutes} min)"),
+        )
+    } else if age <= period * 4 {
+        CheckResult::new(
+            ID,
+            Status::Warning,
+            format!("last health report {ago} ago; expected every {frequency_minutes} min"),
+            "check the worker (agent.worker) and the log",
+        )
+    } else {
+        CheckResult::new(
+            ID,
+            Status::Critical,
+            format!(
+                "last health report {ago} ago; expected every {frequency_minutes} min: the agent looks stuck or hibernating"
+            ),
+            "restart the agent; read amazon-ssm-agent.log and hibernate.log",
+        )
+    }
+}
+
+/// The `agent.log.errors` check: known failure lines within the window.
+pub fn errors_verdict(d: &Digest, window: Duration) -> CheckResult {
+    const ID: &str = "agent.log.errors";
+    let mut worst = Status::Ok;
+    let mut parts = Vec::new();
+    let mut remedies = Vec::new();
+    for sig in SIGNATURES {
+        if let Some((n, _, line)) = d.failures.get(sig.key) {
+            worst = worst.worst(sig.status);
+            parts.push(format!("{} ({n}x): {}; last: {line}", sig.key, sig.meaning));
+            remedies.push(sig.remedy);
+        }
+    }
+    let mins = window.as_secs() / 60;
+    if parts.is_empty() {
+        CheckResult::ok(ID, format!("no known failure line in the last {mins} min"))
+    } else {
+        CheckResult::new(ID, worst, parts.join(" | "), remedies.join("; "))
+    }
+}
+
+/// A file's identity.
+fn inode(m: &std::fs::Metadata) -> (u64, u64) {
+    (m.dev(), m.ino())
+}
+
+/// Reads from `offset` to the end (at most `limit` bytes, from the end).
+fn read_from(path: &Path, offset: u64, limit: u64) -> std::io::Result<(String, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let start = offset.min(len).max(len.saturating_sub(limit));
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    f.take(len - start).read_to_end(&mut buf)?;
+    Ok((String::from_utf8_lossy(&buf).into_owned(), len))
+}
+
+/// The newest rotated log: seelog numbers rolls upwards, so the highest `amazon-ssm-agent.log.N`.
+fn newest_rotated(dir: &Path) -> Option<PathBuf> {
+    let prefix = format!("{LOG_FILE}.");
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let n: u64 = e
+                .file_name()
+                .to_string_lossy()
+                .strip_prefix(&prefix)?
+                .parse()
+                .ok()?;
+            Some((n, e.path()))
+        })
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, p)| p)
+}
+
+/// One-shot read for `doctor`: the tail of the newest rotated file and of the current one
+/// (each at most `limit` bytes), parsed.
+pub fn read_recent(dir: &Path, limit: u64) -> (bool, Vec<Record>) {
+    let current = dir.join(LOG_FILE);
+    let present = current.exists();
+    let mut text = String::new();
+    if let Some(old) = newest_rotated(dir)
+        && let Ok((t, _)) = read_from(&old, 0, limit)
+    {
+        text.push_str(&t);
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    if let Ok((t, _)) = read_from(&current, 0, limit) {
+        text.push_str(&t);
+    }
+    (present, parse(&text))
+}
+
+/// Follows the log across rollovers by inode (the daemon).
+#[derive(Debug, Default)]
+pub struct Follower {
+    at: Option<((u64, u64), u64)>,
+    partial: String,
+}
+
+impl Follower {
+    /// New records since the last call. The first call reads at most `limit` bytes of history.
+    pub fn poll(&mut self, dir: &Path, limit: u64) -> std::io::Result<Vec<Record>> {
+        let current = dir.join(LOG_FILE);
+        let meta = std::fs::metadata(&current)?;
+        let id = inode(&meta);
+        let mut text = std::mem::take(&mut self.partial);
+        match self.at {
+            Some((old, offset)) if old == id => {
+                let offset = if meta.len() < offset { 0 } else { offset }; // truncated
+                let (t, len) = read_from(&current, offset, limit)?;
+                text.push_str(&t);
+                self.at = Some((id, len));
+            }
+            Some((old, offset)) => {
+                // Rolled over: finish the old inode wherever it went, then the new file.
+                let rotated = std::fs::read_dir(dir)?
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .find(|p| std::fs::metadata(p).is_ok_and(|m| inode(&m) == old));
+                if let Some(p) = rotated {
+                    let (t, _) = read_from(&p, offset, limit)?;
+                    text.push_str(&t);
+                    if !text.is_empty() && !text.ends_with('\n') {
+                        text.push('\n');
+                    }
+                }
+                let (t, len) = read_from(&current, 0, limit)?;
+                text.push_str(&t);
+                self.at = Some((id, len));
+            }
+            None => {
+                let (t, len) = read_from(&current, 0, limit)?;
+                text.push_str(&t);
+                self.at = Some((id, len));
+            }
+        }
+        // Keep an unfinished last line for the next poll.
+        if let Some(i) = text.rfind('\n') {
+            self.partial = text[i + 1..].to_string();
+            text.truncate(i + 1);
+        } else {
+            self.partial = text;
+            return Ok(Vec::new());
+        }
+        Ok(parse(&text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agent-log")
+    }
+
+    fn digest(name: &str) -> Digest {
+        let text = std::fs::read_to_string(fixtures().join(name)).unwrap();
+        let mut d = Digest::default();
+        d.add(&parse(&text));
+        d
+    }
+
+    fn local(s: &str) -> SystemTime {
+        let n = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+        chrono::Local
+            .from_local_datetime(&n)
+            .earliest()
+            .unwrap()
+            .into()
+    }
+
+    #[test]
+    fn records_with_both_timestamp_formats_and_continuations() {
+        let r = parse(
+            "2026-11-29 09:10:28.1234 INFO [amazon-ssm-agent] amazon-ssm-agent - v3.3.987.0\n2024-06-10 09:10:28 ERROR old format\n\tstatus code: 400, request id: x\ncaused by: y\nnot a record\n",
+        );
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].level, "INFO");
+        assert_eq!(
+            r[1].message,
+            "old format\n\tstatus code: 400, request id: x\ncaused by: y\nnot a record"
+        );
+        assert_eq!(r[1].time, local("2024-06-10 09:10:28"));
+    }
+
+    #[test]
+    fn healthy_fixture() {
+        let d = digest("healthy.log");
+        let last = d.last_health.unwrap();
+        let v = freshness_verdict(&d, last + Duration::from_secs(120), 5, true);
+        assert_eq!(v.status, Status::Ok, "{v:?}");
+        assert_eq!(
+            errors_verdict(&d, Duration::from_secs(1800)).status,
+            Status::Ok,
+            "{:?}",
+            d.failures
+        );
+        // Thirty minutes of silence: critical.
+        let v = freshness_verdict(&d, last + Duration::from_secs(1800), 5, true);
+        assert_eq!(v.status, Status::Critical);
+        let v = freshness_verdict(&d, last + Duration::from_secs(15 * 60), 5, true);
+        assert_eq!(v.status, Status::Warning);
+    }
+
+    #[test]
+    fn failure_fixtures() {
+        for (file, key) in [
+            ("hibernating.log", "hibernation"),
+            ("no-role.log", "no-role"),
+            ("clock-skew.log", "signature-expired"),
+            ("control-channel.log", "control-channel"),
+        ] {
+            let d = digest(file);
+            assert!(
+                d.failures.contains_key(key),
+                "{file}: {:?}",
+                d.failures.keys().collect::<Vec<_>>()
+            );
+            let v = errors_verdict(&d, Duration::from_secs(1800));
+            assert_eq!(v.status, Status::Critical, "{file}: {v:?}");
+            assert!(v.detail.contains(key), "{file}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn old_failures_age_out() {
+        let mut d = digest("hibernating.log");
+        let (_, last, _) = d.failures["hibernation"].clone();
+        d.prune(last + Duration::from_secs(3600), Duration::from_secs(1800));
+        assert!(d.failures.is_empty());
+    }
+
+    #[test]
+    fn old_format_is_read() {
+        let d = digest("old-format.log");
+        assert!(d.last_health.is_some());
+    }
+
+    #[test]
+    fn doctor_reads_across_a_rollover() {
+        let (present, records) = read_recent(&fixtures().join("rollover"), 1 << 20);
+        assert!(present);
+        let mut d = Digest::default();
+        d.add(&records);
+        assert!(d.last_health.is_some());
+        let first = records.first().unwrap().time;
+        let last = records.last().unwrap().time;
+        assert!(first < last);
+    }
+
+    #[test]
+    fn follower_finishes_the_old_inode_after_a_rollover() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join(LOG_FILE);
+        let line = |m: &str| format!("2026-11-29 10:00:00.0000 INFO {m}\n");
+        std::fs::write(&log, line("one")).unwrap();
+        let mut f = Follower::default();
+        assert_eq!(f.poll(d.path(), 1 << 20).unwrap().len(), 1);
+        // Two more lines, the second only half written.
+        let mut text = line("two");
+        text.push_str("2026-11-29 10:00:01.0000 INFO thr");
+        std::fs::write(&log, line("one") + &text).unwrap();
+        let r = f.poll(d.path(), 1 << 20).unwrap();
+        assert_eq!(
+            r.iter().map(|r| r.message.as_str()).collect::<Vec<_>>(),
+            ["two"]
+        );
+        // The writer finishes the line, then the file rolls over and a new one starts.
+        std::fs::write(&log, line("one") + &line("two") + &line("three")).unwrap();
+        std::fs::rename(&log, d.path().join(format!("{LOG_FILE}.6"))).unwrap();
+        std::fs::write(&log, line("four")).unwrap();
+        let r = f.poll(d.path(), 1 << 20).unwrap();
+        assert_eq!(
+            r.iter().map(|r| r.message.as_str()).collect::<Vec<_>>(),
+            ["three", "four"]
+        );
+        assert!(f.poll(d.path(), 1 << 20).unwrap().is_empty());
+    }
+}

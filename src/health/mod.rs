@@ -1,0 +1,518 @@
+//! The health capability: is amazon-ssm-agent installed, running and able to reach AWS, and can
+//! Session Manager's Run As work here?
+//!
+//! Checks come in two kinds, run on their own schedules by the daemon and together by `doctor`:
+//! **local** ones (files, processes, systemd, the agent's log, disk) and **network** ones (IMDS,
+//! DNS/TCP/TLS per endpoint, a signed STS call and the clock, the Session Manager preferences and
+//! Run As users). Every probe has a deadline and the network ones run in parallel, so a `doctor`
+//! where everything times out still ends within about three timeouts. Verdicts are pure functions
+//! of what was read; each check has a stable id documented in docs/health.md.
+
+pub mod agent;
+pub mod agent_log;
+pub mod disk;
+pub mod fix;
+pub mod fleet;
+pub mod identity;
+pub mod inventory;
+pub mod model;
+pub mod network;
+pub mod report;
+pub mod runas;
+pub mod systemd;
+
+use std::ffi::OsStr;
+use std::time::{Duration, SystemTime};
+
+use crate::aws::{self, Aws};
+use crate::config::Settings;
+use crate::exec;
+pub use model::{CheckResult, Status};
+pub use report::Report;
+
+/// How much of the agent's log `doctor` reads (from the end of each file).
+pub const LOG_READ_LIMIT: u64 = 8 << 20;
+
+/// Every check id, in report order.
+pub const CHECK_ORDER: [&str; 16] = [
+    "agent.installed",
+    "agent.version",
+    "agent.service",
+    "agent.worker",
+    "agent.config",
+    "agent.proxy",
+    "agent.log.health",
+    "agent.log.errors",
+    "identity",
+    "credentials.agent",
+    "credentials.instance_profile",
+    "sts.identity",
+    "clock.skew",
+    "disk.agent",
+    "runas.preferences",
+    "runas.users",
+];
+
+fn rank(id: &str) -> usize {
+    CHECK_ORDER
+        .iter()
+        .position(|x| *x == id)
+        .unwrap_or_else(|| {
+            // endpoint.* after the identity checks, in their configured order.
+            CHECK_ORDER
+                .iter()
+                .position(|x| *x == "sts.identity")
+                .unwrap_or(0)
+        })
+}
+
+/// Sorts results into the report order (stable within a rank).
+pub fn sort(results: &mut [CheckResult]) {
+    results.sort_by_key(|r| rank(&r.id));
+}
+
+/// What the local checks learned that the network checks and the report need.
+#[derive(Debug, Clone, Default)]
+pub struct LocalFacts {
+    /// The agent's version.
+    pub agent_version: Option<String>,
+    /// The agent's config (endpoints, health frequency).
+    pub agent_config: agent::AgentConfig,
+    /// The proxy the agent uses.
+    pub proxy: Option<agent::Proxy>,
+    /// The agent's identity file.
+    pub agent_identity: Option<identity::AgentIdentity>,
+    /// The agent's service unit and install, for `--fix`.
+    pub unit: Option<systemd::UnitState>,
+    /// Whether systemd runs this host.
+    pub systemd: bool,
+}
+
+fn systemctl_show(settings: &Settings, unit: &str) -> Option<systemd::UnitState> {
+    let args = [
+        OsStr::new("show"),
+        OsStr::new("--no-pager"),
+        OsStr::new("-p"),
+        OsStr::new(systemd::PROPERTIES),
+        OsStr::new(unit),
+    ];
+    exec::run_ok(
+        &settings.paths.systemctl,
+        &args,
+        None,
+        settings.health.timeout,
+    )
+    .ok()
+    .map(|o| systemd::parse_show(&o.stdout))
+}
+
+/// The local checks (blocking: files, processes, `systemctl`, `-version`). `digest` is the
+/// agent log as the caller followed it (the daemon), or `None` to read its recent tail (doctor).
+pub fn local_checks(
+    settings: &Settings,
+    now: SystemTime,
+    digest: Option<(&agent_log::Digest, bool)>,
+) -> (Vec<CheckResult>, LocalFacts) {
+    let h = &settings.health;
+    let paths = settings.paths.health();
+    let mut facts = LocalFacts::default();
+    let mut out = Vec::new();
+
+    let (install, installed) = agent::installed(&paths);
+    out.push(installed);
+    let (version, v) = agent::version(install.as_ref(), &h.min_agent_version, h.timeout);
+    facts.agent_version = version;
+    out.push(v);
+
+    facts.systemd = paths.systemd_run_dir.exists();
+    let procs = agent::processes(&paths.proc);
+    if facts.systemd {
+        let units: Vec<systemd::UnitState> = systemd::UNITS
+            .iter()
+            .filter_map(|u| systemctl_show(settings, u))
+            .collect();
+        if units.is_empty() {
+            out.push(CheckResult::new(
+                "agent.service",
+                Status::Unknown,
+                "systemctl gave no answer",
+                "",
+            ));
+        } else {
+            out.push(systemd::service_verdict(&units));
+            facts.unit = units.into_iter().find(|u| u.load_state == "loaded");
+        }
+    }
+    out.extend(agent::processes_verdict(
+        install.as_ref(),
+        &procs,
+        facts.systemd,
+    ));
+
+    let (cfg, c) = agent::config(&paths.config_dir);
+    facts.agent_config = cfg;
+    out.push(c);
+
+    if let Some(i) = &install {
+        let core = procs.iter().find(|p| p.exe == i.bin("amazon-ssm-agent"));
+        facts.proxy = core.and_then(|p| {
+            std::fs::read(paths.proc.join(p.pid.to_string()).join("environ"))
+                .ok()
+                .map(|e| agent::parse_proxy(&e))
+        });
+    }
+    out.push(agent::proxy_verdict(facts.proxy.as_ref()));
+
+    let log_dir = &paths.log_dir;
+    let owned;
+    let (d, present) = match digest {
+        Some((d, present)) => (d, present),
+        None => {
+            let (present, records) = agent_log::read_recent(log_dir, LOG_READ_LIMIT);
+            let mut d = agent_log::Digest::default();
+            d.add(&records);
+            d.prune(now, h.log_window);
+            owned = d;
+            (&owned, present)
+        }
+    };
+    out.push(agent_log::freshness_verdict(
+        d,
+        now,
+        facts.agent_config.health_frequency_minutes,
+        present,
+    ));
+    out.push(agent_log::errors_verdict(d, h.log_window));
+
+    let agent_identity = identity::read_json::<identity::AgentIdentity>(
+        &paths.state_dir.join("runtimeconfig/identity_config.json"),
+    );
+    out.push(identity::agent_credentials_verdict(&agent_identity, now));
+    facts.agent_identity = agent_identity.ok().flatten();
+
+    out.push(disk::verdict(
+        &[&paths.state_dir, log_dir],
+        h.disk_warning_mib,
+        h.disk_critical_mib,
+    ));
+    (out, facts)
+}
+
+fn user_exists(name: &str) -> Result<bool, String> {
+    nix::unistd::User::from_name(name)
+        .map(|u| u.is_some())
+        .map_err(|e| format!("looking up `{name}` failed: {e}"))
+}
+
+/// The network checks (async, in parallel, each bounded by `health.timeout`).
+pub async fn network_checks(
+    settings: &Settings,
+    aws: &Aws,
+    facts: &LocalFacts,
+    now: SystemTime,
+) -> Vec<CheckResult> {
+    let h = &settings.health;
+    let paths = settings.paths.health();
+    let mut out = Vec::new();
+
+    let ec2 = identity::Ec2 {
+        instance_id: aws.identity.instance_id.clone(),
+        region: aws.identity.region.clone(),
+        problem: aws.imds_problem.clone(),
+    };
+    let registration =
+        identity::read_json::<identity::Registration>(&paths.state_dir.join("registration"));
+    out.push(identity::identity_verdict(
+        &ec2,
+        &registration,
+        facts.agent_identity.as_ref(),
+    ));
+    let region = Some(settings.aws.region.clone())
+        .filter(|r| !r.is_empty())
+        .or_else(aws::env_region)
+        .or_else(|| ec2.region.clone())
+        .or_else(|| facts.agent_config.region.clone())
+        .or_else(|| {
+            registration
+                .as_ref()
+                .ok()
+                .and_then(Option::as_ref)
+                .map(|r| r.region.clone())
+                .filter(|r| !r.is_empty())
+        });
+
+    let profile = async {
+        if ec2.instance_id.is_none() {
+            return Ok(identity::InstanceProfile::default());
+        }
+        let client = aws::imds_client(&settings.aws).map_err(|e| e.to_string())?;
+        aws::instance_profile(&client)
+            .await
+            .map(|(role, expiration)| identity::InstanceProfile { role, expiration })
+    };
+
+    let endpoints = async {
+        let Some(region) = &region else {
+            return h
+                .services
+                .iter()
+                .map(|s| {
+                    CheckResult::new(
+                        format!("endpoint.{s}"),
+                        Status::Unknown,
+                        "no region known: cannot name the endpoint",
+                        "set aws.region",
+                    )
+                })
+                .collect::<Vec<_>>();
+        };
+        let tls = match network::tls_config(&h.extra_ca_file) {
+            Ok(t) => t,
+            Err(e) => {
+                return h
+                    .services
+                    .iter()
+                    .map(|s| {
+                        CheckResult::new(format!("endpoint.{s}"), Status::Unknown, e.clone(), "")
+                    })
+                    .collect();
+            }
+        };
+        let probes = h.services.iter().map(|svc| {
+            let host = network::host(svc, region, &facts.agent_config);
+            let tls = tls.clone();
+            let proxy = facts.proxy.clone();
+            async move {
+                let p =
+                    network::probe(&host, h.endpoint_port, h.timeout, tls, proxy.as_ref()).await;
+                network::verdict(svc, &p, h.required_services.contains(svc))
+            }
+        });
+        futures_util::future::join_all(probes).await
+    };
+
+    let sts = async {
+        let Some(sdk) = aws.sdk() else {
+            let why = aws.sdk.as_ref().err().cloned().unwrap_or_default();
+            return (
+                CheckResult::new(
+                    "sts.identity",
+                    Status::Unknown,
+                    format!("no AWS configuration: {why}"),
+                    "set aws.region",
+                ),
+                CheckResult::new(
+                    "clock.skew",
+                    Status::Unknown,
+                    "no AWS configuration: nothing to compare with",
+                    "",
+                ),
+            );
+        };
+        let client = aws_sdk_sts::Client::new(sdk);
+        let call = tokio::time::timeout(h.timeout * 2, aws::sts::caller_identity(&client)).await;
+        let id = match call {
+            Ok(Ok(id)) => id,
+            Ok(Err(e)) => {
+                let skew = if e.contains("Signature") {
+                    CheckResult::new(
+                        "clock.skew",
+                        Status::Critical,
+                        format!("AWS rejected the signature: {e}"),
+                        "fix time synchronisation (chrony/systemd-timesyncd; on EC2 169.254.169.123)",
+                    )
+                } else {
+                    CheckResult::new(
+                        "clock.skew",
+                        Status::Unknown,
+                        "no signed response to compare with",
+                        "",
+                    )
+                };
+                return (
+                    CheckResult::new(
+                        "sts.identity",
+                        Status::Critical,
+                        format!("a signed STS call failed: {e}"),
+                        "check the credentials (instance profile) and the path to sts",
+                    ),
+                    skew,
+                );
+            }
+            Err(_) => {
+                return (
+                    CheckResult::new(
+                        "sts.identity",
+                        Status::Critical,
+                        format!(
+                            "no answer from STS within {}",
+                            humantime::format_duration(h.timeout * 2)
+                        ),
+                        "check the path to sts (endpoint.sts)",
+                    ),
+                    CheckResult::new(
+                        "clock.skew",
+                        Status::Unknown,
+                        "no signed response to compare with",
+                        "",
+                    ),
+                );
+            }
+        };
+        let identity = CheckResult::ok(
+            "sts.identity",
+            format!("signed requests work: {} (account {})", id.arn, id.account),
+        );
+        let skew = match id.server_date {
+            None => CheckResult::new(
+                "clock.skew",
+                Status::Unknown,
+                "the response had no Date header",
+                "",
+            ),
+            Some(server) => clock_verdict(now, server, h.max_clock_skew),
+        };
+        (identity, skew)
+    };
+
+    let prefs = async {
+        let Some(sdk) = aws.sdk() else {
+            return Err("no AWS configuration".to_string());
+        };
+        let client = aws_sdk_ssm::Client::new(sdk);
+        match tokio::time::timeout(h.timeout * 2, aws::ssm::session_preferences(&client)).await {
+            Ok(r) => r,
+            Err(_) => Err("no answer from SSM".into()),
+        }
+    };
+
+    let (profile, endpoints, (sts_id, skew), prefs) = tokio::join!(profile, endpoints, sts, prefs);
+    out.push(identity::instance_profile_verdict(&ec2, &profile, now));
+    out.extend(endpoints);
+    out.push(sts_id);
+    out.push(skew);
+    let exists = |u: &str| user_exists(u);
+    out.push(runas::preferences_verdict(&prefs, &exists));
+    let map = crate::state::run_as::load(&paths.own_state_dir);
+    let run_as_on = prefs
+        .as_ref()
+        .ok()
+        .map(|p| p.as_ref().is_some_and(|p| p.enabled));
+    out.push(runas::users_verdict(&map, run_as_on, &exists));
+    out
+}
+
+/// The `clock.skew` verdict.
+pub fn clock_verdict(now: SystemTime, server: SystemTime, max: Duration) -> CheckResult {
+    let (skew, ahead) = match now.duration_since(server) {
+        Ok(d) => (d, true),
+        Err(e) => (e.duration(), false),
+    };
+    // The Date header has one-second resolution.
+    let secs = skew.as_secs();
+    let dir = if ahead { "ahead of" } else { "behind" };
+    if skew >= Duration::from_secs(240) {
+        CheckResult::new(
+            "clock.skew",
+            Status::Critical,
+            format!(
+                "this host's clock is {secs}s {dir} AWS: at 5 minutes AWS rejects every signed request"
+            ),
+            "fix time synchronisation (chrony/systemd-timesyncd; on EC2 169.254.169.123)",
+        )
+    } else if skew > max {
+        CheckResult::new(
+            "clock.skew",
+            Status::Warning,
+            format!("this host's clock is {secs}s {dir} AWS (more than health.max_clock_skew)"),
+            "check time synchronisation (chronyc tracking / timedatectl)",
+        )
+    } else {
+        CheckResult::ok("clock.skew", format!("{secs}s {dir} AWS"))
+    }
+}
+
+/// Runs every check once (`doctor`).
+pub async fn doctor(settings: &Settings, aws: &Aws, now: SystemTime) -> Report {
+    let s = settings.clone();
+    let local = tokio::task::spawn_blocking(move || local_checks(&s, now, None)).await;
+    let (mut checks, facts) = match local {
+        Ok(x) => x,
+        Err(e) => (
+            vec![CheckResult::new(
+                "agent.installed",
+                Status::Unknown,
+                format!("the local checks failed: {e}"),
+                "",
+            )],
+            LocalFacts::default(),
+        ),
+    };
+    checks.extend(network_checks(settings, aws, &facts, now).await);
+    make_report(checks, &facts, aws, now)
+}
+
+/// Assembles a report.
+pub fn make_report(
+    mut checks: Vec<CheckResult>,
+    facts: &LocalFacts,
+    aws: &Aws,
+    now: SystemTime,
+) -> Report {
+    sort(&mut checks);
+    Report {
+        schema: report::SCHEMA.into(),
+        generated_at: crate::clock::rfc3339(now),
+        instance_id: aws.identity.instance_id.clone().or_else(|| {
+            facts
+                .agent_identity
+                .as_ref()
+                .map(|a| a.instance_id.clone())
+                .filter(|i| !i.is_empty())
+        }),
+        region: aws.identity.region.clone(),
+        agent_version: facts.agent_version.clone(),
+        overall: model::overall(&checks),
+        checks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let max = Duration::from_secs(60);
+        assert_eq!(clock_verdict(t, t, max).status, Status::Ok);
+        assert_eq!(
+            clock_verdict(t + Duration::from_secs(90), t, max).status,
+            Status::Warning
+        );
+        let v = clock_verdict(t, t + Duration::from_secs(300), max);
+        assert_eq!(v.status, Status::Critical);
+        assert!(v.detail.contains("behind"), "{v:?}");
+    }
+
+    #[test]
+    fn report_order_is_stable() {
+        let mut r = vec![
+            CheckResult::ok("runas.users", ""),
+            CheckResult::ok("endpoint.ssm", ""),
+            CheckResult::ok("agent.installed", ""),
+            CheckResult::ok("endpoint.kms", ""),
+        ];
+        sort(&mut r);
+        let ids: Vec<&str> = r.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "agent.installed",
+                "endpoint.ssm",
+                "endpoint.kms",
+                "runas.users"
+            ]
+        );
+    }
+}

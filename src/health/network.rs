@@ -1,0 +1,444 @@
+//! Can this host reach the agent's endpoints? DNS (a private answer means a VPC endpoint), TCP,
+//! and a real TLS handshake (a TCP connect alone passes where a middlebox breaks TLS), each with a
+//! deadline, through the agent's proxy when it uses one. All endpoints are probed in parallel.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::agent::{AgentConfig, Proxy};
+use super::model::{CheckResult, Status};
+
+/// The DNS domain of a region (reference/ssm-agent.md §9).
+pub fn domain(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else if region.starts_with("us-isob-") {
+        "sc2s.sgov.gov"
+    } else if region.starts_with("us-iso-") {
+        "c2s.ic.gov"
+    } else if region.starts_with("eusc-de-") {
+        "amazonaws.eu"
+    } else {
+        "amazonaws.com"
+    }
+}
+
+/// The host name the agent uses for `service` in `region`, honouring the agent's endpoint
+/// overrides and `Agent.ServiceDomain`.
+pub fn host(service: &str, region: &str, agent: &AgentConfig) -> String {
+    if let Some(e) = agent.endpoints.get(service) {
+        let e = e.split("://").last().unwrap_or(e);
+        let e = e.split('/').next().unwrap_or(e);
+        return e.split(':').next().unwrap_or(e).to_string();
+    }
+    let d = agent.service_domain.as_deref().unwrap_or(domain(region));
+    format!("{service}.{region}.{d}")
+}
+
+/// True for addresses only reachable inside a network (RFC 1918, unique local): an interface
+/// VPC endpoint answers with one.
+pub fn is_private(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_loopback(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00 || v6.is_loopback(),
+    }
+}
+
+/// TLS configuration: the system's roots plus an optional extra PEM file.
+pub fn tls_config(extra_ca_file: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for c in native.certs {
+        let _ = roots.add(c);
+    }
+    if !extra_ca_file.is_empty() {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(extra_ca_file)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("health.extra_ca_file {extra_ca_file}: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "health.extra_ca_file {extra_ca_file} holds no certificate"
+            ));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("health.extra_ca_file {extra_ca_file}: {e}"))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// Where a probe stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Name resolution.
+    Dns,
+    /// TCP connect (to the endpoint or the proxy).
+    Tcp,
+    /// The proxy refused the CONNECT.
+    Proxy,
+    /// TLS handshake.
+    Tls,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Dns => "DNS",
+            Phase::Tcp => "TCP",
+            Phase::Proxy => "proxy CONNECT",
+            Phase::Tls => "TLS",
+        }
+    }
+}
+
+/// What one probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// The host name.
+    pub host: String,
+    /// Resolved addresses.
+    pub addrs: Vec<IpAddr>,
+    /// The proxy used, if any.
+    pub proxy: Option<String>,
+    /// TCP connect time.
+    pub tcp: Option<Duration>,
+    /// TLS version and cipher suite, and handshake time.
+    pub tls: Option<(String, String, Duration)>,
+    /// The failure, if any.
+    pub error: Option<(Phase, String)>,
+}
+
+async fn bounded<T, E: std::fmt::Display>(
+    d: Duration,
+    f: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(d, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("timed out after {}", humantime::format_duration(d))),
+    }
+}
+
+fn proxy_addr(url: &str) -> Option<(String, u16)> {
+    let rest = url.split("://").last()?;
+    let rest = rest.rsplit('@').next()?;
+    let hostport = rest.split('/').next()?;
+    match hostport.rsplit_once(':') {
+        Some((h, p)) => Some((h.trim_matches(['[', ']']).to_string(), p.parse().ok()?)),
+        None => Some((hostport.to_string(), 80)),
+    }
+}
+
+/// Probes `host:port`: DNS, TCP (or the proxy and CONNECT), TLS. Each step is bounded by
+/// `timeout`.
+pub async fn probe(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    tls: Arc<rustls::ClientConfig>,
+    proxy: Option<&Proxy>,
+) -> Probe {
+    let mut p = Probe {
+        host: host.to_string(),
+        addrs: vec![],
+        proxy: None,
+        tcp: None,
+        tls: None,
+        error: None,
+    };
+    // Resolve the endpoint even through a proxy: a private answer tells about VPC endpoints.
+    match bounded(timeout, tokio::net::lookup_host((host, port))).await {
+        Ok(addrs) => p.addrs = addrs.map(|a| a.ip()).collect(),
+        Err(e) => {
+            if proxy.and_then(|x| x.https.as_ref()).is_none() {
+                p.error = Some((Phase::Dns, e));
+                return p;
+            }
+        }
+    }
+    let via = proxy
+        .filter(|x| !x.bypass(host))
+        .and_then(|x| x.https.clone());
+    let start = Instant::now();
+    let stream = match &via {
+        None => {
+            let Some(ip) = p.addrs.first().copied() else {
+                p.error = Some((Phase::Dns, "no address".into()));
+                return p;
+            };
+            match bounded(timeout, TcpStream::connect(SocketAddr::new(ip, port))).await {
+                Ok(s) => s,
+                Err(e) => {
+                    p.error = Some((Phase::Tcp, format!("{ip}:{port}: {e}")));
+                    return p;
+                }
+            }
+        }
+        Some(url) => {
+            p.proxy = Some(url.clone());
+            let Some((ph, pp)) = proxy_addr(url) else {
+                p.error = Some((Phase::Proxy, format!("cannot parse proxy {url}")));
+                return p;
+            };
+            let mut s = match bounded(timeout, TcpStream::connect((ph.as_str(), pp))).await {
+                Ok(s) => s,
+                Err(e) => {
+                    p.error = Some((Phase::Tcp, format!("proxy {ph}:{pp}: {e}")));
+                    return p;
+                }
+            };
+            let connect = async {
+                s.write_all(
+                    format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n")
+                        .as_bytes(),
+                )
+                .await?;
+                let mut buf = Vec::new();
+                let mut byte = [0u8; 1];
+                while !buf.ends_with(b"\r\n\r\n") && buf.len() < 8192 {
+                    if s.read(&mut byte).await? == 0 {
+                        break;
+                    }
+                    buf.push(byte[0]);
+                }
+                Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf).into_owned())
+            };
+            match bounded(timeout, connect).await {
+                Ok(head) if head.split_whitespace().nth(1) == Some("200") => s,
+                Ok(head) => {
+                    p.error = Some((
+                        Phase::Proxy,
+                        format!("{url} answered: {}", head.lines().next().unwrap_or("")),
+                    ));
+                    return p;
+                }
+                Err(e) => {
+                    p.error = Some((Phase::Proxy, e));
+                    return p;
+                }
+            }
+        }
+    };
+    p.tcp = Some(start.elapsed());
+    let Ok(name) = ServerName::try_from(host.to_string()) else {
+        p.error = Some((
+            Phase::Tls,
+            format!("`{host}` is not a valid TLS server name"),
+        ));
+        return p;
+    };
+    let start = Instant::now();
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    match bounded(timeout, connector.connect(name, stream)).await {
+        Ok(s) => {
+            let (_, conn) = s.get_ref();
+            let version = conn
+                .protocol_version()
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default();
+            let suite = conn
+                .negotiated_cipher_suite()
+                .map(|c| format!("{:?}", c.suite()))
+                .unwrap_or_default();
+            p.tls = Some((version, suite, start.elapsed()));
+        }
+        Err(e) => p.error = Some((Phase::Tls, e)),
+    }
+    p
+}
+
+fn ms(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}
+
+/// The `endpoint.<service>` verdict.
+pub fn verdict(service: &str, p: &Probe, required: bool) -> CheckResult {
+    let id = format!("endpoint.{service}");
+    let addrs = if p.addrs.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = p.addrs.iter().take(3).map(IpAddr::to_string).collect();
+        let kind = if p.addrs.iter().all(is_private) {
+            "private: a VPC endpoint"
+        } else {
+            "public"
+        };
+        format!(" -> {} ({kind})", list.join(", "))
+    };
+    let via = p
+        .proxy
+        .as_ref()
+        .map(|x| format!(" via proxy {x}"))
+        .unwrap_or_default();
+    match &p.error {
+        None => {
+            let (v, suite, t) = p.tls.clone().unwrap_or_default();
+            CheckResult::ok(
+                id,
+                format!(
+                    "{}{addrs}{via}: TCP {}, {v} ({suite}) {}",
+                    p.host,
+                    p.tcp.map(ms).unwrap_or_default(),
+                    ms(t)
+                ),
+            )
+        }
+        Some((phase, e)) => {
+            let status = if required {
+                Status::Critical
+            } else {
+                Status::Warning
+            };
+            let remedy = match phase {
+                Phase::Dns => {
+                    "check the VPC's DNS resolution (enableDnsSupport), the resolver, and for private subnets an interface VPC endpoint with private DNS"
+                }
+                Phase::Tcp => {
+                    "allow outbound HTTPS (443) in security groups and network ACLs, through a NAT gateway or a VPC endpoint"
+                }
+                Phase::Proxy => {
+                    "check the proxy the agent uses (https_proxy) and that it allows CONNECT to AWS endpoints"
+                }
+                Phase::Tls => {
+                    "something between this host and AWS breaks TLS (an inspecting proxy or firewall); trust its CA (health.extra_ca_file) or exempt AWS endpoints"
+                }
+            };
+            let need = if required {
+                ""
+            } else {
+                " (needed only for the features that use it)"
+            };
+            CheckResult::new(
+                id,
+                status,
+                format!(
+                    "{}{addrs}{via}: {} failed: {e}{need}",
+                    p.host,
+                    phase.as_str()
+                ),
+                remedy,
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names() {
+        let plain = AgentConfig::default();
+        assert_eq!(
+            host("ssm", "us-east-1", &plain),
+            "ssm.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            host("ssmmessages", "cn-north-1", &plain),
+            "ssmmessages.cn-north-1.amazonaws.com.cn"
+        );
+        assert_eq!(
+            host("ssm", "us-iso-east-1", &plain),
+            "ssm.us-iso-east-1.c2s.ic.gov"
+        );
+        let mut o = AgentConfig::default();
+        o.endpoints.insert(
+            "ssm".into(),
+            "https://vpce-1.ssm.us-east-1.vpce.amazonaws.com:443/".into(),
+        );
+        o.service_domain = Some("example.internal".into());
+        assert_eq!(
+            host("ssm", "us-east-1", &o),
+            "vpce-1.ssm.us-east-1.vpce.amazonaws.com"
+        );
+        assert_eq!(
+            host("kms", "us-east-1", &o),
+            "kms.us-east-1.example.internal"
+        );
+    }
+
+    #[test]
+    fn private_addresses() {
+        for ip in ["10.0.1.5", "172.31.0.2", "192.168.1.1", "fd00:ec2::254"] {
+            assert!(is_private(&ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["52.94.1.1", "2600:1f18::1"] {
+            assert!(!is_private(&ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn proxy_urls() {
+        assert_eq!(
+            proxy_addr("http://proxy.corp:3128"),
+            Some(("proxy.corp".into(), 3128))
+        );
+        assert_eq!(
+            proxy_addr("http://u:p@10.0.0.1:8080/"),
+            Some(("10.0.0.1".into(), 8080))
+        );
+        assert_eq!(proxy_addr("proxy"), Some(("proxy".into(), 80)));
+    }
+
+    #[tokio::test]
+    async fn refused_and_dns_failures_are_classified() {
+        let tls = tls_config("").unwrap();
+        // A closed port on loopback.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let p = probe("localhost", port, Duration::from_secs(2), tls.clone(), None).await;
+        assert_eq!(p.error.as_ref().map(|e| e.0), Some(Phase::Tcp), "{p:?}");
+        let v = verdict("ssm", &p, true);
+        assert_eq!(v.status, Status::Critical);
+        assert!(
+            v.detail.contains("private"),
+            "loopback counts as private: {v:?}"
+        );
+        let p = probe(
+            "does-not-exist.invalid",
+            443,
+            Duration::from_secs(2),
+            tls,
+            None,
+        )
+        .await;
+        assert_eq!(p.error.as_ref().map(|e| e.0), Some(Phase::Dns), "{p:?}");
+        assert_eq!(verdict("kms", &p, false).status, Status::Warning);
+    }
+
+    #[tokio::test]
+    async fn a_plain_tcp_server_fails_the_tls_step() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let _ = s.write_all(b"HTTP/1.0 400 nope\r\n\r\n").await;
+            }
+        });
+        let p = probe(
+            "localhost",
+            port,
+            Duration::from_secs(2),
+            tls_config("").unwrap(),
+            None,
+        )
+        .await;
+        assert_eq!(p.error.as_ref().map(|e| e.0), Some(Phase::Tls), "{p:?}");
+        assert!(p.tcp.is_some());
+    }
+}

@@ -1,0 +1,270 @@
+//! The health report and its renderings: the table an on-call engineer reads, JSON, the
+//! Prometheus textfile, and the SSM Inventory item.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{CheckResult, Status};
+
+/// The `schema` of the JSON report (`doctor --json`, `health.json`).
+pub const SCHEMA: &str = "ssm-companion/health/v1";
+/// The SSM Inventory custom type.
+pub const INVENTORY_TYPE: &str = "Custom:SsmCompanionHealth";
+/// Its schema version.
+pub const INVENTORY_SCHEMA_VERSION: &str = "1.0";
+
+/// A whole report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// [`SCHEMA`].
+    pub schema: String,
+    /// When (RFC 3339).
+    pub generated_at: String,
+    /// EC2 instance id or hybrid `mi-…`, when known.
+    pub instance_id: Option<String>,
+    /// Region, when known.
+    pub region: Option<String>,
+    /// The agent's version, when known.
+    pub agent_version: Option<String>,
+    /// The worst status.
+    pub overall: Status,
+    /// Every check, in a stable order.
+    pub checks: Vec<CheckResult>,
+}
+
+fn clean(s: &str) -> String {
+    crate::accounts::report::clean(s)
+}
+
+/// The table: a summary line, the problems first, each with its remedy, then what is fine.
+pub fn text(r: &Report) -> String {
+    let mut out = String::new();
+    let count = |s: Status| r.checks.iter().filter(|c| c.status == s).count();
+    let _ = writeln!(
+        out,
+        "{}: {} critical, {} warning, {} unknown, {} ok — {}{}{}",
+        r.overall.as_str().to_uppercase(),
+        count(Status::Critical),
+        count(Status::Warning),
+        count(Status::Unknown),
+        count(Status::Ok),
+        r.instance_id.as_deref().unwrap_or("unknown instance"),
+        r.region
+            .as_deref()
+            .map(|x| format!(" ({x})"))
+            .unwrap_or_default(),
+        r.agent_version
+            .as_deref()
+            .map(|v| format!(", agent {v}"))
+            .unwrap_or_default(),
+    );
+    out.push('\n');
+    let order = [
+        Status::Critical,
+        Status::Warning,
+        Status::Unknown,
+        Status::Ok,
+    ];
+    let rows: Vec<Vec<String>> = order
+        .iter()
+        .flat_map(|s| r.checks.iter().filter(move |c| c.status == *s))
+        .flat_map(|c| {
+            let mut rows = vec![vec![
+                c.status.as_str().to_uppercase(),
+                c.id.clone(),
+                clean(&c.detail),
+            ]];
+            if !c.remedy.is_empty() && c.status != Status::Ok {
+                rows.push(vec![
+                    String::new(),
+                    String::new(),
+                    format!("fix: {}", clean(&c.remedy)),
+                ]);
+            }
+            rows
+        })
+        .collect();
+    out.push_str(&crate::accounts::report::table(
+        &["STATUS", "CHECK", "DETAIL"],
+        &rows,
+    ));
+    out
+}
+
+/// JSON, pretty-printed.
+pub fn json(r: &Report) -> String {
+    serde_json::to_string_pretty(r).unwrap_or_default()
+}
+
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The node_exporter textfile format.
+pub fn prometheus(r: &Report, generated_unix: u64) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP ssm_companion_health_check_status Check status: 0 ok, 1 warning, 2 critical, 3 unknown.\n");
+    out.push_str("# TYPE ssm_companion_health_check_status gauge\n");
+    for c in &r.checks {
+        let _ = writeln!(
+            out,
+            "ssm_companion_health_check_status{{check=\"{}\"}} {}",
+            label(&c.id),
+            c.status.value()
+        );
+    }
+    out.push_str("# HELP ssm_companion_health_status Overall status: 0 ok, 1 warning, 2 critical, 3 unknown.\n");
+    out.push_str("# TYPE ssm_companion_health_status gauge\n");
+    let _ = writeln!(out, "ssm_companion_health_status {}", r.overall.value());
+    out.push_str(
+        "# HELP ssm_companion_health_generated_seconds When the report was made (Unix time).\n",
+    );
+    out.push_str("# TYPE ssm_companion_health_generated_seconds gauge\n");
+    let _ = writeln!(
+        out,
+        "ssm_companion_health_generated_seconds {generated_unix}"
+    );
+    if let Some(v) = &r.agent_version {
+        out.push_str("# HELP ssm_companion_agent_info The agent's version.\n");
+        out.push_str("# TYPE ssm_companion_agent_info gauge\n");
+        let _ = writeln!(
+            out,
+            "ssm_companion_agent_info{{version=\"{}\"}} 1",
+            label(v)
+        );
+    }
+    out
+}
+
+/// Inventory values are at most 4,096 characters (keys 64; at most 50 keys per row).
+fn cap(s: &str) -> String {
+    s.chars().take(4096).collect()
+}
+
+/// The Inventory content: one row per check plus an `overall` row; every row has the same keys
+/// (`Check`, `Status`, `Detail`, `Remedy`, `Value`), as Inventory wants a stable schema.
+pub fn inventory_content(r: &Report) -> Vec<BTreeMap<String, String>> {
+    let row = |check: &str, status: Status, detail: &str, remedy: &str, value: &str| {
+        BTreeMap::from([
+            ("Check".to_string(), cap(check)),
+            ("Status".to_string(), status.as_str().to_string()),
+            ("Detail".to_string(), cap(detail)),
+            ("Remedy".to_string(), cap(remedy)),
+            ("Value".to_string(), cap(value)),
+        ])
+    };
+    let mut rows = vec![row(
+        "overall",
+        r.overall,
+        &format!("generated {}", r.generated_at),
+        "",
+        r.agent_version.as_deref().unwrap_or(""),
+    )];
+    for c in &r.checks {
+        let value = if c.id == "agent.version" {
+            r.agent_version.as_deref().unwrap_or("")
+        } else {
+            ""
+        };
+        rows.push(row(&c.id, c.status, &c.detail, &c.remedy, value));
+    }
+    rows
+}
+
+/// A stable hash of the content, without times (Inventory skips an unchanged hash).
+pub fn content_hash(r: &Report) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |s: &str| {
+        for b in s.bytes().chain(std::iter::once(0)) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    feed(r.overall.as_str());
+    feed(r.agent_version.as_deref().unwrap_or(""));
+    for c in &r.checks {
+        feed(&c.id);
+        feed(c.status.as_str());
+        feed(&c.detail);
+        feed(&c.remedy);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        Report {
+            schema: SCHEMA.into(),
+            generated_at: "2026-11-29T12:00:00Z".into(),
+            instance_id: Some("i-0123456789abcdef0".into()),
+            region: Some("us-east-1".into()),
+            agent_version: Some("3.3.987.0".into()),
+            overall: Status::Critical,
+            checks: vec![
+                CheckResult::ok("agent.installed", "installed"),
+                CheckResult::new(
+                    "agent.service",
+                    Status::Critical,
+                    "stopped",
+                    "systemctl start amazon-ssm-agent",
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn table_puts_problems_first_with_their_fix() {
+        let t = text(&report());
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("CRITICAL: 1 critical, 0 warning, 0 unknown, 1 ok — i-0123456789abcdef0 (us-east-1), agent 3.3.987.0"), "{t}");
+        assert!(lines[3].starts_with("CRITICAL  agent.service"), "{t}");
+        assert!(
+            lines[4].contains("fix: systemctl start amazon-ssm-agent"),
+            "{t}"
+        );
+        assert!(lines[5].starts_with("OK"), "{t}");
+    }
+
+    #[test]
+    fn prometheus_textfile() {
+        let p = prometheus(&report(), 1_796_000_000);
+        assert!(
+            p.contains("ssm_companion_health_check_status{check=\"agent.service\"} 2\n"),
+            "{p}"
+        );
+        assert!(p.contains("ssm_companion_health_status 2\n"));
+        assert!(p.contains("ssm_companion_agent_info{version=\"3.3.987.0\"} 1\n"));
+        assert!(p.ends_with('\n'));
+    }
+
+    #[test]
+    fn inventory_rows_share_one_schema_and_respect_limits() {
+        let mut r = report();
+        r.checks[1].detail = "x".repeat(10_000);
+        let rows = inventory_content(&r);
+        assert_eq!(rows.len(), 3);
+        let keys: Vec<Vec<&String>> = rows.iter().map(|m| m.keys().collect()).collect();
+        assert!(keys.windows(2).all(|w| w[0] == w[1]));
+        assert!(
+            rows.iter()
+                .all(|m| m.values().all(|v| v.chars().count() <= 4096) && m.len() <= 50)
+        );
+        assert_eq!(rows[0]["Value"], "3.3.987.0");
+    }
+
+    #[test]
+    fn content_hash_ignores_time_but_not_verdicts() {
+        let a = report();
+        let mut b = report();
+        b.generated_at = "2026-11-30T00:00:00Z".into();
+        assert_eq!(content_hash(&a), content_hash(&b));
+        b.checks[1].status = Status::Ok;
+        assert_ne!(content_hash(&a), content_hash(&b));
+    }
+}
