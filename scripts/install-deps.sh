@@ -1,7 +1,9 @@
 #!/bin/sh
 # Installs what building, the demo and the tests need on Debian/Ubuntu (run as root):
-#   - Debian packages: shadow-utils (passwd, login), sudo (visudo), util-linux (unshare),
-#     procps, systemd (journald for the journal test), Python 3 with venv, a C compiler;
+#   - Debian packages: shadow-utils (passwd, login), sudo (visudo), util-linux (unshare,
+#     nsenter), procps, systemd (journald, and systemd as PID 1 in a namespace for the health
+#     tests), Python 3 with venv, a C compiler (the stand-in agent), iproute2 (network
+#     namespaces), openssl (test certificates);
 #   - Rust >= 1.94 (the AWS SDK's MSRV) if cargo is missing or older: Debian's rustc-web;
 #   - the AWS emulator's Python venv in .venv (moto, pinned in tests/emulator/requirements.txt).
 # Idempotent: installs only what is missing.
@@ -15,7 +17,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-packages="passwd login sudo util-linux procps systemd python3 python3-venv gcc libc6-dev ca-certificates git"
+packages="passwd login sudo util-linux procps systemd python3 python3-venv gcc libc6-dev ca-certificates git iproute2 openssl"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -718,8 +718,18 @@ pub fn make_certs(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
-/// Runs `tests/support/listener.py` in `ns`; stops with the returned child.
-pub fn start_listeners(ns: &NetNs, args: &[String]) -> Child {
+/// Listeners started by [`start_listeners`], stopped on drop.
+pub struct Listeners(Child);
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `tests/support/listener.py` in `ns`.
+pub fn start_listeners(ns: &NetNs, args: &[String]) -> Listeners {
     let mut child = ns
         .command(python())
         .arg(repo().join("tests/support/listener.py"))
@@ -734,5 +744,5 @@ pub fn start_listeners(ns: &NetNs, args: &[String]) -> Child {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "ready", "listener did not start");
-    child
+    Listeners(child)
 }

@@ -1,0 +1,230 @@
+//! `cargo bench --bench doctor` (root): wall time of a full `doctor` when all is well and when
+//! every endpoint times out (the probes run in parallel, so it stays bounded by the timeouts),
+//! and the idle RSS/CPU of the daemon with health enabled (`BENCH_IDLE_SECS`, default 600).
+//! Uses the integration tests' harness: a network namespace with TLS listeners, the emulator,
+//! the stand-in agent.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Emulator, Host, NetNs, StandInAgent, bin};
+
+const SERVICES: [&str; 7] = [
+    "ssm",
+    "ssmmessages",
+    "ec2messages",
+    "s3",
+    "logs",
+    "kms",
+    "sts",
+];
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn setup_agent(
+    root: &Path,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let (b, l, s, c) = (
+        root.join("bin"),
+        root.join("log"),
+        root.join("state"),
+        root.join("cfg"),
+    );
+    common::install_stand_in_agent(&b);
+    for d in [&l, &s.join("runtimeconfig"), &c] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let now = chrono::Utc::now();
+    std::fs::write(
+        s.join("runtimeconfig/identity_config.json"),
+        serde_json::json!({"InstanceId": "i-0123456789abcdef0", "IdentityType": "EC2", "CredentialSource": "EC2",
+            "CredentialsExpiresAt": (now + chrono::Duration::hours(1)).to_rfc3339()})
+        .to_string(),
+    )
+    .unwrap();
+    (b, l, s, c)
+}
+
+fn doctor_runs(timeout: &str, all_timeout: bool, runs: usize) -> (Duration, i32) {
+    let ns = NetNs::new();
+    let emu = Emulator::start_in(
+        Some(&ns),
+        serde_json::json!({"instance_id": "i-0123456789abcdef0"}),
+    );
+    let mut host = Host::new();
+    host.netns = Some(ns.name.clone());
+    let names: Vec<String> = SERVICES
+        .iter()
+        .map(|s| format!("{s}.us-east-1.amazonaws.com"))
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let certs = host.dir().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, cert, key) = common::make_certs(&certs, &refs);
+    let _l = common::start_listeners(
+        &ns,
+        &[
+            "--tls".into(),
+            "10.213.0.1:443".into(),
+            "--cert".into(),
+            cert.display().to_string(),
+            "--key".into(),
+            key.display().to_string(),
+        ],
+    );
+    let (b, l, s, c) = setup_agent(host.dir());
+    let _agent = StandInAgent::start(&b, &l.join("amazon-ssm-agent.log"), 60, "");
+    // All well: every endpoint answers TLS. All timeouts: every endpoint, STS and SSM included,
+    // is an address that swallows packets.
+    let aws_endpoint = if all_timeout {
+        "https://10.213.0.99".to_string()
+    } else {
+        emu.moto.clone()
+    };
+    std::fs::write(
+        &host.config,
+        format!(
+            "[aws]\nendpoint_url = \"{aws_endpoint}\"\nimds_endpoint = \"{}\"\nmax_attempts = 1\n[health]\ntimeout = \"{timeout}\"\nextra_ca_file = \"{}\"\n[paths]\nstate_dir = \"{}\"\nagent_bin_dir = \"{}\"\nagent_snap_dir = \"/nonexistent\"\nagent_state_dir = \"{}\"\nagent_log_dir = \"{}\"\nagent_config_dir = \"{}\"\n",
+            emu.imds,
+            ca.display(),
+            host.state.display(),
+            b.display(),
+            s.display(),
+            l.display(),
+            c.display()
+        ),
+    )
+    .unwrap();
+    let ip = if all_timeout {
+        "10.213.0.99"
+    } else {
+        "10.213.0.1"
+    };
+    let hosts = format!("{ip} {}\n", names.join(" "));
+    let script = format!(
+        "printf '{hosts}' >> /etc/hosts; SSM_COMPANION_VENDOR_CONFIG_DIR={v} {bin} --config {cfg} doctor --json >/dev/null",
+        v = host.dir().join("vendor").display(),
+        bin = bin().display(),
+        cfg = host.config.display()
+    );
+    let mut times = Vec::new();
+    let mut code = 0;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let out = host.sh(&script);
+        times.push(t.elapsed());
+        code = out.status.code().unwrap_or(-1);
+    }
+    (median(times), code)
+}
+
+fn idle(secs: u64) -> String {
+    let emu = Emulator::start_with(serde_json::json!({"instance_id": "i-0123456789abcdef0"}));
+    let host = Host::new();
+    let (b, l, s, c) = setup_agent(host.dir());
+    let _agent = StandInAgent::start(&b, &l.join("amazon-ssm-agent.log"), 60, "");
+    std::fs::write(
+        &host.config,
+        format!(
+            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\n[accounts]\nsplay = \"0s\"\n[health]\nservices = [\"ssm\", \"ssmmessages\", \"sts\"]\ntimeout = \"1s\"\n[paths]\nstate_dir = \"{}\"\nagent_bin_dir = \"{}\"\nagent_snap_dir = \"/nonexistent\"\nagent_state_dir = \"{}\"\nagent_log_dir = \"{}\"\nagent_config_dir = \"{}\"\n",
+            emu.moto, emu.imds, host.state.display(), b.display(), s.display(), l.display(), c.display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new(common::repo().join("scripts/private-userdb.sh"))
+        .arg(host.dir().join("db"))
+        .arg(bin())
+        .arg("--config")
+        .arg(&host.config)
+        .arg("run")
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("SSM_COMPANION_VENDOR_CONFIG_DIR", host.dir().join("vendor"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = daemon.id();
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let f: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0
+    };
+    std::thread::sleep(Duration::from_secs(15));
+    let cpu0 = cpu();
+    std::thread::sleep(Duration::from_secs(secs.saturating_sub(15).max(1)));
+    let used = cpu() - cpu0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .map(|l| l[k.len()..].trim().to_string())
+            .unwrap_or_default()
+    };
+    let window = secs.saturating_sub(15).max(1) as f64;
+    let row = format!(
+        "| {} | {} | {} | {} | {used:.2} s in {window:.0} s ({:.3} % of a core) |",
+        field("VmRSS:"),
+        field("RssAnon:"),
+        field("VmHWM:"),
+        field("Threads:"),
+        100.0 * used / window
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = daemon.wait();
+    row
+}
+
+fn main() {
+    if !common::is_root() {
+        eprintln!("doctor bench: needs root (network namespaces, private user databases)");
+        std::process::exit(1);
+    }
+    println!("| scenario | health.timeout | doctor wall (median of 5) | exit |");
+    println!("|---|---:|---:|---:|");
+    for (name, all_timeout, timeout) in [
+        ("all well", false, "2s"),
+        ("every endpoint times out", true, "2s"),
+        ("every endpoint times out", true, "5s"),
+    ] {
+        let (t, code) = doctor_runs(timeout, all_timeout, 5);
+        println!("| {name} | {timeout} | {:.2} s | {code} |", t.as_secs_f64());
+    }
+    let secs = std::env::var("BENCH_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    println!(
+        "\nDaemon with health enabled (interval 1m, network checks every 10m), after {secs} s:\n"
+    );
+    println!("| VmRSS | RssAnon | VmHWM | threads | CPU while idle |");
+    println!("|---:|---:|---:|---:|---:|");
+    println!("{}", idle(secs));
+}

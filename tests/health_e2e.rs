@@ -1,0 +1,525 @@
+//! Health end to end: `doctor` against a stand-in agent (a native binary under the agent's names,
+//! `tests/support/stand-in-ssm-agent.c`), real endpoints in a network namespace (reachable,
+//! refused, timeout, TLS failure, DNS failure), the IMDSv2 stub and STS on moto; the daemon's
+//! health.json, Prometheus textfile and SSM Inventory item read back by `fleet health`; and
+//! real systemd as PID 1 in a namespace running the stand-in as `amazon-ssm-agent.service`,
+//! stopped and started again by `doctor --fix`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::disallowed_methods)] // tests start programs directly
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Emulator, Host, NetNs, StandInAgent, bin, repo};
+use serde_json::Value;
+
+const INSTANCE: &str = "i-0123456789abcdef0";
+
+/// The agent's directories for a host: bin, log, state (with a fresh identity_config.json), config.
+struct AgentDirs {
+    bin: PathBuf,
+    log: PathBuf,
+    state: PathBuf,
+    config: PathBuf,
+}
+
+fn agent_dirs(root: &Path) -> AgentDirs {
+    let d = AgentDirs {
+        bin: root.join("agent-bin"),
+        log: root.join("agent-log"),
+        state: root.join("agent-state"),
+        config: root.join("agent-config"),
+    };
+    common::install_stand_in_agent(&d.bin);
+    for p in [&d.log, &d.state.join("runtimeconfig"), &d.config] {
+        std::fs::create_dir_all(p).unwrap();
+    }
+    let now = chrono::Utc::now();
+    std::fs::write(
+        d.state.join("runtimeconfig/identity_config.json"),
+        serde_json::json!({
+            "SchemaVersion": "1.1", "InstanceId": INSTANCE, "IdentityType": "EC2", "ShareFile": "", "ShareProfile": "",
+            "CredentialsExpiresAt": (now + chrono::Duration::hours(1)).to_rfc3339(),
+            "CredentialsRetrievedAt": now.to_rfc3339(), "CredentialSource": "EC2",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    d
+}
+
+fn paths_toml(d: &AgentDirs, state: &Path) -> String {
+    format!(
+        "[paths]\nstate_dir = \"{}\"\nagent_bin_dir = \"{}\"\nagent_snap_dir = \"/nonexistent/snap\"\nagent_state_dir = \"{}\"\nagent_log_dir = \"{}\"\nagent_config_dir = \"{}\"\n",
+        state.display(),
+        d.bin.display(),
+        d.state.display(),
+        d.log.display(),
+        d.config.display()
+    )
+}
+
+fn checks(doc: &Value) -> Vec<(String, String, String)> {
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().into(),
+                c["status"].as_str().unwrap().into(),
+                c["detail"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
+fn status_of(doc: &Value, id: &str) -> (String, String) {
+    checks(doc)
+        .into_iter()
+        .find(|(i, _, _)| i == id)
+        .map(|(_, s, d)| (s, d))
+        .unwrap_or_else(|| panic!("no check {id} in {doc:#}"))
+}
+
+#[test]
+fn doctor_in_a_network_namespace() {
+    require_root!();
+    let ns = NetNs::new();
+    let emu = Emulator::start_in(
+        Some(&ns),
+        serde_json::json!({"instance_id": INSTANCE, "region": "us-east-1"}),
+    );
+    let mut host = Host::new();
+    host.netns = Some(ns.name.clone());
+    let names: Vec<String> = [
+        "ssm",
+        "ssmmessages",
+        "ec2messages",
+        "s3",
+        "logs",
+        "kms",
+        "sts",
+    ]
+    .iter()
+    .map(|s| format!("{s}.us-east-1.amazonaws.com"))
+    .collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let certs = host.dir().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, cert, key) = common::make_certs(&certs, &name_refs);
+    let _listeners = common::start_listeners(
+        &ns,
+        &[
+            "--tls".into(),
+            "10.213.0.1:443".into(),
+            "--plain".into(),
+            "10.213.0.4:443".into(),
+            "--cert".into(),
+            cert.display().to_string(),
+            "--key".into(),
+            key.display().to_string(),
+        ],
+    );
+    let d = agent_dirs(host.dir());
+    let agent = StandInAgent::start(&d.bin, &d.log.join("amazon-ssm-agent.log"), 60, "");
+    std::fs::write(
+        &host.config,
+        format!(
+            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\nmax_attempts = 1\n[health]\ntimeout = \"2s\"\nextra_ca_file = \"{}\"\n{}",
+            emu.moto,
+            emu.imds,
+            ca.display(),
+            paths_toml(&d, &host.state)
+        ),
+    )
+    .unwrap();
+    // DNS inside the private /etc: ok, ok, swallowed (timeout), refused, not TLS, unknown (kms), ok.
+    let hosts = "10.213.0.1 ssm.us-east-1.amazonaws.com ssmmessages.us-east-1.amazonaws.com sts.us-east-1.amazonaws.com\n10.213.0.99 ec2messages.us-east-1.amazonaws.com\n10.213.0.2 s3.us-east-1.amazonaws.com\n10.213.0.4 logs.us-east-1.amazonaws.com\n";
+    let script = format!(
+        "printf '{hosts}' >> /etc/hosts; printf 'nameserver 10.213.0.250\\noptions timeout:1 attempts:1\\n' > /etc/resolv.conf; SSM_COMPANION_VENDOR_CONFIG_DIR={v} {bin} --config {cfg} doctor --json",
+        v = host.dir().join("vendor").display(),
+        bin = bin().display(),
+        cfg = host.config.display()
+    );
+    let started = Instant::now();
+    let out = host.sh(&script);
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let doc: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(doc["schema"], "ssm-companion/health/v1");
+    assert_eq!(doc["instance_id"], INSTANCE);
+    assert_eq!(doc["region"], "us-east-1");
+    assert_eq!(doc["agent_version"], "3.3.987.0");
+
+    let ok = |id: &str| {
+        let (s, detail) = status_of(&doc, id);
+        assert_eq!(s, "ok", "{id}: {detail}");
+        detail
+    };
+    assert!(ok("endpoint.ssm").contains("private: a VPC endpoint"));
+    assert!(ok("endpoint.ssmmessages").contains("TLS"));
+    ok("endpoint.sts");
+    for (id, needle) in [
+        (
+            "endpoint.ec2messages",
+            "TCP failed: 10.213.0.99:443: timed out",
+        ),
+        (
+            "endpoint.s3",
+            "TCP failed: 10.213.0.2:443: Connection refused",
+        ),
+        ("endpoint.logs", "TLS failed"),
+        ("endpoint.kms", "DNS failed"),
+    ] {
+        let (s, detail) = status_of(&doc, id);
+        assert_eq!(s, "warning", "{id}: {detail} (not a required service)");
+        assert!(detail.contains(needle), "{id}: {detail}");
+    }
+    for id in [
+        "agent.installed",
+        "agent.version",
+        "agent.service",
+        "agent.worker",
+        "agent.config",
+        "agent.proxy",
+        "agent.log.health",
+        "agent.log.errors",
+        "identity",
+        "credentials.agent",
+        "credentials.instance_profile",
+        "sts.identity",
+        "clock.skew",
+        "disk.agent",
+        "runas.preferences",
+        "runas.users",
+    ] {
+        ok(id);
+    }
+    assert!(ok("agent.service").contains(&format!("pid {}", agent.pid())));
+    assert_eq!(doc["overall"], "warning");
+    assert_eq!(out.status.code(), Some(1), "exit 1 = warning");
+    // All probes run in parallel, each step bounded by the 2 s timeout.
+    eprintln!("doctor took {took:?}");
+}
+
+#[test]
+fn doctor_flags_a_hibernating_or_stopped_agent() {
+    require_root!();
+    let emu = Emulator::start_with(serde_json::json!({"instance_id": INSTANCE}));
+    let host = Host::new();
+    let d = agent_dirs(host.dir());
+    std::fs::write(
+        &host.config,
+        format!(
+            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\n[health]\nservices = []\n{}",
+            emu.moto,
+            emu.imds,
+            paths_toml(&d, &host.state)
+        ),
+    )
+    .unwrap();
+    let agent = StandInAgent::start(&d.bin, &d.log.join("amazon-ssm-agent.log"), 60, "hibernate");
+    let doc = host.json(&["doctor", "--json"], 2);
+    let (s, detail) = status_of(&doc, "agent.log.errors");
+    assert_eq!(s, "critical");
+    assert!(detail.contains("hibernation"), "{detail}");
+    let table = String::from_utf8_lossy(&host.ssmc(&["doctor"]).stdout).into_owned();
+    assert!(table.starts_with("CRITICAL: "), "{table}");
+    assert!(
+        table.contains("fix: fix the cause in the line"),
+        "remedies are printed: {table}"
+    );
+    drop(agent);
+    let doc = host.json(&["doctor", "--json"], 2);
+    let (s, detail) = status_of(&doc, "agent.service");
+    assert_eq!(s, "critical", "{detail}");
+    assert!(detail.contains("process scan"), "{detail}");
+    // The worker died with it.
+    assert_eq!(status_of(&doc, "agent.worker").0, "unknown");
+}
+
+#[test]
+fn daemon_writes_health_json_textfile_and_inventory() {
+    require_root!();
+    let emu = Emulator::start_with(serde_json::json!({"instance_id": INSTANCE}));
+    let host = Host::new();
+    let d = agent_dirs(host.dir());
+    let agent = StandInAgent::start(&d.bin, &d.log.join("amazon-ssm-agent.log"), 60, "");
+    let textfile = host.dir().join("ssm_companion.prom");
+    std::fs::write(
+        &host.config,
+        format!(
+            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\n[accounts]\nenabled = false\n[health]\ninterval = \"5s\"\nnetwork_interval = \"10s\"\nservices = []\ninventory = true\ninventory_splay = \"0s\"\nprometheus_textfile = \"{}\"\n{}",
+            emu.moto,
+            emu.imds,
+            textfile.display(),
+            paths_toml(&d, &host.state)
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new(repo().join("scripts/private-userdb.sh"))
+        .arg(host.dir().join("db"))
+        .arg(bin())
+        .args(["--config"])
+        .arg(&host.config)
+        .arg("run")
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("SSM_COMPANION_VENDOR_CONFIG_DIR", host.dir().join("vendor"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let stderr = stderr.clone();
+        let mut pipe = daemon.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut pipe, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                stderr
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let report = host.state.join("health.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let inventory = loop {
+        let inv: Value =
+            serde_json::from_str(&common::http(&emu.moto, "GET", "/_emulator/inventory", None).1)
+                .unwrap();
+        let item = inv["inventory"]["us-east-1"][INSTANCE]["Custom:SsmCompanionHealth"].clone();
+        if report.exists() && !item.is_null() {
+            break item;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no health.json/inventory item yet: {inv:#}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(doc["schema"], "ssm-companion/health/v1");
+    assert_eq!(status_of(&doc, "agent.log.health").0, "ok");
+    let prom = std::fs::read_to_string(&textfile).unwrap();
+    assert!(
+        prom.contains("ssm_companion_health_check_status{check=\"agent.worker\"} 0\n"),
+        "{prom}"
+    );
+    let rows = inventory["Content"].as_array().unwrap();
+    assert_eq!(rows[0]["Check"], "overall");
+    assert!(
+        rows.iter()
+            .any(|r| r["Check"] == "agent.version" && r["Value"] == "3.3.987.0")
+    );
+    // Unchanged reports are not sent again within inventory_min_interval.
+    std::thread::sleep(Duration::from_secs(6));
+    let inv: Value =
+        serde_json::from_str(&common::http(&emu.moto, "GET", "/_emulator/inventory", None).1)
+            .unwrap();
+    assert_eq!(inv["counters"]["put_calls"], 1, "{inv:#}");
+
+    // The fleet view reads it back.
+    let fleet = host.json(&["fleet", "health", "--json"], 0);
+    assert_eq!(fleet["schema"], "ssm-companion/fleet-health/v1");
+    assert_eq!(fleet["instances"][0]["instance_id"], INSTANCE);
+    assert_eq!(fleet["agent_versions"]["3.3.987.0"], 1);
+
+    // The agent dies: the change is logged (a journal event under systemd) within an interval.
+    drop(agent);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !stderr
+        .lock()
+        .unwrap()
+        .contains("health agent.service: ok -> critical")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no change event: {}",
+            stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(status_of(&doc, "agent.service").0, "critical");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = daemon.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    reader.join().unwrap();
+}
+
+/// `scripts/systemd-ns.sh` around a test: stopped (and its cgroups removed) on drop.
+struct Systemd {
+    state: PathBuf,
+}
+
+impl Systemd {
+    fn start(state: &Path, units: &[&Path], bind_ro: &[&Path], bind_rw: &[&Path]) -> Self {
+        let join = |v: &[&Path]| {
+            v.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let out = Command::new(repo().join("scripts/systemd-ns.sh"))
+            .arg("start")
+            .arg(state)
+            .args(units)
+            .env("SYSTEMD_NS_BIND", join(bind_ro))
+            .env("SYSTEMD_NS_BIND_RW", join(bind_rw))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "systemd did not boot: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            state: state.to_path_buf(),
+        }
+    }
+
+    fn exec(&self, args: &[&str]) -> std::process::Output {
+        Command::new(repo().join("scripts/systemd-ns.sh"))
+            .arg("exec")
+            .arg(&self.state)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Systemd {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("scripts/systemd-ns.sh"))
+            .arg("stop")
+            .arg(&self.state)
+            .output();
+    }
+}
+
+#[test]
+fn real_systemd_runs_the_agent_unit_and_doctor_fixes_a_stopped_agent() {
+    require_root!();
+    let emu = Emulator::start_with(serde_json::json!({"instance_id": INSTANCE}));
+    let work = tempfile::Builder::new()
+        .prefix("ssmc-sd")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let d = agent_dirs(work.path());
+    let unit = work.path().join("amazon-ssm-agent.service");
+    std::fs::write(
+        &unit,
+        format!(
+            "[Unit]\nDescription=stand-in amazon-ssm-agent (ssm-companion tests)\nAfter=network-online.target\n\n[Service]\nType=simple\nWorkingDirectory=/usr/bin/\nExecStart={bin}/amazon-ssm-agent\nEnvironment=STAND_IN_LOG={log}/amazon-ssm-agent.log STAND_IN_PERIOD=60\nKillMode=process\nRestart=always\nRestartPreventExitStatus=194\nRestartSec=90\n\n[Install]\nWantedBy=multi-user.target\n",
+            bin = d.bin.display(),
+            log = d.log.display()
+        ),
+    )
+    .unwrap();
+    let state = work.path().join("own-state");
+    let config = work.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\n[health]\nservices = []\nfix_min_interval = \"1m\"\n{}",
+            emu.moto,
+            emu.imds,
+            paths_toml(&d, &state)
+        ),
+    )
+    .unwrap();
+    let target = bin();
+    let bin_dir = target.parent().unwrap();
+    let sd = Systemd::start(
+        &work.path().join("systemd"),
+        &[&unit],
+        &[bin_dir, &d.bin, &config, &d.state, &d.config],
+        &[&d.log, work.path()],
+    );
+    let out = sd.exec(&["systemctl", "enable", "--now", "amazon-ssm-agent.service"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    let doctor = |extra: &[&str]| -> (i32, Value) {
+        let mut args = vec![
+            target.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "doctor",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = sd.exec(&args);
+        let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap_or(-1), doc)
+    };
+    let (_, doc) = doctor(&[]);
+    let (s, detail) = status_of(&doc, "agent.service");
+    assert_eq!(s, "ok", "{detail}");
+    assert!(
+        detail.contains("amazon-ssm-agent.service is running"),
+        "{detail}"
+    );
+    assert_eq!(status_of(&doc, "agent.worker").0, "ok");
+
+    // Stopped: critical, and the remedy is the command.
+    let out = sd.exec(&["systemctl", "stop", "amazon-ssm-agent.service"]);
+    assert!(out.status.success());
+    // KillMode=process leaves the worker: kill it, as a crash would.
+    let _ = Command::new("pkill")
+        .args(["-f", &d.bin.join("ssm-agent-worker").display().to_string()])
+        .status();
+    let (code, doc) = doctor(&[]);
+    let (s, detail) = status_of(&doc, "agent.service");
+    assert_eq!((code, s.as_str()), (2, "critical"), "{detail}");
+    assert!(detail.contains("inactive"), "{detail}");
+
+    // --fix starts it (once: the rate limit is remembered).
+    let (code, doc) = doctor(&["--fix"]);
+    assert_eq!(status_of(&doc, "agent.service").0, "ok", "{doc:#}");
+    assert_ne!(code, 2);
+    let active = sd.exec(&["systemctl", "is-active", "amazon-ssm-agent.service"]);
+    assert_eq!(String::from_utf8_lossy(&active.stdout).trim(), "active");
+    sd.exec(&["systemctl", "stop", "amazon-ssm-agent.service"]);
+    let out = sd.exec(&[
+        target.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "doctor",
+        "--fix",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not fixing: the last attempt was at"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = Command::new("pkill")
+        .args(["-f", &d.bin.display().to_string()])
+        .status();
+}
