@@ -93,10 +93,16 @@ pub fn installed(paths: &HealthPaths) -> (Option<Install>, CheckResult) {
             dir: paths.bin_dir.clone(),
         },
     ];
-    let Some(install) = candidates
+    // Resolve symlinks (the snap's `current` points at a revision directory): /proc/<pid>/exe
+    // shows the real path, and the processes are matched on it.
+    let found = candidates
         .into_iter()
         .find(|c| c.bin("amazon-ssm-agent").exists())
-    else {
+        .map(|c| Install {
+            kind: c.kind,
+            dir: std::fs::canonicalize(&c.dir).unwrap_or(c.dir),
+        });
+    let Some(install) = found else {
         return (
             None,
             CheckResult::new(
@@ -488,7 +494,7 @@ pub fn proxy_verdict(proxy: Option<&Proxy>) -> CheckResult {
         );
     };
     let mut detail = match &p.https {
-        Some(url) => format!("the agent uses https_proxy={url}"),
+        Some(url) => format!("the agent uses https_proxy={}", super::network::redact(url)),
         None => "the agent uses no proxy".to_string(),
     };
     if !p.no_proxy.is_empty() {

@@ -37,7 +37,10 @@ pub struct Record {
 /// Parses the timestamp and level at the start of a line.
 fn parse_head(line: &str) -> Option<(SystemTime, String, &str)> {
     let b = line.as_bytes();
+    // The first 20 bytes must be ASCII for the slicing below (a continuation line may hold
+    // anything).
     if b.len() < 20
+        || !b[..20].is_ascii()
         || b[4] != b'-'
         || b[7] != b'-'
         || b[10] != b' '
@@ -209,6 +212,11 @@ impl Digest {
             {
                 self.last_ping_failed = true;
             }
+            // The start request of a session or command is logged verbatim ("Payload: {…}"): a
+            // command that mentions a failure line is not that failure, and may hold secrets.
+            if r.message.contains("Payload:") {
+                continue;
+            }
             if let Some(sig) = SIGNATURES
                 .iter()
                 .find(|s| s.needles.iter().any(|n| r.message.contains(n)))
@@ -374,6 +382,18 @@ fn newest_rotated(dir: &Path) -> Option<PathBuf> {
         .map(|(_, p)| p)
 }
 
+/// Where a log file sits in time: seelog's rotated files (`.N`, higher is newer) come before
+/// the current file.
+fn file_order(name: &str) -> (bool, u64) {
+    match name
+        .strip_prefix(LOG_FILE)
+        .and_then(|s| s.strip_prefix('.'))
+    {
+        Some(n) => (false, n.parse().unwrap_or(0)),
+        None => (true, 0),
+    }
+}
+
 /// One-shot read for `doctor`: the tail of the newest rotated file and of the current one
 /// (each at most `limit` bytes), parsed.
 pub fn read_recent(dir: &Path, limit: u64) -> (bool, Vec<Record>) {
@@ -394,59 +414,69 @@ pub fn read_recent(dir: &Path, limit: u64) -> (bool, Vec<Record>) {
     (present, parse(&text))
 }
 
-/// Follows the log across rollovers by inode (the daemon).
+/// Follows the log by inode (the daemon). Every `amazon-ssm-agent.log*` file is tracked with its
+/// own offset: several agent processes write and roll the file independently, so lines keep
+/// arriving in an inode after it was renamed. Records from all files are merged in time order.
 #[derive(Debug, Default)]
 pub struct Follower {
-    at: Option<((u64, u64), u64)>,
-    partial: String,
+    files: BTreeMap<(u64, u64), u64>,
+    partial: BTreeMap<(u64, u64), String>,
+    started: bool,
 }
 
 impl Follower {
-    /// New records since the last call. The first call reads at most `limit` bytes of history.
+    /// New records since the last call. The first call reads at most `limit` bytes of the
+    /// current file (the recent history) and only notes where the rotated files end.
     pub fn poll(&mut self, dir: &Path, limit: u64) -> std::io::Result<Vec<Record>> {
-        let current = dir.join(LOG_FILE);
-        let meta = std::fs::metadata(&current)?;
-        let id = inode(&meta);
-        let mut text = std::mem::take(&mut self.partial);
-        match self.at {
-            Some((old, offset)) if old == id => {
-                let offset = if meta.len() < offset { 0 } else { offset }; // truncated
-                let (t, len) = read_from(&current, offset, limit)?;
-                text.push_str(&t);
-                self.at = Some((id, len));
+        let mut seen = BTreeMap::new();
+        let mut texts = Vec::new();
+        for e in std::fs::read_dir(dir)?.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(LOG_FILE) {
+                continue;
             }
-            Some((old, offset)) => {
-                // Rolled over: finish the old inode wherever it went, then the new file.
-                let rotated = std::fs::read_dir(dir)?
-                    .filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .find(|p| std::fs::metadata(p).is_ok_and(|m| inode(&m) == old));
-                if let Some(p) = rotated {
-                    let (t, _) = read_from(&p, offset, limit)?;
-                    text.push_str(&t);
-                    if !text.is_empty() && !text.ends_with('\n') {
-                        text.push('\n');
-                    }
+            let Ok(mut f) = std::fs::File::open(e.path()) else {
+                continue;
+            };
+            // fstat the open file: a rename between listing and opening cannot mix two files.
+            let Ok(m) = f.metadata() else { continue };
+            let id = inode(&m);
+            let len = m.len();
+            let from = match self.files.get(&id) {
+                Some(&off) if off <= len => off,
+                Some(_) => 0, // truncated
+                None if !self.started && name != LOG_FILE => len,
+                None if !self.started => len.saturating_sub(limit),
+                None => 0, // a new file: the current log after a rollover
+            };
+            let from = from.max(len.saturating_sub(limit));
+            let mut buf = Vec::new();
+            if len > from {
+                f.seek(SeekFrom::Start(from))?;
+                (&mut f).take(len - from).read_to_end(&mut buf)?;
+            }
+            seen.insert(id, len);
+            let mut text = self.partial.remove(&id).unwrap_or_default();
+            text.push_str(&String::from_utf8_lossy(&buf));
+            match text.rfind('\n') {
+                Some(i) => {
+                    self.partial.insert(id, text[i + 1..].to_string());
+                    text.truncate(i + 1);
+                    texts.push((file_order(&name), text));
                 }
-                let (t, len) = read_from(&current, 0, limit)?;
-                text.push_str(&t);
-                self.at = Some((id, len));
-            }
-            None => {
-                let (t, len) = read_from(&current, 0, limit)?;
-                text.push_str(&t);
-                self.at = Some((id, len));
+                None => {
+                    self.partial.insert(id, text);
+                }
             }
         }
-        // Keep an unfinished last line for the next poll.
-        if let Some(i) = text.rfind('\n') {
-            self.partial = text[i + 1..].to_string();
-            text.truncate(i + 1);
-        } else {
-            self.partial = text;
-            return Ok(Vec::new());
-        }
-        Ok(parse(&text))
+        self.partial.retain(|id, _| seen.contains_key(id));
+        self.files = seen;
+        self.started = true;
+        // Oldest file first, so the stable sort keeps file order between equal timestamps.
+        texts.sort_by_key(|(order, _)| *order);
+        let mut records: Vec<Record> = texts.iter().flat_map(|(_, t)| parse(t)).collect();
+        records.sort_by_key(|r| r.time);
+        Ok(records)
     }
 }
 
@@ -554,6 +584,22 @@ mod tests {
     }
 
     #[test]
+    fn equal_timestamps_keep_file_order() {
+        let d = tempfile::tempdir().unwrap();
+        let line = |m: &str| format!("2026-11-29 10:00:00.0000 INFO {m}\n");
+        let mut f = Follower::default();
+        assert!(f.poll(d.path(), 1 << 20).unwrap().is_empty());
+        std::fs::write(d.path().join(LOG_FILE), line("current")).unwrap();
+        std::fs::write(d.path().join(format!("{LOG_FILE}.10")), line("newer roll")).unwrap();
+        std::fs::write(d.path().join(format!("{LOG_FILE}.9")), line("older roll")).unwrap();
+        let r = f.poll(d.path(), 1 << 20).unwrap();
+        assert_eq!(
+            r.iter().map(|r| r.message.as_str()).collect::<Vec<_>>(),
+            ["older roll", "newer roll", "current"]
+        );
+    }
+
+    #[test]
     fn follower_finishes_the_old_inode_after_a_rollover() {
         let d = tempfile::tempdir().unwrap();
         let log = d.path().join(LOG_FILE);
@@ -571,14 +617,26 @@ mod tests {
             ["two"]
         );
         // The writer finishes the line, then the file rolls over and a new one starts.
-        std::fs::write(&log, line("one") + &line("two") + &line("three")).unwrap();
-        std::fs::rename(&log, d.path().join(format!("{LOG_FILE}.6"))).unwrap();
-        std::fs::write(&log, line("four")).unwrap();
+        std::fs::write(&log, line("one") + &text + "ee\n").unwrap();
+        let rotated = d.path().join(format!("{LOG_FILE}.6"));
+        std::fs::rename(&log, &rotated).unwrap();
+        std::fs::write(&log, line("four").replace("10:00:00", "10:00:01")).unwrap();
         let r = f.poll(d.path(), 1 << 20).unwrap();
         assert_eq!(
             r.iter().map(|r| r.message.as_str()).collect::<Vec<_>>(),
             ["three", "four"]
         );
         assert!(f.poll(d.path(), 1 << 20).unwrap().is_empty());
+        // Another process still writes into the renamed inode: those lines are read too.
+        let mut old = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&rotated)
+            .unwrap();
+        std::io::Write::write_all(&mut old, line("five, from the core").as_bytes()).unwrap();
+        let r = f.poll(d.path(), 1 << 20).unwrap();
+        assert_eq!(
+            r.iter().map(|r| r.message.as_str()).collect::<Vec<_>>(),
+            ["five, from the core"]
+        );
     }
 }

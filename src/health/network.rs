@@ -133,18 +133,83 @@ async fn bounded<T, E: std::fmt::Display>(
     }
 }
 
-fn proxy_addr(url: &str) -> Option<(String, u16)> {
-    let rest = url.split("://").last()?;
-    let rest = rest.rsplit('@').next()?;
-    let hostport = rest.split('/').next()?;
-    match hostport.rsplit_once(':') {
-        Some((h, p)) => Some((h.trim_matches(['[', ']']).to_string(), p.parse().ok()?)),
-        None => Some((hostport.to_string(), 80)),
+/// A proxy URL's parts: scheme, optional `user:password`, host, port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyUrl {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `user:password`, when given.
+    pub userinfo: Option<String>,
+    /// Host.
+    pub host: String,
+    /// Port (80 when not given).
+    pub port: u16,
+}
+
+/// Parses `http://[user:pass@]host[:port][/]`.
+pub fn parse_proxy_url(url: &str) -> Option<ProxyUrl> {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let rest = rest.split('/').next()?;
+    let (userinfo, hostport) = match rest.rsplit_once('@') {
+        Some((u, h)) => (Some(u.to_string()), h),
+        None => (None, rest),
+    };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => {
+            (h.trim_matches(['[', ']']).to_string(), p.parse().ok()?)
+        }
+        _ => (hostport.trim_matches(['[', ']']).to_string(), 80),
+    };
+    Some(ProxyUrl {
+        scheme: scheme.to_ascii_lowercase(),
+        userinfo,
+        host,
+        port,
+    })
+}
+
+/// A proxy URL without its password, for messages, reports and logs.
+pub fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => url.to_string(),
+        },
+        None => match url.split_once('@') {
+            Some((_, host)) => format!("***@{host}"),
+            None => url.to_string(),
+        },
     }
 }
 
-/// Probes `host:port`: DNS, TCP (or the proxy and CONNECT), TLS. Each step is bounded by
-/// `timeout`.
+/// Connects to the first address that answers, all within `timeout`.
+async fn connect_any(addrs: &[IpAddr], port: u16, timeout: Duration) -> Result<TcpStream, String> {
+    let attempt = async {
+        let mut last = String::from("no address");
+        for ip in addrs {
+            match TcpStream::connect(SocketAddr::new(*ip, port)).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = format!("{ip}:{port}: {e}"),
+            }
+        }
+        Err(last)
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "{}: timed out after {}",
+            addrs
+                .iter()
+                .map(|a| format!("{a}:{port}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            humantime::format_duration(timeout)
+        )),
+    }
+}
+
+/// Probes `host:port`: DNS, TCP (every address in turn, or the proxy and CONNECT), TLS. Each
+/// step is bounded by `timeout`.
 pub async fn probe(
     host: &str,
     port: u16,
@@ -160,50 +225,67 @@ pub async fn probe(
         tls: None,
         error: None,
     };
-    // Resolve the endpoint even through a proxy: a private answer tells about VPC endpoints.
-    match bounded(timeout, tokio::net::lookup_host((host, port))).await {
-        Ok(addrs) => p.addrs = addrs.map(|a| a.ip()).collect(),
-        Err(e) => {
-            if proxy.and_then(|x| x.https.as_ref()).is_none() {
-                p.error = Some((Phase::Dns, e));
-                return p;
-            }
-        }
-    }
     let via = proxy
         .filter(|x| !x.bypass(host))
         .and_then(|x| x.https.clone());
+    // Resolve the endpoint even through a proxy: a private answer tells about VPC endpoints.
+    match bounded(timeout, tokio::net::lookup_host((host, port))).await {
+        Ok(addrs) => p.addrs = addrs.map(|a| a.ip()).collect(),
+        Err(e) if via.is_none() => {
+            p.error = Some((Phase::Dns, e));
+            return p;
+        }
+        Err(_) => {} // the proxy resolves it
+    }
     let start = Instant::now();
     let stream = match &via {
-        None => {
-            let Some(ip) = p.addrs.first().copied() else {
-                p.error = Some((Phase::Dns, "no address".into()));
+        None => match connect_any(&p.addrs, port, timeout).await {
+            Ok(s) => s,
+            Err(e) => {
+                p.error = Some((Phase::Tcp, e));
                 return p;
-            };
-            match bounded(timeout, TcpStream::connect(SocketAddr::new(ip, port))).await {
-                Ok(s) => s,
-                Err(e) => {
-                    p.error = Some((Phase::Tcp, format!("{ip}:{port}: {e}")));
-                    return p;
-                }
             }
-        }
+        },
         Some(url) => {
-            p.proxy = Some(url.clone());
-            let Some((ph, pp)) = proxy_addr(url) else {
-                p.error = Some((Phase::Proxy, format!("cannot parse proxy {url}")));
+            p.proxy = Some(redact(url));
+            let Some(px) = parse_proxy_url(url) else {
+                p.error = Some((
+                    Phase::Proxy,
+                    format!("cannot parse the proxy URL {}", redact(url)),
+                ));
                 return p;
             };
-            let mut s = match bounded(timeout, TcpStream::connect((ph.as_str(), pp))).await {
-                Ok(s) => s,
-                Err(e) => {
-                    p.error = Some((Phase::Tcp, format!("proxy {ph}:{pp}: {e}")));
-                    return p;
-                }
-            };
+            if px.scheme != "http" {
+                p.error = Some((
+                    Phase::Proxy,
+                    format!(
+                        "{}:// proxies are not probed (only http://, as most agents use)",
+                        px.scheme
+                    ),
+                ));
+                return p;
+            }
+            let mut s =
+                match bounded(timeout, TcpStream::connect((px.host.as_str(), px.port))).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        p.error = Some((Phase::Tcp, format!("proxy {}:{}: {e}", px.host, px.port)));
+                        return p;
+                    }
+                };
+            let auth = px
+                .userinfo
+                .as_ref()
+                .map(|u| {
+                    format!(
+                        "Proxy-Authorization: Basic {}\r\n",
+                        aws_smithy_types::base64::encode(u)
+                    )
+                })
+                .unwrap_or_default();
             let connect = async {
                 s.write_all(
-                    format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n")
+                    format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}\r\n")
                         .as_bytes(),
                 )
                 .await?;
@@ -222,7 +304,10 @@ pub async fn probe(
                 Ok(head) => {
                     p.error = Some((
                         Phase::Proxy,
-                        format!("{url} answered: {}", head.lines().next().unwrap_or("")),
+                        format!(
+                            "the proxy answered: {}",
+                            head.lines().next().unwrap_or("nothing")
+                        ),
                     ));
                     return p;
                 }
@@ -274,6 +359,8 @@ pub fn verdict(service: &str, p: &Probe, required: bool) -> CheckResult {
         let list: Vec<String> = p.addrs.iter().take(3).map(IpAddr::to_string).collect();
         let kind = if p.addrs.iter().all(is_private) {
             "private: a VPC endpoint"
+        } else if p.addrs.iter().all(IpAddr::is_ipv6) {
+            "IPv6: public, or a VPC endpoint"
         } else {
             "public"
         };
@@ -383,15 +470,24 @@ mod tests {
 
     #[test]
     fn proxy_urls() {
+        let p = parse_proxy_url("http://proxy.corp:3128").unwrap();
         assert_eq!(
-            proxy_addr("http://proxy.corp:3128"),
-            Some(("proxy.corp".into(), 3128))
+            (p.host.as_str(), p.port, p.userinfo),
+            ("proxy.corp", 3128, None)
+        );
+        let p = parse_proxy_url("http://u:p%40ss@10.0.0.1:8080/").unwrap();
+        assert_eq!((p.host.as_str(), p.port), ("10.0.0.1", 8080));
+        assert_eq!(p.userinfo.as_deref(), Some("u:p%40ss"));
+        assert_eq!(parse_proxy_url("proxy").unwrap().port, 80);
+        assert_eq!(
+            parse_proxy_url("http://[fd00::1]:3128").unwrap().host,
+            "fd00::1"
         );
         assert_eq!(
-            proxy_addr("http://u:p@10.0.0.1:8080/"),
-            Some(("10.0.0.1".into(), 8080))
+            redact("http://user:secret@proxy:3128"),
+            "http://***@proxy:3128"
         );
-        assert_eq!(proxy_addr("proxy"), Some(("proxy".into(), 80)));
+        assert_eq!(redact("http://proxy:3128"), "http://proxy:3128");
     }
 
     #[tokio::test]
