@@ -33,25 +33,28 @@ Files:
   /etc/ssm-companion/config.toml         main configuration (--config to use another)
   /etc/ssm-companion/config.d/*.toml     drop-ins (cloud-init writes here), applied in name order
   /usr/lib/ssm-companion/config.d/*.toml packaged defaults (masked by a same-named /etc drop-in)
-  /var/lib/ssm-companion/                state: the accounts ledger
+  /var/lib/ssm-companion/                state: the accounts ledger, health.json
 
 Exit status: 0 success, 1 failure, 2 changes pending (accounts plan --detailed-exitcode),
-64 bad usage, 78 invalid configuration.
+64 bad usage, 78 invalid configuration. `doctor` and `fleet health`: 0 ok, 1 warning,
+2 critical, 3 unknown (the monitoring-plugin convention).
 
-Docs: /usr/share/doc/ssm-companion/ (README, docs/accounts.md, docs/configuration.md, docs/cli.md)";
+Docs: /usr/share/doc/ssm-companion/ (README, docs/accounts.md, docs/health.md,
+docs/configuration.md, docs/cli.md)";
 
 /// ssm-companion: the companion daemon of amazon-ssm-agent.
 #[derive(Debug, Parser)]
 #[command(
     name = "ssm-companion",
     version = crate::VERSION,
-    about = "Companion daemon of amazon-ssm-agent: keeps local accounts in step with SSMSessionRunAs tags",
+    about = "Companion daemon of amazon-ssm-agent: local accounts for SSMSessionRunAs tags, and the agent's health",
     long_about = "Companion daemon of amazon-ssm-agent.\n\n\
 Session Manager's Run As starts a session as the OS user named by the SSMSessionRunAs tag of the IAM \
 user or role, and fails if that user is missing. ssm-companion creates, repairs and retires those \
-accounts on every host, safely: it never touches an account it did not create.\n\n\
-Start with `ssm-companion config check`, then `ssm-companion accounts plan` to see what a sync would \
-do; `ssm-companion run` is the systemd service.",
+accounts on every host, safely: it never touches an account it did not create. It also checks, \
+continuously, that amazon-ssm-agent is installed, running and able to reach AWS.\n\n\
+Start with `ssm-companion config check`, `ssm-companion doctor` and `ssm-companion accounts plan` \
+(what a sync would do); `ssm-companion run` is the systemd service.",
     after_help = AFTER_HELP
 )]
 pub struct Cli {
@@ -115,7 +118,19 @@ works as a Nagios/Icinga/Sensu check. Check ids are documented in docs/health.md
 pub enum FleetCommand {
     /// Unhealthy instances, failing checks by count and agent versions by count, from the
     /// Custom:SsmCompanionHealth inventory type (needs ssm:GetInventory).
-    Health(JsonFlag),
+    Health(FleetHealthArgs),
+}
+
+/// `fleet health` options.
+#[derive(Debug, Args)]
+pub struct FleetHealthArgs {
+    /// Machine-readable output (a stable, documented JSON document).
+    #[arg(long)]
+    pub json: bool,
+    /// Reports older than this count as unknown (`report.stale`): daemons refresh theirs at
+    /// least every health.inventory_max_age (24h by default).
+    #[arg(long, value_name = "DURATION", default_value = "26h", value_parser = humantime::parse_duration)]
+    pub stale_after: std::time::Duration,
 }
 
 /// `--json`.
@@ -218,7 +233,7 @@ pub fn main_entry() -> i32 {
         ),
         Command::Run => run_daemon(&cli),
         Command::Doctor { json, fix } => doctor(&cli, *json, *fix),
-        Command::Fleet(FleetCommand::Health(f)) => fleet_health(&cli, f.json),
+        Command::Fleet(FleetCommand::Health(f)) => fleet_health(&cli, f.json, f.stale_after),
     }
 }
 
@@ -356,13 +371,21 @@ fn runtime() -> Result<tokio::runtime::Runtime, i32> {
 }
 
 fn must_be_root(what: &str) -> Result<(), i32> {
+    require_root(
+        what,
+        "it reads the ledger and /etc/sudoers.d, and changes accounts with useradd/usermod/userdel",
+        exit::FAILURE,
+    )
+}
+
+fn require_root(what: &str, why: &str, code: i32) -> Result<(), i32> {
     if nix::unistd::geteuid().is_root() {
         Ok(())
     } else {
         eprintln!(
-            "ssm-companion: {what} must run as root (it reads the ledger and /etc/sudoers.d, and changes accounts with useradd/usermod/userdel); use sudo or the systemd service"
+            "ssm-companion: {what} must run as root ({why}); use sudo or the systemd service"
         );
-        Err(exit::FAILURE)
+        Err(code)
     }
 }
 
@@ -413,13 +436,21 @@ fn doctor(cli: &Cli, json: bool, fix: bool) -> i32 {
         Ok(l) => l,
         Err(code) => return code,
     };
+    // As another user most checks could only say "permission denied": refuse, as UNKNOWN.
+    if let Err(code) = require_root(
+        "`doctor`",
+        "the agent's state (/var/lib/amazon/ssm, mode 0700) and its process environment are root's",
+        crate::health::Status::Unknown.exit_code(),
+    ) {
+        return code;
+    }
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
     let settings = loaded.settings;
     let report = rt.block_on(async {
-        let aws = Aws::load(&settings.aws).await;
+        let aws = crate::health::load_aws(&settings).await;
         let clock = SystemClock;
         let mut report =
             crate::health::doctor(&settings, &aws, crate::clock::Clock::now(&clock)).await;
@@ -443,7 +474,7 @@ fn doctor(cli: &Cli, json: bool, fix: bool) -> i32 {
     report.overall.exit_code()
 }
 
-fn fleet_health(cli: &Cli, json: bool) -> i32 {
+fn fleet_health(cli: &Cli, json: bool, stale_after: std::time::Duration) -> i32 {
     let loaded = match load(cli, false) {
         Ok(l) => l,
         Err(code) => return code,
@@ -461,7 +492,12 @@ fn fleet_health(cli: &Cli, json: bool) -> i32 {
         }
     });
     match result {
-        Ok(view) => {
+        Ok(mut view) => {
+            crate::health::fleet::mark_stale(
+                &mut view,
+                crate::clock::Clock::now(&SystemClock),
+                stale_after,
+            );
             if json {
                 println!("{}", crate::health::fleet::json(&view));
             } else {

@@ -165,6 +165,12 @@ impl Aws {
     /// environment or IMDSv2; the default credential chain (with our IMDS client); the endpoint
     /// override; deadlines and retries. Never fails: what is missing is said in the fields.
     pub async fn load(settings: &AwsSettings) -> Self {
+        Self::load_with_region_hint(settings, None).await
+    }
+
+    /// [`Aws::load`], with a last-resort region (what amazon-ssm-agent itself uses, for hybrid
+    /// hosts where neither the config, the environment nor IMDS names one).
+    pub async fn load_with_region_hint(settings: &AwsSettings, hint: Option<String>) -> Self {
         let imds = match imds_client(settings) {
             Ok(c) => c,
             Err(e) => {
@@ -182,7 +188,8 @@ impl Aws {
         let region = Some(settings.region.clone())
             .filter(|r| !r.is_empty())
             .or_else(env_region)
-            .or_else(|| identity.region.clone());
+            .or_else(|| identity.region.clone())
+            .or(hint.filter(|r| !r.is_empty()));
         let sdk = match region {
             Some(r) => Ok(sdk_config(settings, Region::new(r), imds).await),
             None => Err(AwsError::NoRegion(

@@ -996,7 +996,14 @@ fn service_list(p: &Picked<Vec<String>>) -> Result<Vec<String>, String> {
             "`{bad}` is not a service the checks know; allowed: {}",
             HEALTH_SERVICES.join(", ")
         )),
-        None => Ok(p.value.clone()),
+        None => {
+            // Two probes of one endpoint would report the same check id twice.
+            let mut seen = std::collections::BTreeSet::new();
+            match p.value.iter().find(|s| !seen.insert(s.as_str())) {
+                Some(dup) => Err(format!("`{dup}` is listed twice; list each service once")),
+                None => Ok(p.value.clone()),
+            }
+        }
     }
 }
 

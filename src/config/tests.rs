@@ -224,3 +224,23 @@ fn the_mapping_source_is_accepted_with_a_warning() {
         l.warnings
     );
 }
+
+#[test]
+fn bad_health_values_are_named() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "etc/config.d/60-h.toml",
+        "[health]\nservices = [\"ssm\", \"ssmmessages\", \"ssm\"]\nrequired_services = [\"ssn\"]\ntimeout = \"0s\"\n",
+    );
+    let e = load(&opts(d.path(), true)).unwrap_err();
+    let msg = e.to_string();
+    for needle in [
+        "60-h.toml:2:12: key `health.services`: `ssm` is listed twice",
+        "60-h.toml:3:21: key `health.required_services`: `ssn` is not a service the checks know",
+        "60-h.toml:4:11: key `health.timeout`",
+    ] {
+        assert!(msg.contains(needle), "missing {needle:?} in:\n{msg}");
+    }
+    assert_eq!(e.issues.len(), 3, "{msg}");
+}

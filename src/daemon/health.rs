@@ -79,7 +79,7 @@ async fn send_inventory(ctx: &mut TaskContext, settings: &Settings, aws: &Aws, r
     let dir = &settings.paths.state_dir;
     let now = ctx.clock.now();
     let last = inventory::load(dir);
-    let hash = report::content_hash(r);
+    let hash = report::status_hash(r);
     if !inventory::due(
         &last,
         &hash,
@@ -103,24 +103,28 @@ async fn send_inventory(ctx: &mut TaskContext, settings: &Settings, aws: &Aws, r
         () = tokio::time::sleep(delay) => {}
         () = stopped(&mut ctx.stop) => return,
     }
-    match inventory::send(&aws_sdk_ssm::Client::new(sdk), &instance, r, now).await {
+    let record = match inventory::send(&aws_sdk_ssm::Client::new(sdk), &instance, r, now).await {
         Ok(hash) => {
             tracing::info!("health: sent {} for {instance}", report::INVENTORY_TYPE);
-            let sent = inventory::Sent {
-                at: Some(crate::clock::rfc3339(now)),
-                hash: Some(hash),
-            };
-            if let Err(e) = inventory::save(dir, &sent) {
-                tracing::warn!("health: cannot record the inventory send: {e}");
-            }
+            inventory::Sent::success(now, hash)
         }
-        Err(e) => tracing::warn!("health: {e}"),
+        Err(e) => {
+            let next = last.failure(now);
+            tracing::warn!(
+                "health: {e} (attempt {}; retrying with backoff)",
+                next.failures
+            );
+            next
+        }
+    };
+    if let Err(e) = inventory::save(dir, &record) {
+        tracing::warn!("health: cannot record the inventory send: {e}");
     }
 }
 
 pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), String> {
     let mut settings: Arc<Settings> = ctx.settings.borrow_and_update().clone();
-    let mut aws = Aws::load(&settings.aws).await;
+    let mut aws = health::load_aws(&settings).await;
     let mut st = State {
         follower: Follower::default(),
         digest: Digest::default(),
@@ -140,7 +144,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), String> {
                 }
                 let new = ctx.settings.borrow_and_update().clone();
                 if new.aws != settings.aws {
-                    aws = Aws::load(&new.aws).await;
+                    aws = health::load_aws(&new).await;
                 }
                 settings = new;
                 next_local = Instant::now();
@@ -179,7 +183,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), String> {
         }
         if Instant::now() >= next_network {
             if aws.imds_problem.is_some() || aws.sdk.is_err() {
-                aws = Aws::load(&settings.aws).await;
+                aws = health::load_aws(&settings).await;
             }
             st.network = health::network_checks(&settings, &aws, &st.facts, now).await;
             next_network = Instant::now() + jittered(h.network_interval);

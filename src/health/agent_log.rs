@@ -292,6 +292,21 @@ pub fn freshness_verdict(
             ),
         };
     };
+    // A core that started after the last report gets two periods to send its first one (a
+    // stopped-then-started agent must not stay critical until then).
+    if let Some(start) = d.core_start
+        && start > last
+        && now.duration_since(start).is_ok_and(|a| a < fresh)
+    {
+        let ago = now.duration_since(start).unwrap_or_default();
+        return CheckResult::ok(
+            ID,
+            format!(
+                "the agent started {} ago; its first health report is not due yet",
+                humantime::format_duration(Duration::from_secs(ago.as_secs()))
+            ),
+        );
+    }
     let age = now.duration_since(last).unwrap_or_default();
     let ago = humantime::format_duration(Duration::from_secs(age.as_secs()));
     if d.last_ping_failed {
@@ -581,6 +596,24 @@ mod tests {
         let first = records.first().unwrap().time;
         let last = records.last().unwrap().time;
         assert!(first < last);
+    }
+
+    #[test]
+    fn a_restarted_agent_gets_time_for_its_first_report() {
+        let at = |s: &str| local(&format!("2026-11-29 {s}"));
+        let line = |t: &str, m: &str| format!("2026-11-29 {t}.0000 INFO {m}\n");
+        let text = line(
+            "08:00:00",
+            &format!("[ssm-agent-worker] [HealthCheck] {HEALTH_LINE}"),
+        ) + &line("10:00:00", "[amazon-ssm-agent] Starting Core Agent");
+        let mut d = Digest::default();
+        d.add(&parse(&text));
+        let v = freshness_verdict(&d, at("10:02:00"), 5, true);
+        assert_eq!(v.status, Status::Ok, "{v:?}");
+        assert!(v.detail.contains("started"), "{v:?}");
+        // Past the grace, the old report is what counts.
+        let v = freshness_verdict(&d, at("10:30:00"), 5, true);
+        assert_eq!(v.status, Status::Critical, "{v:?}");
     }
 
     #[test]

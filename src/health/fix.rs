@@ -65,21 +65,6 @@ pub async fn remediate(
         ];
     }
     let now = clock.now();
-    let state_path = paths.own_state_dir.join(STATE_FILE);
-    let last = std::fs::read_to_string(&state_path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<FixState>(&t).ok())
-        .and_then(|s| s.last_attempt)
-        .and_then(|t| crate::clock::parse_rfc3339(&t));
-    if let Some(last) = last
-        && now.duration_since(last).unwrap_or(Duration::ZERO) < settings.health.fix_min_interval
-    {
-        return vec![format!(
-            "not fixing: the last attempt was at {} (at most one per health.fix_min_interval = {})",
-            crate::clock::rfc3339(last),
-            humantime::format_duration(settings.health.fix_min_interval)
-        )];
-    }
     let s = settings.clone();
     let outcome = tokio::task::spawn_blocking(move || run(&s, action, now)).await;
     match outcome {
@@ -97,8 +82,75 @@ pub async fn remediate(
     .collect()
 }
 
+/// An update lock younger than this means the agent's updater is at work.
+pub const UPDATE_LOCK_FRESH: Duration = Duration::from_secs(3600);
+
+/// Why not to touch the unit now (pure), or `None`.
+pub fn refusal(
+    action: Action,
+    unit: &systemd::UnitState,
+    update_lock_age: Option<Duration>,
+) -> Option<String> {
+    if !unit.job.is_empty() {
+        return Some(format!(
+            "systemd job {} for {} is already pending; systemd is on it",
+            unit.job, unit.id
+        ));
+    }
+    if action == Action::Start
+        && matches!(
+            unit.unit_file_state.as_str(),
+            "disabled" | "masked" | "masked-runtime"
+        )
+    {
+        return Some(format!(
+            "{} is {}: someone turned it off on purpose; `systemctl enable --now {}` if it should run",
+            unit.id, unit.unit_file_state, unit.id
+        ));
+    }
+    if let Some(age) = update_lock_age
+        && age < UPDATE_LOCK_FRESH
+    {
+        return Some(format!(
+            "an agent update is in progress (update.lock changed {}s ago); the updater restarts the agent itself",
+            age.as_secs()
+        ));
+    }
+    None
+}
+
+/// The last attempt from the state file; one in the future (the clock went back) does not
+/// count, so a clock correction cannot block fixing for as long as it jumped.
+fn last_attempt(path: &std::path::Path, now: SystemTime) -> Option<(SystemTime, Duration)> {
+    let t = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<FixState>(&t).ok())?
+        .last_attempt?;
+    let at = crate::clock::parse_rfc3339(&t)?;
+    now.duration_since(at).ok().map(|ago| (at, ago))
+}
+
 fn run(settings: &Settings, action: Action, now: SystemTime) -> Vec<String> {
     let paths = settings.paths.health();
+    // One fixer at a time (the daemon and `doctor --fix`), and the rate limit read under it.
+    let _lock = match crate::state::StateDir::open(&paths.own_state_dir)
+        .and_then(|d| d.try_lock("health-fix.lock"))
+    {
+        Ok(l) => l,
+        Err(crate::state::StateError::Busy { .. }) => {
+            return vec!["not fixing: another ssm-companion is fixing right now".into()];
+        }
+        Err(e) => return vec![format!("not fixing: {e}")],
+    };
+    if let Some((at, ago)) = last_attempt(&paths.own_state_dir.join(STATE_FILE), now)
+        && ago < settings.health.fix_min_interval
+    {
+        return vec![format!(
+            "not fixing: the last attempt was at {} (at most one per health.fix_min_interval = {})",
+            crate::clock::rfc3339(at),
+            humantime::format_duration(settings.health.fix_min_interval)
+        )];
+    }
     let show = |unit: &str| {
         crate::exec::run_ok(
             &paths.systemctl,
@@ -121,6 +173,13 @@ fn run(settings: &Settings, action: Action, now: SystemTime) -> Vec<String> {
     else {
         return vec!["not fixing: no loaded amazon-ssm-agent unit to start".into()];
     };
+    let update_lock_age = std::fs::metadata(paths.state_dir.join("update.lock"))
+        .and_then(|m| m.modified())
+        .ok()
+        .map(|m| now.duration_since(m).unwrap_or(Duration::ZERO));
+    if let Some(why) = refusal(action, &unit, update_lock_age) {
+        return vec![format!("not fixing: {why}")];
+    }
     // Remember the attempt first: a crash or a hang still counts against the rate limit.
     let state = FixState {
         last_attempt: Some(crate::clock::rfc3339(now)),
@@ -179,6 +238,42 @@ mod tests {
                 CheckResult::new("agent.worker", worker, "", ""),
             ],
         }
+    }
+
+    #[test]
+    fn refusals() {
+        let unit = |file_state: &str, job: &str| systemd::UnitState {
+            id: "amazon-ssm-agent.service".into(),
+            unit_file_state: file_state.into(),
+            job: job.into(),
+            ..Default::default()
+        };
+        assert_eq!(refusal(Action::Start, &unit("enabled", ""), None), None);
+        let r = refusal(Action::Start, &unit("disabled", ""), None).unwrap();
+        assert!(r.contains("on purpose"), "{r}");
+        assert!(refusal(Action::Start, &unit("masked", ""), None).is_some());
+        // A running core without its worker is restarted even when the unit is disabled.
+        assert_eq!(refusal(Action::Restart, &unit("disabled", ""), None), None);
+        let r = refusal(Action::Start, &unit("enabled", "55"), None).unwrap();
+        assert!(r.contains("job 55"), "{r}");
+        let fresh = Some(Duration::from_secs(120));
+        let r = refusal(Action::Restart, &unit("enabled", ""), fresh).unwrap();
+        assert!(r.contains("update"), "{r}");
+        let stale = Some(UPDATE_LOCK_FRESH * 2);
+        assert_eq!(refusal(Action::Start, &unit("enabled", ""), stale), None);
+    }
+
+    #[test]
+    fn a_last_attempt_in_the_future_does_not_block() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(STATE_FILE);
+        let now = crate::clock::parse_rfc3339("2026-11-29T12:00:00Z").unwrap();
+        std::fs::write(&p, r#"{"last_attempt":"2026-11-29T11:59:00Z"}"#).unwrap();
+        assert_eq!(last_attempt(&p, now).unwrap().1, Duration::from_secs(60));
+        std::fs::write(&p, r#"{"last_attempt":"2027-01-01T00:00:00Z"}"#).unwrap();
+        assert!(last_attempt(&p, now).is_none());
+        std::fs::write(&p, "not json").unwrap();
+        assert!(last_attempt(&p, now).is_none());
     }
 
     #[test]

@@ -25,6 +25,41 @@ pub struct Instance {
     pub agent_version: Option<String>,
     /// When the report was captured.
     pub capture_time: Option<String>,
+    /// The report is older than `--stale-after` (or has no readable time): its verdicts say
+    /// nothing about now, so `overall` is unknown.
+    pub stale: bool,
+}
+
+/// The check id a stale report is listed under.
+pub const STALE_CHECK: &str = "report.stale";
+
+/// Marks reports older than `stale_after` (daemons refresh theirs at least every
+/// `health.inventory_max_age`, 24 h by default) as unknown, naming their age.
+pub fn mark_stale(v: &mut FleetView, now: std::time::SystemTime, stale_after: std::time::Duration) {
+    for i in &mut v.instances {
+        let at = i
+            .capture_time
+            .as_deref()
+            .and_then(super::identity::parse_time);
+        let detail = match at {
+            None => "the report has no readable capture time".to_string(),
+            Some(t) => match now.duration_since(t) {
+                Ok(age) if age > stale_after => format!(
+                    "last report {} ago ({} was {}): the daemon stopped reporting, or the instance is off",
+                    humantime::format_duration(std::time::Duration::from_secs(
+                        age.as_secs() / 60 * 60
+                    )),
+                    i.capture_time.as_deref().unwrap_or_default(),
+                    i.overall.as_str()
+                ),
+                _ => continue,
+            },
+        };
+        i.stale = true;
+        i.overall = Status::Unknown;
+        i.failing
+            .insert(0, (STALE_CHECK.to_string(), Status::Unknown, detail));
+    }
 }
 
 /// The fleet.
@@ -99,6 +134,7 @@ pub fn instance(
         failing,
         agent_version: version,
         capture_time,
+        stale: false,
     }
 }
 
@@ -295,5 +331,32 @@ mod tests {
         let j: serde_json::Value = serde_json::from_str(&json(&v)).unwrap();
         assert_eq!(j["worst"], "critical");
         assert_eq!(j["agent_versions"]["3.2.1.0"], 1);
+    }
+
+    #[test]
+    fn old_reports_are_unknown() {
+        let rows = [row("overall", "ok", "3.3.987.0")];
+        let mut v = FleetView {
+            instances: vec![
+                instance("i-fresh", Some("2026-11-29T10:00:00Z".into()), &rows),
+                instance("i-old", Some("2026-11-27T10:00:00Z".into()), &rows),
+                instance("i-none", None, &rows),
+                // A host whose clock runs ahead is not stale.
+                instance("i-ahead", Some("2026-11-29T12:05:00Z".into()), &rows),
+            ],
+        };
+        let now = super::super::identity::parse_time("2026-11-29T12:00:00Z").unwrap();
+        mark_stale(&mut v, now, std::time::Duration::from_secs(26 * 3600));
+        let get = |id: &str| v.instances.iter().find(|i| i.instance_id == id).unwrap();
+        assert_eq!(get("i-fresh").overall, Status::Ok);
+        assert!(!get("i-ahead").stale);
+        let old = get("i-old");
+        assert!(old.stale);
+        assert_eq!(old.overall, Status::Unknown);
+        assert!(old.failing[0].2.contains("2days 2h ago"), "{old:?}");
+        assert!(old.failing[0].2.contains("was ok"), "{old:?}");
+        assert!(get("i-none").stale);
+        assert_eq!(v.worst(), Status::Unknown);
+        assert_eq!(v.failing_checks()[STALE_CHECK], 2);
     }
 }

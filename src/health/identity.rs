@@ -194,6 +194,7 @@ pub struct InstanceProfile {
 pub fn instance_profile_verdict(
     ec2: &Ec2,
     profile: &Result<InstanceProfile, String>,
+    agent: Option<&AgentIdentity>,
     now: SystemTime,
 ) -> CheckResult {
     const ID: &str = "credentials.instance_profile";
@@ -205,6 +206,12 @@ pub fn instance_profile_verdict(
         Err(e) => return CheckResult::new(ID, Status::Unknown, e.clone(), ""),
     };
     let Some(role) = &p.role else {
+        if agent.is_some_and(|a| a.credential_source.eq_ignore_ascii_case("SSM")) {
+            return CheckResult::ok(
+                ID,
+                "no instance profile role; the agent uses Default Host Management credentials (CredentialSource SSM)",
+            );
+        }
         return CheckResult::new(
             ID,
             Status::Warning,
@@ -323,23 +330,33 @@ mod tests {
             })
         };
         assert_eq!(
-            instance_profile_verdict(&ec2, &p(Some("r"), Some("2026-11-29T18:00:00Z")), now).status,
+            instance_profile_verdict(&ec2, &p(Some("r"), Some("2026-11-29T18:00:00Z")), None, now)
+                .status,
             Status::Ok
         );
         assert_eq!(
-            instance_profile_verdict(&ec2, &p(Some("r"), Some("2026-11-29T12:05:00Z")), now).status,
+            instance_profile_verdict(&ec2, &p(Some("r"), Some("2026-11-29T12:05:00Z")), None, now)
+                .status,
             Status::Warning
         );
         assert_eq!(
-            instance_profile_verdict(&ec2, &p(Some("r"), Some("2026-11-29T11:00:00Z")), now).status,
+            instance_profile_verdict(&ec2, &p(Some("r"), Some("2026-11-29T11:00:00Z")), None, now)
+                .status,
             Status::Critical
         );
         assert_eq!(
-            instance_profile_verdict(&ec2, &p(None, None), now).status,
+            instance_profile_verdict(&ec2, &p(None, None), None, now).status,
             Status::Warning
         );
+        let dhmc = AgentIdentity {
+            credential_source: "SSM".into(),
+            ..Default::default()
+        };
+        let v = instance_profile_verdict(&ec2, &p(None, None), Some(&dhmc), now);
+        assert_eq!(v.status, Status::Ok, "{v:?}");
+        assert!(v.detail.contains("Default Host Management"), "{v:?}");
         assert_eq!(
-            instance_profile_verdict(&Ec2::default(), &p(None, None), now).status,
+            instance_profile_verdict(&Ec2::default(), &p(None, None), None, now).status,
             Status::Ok
         );
     }

@@ -17,13 +17,49 @@ use crate::aws::sdk_error;
 /// File in the state directory remembering the last send.
 pub const STATE_FILE: &str = "health-inventory.json";
 
-/// What was last sent.
+/// What was last sent, and the failed attempts since.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sent {
     /// When (RFC 3339).
     pub at: Option<String>,
-    /// The content hash sent.
+    /// The status hash ([`report::status_hash`]) of what was sent.
     pub hash: Option<String>,
+    /// When the last attempt failed (RFC 3339), if the last attempt failed.
+    #[serde(default)]
+    pub failed_at: Option<String>,
+    /// Consecutive failed attempts.
+    #[serde(default)]
+    pub failures: u32,
+}
+
+/// The first retry after a failed send waits this long, doubling per failure up to
+/// `health.inventory_min_interval`.
+pub const RETRY_BASE: Duration = Duration::from_secs(60);
+
+impl Sent {
+    /// The record after a successful send.
+    pub fn success(now: SystemTime, hash: String) -> Self {
+        Self {
+            at: Some(crate::clock::rfc3339(now)),
+            hash: Some(hash),
+            failed_at: None,
+            failures: 0,
+        }
+    }
+
+    /// The record after a failed attempt (the last success is kept).
+    pub fn failure(mut self, now: SystemTime) -> Self {
+        self.failed_at = Some(crate::clock::rfc3339(now));
+        self.failures = self.failures.saturating_add(1);
+        self
+    }
+}
+
+/// How long ago `at` was; a time in the future (the clock went back) counts as long ago, so a
+/// clock correction cannot silence sending for as long as it jumped.
+fn age(at: Option<&str>, now: SystemTime) -> Option<Duration> {
+    let at = crate::clock::parse_rfc3339(at?)?;
+    Some(now.duration_since(at).unwrap_or(Duration::MAX))
 }
 
 /// Loads the last-send record.
@@ -52,10 +88,16 @@ pub fn due(
     min_interval: Duration,
     max_age: Duration,
 ) -> bool {
-    let Some(at) = last.at.as_deref().and_then(crate::clock::parse_rfc3339) else {
+    if let Some(since) = age(last.failed_at.as_deref(), now) {
+        let exp = last.failures.saturating_sub(1).min(16);
+        let wait = RETRY_BASE.saturating_mul(1 << exp).min(min_interval);
+        if since < wait {
+            return false;
+        }
+    }
+    let Some(age) = age(last.at.as_deref(), now) else {
         return true;
     };
-    let age = now.duration_since(at).unwrap_or(Duration::ZERO);
     if age < min_interval {
         return false;
     }
@@ -67,7 +109,7 @@ fn capture_time(now: SystemTime) -> String {
     crate::clock::rfc3339(now)
 }
 
-/// Sends one report.
+/// Sends one report; returns its status hash.
 pub async fn send(
     client: &aws_sdk_ssm::Client,
     instance_id: &str,
@@ -94,7 +136,7 @@ pub async fn send(
         .send()
         .await
         .map_err(|e| format!("PutInventory: {}", sdk_error(&e)))?;
-    Ok(hash)
+    Ok(report::status_hash(r))
 }
 
 #[cfg(test)]
@@ -106,10 +148,7 @@ mod tests {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let min = Duration::from_secs(1800);
         let max = Duration::from_secs(86400);
-        let sent = Sent {
-            at: Some(crate::clock::rfc3339(t0)),
-            hash: Some("a".into()),
-        };
+        let sent = Sent::success(t0, "a".into());
         assert!(due(&Sent::default(), "a", t0, min, max), "first send");
         assert!(
             !due(&sent, "b", t0 + Duration::from_secs(60), min, max),
@@ -121,5 +160,33 @@ mod tests {
             "unchanged"
         );
         assert!(due(&sent, "a", t0 + max, min, max), "at least daily");
+        assert!(
+            due(&sent, "a", t0 - Duration::from_secs(3600), min, max),
+            "the clock went back: a send in the future does not count"
+        );
+    }
+
+    #[test]
+    fn failures_back_off() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let min = Duration::from_secs(1800);
+        let max = Duration::from_secs(86400);
+        let s = |secs| t0 + Duration::from_secs(secs);
+        let once = Sent::default().failure(t0);
+        assert!(!due(&once, "a", s(30), min, max));
+        assert!(due(&once, "a", s(60), min, max));
+        let thrice = Sent::default().failure(t0).failure(t0).failure(t0);
+        assert!(!due(&thrice, "a", s(239), min, max));
+        assert!(due(&thrice, "a", s(240), min, max));
+        let many = (0..40).fold(Sent::default(), |x, _| x.failure(t0));
+        assert!(
+            !due(&many, "a", s(1799), min, max),
+            "capped, not overflowed"
+        );
+        assert!(due(&many, "a", s(1800), min, max));
+        // A success clears the failures.
+        let ok = Sent::success(s(1800), "a".into());
+        assert_eq!(ok.failures, 0);
+        assert!(ok.failed_at.is_none());
     }
 }

@@ -204,6 +204,29 @@ fn user_exists(name: &str) -> Result<bool, String> {
         .map_err(|e| format!("looking up `{name}` failed: {e}"))
 }
 
+/// Looks the users up through NSS on a blocking thread, within `timeout`: a hung LDAP or SSSD
+/// backend makes the answer unknown instead of stalling the health loop. Users without an answer
+/// map to an error naming the deadline.
+async fn lookup_users(
+    names: Vec<String>,
+    timeout: Duration,
+) -> std::collections::HashMap<String, Result<bool, String>> {
+    let task = tokio::task::spawn_blocking(move || {
+        names
+            .into_iter()
+            .map(|n| {
+                let r = user_exists(&n);
+                (n, r)
+            })
+            .collect::<std::collections::HashMap<_, _>>()
+    });
+    match tokio::time::timeout(timeout, task).await {
+        Ok(Ok(m)) => m,
+        // On expiry the thread finishes (or hangs) on its own; nothing waits for it.
+        _ => std::collections::HashMap::new(),
+    }
+}
+
 /// The network checks (async, in parallel, each bounded by `health.timeout`).
 pub async fn network_checks(
     settings: &Settings,
@@ -313,12 +336,43 @@ pub async fn network_checks(
         let call = tokio::time::timeout(h.timeout * 2, aws::sts::caller_identity(&client)).await;
         let id = match call {
             Ok(Ok(id)) => id,
-            Ok(Err(e)) => {
-                let skew = if e.contains("Signature") {
+            Ok(Err(e)) if e.kind == aws::sts::FailureKind::NoCredentials => {
+                // The agent's own credentials are credentials.agent's business: with Default
+                // Host Management the agent has some while this process has none.
+                let dhmc = facts
+                    .agent_identity
+                    .as_ref()
+                    .is_some_and(|a| a.credential_source.eq_ignore_ascii_case("SSM"));
+                let detail = if dhmc {
+                    format!(
+                        "ssm-companion has no AWS credentials of its own (the agent uses Default Host Management credentials, which other processes cannot use): {}",
+                        e.message
+                    )
+                } else {
+                    format!("ssm-companion has no AWS credentials: {}", e.message)
+                };
+                return (
+                    CheckResult::new(
+                        "sts.identity",
+                        Status::Unknown,
+                        detail,
+                        "attach an instance profile (or set AWS credentials for the service) so the AWS-side checks can run",
+                    ),
+                    CheckResult::new(
+                        "clock.skew",
+                        Status::Unknown,
+                        "no signed response to compare with",
+                        "",
+                    ),
+                );
+            }
+            Ok(Err(failure)) => {
+                let e = failure.message;
+                let skew = if failure.kind == aws::sts::FailureKind::RequestTime {
                     CheckResult::new(
                         "clock.skew",
                         Status::Critical,
-                        format!("AWS rejected the signature: {e}"),
+                        format!("AWS rejected the request's time: {e}"),
                         "fix time synchronisation (chrony/systemd-timesyncd; on EC2 169.254.169.123)",
                     )
                 } else {
@@ -370,7 +424,7 @@ pub async fn network_checks(
                 "the response had no Date header",
                 "",
             ),
-            Some(server) => clock_verdict(now, server, h.max_clock_skew),
+            Some(server) => clock_verdict(id.local_date.unwrap_or(now), server, h.max_clock_skew),
         };
         (identity, skew)
     };
@@ -387,13 +441,37 @@ pub async fn network_checks(
     };
 
     let (profile, endpoints, (sts_id, skew), prefs) = tokio::join!(profile, endpoints, sts, prefs);
-    out.push(identity::instance_profile_verdict(&ec2, &profile, now));
+    out.push(identity::instance_profile_verdict(
+        &ec2,
+        &profile,
+        facts.agent_identity.as_ref(),
+        now,
+    ));
     out.extend(endpoints);
     out.push(sts_id);
     out.push(skew);
-    let exists = |u: &str| user_exists(u);
-    out.push(runas::preferences_verdict(&prefs, &exists));
     let map = crate::state::run_as::load(&paths.own_state_dir);
+    let mut names: Vec<String> = map
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
+        .map(|m| m.mapped.iter().map(|u| u.user.clone()).collect())
+        .unwrap_or_default();
+    if let Ok(Some(p)) = &prefs
+        && let Some(u) = &p.default_user
+    {
+        names.push(u.clone());
+    }
+    let found = lookup_users(names, h.timeout).await;
+    let exists = |u: &str| {
+        found.get(u).cloned().unwrap_or_else(|| {
+            Err(format!(
+                "looking up `{u}` gave no answer within {} (a hung NSS source?)",
+                humantime::format_duration(h.timeout)
+            ))
+        })
+    };
+    out.push(runas::preferences_verdict(&prefs, &exists));
     let run_as_on = prefs
         .as_ref()
         .ok()
@@ -430,6 +508,34 @@ pub fn clock_verdict(now: SystemTime, server: SystemTime, max: Duration) -> Chec
     } else {
         CheckResult::ok("clock.skew", format!("{secs}s {dir} AWS"))
     }
+}
+
+/// The region amazon-ssm-agent uses when nothing else names one: its config's `Agent.Region`,
+/// else the hybrid registration's (blocking: two small files).
+pub fn agent_region(settings: &Settings) -> Option<String> {
+    let paths = settings.paths.health();
+    agent::config(&paths.config_dir)
+        .0
+        .region
+        .filter(|r| !r.is_empty())
+        .or_else(|| {
+            identity::read_json::<identity::Registration>(&paths.state_dir.join("registration"))
+                .ok()
+                .flatten()
+                .map(|r| r.region)
+                .filter(|r| !r.is_empty())
+        })
+}
+
+/// The AWS plumbing for the health checks: [`Aws::load`] with the agent's region as the
+/// last resort.
+pub async fn load_aws(settings: &Settings) -> Aws {
+    let s = settings.clone();
+    let hint = tokio::task::spawn_blocking(move || agent_region(&s))
+        .await
+        .ok()
+        .flatten();
+    Aws::load_with_region_hint(&settings.aws, hint).await
 }
 
 /// Runs every check once (`doctor`).

@@ -175,23 +175,35 @@ pub fn inventory_content(r: &Report) -> Vec<BTreeMap<String, String>> {
     rows
 }
 
-/// A stable hash of the content, without times (Inventory skips an unchanged hash).
-pub fn content_hash(r: &Report) -> String {
+/// FNV-1a over strings, each terminated by a NUL (so `["ab", ""]` and `["a", "b"]` differ).
+fn fnv<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |s: &str| {
+    for s in parts {
         for b in s.bytes().chain(std::iter::once(0)) {
             h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
-    };
-    feed(r.overall.as_str());
-    feed(r.agent_version.as_deref().unwrap_or(""));
-    for c in &r.checks {
-        feed(&c.id);
-        feed(c.status.as_str());
-        feed(&c.detail);
-        feed(&c.remedy);
     }
     format!("{h:016x}")
+}
+
+/// What decides whether the report is worth sending again: the verdicts and the agent version,
+/// not the details (durations, latencies and expiry countdowns change every run).
+pub fn status_hash(r: &Report) -> String {
+    let mut parts = vec![r.overall.as_str(), r.agent_version.as_deref().unwrap_or("")];
+    for c in &r.checks {
+        parts.push(&c.id);
+        parts.push(c.status.as_str());
+    }
+    fnv(parts)
+}
+
+/// Inventory's `ContentHash`: of everything sent, the time included. Inventory skips an item
+/// whose hash did not change, keeping its old capture time, so a periodic refresh must change it.
+pub fn content_hash(r: &Report) -> String {
+    let rows = inventory_content(r);
+    fnv(rows
+        .iter()
+        .flat_map(|m| m.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()])))
 }
 
 #[cfg(test)]
@@ -259,12 +271,18 @@ mod tests {
     }
 
     #[test]
-    fn content_hash_ignores_time_but_not_verdicts() {
+    fn status_hash_ignores_time_and_details_but_not_verdicts() {
         let a = report();
         let mut b = report();
         b.generated_at = "2026-11-30T00:00:00Z".into();
-        assert_eq!(content_hash(&a), content_hash(&b));
-        b.checks[1].status = Status::Ok;
+        b.checks[1].detail = "valid for 5h 59m".into();
+        assert_eq!(status_hash(&a), status_hash(&b));
+        // What Inventory is told changes with the time, so a refresh is not skipped.
         assert_ne!(content_hash(&a), content_hash(&b));
+        b.checks[1].status = Status::Ok;
+        assert_ne!(status_hash(&a), status_hash(&b));
+        let mut c = report();
+        c.agent_version = Some("3.3.1000.0".into());
+        assert_ne!(status_hash(&a), status_hash(&c));
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::model::{CheckResult, Status};
 
 /// The properties we ask `systemctl show` for.
-pub const PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,UnitFileState,FragmentPath,MainPID,NRestarts,ExecMainStatus,ExecMainCode,Result";
+pub const PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,UnitFileState,FragmentPath,MainPID,NRestarts,ExecMainStatus,ExecMainCode,Result,Job";
 
 /// The service units the agent is installed as: deb/rpm, then snap.
 pub const UNITS: [&str; 2] = [
@@ -36,6 +36,8 @@ pub struct UnitState {
     pub exec_main_status: i32,
     /// `Result` (`success`, `exit-code`, …).
     pub result: String,
+    /// `Job`: the id of a queued or running systemd job for the unit, empty when none.
+    pub job: String,
 }
 
 /// Parses `systemctl show` output (`Key=Value` lines; unknown keys ignored).
@@ -53,6 +55,7 @@ pub fn parse_show(text: &str) -> UnitState {
         n_restarts: get("NRestarts").parse().unwrap_or(0),
         exec_main_status: get("ExecMainStatus").parse().unwrap_or(0),
         result: get("Result"),
+        job: get("Job"),
     }
 }
 
@@ -86,6 +89,18 @@ pub fn service_verdict(units: &[UnitState]) -> CheckResult {
         u.unit_file_state.as_str(),
         "enabled" | "enabled-runtime" | "static" | "alias"
     );
+    let running = (u.active_state.as_str(), u.sub_state.as_str()) == ("active", "running");
+    if !running && !u.job.is_empty() {
+        return CheckResult::new(
+            ID,
+            Status::Warning,
+            format!(
+                "{} is {} ({}) and systemd job {} for it is pending (e.g. waiting for network-online.target)",
+                u.id, u.active_state, u.sub_state, u.job
+            ),
+            "systemctl list-jobs; check again in a minute",
+        );
+    }
     match (u.active_state.as_str(), u.sub_state.as_str()) {
         ("active", "running") => {
             let mut detail = format!("{} is running (pid {}", u.id, u.main_pid);
@@ -223,6 +238,19 @@ mod tests {
         let v = service_verdict(&[u]);
         assert_eq!(v.status, Status::Warning);
         assert!(v.detail.contains("keeps crashing"));
+    }
+
+    #[test]
+    fn a_pending_job_is_a_warning_not_a_failure() {
+        let mut u = parse_show(&fixture("inactive-enabled.txt"));
+        assert!(u.job.is_empty(), "{u:?}");
+        u.job = "55".into();
+        let v = service_verdict(&[u]);
+        assert_eq!(v.status, Status::Warning, "{v:?}");
+        assert!(v.detail.contains("job 55"), "{v:?}");
+        let mut running = parse_show(&fixture("active-enabled.txt"));
+        running.job = "56".into();
+        assert_eq!(service_verdict(&[running]).status, Status::Ok);
     }
 
     #[test]
