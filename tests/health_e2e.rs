@@ -1,6 +1,7 @@
 //! Health end to end: `doctor` against a stand-in agent (a native binary under the agent's names,
 //! `tests/support/stand-in-ssm-agent.c`), real endpoints in a network namespace (reachable,
-//! refused, timeout, TLS failure, DNS failure), the IMDSv2 stub and STS on moto; the daemon's
+//! refused, timeout, TLS failure, DNS failure, and through an authenticating CONNECT proxy), the
+//! IMDSv2 stub and STS on moto; the daemon's
 //! health.json, Prometheus textfile and SSM Inventory item read back by `fleet health`; and
 //! real systemd as PID 1 in a namespace running the stand-in as `amazon-ssm-agent.service`,
 //! stopped and started again by `doctor --fix`.
@@ -205,6 +206,126 @@ fn doctor_in_a_network_namespace() {
     assert_eq!(out.status.code(), Some(1), "exit 1 = warning");
     // All probes run in parallel, each step bounded by the 2 s timeout.
     eprintln!("doctor took {took:?}");
+}
+
+#[test]
+fn doctor_probes_through_the_agents_proxy_without_leaking_its_password() {
+    require_root!();
+    let ns = NetNs::new();
+    let emu = Emulator::start_in(
+        Some(&ns),
+        serde_json::json!({"instance_id": INSTANCE, "region": "us-east-1"}),
+    );
+    let mut host = Host::new();
+    host.netns = Some(ns.name.clone());
+    let names = ["ssm.us-east-1.amazonaws.com", "sts.us-east-1.amazonaws.com"];
+    let certs = host.dir().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, cert, key) = common::make_certs(&certs, &names);
+    let proxy_log = host.dir().join("proxy.log");
+    let _listeners = common::start_listeners(
+        &ns,
+        &[
+            "--tls".into(),
+            "10.213.0.1:443".into(),
+            "--cert".into(),
+            cert.display().to_string(),
+            "--key".into(),
+            key.display().to_string(),
+            "--proxy".into(),
+            "10.213.0.4:3128".into(),
+            "--proxy-upstream".into(),
+            "10.213.0.1:443".into(),
+            "--proxy-auth".into(),
+            "ops:s3cret/pw".into(),
+            "--proxy-log".into(),
+            proxy_log.display().to_string(),
+        ],
+    );
+    let d = agent_dirs(host.dir());
+    std::fs::write(
+        &host.config,
+        format!(
+            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\nmax_attempts = 1\n[health]\ntimeout = \"2s\"\nservices = [\"ssm\", \"sts\"]\nextra_ca_file = \"{}\"\n{}",
+            emu.moto,
+            emu.imds,
+            ca.display(),
+            paths_toml(&d, &host.state)
+        ),
+    )
+    .unwrap();
+    // Only sts resolves here (and bypasses the proxy through no_proxy); ssm is left to the
+    // proxy to resolve, as behind a corporate proxy without internal DNS for AWS.
+    let doctor = || {
+        let script = format!(
+            "printf '10.213.0.1 sts.us-east-1.amazonaws.com\\n' >> /etc/hosts; printf 'nameserver 10.213.0.250\\noptions timeout:1 attempts:1\\n' > /etc/resolv.conf; SSM_COMPANION_VENDOR_CONFIG_DIR={v} {bin} --config {cfg} doctor --json",
+            v = host.dir().join("vendor").display(),
+            bin = bin().display(),
+            cfg = host.config.display()
+        );
+        let out = host.sh(&script);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let doc: Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+        (doc, stdout)
+    };
+    let log = d.log.join("amazon-ssm-agent.log");
+    // The password has a `/`, percent-encoded in the URL as the agent's users must write it.
+    let agent = StandInAgent::start_with_env(
+        &d.bin,
+        &log,
+        60,
+        "",
+        &[
+            ("https_proxy", "http://ops:s3cret%2Fpw@10.213.0.4:3128"),
+            ("no_proxy", "169.254.169.254,sts.us-east-1.amazonaws.com"),
+        ],
+    );
+    let (doc, stdout) = doctor();
+    assert!(
+        !stdout.contains("s3cret"),
+        "the proxy password leaked: {stdout}"
+    );
+    let (s, detail) = status_of(&doc, "endpoint.ssm");
+    assert_eq!(s, "ok", "{detail}");
+    assert!(
+        detail.contains("via proxy http://***@10.213.0.4:3128"),
+        "{detail}"
+    );
+    let (s, detail) = status_of(&doc, "endpoint.sts");
+    assert_eq!(s, "ok", "{detail}");
+    assert!(
+        !detail.contains("via proxy"),
+        "no_proxy is honoured: {detail}"
+    );
+    let (_, detail) = status_of(&doc, "agent.proxy");
+    assert!(detail.contains("***@10.213.0.4:3128"), "{detail}");
+    let seen = std::fs::read_to_string(&proxy_log).unwrap();
+    assert_eq!(
+        seen.lines().collect::<Vec<_>>(),
+        ["CONNECT ssm.us-east-1.amazonaws.com:443 ok"],
+        "one authenticated CONNECT, for ssm only"
+    );
+    drop(agent);
+
+    // A wrong password: the proxy's 407 is the named cause.
+    let agent = StandInAgent::start_with_env(
+        &d.bin,
+        &log,
+        60,
+        "",
+        &[("https_proxy", "http://ops:wrong@10.213.0.4:3128")],
+    );
+    let (doc, stdout) = doctor();
+    assert!(
+        !stdout.contains("wrong"),
+        "the proxy password leaked: {stdout}"
+    );
+    let (s, detail) = status_of(&doc, "endpoint.ssm");
+    assert_eq!(s, "critical", "{detail}");
+    assert!(detail.contains("proxy CONNECT failed"), "{detail}");
+    assert!(detail.contains("407"), "{detail}");
+    drop(agent);
 }
 
 #[test]

@@ -168,14 +168,25 @@ pub fn parse_proxy_url(url: &str) -> Option<ProxyUrl> {
     })
 }
 
+/// `user:password` as Basic authentication wants it: the URL's percent-encoding undone in each
+/// part (as Go's `net/http`, and so the agent, does), the `:` between them kept.
+pub fn basic_credentials(userinfo: &str) -> Vec<u8> {
+    let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let mut out: Vec<u8> = percent_encoding::percent_decode_str(user).collect();
+    out.push(b':');
+    out.extend(percent_encoding::percent_decode_str(pass));
+    out
+}
+
 /// A proxy URL without its password, for messages, reports and logs.
 pub fn redact(url: &str) -> String {
     match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
+        // The last `@`: a password may hold a raw one.
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
             Some((_, host)) => format!("{scheme}://***@{host}"),
             None => url.to_string(),
         },
-        None => match url.split_once('@') {
+        None => match url.rsplit_once('@') {
             Some((_, host)) => format!("***@{host}"),
             None => url.to_string(),
         },
@@ -279,7 +290,7 @@ pub async fn probe(
                 .map(|u| {
                     format!(
                         "Proxy-Authorization: Basic {}\r\n",
-                        aws_smithy_types::base64::encode(u)
+                        aws_smithy_types::base64::encode(basic_credentials(u))
                     )
                 })
                 .unwrap_or_default();
@@ -488,6 +499,9 @@ mod tests {
             "http://***@proxy:3128"
         );
         assert_eq!(redact("http://proxy:3128"), "http://proxy:3128");
+        assert_eq!(basic_credentials("ops:s3cret%2Fpw"), b"ops:s3cret/pw");
+        assert_eq!(redact("http://u:p@ss@proxy:3128"), "http://***@proxy:3128");
+        assert_eq!(basic_credentials("dom%5Cops:p:w"), b"dom\\ops:p:w");
     }
 
     #[tokio::test]

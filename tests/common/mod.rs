@@ -519,8 +519,21 @@ impl StandInAgent {
     /// Starts the core from `bin_dir`, logging to `log` every `period` seconds (`mode`
     /// "hibernate" logs the hibernation line instead of the health line).
     pub fn start(bin_dir: &Path, log: &Path, period: u32, mode: &str) -> Self {
+        Self::start_with_env(bin_dir, log, period, mode, &[])
+    }
+
+    /// [`StandInAgent::start`] with extra environment variables (e.g. `https_proxy`), which the
+    /// health checks read back from `/proc/<pid>/environ`.
+    pub fn start_with_env(
+        bin_dir: &Path,
+        log: &Path,
+        period: u32,
+        mode: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let core = Command::new(bin_dir.join("amazon-ssm-agent"))
             .env_clear()
+            .envs(env.iter().copied())
             .env("STAND_IN_LOG", log)
             .env("STAND_IN_PERIOD", period.to_string())
             .env("STAND_IN_MODE", mode)

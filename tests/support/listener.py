@@ -2,11 +2,16 @@
 """TCP listeners for ssm-companion's reachability tests (never shipped).
 
     listener.py --tls ADDR:PORT --cert CERT --key KEY [--plain ADDR:PORT ...]
+                [--proxy ADDR:PORT --proxy-upstream ADDR:PORT --proxy-auth USER:PASS --proxy-log FILE]
 
 --tls answers a TLS handshake with CERT (then closes); --plain answers with a plain-text HTTP
-error, so a TLS client fails its handshake. Prints "ready" once every socket listens, serves until
-killed or until stdin reaches EOF.
+error, so a TLS client fails its handshake. --proxy is an HTTP CONNECT proxy: it demands
+`Proxy-Authorization: Basic base64(USER:PASS)` (else 407), tunnels every CONNECT to the upstream
+whatever host was asked for, and appends one line per request to FILE: `CONNECT <target> <auth
+ok|bad|none>`. Prints "ready" once every socket listens, serves until killed or until stdin
+reaches EOF.
 """
+import base64
 import argparse
 import socket
 import ssl
@@ -33,6 +38,65 @@ def handle(conn, ctx):
         conn.close()
 
 
+def pipe(a, b):
+    try:
+        while True:
+            data = a.recv(65536)
+            if not data:
+                break
+            b.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def handle_proxy(conn, args):
+    try:
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 8192:
+            chunk = conn.recv(1)
+            if not chunk:
+                return
+            head += chunk
+        lines = head.decode("latin-1").split("\r\n")
+        method, target = (lines[0].split() + ["", ""])[:2]
+        want = "Basic " + base64.b64encode(args.proxy_auth.encode()).decode()
+        got = next((l.split(":", 1)[1].strip() for l in lines[1:]
+                    if l.lower().startswith("proxy-authorization:")), None)
+        auth = "none" if got is None else ("ok" if got == want else "bad")
+        with open(args.proxy_log, "a") as f:
+            f.write(f"{method} {target} {auth}\n")
+        if method != "CONNECT":
+            conn.sendall(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+            return
+        if auth != "ok":
+            conn.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                         b"Proxy-Authenticate: Basic realm=\"test\"\r\n\r\n")
+            return
+        host, port = args.proxy_upstream.rsplit(":", 1)
+        up = socket.create_connection((host, int(port)), timeout=5)
+        conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        t = threading.Thread(target=pipe, args=(up, conn), daemon=True)
+        t.start()
+        pipe(conn, up)
+        t.join(5)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def serve_proxy(sock, args):
+    while True:
+        conn, _ = sock.accept()
+        threading.Thread(target=handle_proxy, args=(conn, args), daemon=True).start()
+
+
 def listen(spec):
     host, port = spec.rsplit(":", 1)
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -48,6 +112,10 @@ def main():
     ap.add_argument("--plain", action="append", default=[])
     ap.add_argument("--cert")
     ap.add_argument("--key")
+    ap.add_argument("--proxy")
+    ap.add_argument("--proxy-upstream")
+    ap.add_argument("--proxy-auth")
+    ap.add_argument("--proxy-log")
     args = ap.parse_args()
     ctx = None
     if args.tls:
@@ -57,6 +125,8 @@ def main():
         threading.Thread(target=serve, args=(listen(spec), ctx), daemon=True).start()
     for spec in args.plain:
         threading.Thread(target=serve, args=(listen(spec), None), daemon=True).start()
+    if args.proxy:
+        threading.Thread(target=serve_proxy, args=(listen(args.proxy), args), daemon=True).start()
     print("ready", flush=True)
     sys.stdin.read()
 
