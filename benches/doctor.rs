@@ -13,11 +13,10 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Emulator, Host, NetNs, StandInAgent, bin};
+use common::{AgentDirs, Emulator, Host, INSTANCE, NetNs, StandInAgent, bin};
 
 const SERVICES: [&str; 7] = [
     "ssm",
@@ -34,64 +33,15 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn setup_agent(
-    root: &Path,
-) -> (
-    std::path::PathBuf,
-    std::path::PathBuf,
-    std::path::PathBuf,
-    std::path::PathBuf,
-) {
-    let (b, l, s, c) = (
-        root.join("bin"),
-        root.join("log"),
-        root.join("state"),
-        root.join("cfg"),
-    );
-    common::install_stand_in_agent(&b);
-    for d in [&l, &s.join("runtimeconfig"), &c] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    let now = chrono::Utc::now();
-    std::fs::write(
-        s.join("runtimeconfig/identity_config.json"),
-        serde_json::json!({"InstanceId": "i-0123456789abcdef0", "IdentityType": "EC2", "CredentialSource": "EC2",
-            "CredentialsExpiresAt": (now + chrono::Duration::hours(1)).to_rfc3339()})
-        .to_string(),
-    )
-    .unwrap();
-    (b, l, s, c)
-}
-
 fn doctor_runs(timeout: &str, all_timeout: bool, runs: usize) -> (Duration, i32) {
     let ns = NetNs::new();
-    let emu = Emulator::start_in(
-        Some(&ns),
-        serde_json::json!({"instance_id": "i-0123456789abcdef0"}),
-    );
+    let emu = Emulator::start_in(Some(&ns), serde_json::json!({"instance_id": INSTANCE}));
     let mut host = Host::new();
     host.netns = Some(ns.name.clone());
-    let names: Vec<String> = SERVICES
-        .iter()
-        .map(|s| format!("{s}.us-east-1.amazonaws.com"))
-        .collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let certs = host.dir().join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    let (ca, cert, key) = common::make_certs(&certs, &refs);
-    let _l = common::start_listeners(
-        &ns,
-        &[
-            "--tls".into(),
-            "10.213.0.1:443".into(),
-            "--cert".into(),
-            cert.display().to_string(),
-            "--key".into(),
-            key.display().to_string(),
-        ],
-    );
-    let (b, l, s, c) = setup_agent(host.dir());
-    let _agent = StandInAgent::start(&b, &l.join("amazon-ssm-agent.log"), 60, "");
+    let names = common::endpoint_names(&SERVICES);
+    let (ca, _l) = common::tls_endpoints(&ns, host.dir(), &names, &[]);
+    let d = AgentDirs::new(host.dir());
+    let _agent = StandInAgent::start(&d.bin, &d.log_file(), 60, "");
     // All well: every endpoint answers TLS. All timeouts: every endpoint, STS and SSM included,
     // is an address that swallows packets.
     let aws_endpoint = if all_timeout {
@@ -102,14 +52,10 @@ fn doctor_runs(timeout: &str, all_timeout: bool, runs: usize) -> (Duration, i32)
     std::fs::write(
         &host.config,
         format!(
-            "[aws]\nendpoint_url = \"{aws_endpoint}\"\nimds_endpoint = \"{}\"\nmax_attempts = 1\n[health]\ntimeout = \"{timeout}\"\nextra_ca_file = \"{}\"\n[paths]\nstate_dir = \"{}\"\nagent_bin_dir = \"{}\"\nagent_snap_dir = \"/nonexistent\"\nagent_state_dir = \"{}\"\nagent_log_dir = \"{}\"\nagent_config_dir = \"{}\"\n",
+            "[aws]\nendpoint_url = \"{aws_endpoint}\"\nimds_endpoint = \"{}\"\nmax_attempts = 1\n[health]\ntimeout = \"{timeout}\"\nextra_ca_file = \"{}\"\n{}",
             emu.imds,
             ca.display(),
-            host.state.display(),
-            b.display(),
-            s.display(),
-            l.display(),
-            c.display()
+            d.paths_toml(&host.state)
         ),
     )
     .unwrap();
@@ -137,15 +83,17 @@ fn doctor_runs(timeout: &str, all_timeout: bool, runs: usize) -> (Duration, i32)
 }
 
 fn idle(secs: u64) -> String {
-    let emu = Emulator::start_with(serde_json::json!({"instance_id": "i-0123456789abcdef0"}));
+    let emu = Emulator::start_with(serde_json::json!({"instance_id": INSTANCE}));
     let host = Host::new();
-    let (b, l, s, c) = setup_agent(host.dir());
-    let _agent = StandInAgent::start(&b, &l.join("amazon-ssm-agent.log"), 60, "");
+    let d = AgentDirs::new(host.dir());
+    let _agent = StandInAgent::start(&d.bin, &d.log_file(), 60, "");
     std::fs::write(
         &host.config,
         format!(
-            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\n[accounts]\nsplay = \"0s\"\n[health]\nservices = [\"ssm\", \"ssmmessages\", \"sts\"]\ntimeout = \"1s\"\n[paths]\nstate_dir = \"{}\"\nagent_bin_dir = \"{}\"\nagent_snap_dir = \"/nonexistent\"\nagent_state_dir = \"{}\"\nagent_log_dir = \"{}\"\nagent_config_dir = \"{}\"\n",
-            emu.moto, emu.imds, host.state.display(), b.display(), s.display(), l.display(), c.display()
+            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\n[accounts]\nsplay = \"0s\"\n[health]\nservices = [\"ssm\", \"ssmmessages\", \"sts\"]\ntimeout = \"1s\"\n{}",
+            emu.moto,
+            emu.imds,
+            d.paths_toml(&host.state)
         ),
     )
     .unwrap();

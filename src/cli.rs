@@ -210,9 +210,9 @@ pub fn main_entry() -> i32 {
         LevelFilter::WARN
     };
     crate::logging::init(base, verbosity);
-    match &cli.command {
-        Command::Version(f) => version(f.json),
-        Command::Config(ConfigCommand::Check(f)) => config_check(&cli, f.json),
+    let done: Exit = match &cli.command {
+        Command::Version(f) => Ok(version(f.json)),
+        Command::Config(ConfigCommand::Check(f)) => Ok(config_check(&cli, f.json)),
         Command::Accounts(AccountsCommand::List(f)) => accounts_list(&cli, f.json),
         Command::Accounts(AccountsCommand::Plan {
             json,
@@ -234,7 +234,8 @@ pub fn main_entry() -> i32 {
         Command::Run => run_daemon(&cli),
         Command::Doctor { json, fix } => doctor(&cli, *json, *fix),
         Command::Fleet(FleetCommand::Health(f)) => fleet_health(&cli, f.json, f.stale_after),
-    }
+    };
+    done.unwrap_or_else(|code| code)
 }
 
 fn version(json: bool) -> i32 {
@@ -339,35 +340,32 @@ fn config_check(cli: &Cli, json: bool) -> i32 {
     }
 }
 
-fn accounts_list(cli: &Cli, json: bool) -> i32 {
-    let loaded = match load(cli, false) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    match accounts::list(&loaded.settings) {
-        Ok(rows) => {
-            if json {
-                println!("{}", report::list_json(&rows));
-            } else {
-                print!("{}", report::list_text(&rows));
-            }
-            exit::OK
-        }
-        Err(e) => {
-            eprintln!("ssm-companion: {e}");
-            exit::FAILURE
-        }
+/// The commands below return `Err(code)` for a failure already reported on stderr, so `?`
+/// carries it to the exit status.
+type Exit = Result<i32, i32>;
+
+/// `Err(FAILURE)` after printing `e`.
+fn fail(e: impl std::fmt::Display) -> i32 {
+    eprintln!("ssm-companion: {e}");
+    exit::FAILURE
+}
+
+fn accounts_list(cli: &Cli, json: bool) -> Exit {
+    let loaded = load(cli, false)?;
+    let rows = accounts::list(&loaded.settings).map_err(fail)?;
+    if json {
+        println!("{}", report::list_json(&rows));
+    } else {
+        print!("{}", report::list_text(&rows));
     }
+    Ok(exit::OK)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, i32> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| {
-            eprintln!("ssm-companion: cannot start the async runtime: {e}");
-            exit::FAILURE
-        })
+        .map_err(|e| fail(format!("cannot start the async runtime: {e}")))
 }
 
 fn must_be_root(what: &str) -> Result<(), i32> {
@@ -389,67 +387,41 @@ fn require_root(what: &str, why: &str, code: i32) -> Result<(), i32> {
     }
 }
 
-fn accounts_sync(cli: &Cli, mode: Mode, json: bool, detailed: bool) -> i32 {
-    let loaded = match load(cli, false) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
+fn accounts_sync(cli: &Cli, mode: Mode, json: bool, detailed: bool) -> Exit {
+    let settings = load(cli, false)?.settings;
     // Both read the ledger (0600) and the sudoers drop-in (0440); apply runs shadow-utils.
-    let what = match mode {
+    must_be_root(match mode {
         Mode::Plan => "`accounts plan`",
         Mode::Apply { .. } => "`accounts apply`",
-    };
-    if let Err(code) = must_be_root(what) {
-        return code;
-    }
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let settings = loaded.settings;
-    let result = rt.block_on(async {
-        let aws = Aws::load(&settings.aws).await;
-        accounts::sync(&settings, Some(&aws), &SystemClock, mode).await
-    });
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("ssm-companion: {e}");
-            return exit::FAILURE;
-        }
-    };
+    })?;
+    let report = runtime()?
+        .block_on(async {
+            let aws = Aws::load(&settings.aws).await;
+            accounts::sync(&settings, Some(&aws), &SystemClock, mode).await
+        })
+        .map_err(fail)?;
     if json {
         println!("{}", report::sync_json(&report));
     } else {
         print!("{}", report::sync_text(&report));
     }
-    match mode {
+    Ok(match mode {
         Mode::Plan if detailed && report.plan.has_changes() => exit::CHANGES,
         Mode::Plan => exit::OK,
         Mode::Apply { .. } if report.converged() => exit::OK,
         Mode::Apply { .. } => exit::FAILURE,
-    }
+    })
 }
 
-fn doctor(cli: &Cli, json: bool, fix: bool) -> i32 {
-    let loaded = match load(cli, false) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
+fn doctor(cli: &Cli, json: bool, fix: bool) -> Exit {
+    let settings = load(cli, false)?.settings;
     // As another user most checks could only say "permission denied": refuse, as UNKNOWN.
-    if let Err(code) = require_root(
+    require_root(
         "`doctor`",
         "the agent's state (/var/lib/amazon/ssm, mode 0700) and its process environment are root's",
         crate::health::Status::Unknown.exit_code(),
-    ) {
-        return code;
-    }
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let settings = loaded.settings;
-    let report = rt.block_on(async {
+    )?;
+    let report = runtime()?.block_on(async {
         let aws = crate::health::load_aws(&settings).await;
         let clock = SystemClock;
         let mut report =
@@ -471,67 +443,41 @@ fn doctor(cli: &Cli, json: bool, fix: bool) -> i32 {
     } else {
         print!("{}", crate::health::report::text(&report));
     }
-    report.overall.exit_code()
+    Ok(report.overall.exit_code())
 }
 
-fn fleet_health(cli: &Cli, json: bool, stale_after: std::time::Duration) -> i32 {
-    let loaded = match load(cli, false) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let settings = loaded.settings;
-    let result = rt.block_on(async {
-        let aws = Aws::load(&settings.aws).await;
-        match aws.sdk() {
-            Some(sdk) => crate::health::fleet::read(&aws_sdk_ssm::Client::new(sdk)).await,
-            None => Err(aws.sdk.err().unwrap_or_default()),
-        }
-    });
-    match result {
-        Ok(mut view) => {
-            crate::health::fleet::mark_stale(
-                &mut view,
-                crate::clock::Clock::now(&SystemClock),
-                stale_after,
-            );
-            if json {
-                println!("{}", crate::health::fleet::json(&view));
-            } else {
-                print!("{}", crate::health::fleet::text(&view));
+fn fleet_health(cli: &Cli, json: bool, stale_after: std::time::Duration) -> Exit {
+    let settings = load(cli, false)?.settings;
+    let mut view = runtime()?
+        .block_on(async {
+            let aws = Aws::load(&settings.aws).await;
+            match aws.sdk() {
+                Some(sdk) => crate::health::fleet::read(&aws_sdk_ssm::Client::new(sdk)).await,
+                None => Err(aws.sdk.err().unwrap_or_default()),
             }
-            view.worst().exit_code()
-        }
-        Err(e) => {
-            eprintln!("ssm-companion: cannot read the fleet's health: {e}");
-            exit::FAILURE
-        }
+        })
+        .map_err(|e| fail(format!("cannot read the fleet's health: {e}")))?;
+    crate::health::fleet::mark_stale(
+        &mut view,
+        crate::clock::Clock::now(&SystemClock),
+        stale_after,
+    );
+    if json {
+        println!("{}", crate::health::fleet::json(&view));
+    } else {
+        print!("{}", crate::health::fleet::text(&view));
     }
+    Ok(view.worst().exit_code())
 }
 
-fn run_daemon(cli: &Cli) -> i32 {
+fn run_daemon(cli: &Cli) -> Exit {
     let opts = LoadOptions::new(cli.config.as_deref(), false);
-    let loaded = match load(cli, false) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    if let Err(code) = must_be_root("`run`") {
-        return code;
-    }
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    match rt.block_on(crate::daemon::run(opts, loaded, Arc::new(SystemClock))) {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            eprintln!("ssm-companion: {e}");
-            exit::FAILURE
-        }
-    }
+    let loaded = load(cli, false)?;
+    must_be_root("`run`")?;
+    runtime()?
+        .block_on(crate::daemon::run(opts, loaded, Arc::new(SystemClock)))
+        .map_err(fail)?;
+    Ok(exit::OK)
 }
 
 #[cfg(test)]

@@ -14,54 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Emulator, Host, NetNs, StandInAgent, bin, repo};
+use common::{AgentDirs, Emulator, Host, INSTANCE, NetNs, StandInAgent, bin, repo};
 use serde_json::Value;
-
-const INSTANCE: &str = "i-0123456789abcdef0";
-
-/// The agent's directories for a host: bin, log, state (with a fresh identity_config.json), config.
-struct AgentDirs {
-    bin: PathBuf,
-    log: PathBuf,
-    state: PathBuf,
-    config: PathBuf,
-}
-
-fn agent_dirs(root: &Path) -> AgentDirs {
-    let d = AgentDirs {
-        bin: root.join("agent-bin"),
-        log: root.join("agent-log"),
-        state: root.join("agent-state"),
-        config: root.join("agent-config"),
-    };
-    common::install_stand_in_agent(&d.bin);
-    for p in [&d.log, &d.state.join("runtimeconfig"), &d.config] {
-        std::fs::create_dir_all(p).unwrap();
-    }
-    let now = chrono::Utc::now();
-    std::fs::write(
-        d.state.join("runtimeconfig/identity_config.json"),
-        serde_json::json!({
-            "SchemaVersion": "1.1", "InstanceId": INSTANCE, "IdentityType": "EC2", "ShareFile": "", "ShareProfile": "",
-            "CredentialsExpiresAt": (now + chrono::Duration::hours(1)).to_rfc3339(),
-            "CredentialsRetrievedAt": now.to_rfc3339(), "CredentialSource": "EC2",
-        })
-        .to_string(),
-    )
-    .unwrap();
-    d
-}
-
-fn paths_toml(d: &AgentDirs, state: &Path) -> String {
-    format!(
-        "[paths]\nstate_dir = \"{}\"\nagent_bin_dir = \"{}\"\nagent_snap_dir = \"/nonexistent/snap\"\nagent_state_dir = \"{}\"\nagent_log_dir = \"{}\"\nagent_config_dir = \"{}\"\n",
-        state.display(),
-        d.bin.display(),
-        d.state.display(),
-        d.log.display(),
-        d.config.display()
-    )
-}
 
 fn checks(doc: &Value) -> Vec<(String, String, String)> {
     doc["checks"]
@@ -96,7 +50,7 @@ fn doctor_in_a_network_namespace() {
     );
     let mut host = Host::new();
     host.netns = Some(ns.name.clone());
-    let names: Vec<String> = [
+    let names = common::endpoint_names(&[
         "ssm",
         "ssmmessages",
         "ec2messages",
@@ -104,29 +58,15 @@ fn doctor_in_a_network_namespace() {
         "logs",
         "kms",
         "sts",
-    ]
-    .iter()
-    .map(|s| format!("{s}.us-east-1.amazonaws.com"))
-    .collect();
-    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let certs = host.dir().join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    let (ca, cert, key) = common::make_certs(&certs, &name_refs);
-    let _listeners = common::start_listeners(
+    ]);
+    let (ca, _listeners) = common::tls_endpoints(
         &ns,
-        &[
-            "--tls".into(),
-            "10.213.0.1:443".into(),
-            "--plain".into(),
-            "10.213.0.4:443".into(),
-            "--cert".into(),
-            cert.display().to_string(),
-            "--key".into(),
-            key.display().to_string(),
-        ],
+        host.dir(),
+        &names,
+        &["--plain".into(), "10.213.0.4:443".into()],
     );
-    let d = agent_dirs(host.dir());
-    let agent = StandInAgent::start(&d.bin, &d.log.join("amazon-ssm-agent.log"), 60, "");
+    let d = AgentDirs::new(host.dir());
+    let agent = StandInAgent::start(&d.bin, &d.log_file(), 60, "");
     std::fs::write(
         &host.config,
         format!(
@@ -134,7 +74,7 @@ fn doctor_in_a_network_namespace() {
             emu.moto,
             emu.imds,
             ca.display(),
-            paths_toml(&d, &host.state)
+            d.paths_toml(&host.state)
         ),
     )
     .unwrap();
@@ -218,20 +158,12 @@ fn doctor_probes_through_the_agents_proxy_without_leaking_its_password() {
     );
     let mut host = Host::new();
     host.netns = Some(ns.name.clone());
-    let names = ["ssm.us-east-1.amazonaws.com", "sts.us-east-1.amazonaws.com"];
-    let certs = host.dir().join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    let (ca, cert, key) = common::make_certs(&certs, &names);
     let proxy_log = host.dir().join("proxy.log");
-    let _listeners = common::start_listeners(
+    let (ca, _listeners) = common::tls_endpoints(
         &ns,
+        host.dir(),
+        &common::endpoint_names(&["ssm", "sts"]),
         &[
-            "--tls".into(),
-            "10.213.0.1:443".into(),
-            "--cert".into(),
-            cert.display().to_string(),
-            "--key".into(),
-            key.display().to_string(),
             "--proxy".into(),
             "10.213.0.4:3128".into(),
             "--proxy-upstream".into(),
@@ -242,7 +174,7 @@ fn doctor_probes_through_the_agents_proxy_without_leaking_its_password() {
             proxy_log.display().to_string(),
         ],
     );
-    let d = agent_dirs(host.dir());
+    let d = AgentDirs::new(host.dir());
     std::fs::write(
         &host.config,
         format!(
@@ -250,7 +182,7 @@ fn doctor_probes_through_the_agents_proxy_without_leaking_its_password() {
             emu.moto,
             emu.imds,
             ca.display(),
-            paths_toml(&d, &host.state)
+            d.paths_toml(&host.state)
         ),
     )
     .unwrap();
@@ -269,7 +201,7 @@ fn doctor_probes_through_the_agents_proxy_without_leaking_its_password() {
             .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
         (doc, stdout)
     };
-    let log = d.log.join("amazon-ssm-agent.log");
+    let log = d.log_file();
     // The password has a `/`, percent-encoded in the URL as the agent's users must write it.
     let agent = StandInAgent::start_with_env(
         &d.bin,
@@ -333,18 +265,18 @@ fn doctor_flags_a_hibernating_or_stopped_agent() {
     require_root!();
     let emu = Emulator::start_with(serde_json::json!({"instance_id": INSTANCE}));
     let host = Host::new();
-    let d = agent_dirs(host.dir());
+    let d = AgentDirs::new(host.dir());
     std::fs::write(
         &host.config,
         format!(
             "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\n[health]\nservices = []\n{}",
             emu.moto,
             emu.imds,
-            paths_toml(&d, &host.state)
+            d.paths_toml(&host.state)
         ),
     )
     .unwrap();
-    let agent = StandInAgent::start(&d.bin, &d.log.join("amazon-ssm-agent.log"), 60, "hibernate");
+    let agent = StandInAgent::start(&d.bin, &d.log_file(), 60, "hibernate");
     let doc = host.json(&["doctor", "--json"], 2);
     let (s, detail) = status_of(&doc, "agent.log.errors");
     assert_eq!(s, "critical");
@@ -369,8 +301,8 @@ fn daemon_writes_health_json_textfile_and_inventory() {
     require_root!();
     let emu = Emulator::start_with(serde_json::json!({"instance_id": INSTANCE}));
     let host = Host::new();
-    let d = agent_dirs(host.dir());
-    let agent = StandInAgent::start(&d.bin, &d.log.join("amazon-ssm-agent.log"), 60, "");
+    let d = AgentDirs::new(host.dir());
+    let agent = StandInAgent::start(&d.bin, &d.log_file(), 60, "");
     let textfile = host.dir().join("ssm_companion.prom");
     std::fs::write(
         &host.config,
@@ -379,7 +311,7 @@ fn daemon_writes_health_json_textfile_and_inventory() {
             emu.moto,
             emu.imds,
             textfile.display(),
-            paths_toml(&d, &host.state)
+            d.paths_toml(&host.state)
         ),
     )
     .unwrap();
@@ -542,7 +474,7 @@ fn real_systemd_runs_the_agent_unit_and_doctor_fixes_a_stopped_agent() {
         .prefix("ssmc-sd")
         .tempdir_in("/tmp")
         .unwrap();
-    let d = agent_dirs(work.path());
+    let d = AgentDirs::new(work.path());
     let unit = work.path().join("amazon-ssm-agent.service");
     std::fs::write(
         &unit,
@@ -561,7 +493,7 @@ fn real_systemd_runs_the_agent_unit_and_doctor_fixes_a_stopped_agent() {
             "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\n[health]\nservices = []\nfix_min_interval = \"1m\"\n{}",
             emu.moto,
             emu.imds,
-            paths_toml(&d, &state)
+            d.paths_toml(&state)
         ),
     )
     .unwrap();
@@ -643,4 +575,20 @@ fn real_systemd_runs_the_agent_unit_and_doctor_fixes_a_stopped_agent() {
     let _ = Command::new("pkill")
         .args(["-f", &d.bin.display().to_string()])
         .status();
+}
+
+#[test]
+fn doctor_refuses_to_run_as_another_user_with_unknown() {
+    require_root!();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(bin())
+        .args(["--config", "/dev/null", "doctor"])
+        .env("SSM_COMPANION_VENDOR_CONFIG_DIR", "/nonexistent")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "exit 3 = unknown: {stderr}");
+    assert!(stderr.contains("`doctor` must run as root"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no half report");
 }

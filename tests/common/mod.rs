@@ -759,3 +759,96 @@ pub fn start_listeners(ns: &NetNs, args: &[String]) -> Listeners {
     assert_eq!(line.trim(), "ready", "listener did not start");
     Listeners(child)
 }
+
+/// The stand-in agent's directories for a host: bin, log, state (with a fresh
+/// `identity_config.json`: EC2 credentials valid for an hour), config.
+pub struct AgentDirs {
+    /// Binaries (the stand-in under the agent's names).
+    pub bin: PathBuf,
+    /// `/var/log/amazon/ssm`.
+    pub log: PathBuf,
+    /// `/var/lib/amazon/ssm`.
+    pub state: PathBuf,
+    /// `/etc/amazon/ssm`.
+    pub config: PathBuf,
+}
+
+/// The instance id the health tests use.
+pub const INSTANCE: &str = "i-0123456789abcdef0";
+
+impl AgentDirs {
+    /// Creates them under `root` and installs the stand-in agent.
+    pub fn new(root: &Path) -> Self {
+        let d = Self {
+            bin: root.join("agent-bin"),
+            log: root.join("agent-log"),
+            state: root.join("agent-state"),
+            config: root.join("agent-config"),
+        };
+        install_stand_in_agent(&d.bin);
+        for p in [&d.log, &d.state.join("runtimeconfig"), &d.config] {
+            std::fs::create_dir_all(p).unwrap();
+        }
+        let now = chrono::Utc::now();
+        std::fs::write(
+            d.state.join("runtimeconfig/identity_config.json"),
+            serde_json::json!({
+                "SchemaVersion": "1.1", "InstanceId": INSTANCE, "IdentityType": "EC2", "ShareFile": "", "ShareProfile": "",
+                "CredentialsExpiresAt": (now + chrono::Duration::hours(1)).to_rfc3339(),
+                "CredentialsRetrievedAt": now.to_rfc3339(), "CredentialSource": "EC2",
+            })
+            .to_string(),
+        )
+        .unwrap();
+        d
+    }
+
+    /// The agent's log file.
+    pub fn log_file(&self) -> PathBuf {
+        self.log.join("amazon-ssm-agent.log")
+    }
+
+    /// A `[paths]` section pointing ssm-companion at these and at `state` (its own state dir).
+    pub fn paths_toml(&self, state: &Path) -> String {
+        format!(
+            "[paths]\nstate_dir = \"{}\"\nagent_bin_dir = \"{}\"\nagent_snap_dir = \"/nonexistent/snap\"\nagent_state_dir = \"{}\"\nagent_log_dir = \"{}\"\nagent_config_dir = \"{}\"\n",
+            state.display(),
+            self.bin.display(),
+            self.state.display(),
+            self.log.display(),
+            self.config.display()
+        )
+    }
+}
+
+/// `<service>.us-east-1.amazonaws.com` for each service.
+pub fn endpoint_names(services: &[&str]) -> Vec<String> {
+    services
+        .iter()
+        .map(|s| format!("{s}.us-east-1.amazonaws.com"))
+        .collect()
+}
+
+/// A CA and a certificate for `names` under `dir/certs`, and the listeners (`tests/support/listener.py`)
+/// serving TLS with it on 10.213.0.1:443, plus `extra` listener arguments. Returns the CA file.
+pub fn tls_endpoints(
+    ns: &NetNs,
+    dir: &Path,
+    names: &[String],
+    extra: &[String],
+) -> (PathBuf, Listeners) {
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (ca, cert, key) = make_certs(&certs, &refs);
+    let mut args: Vec<String> = vec![
+        "--tls".into(),
+        "10.213.0.1:443".into(),
+        "--cert".into(),
+        cert.display().to_string(),
+        "--key".into(),
+        key.display().to_string(),
+    ];
+    args.extend_from_slice(extra);
+    (ca, start_listeners(ns, &args))
+}
