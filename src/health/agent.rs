@@ -37,10 +37,6 @@ pub fn processes(proc_dir: &Path) -> Vec<Proc> {
             continue;
         };
         let dir = e.path();
-        let Ok(exe) = std::fs::read_link(dir.join("exe")) else {
-            continue;
-        };
-        let exe = PathBuf::from(exe.to_string_lossy().trim_end_matches(" (deleted)"));
         let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
         let field = |name: &str| {
             status
@@ -49,15 +45,35 @@ pub fn processes(proc_dir: &Path) -> Vec<Proc> {
                 .and_then(|v| v.split_whitespace().next())
                 .and_then(|v| v.parse::<u32>().ok())
         };
+        let uid = field("Uid:").unwrap_or(u32::MAX);
+        let exe = match std::fs::read_link(dir.join("exe")) {
+            Ok(exe) => PathBuf::from(exe.to_string_lossy().trim_end_matches(" (deleted)")),
+            // Without CAP_SYS_PTRACE (the hardened unit) the exe link of a process with more
+            // capabilities than ours, such as the agent, cannot be read. For root's processes
+            // the program path of the command line stands in: only root can start those.
+            Err(_) if uid == 0 => match program_path(&dir) {
+                Some(p) => p,
+                None => continue,
+            },
+            Err(_) => continue,
+        };
         out.push(Proc {
             pid,
             ppid: field("PPid:").unwrap_or(0),
-            uid: field("Uid:").unwrap_or(u32::MAX),
+            uid,
             exe,
         });
     }
     out.sort_by_key(|p| p.pid);
     out
+}
+
+/// The first word of `/proc/<pid>/cmdline` when it is an absolute path.
+fn program_path(dir: &Path) -> Option<PathBuf> {
+    let cmdline = std::fs::read(dir.join("cmdline")).ok()?;
+    let argv0 = cmdline.split(|b| *b == 0).next()?;
+    let s = std::str::from_utf8(argv0).ok()?;
+    s.starts_with('/').then(|| PathBuf::from(s))
 }
 
 /// Where the agent is installed.
@@ -444,6 +460,8 @@ pub struct Proxy {
     pub no_proxy: Vec<String>,
     /// Uppercase variables the agent ignores.
     pub ignored: Vec<String>,
+    /// Where this was read, when not the process's own environment.
+    pub source: Option<String>,
 }
 
 impl Proxy {
@@ -482,6 +500,75 @@ pub fn parse_proxy(environ: &[u8]) -> Proxy {
     p
 }
 
+/// The environment systemd gives a unit, as a `/proc/<pid>/environ` blob, from `systemctl show
+/// -p Environment -p EnvironmentFiles` output and the files it names (`read`). The files'
+/// settings come last: systemd lets them override `Environment=`.
+pub fn unit_environ(show: &str, read: &dyn Fn(&str) -> Option<String>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut push = |kv: &str| {
+        if kv.contains('=') {
+            out.extend_from_slice(kv.as_bytes());
+            out.push(0);
+        }
+    };
+    for line in show.lines() {
+        if let Some(v) = line.strip_prefix("Environment=") {
+            for word in split_words(v) {
+                push(&word);
+            }
+        }
+    }
+    for line in show.lines() {
+        let Some(v) = line.strip_prefix("EnvironmentFiles=") else {
+            continue;
+        };
+        // `/etc/sysconfig/amazon-ssm-agent (ignore_errors=yes)`
+        let path = v.rsplit_once(" (").map_or(v, |(p, _)| p).trim();
+        let Some(text) = read(path) else { continue };
+        for l in text.lines() {
+            let l = l.trim();
+            if l.is_empty() || l.starts_with('#') || l.starts_with(';') {
+                continue;
+            }
+            if let Some((k, v)) = l.split_once('=') {
+                let v = v.trim();
+                let v = v
+                    .strip_prefix('"')
+                    .and_then(|x| x.strip_suffix('"'))
+                    .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
+                    .unwrap_or(v);
+                push(&format!("{}={v}", k.trim()));
+            }
+        }
+    }
+    out
+}
+
+/// Splits `Environment=` as systemctl prints it: words separated by spaces, double quotes
+/// around a word that holds spaces.
+fn split_words(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => quoted = !quoted,
+            '\\' if quoted => cur.extend(chars.next()),
+            ' ' if !quoted => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
 /// The `agent.proxy` check: what the agent uses, and a warning for settings it ignores.
 pub fn proxy_verdict(proxy: Option<&Proxy>) -> CheckResult {
     const ID: &str = "agent.proxy";
@@ -499,6 +586,9 @@ pub fn proxy_verdict(proxy: Option<&Proxy>) -> CheckResult {
     };
     if !p.no_proxy.is_empty() {
         detail.push_str(&format!(" (no_proxy={})", p.no_proxy.join(",")));
+    }
+    if let Some(src) = &p.source {
+        detail.push_str(&format!(" [from {src}]"));
     }
     if p.ignored.is_empty() {
         CheckResult::ok(ID, detail)
@@ -518,6 +608,26 @@ pub fn proxy_verdict(proxy: Option<&Proxy>) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_units_environment_stands_in_for_the_process() {
+        let show = "Environment=https_proxy=http://p:3128 \"no_proxy=a, b\" LANG=C\nEnvironmentFiles=/etc/default/agent (ignore_errors=yes)\nEnvironmentFiles=/missing (ignore_errors=yes)\n";
+        let read = |p: &str| {
+            (p == "/etc/default/agent").then(|| {
+                "# proxies\nhttps_proxy=\"http://file:8080\"\nHTTPS_PROXY=http://x\n\n".to_string()
+            })
+        };
+        let p = parse_proxy(&unit_environ(show, &read));
+        // The file overrides Environment=, as systemd does.
+        assert_eq!(p.https.as_deref(), Some("http://file:8080"));
+        assert_eq!(p.no_proxy, ["a", "b"]);
+        assert_eq!(p.ignored, ["HTTPS_PROXY"]);
+        assert!(
+            parse_proxy(&unit_environ("Environment=\n", &read))
+                .https
+                .is_none()
+        );
+    }
 
     #[test]
     fn versions() {

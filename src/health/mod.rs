@@ -106,6 +106,29 @@ fn systemctl_show(settings: &Settings, unit: &str) -> Option<systemd::UnitState>
     .map(|o| systemd::parse_show(&o.stdout))
 }
 
+/// The environment systemd gives `unit` (see [`agent::unit_environ`]).
+fn unit_environment(settings: &Settings, unit: &str) -> Option<Vec<u8>> {
+    let args = [
+        OsStr::new("show"),
+        OsStr::new("--no-pager"),
+        OsStr::new("-p"),
+        OsStr::new("Environment"),
+        OsStr::new("-p"),
+        OsStr::new("EnvironmentFiles"),
+        OsStr::new(unit),
+    ];
+    let out = exec::run_ok(
+        &settings.paths.systemctl,
+        &args,
+        None,
+        settings.health.timeout,
+    )
+    .ok()?;
+    Some(agent::unit_environ(&out.stdout, &|p| {
+        std::fs::read_to_string(p).ok()
+    }))
+}
+
 /// The local checks (blocking: files, processes, `systemctl`, `-version`). `digest` is the
 /// agent log as the caller followed it (the daemon), or `None` to read its recent tail (doctor).
 pub fn local_checks(
@@ -156,9 +179,17 @@ pub fn local_checks(
     if let Some(i) = &install {
         let core = procs.iter().find(|p| p.exe == i.bin("amazon-ssm-agent"));
         facts.proxy = core.and_then(|p| {
-            std::fs::read(paths.proc.join(p.pid.to_string()).join("environ"))
-                .ok()
-                .map(|e| agent::parse_proxy(&e))
+            match std::fs::read(paths.proc.join(p.pid.to_string()).join("environ")) {
+                Ok(e) => Some(agent::parse_proxy(&e)),
+                // Not readable without CAP_SYS_PTRACE (the hardened unit): what systemd gives
+                // the agent's unit is the same environment, short of what the agent sets itself.
+                Err(_) => facts.unit.as_ref().and_then(|u| {
+                    unit_environment(settings, &u.id).map(|env| agent::Proxy {
+                        source: Some(format!("{}'s Environment=/EnvironmentFile=", u.id)),
+                        ..agent::parse_proxy(&env)
+                    })
+                }),
+            }
         });
     }
     out.push(agent::proxy_verdict(facts.proxy.as_ref()));
