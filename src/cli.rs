@@ -109,6 +109,18 @@ works as a Nagios/Icinga/Sensu check. Check ids are documented in docs/health.md
     /// Fleet-wide views, for an operator's machine.
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// Print the least-privilege IAM policies for the features this configuration enables.
+    #[command(
+        long_about = "Print the least-privilege IAM policies for the features the configuration \
+enables: one for every host's instance profile (what the daemon, doctor and accounts plan/apply \
+call: iam:GetAccountAuthorizationDetails for the iam source, ssm:GetDocument on the Session \
+Manager preferences, ssm:PutInventory with health.inventory), and one for operators (fleet \
+health). Each statement says which setting needs it. Calls nothing and starts no thread.\n\n\
+Example: ssm-companion iam-policy --for instance-profile --account 123456789012 > host-policy.json \
+&& aws iam put-role-policy --role-name MyHostRole --policy-name ssm-companion \
+--policy-document file://host-policy.json"
+    )]
+    IamPolicy(IamPolicyArgs),
     /// Print version, target and commit.
     Version(JsonFlag),
 }
@@ -119,6 +131,45 @@ pub enum FleetCommand {
     /// Unhealthy instances, failing checks by count and agent versions by count, from the
     /// Custom:SsmCompanionHealth inventory type (needs ssm:GetInventory).
     Health(FleetHealthArgs),
+}
+
+/// `iam-policy` options.
+#[derive(Debug, Args)]
+pub struct IamPolicyArgs {
+    /// Both policies and their reasons as one document (ssm-companion/iam-policy/v1).
+    #[arg(long, conflicts_with = "for_")]
+    pub json: bool,
+    /// Print only this policy document, ready for `aws iam put-role-policy`.
+    #[arg(long = "for", id = "for_", value_enum, value_name = "WHO")]
+    pub for_: Option<PolicyFor>,
+    /// The partition in resource ARNs.
+    #[arg(long, default_value = "aws", value_name = "PARTITION")]
+    pub partition: String,
+    /// Limit resources to one region [default: every region, *].
+    #[arg(
+        long,
+        default_value = "*",
+        value_name = "REGION",
+        hide_default_value = true
+    )]
+    pub region: String,
+    /// Limit resources to one account [default: every account, *].
+    #[arg(
+        long,
+        default_value = "*",
+        value_name = "ACCOUNT_ID",
+        hide_default_value = true
+    )]
+    pub account: String,
+}
+
+/// Whose policy `iam-policy --for` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyFor {
+    /// Every host's instance profile.
+    InstanceProfile,
+    /// Operators running `fleet health`.
+    Operator,
 }
 
 /// `fleet health` options.
@@ -234,6 +285,7 @@ pub fn main_entry() -> i32 {
         Command::Run => run_daemon(&cli),
         Command::Doctor { json, fix } => doctor(&cli, *json, *fix),
         Command::Fleet(FleetCommand::Health(f)) => fleet_health(&cli, f.json, f.stale_after),
+        Command::IamPolicy(a) => iam_policy(&cli, a),
     };
     done.unwrap_or_else(|code| code)
 }
@@ -468,6 +520,36 @@ fn fleet_health(cli: &Cli, json: bool, stale_after: std::time::Duration) -> Exit
         print!("{}", crate::health::fleet::text(&view));
     }
     Ok(view.worst().exit_code())
+}
+
+fn iam_policy(cli: &Cli, a: &IamPolicyArgs) -> Exit {
+    use crate::iam_policy::{self as ip, Scope};
+    let settings = load(cli, false)?.settings;
+    let scope = Scope {
+        partition: a.partition.clone(),
+        region: a.region.clone(),
+        account: a.account.clone(),
+    };
+    if let Err(e) = scope.validate() {
+        eprintln!("ssm-companion: {e}");
+        return Err(exit::USAGE);
+    }
+    let p = ip::policies(&settings, &scope);
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    match a.for_ {
+        Some(PolicyFor::InstanceProfile) => match &p.instance_profile {
+            Some(doc) => println!("{}", pretty(doc)),
+            None => {
+                eprintln!(
+                    "ssm-companion: this configuration needs no permission for the instance profile (no policy printed)"
+                );
+            }
+        },
+        Some(PolicyFor::Operator) => println!("{}", pretty(&p.operator)),
+        None if a.json => println!("{}", ip::json(&p)),
+        None => print!("{}", ip::text(&p)),
+    }
+    Ok(exit::OK)
 }
 
 fn run_daemon(cli: &Cli) -> Exit {

@@ -1,6 +1,6 @@
 //! ssm-companion: the companion daemon of amazon-ssm-agent.
 //!
-//! Capabilities (`accounts`, later `health` and `audit`) never import each other; they share the
+//! Capabilities (`accounts`, `health`, later `audit`) never import each other; they share the
 //! modules below and are wired together by [`daemon`] and [`cli`].
 
 #![forbid(unsafe_code)]
@@ -38,6 +38,8 @@ pub mod exec;
 pub mod failpoints;
 /// The health capability: amazon-ssm-agent installed, running, able to reach AWS; Run As ready.
 pub mod health;
+/// The least-privilege IAM policies for a configuration (`iam-policy`).
+pub mod iam_policy;
 /// tracing setup: stderr shaped for journald, structured events to the journal.
 pub mod logging;
 /// The state directory and atomic file writes.

@@ -1,0 +1,264 @@
+//! `ssm-companion iam-policy`: the least-privilege IAM policies for the features a configuration
+//! enables. Pure: settings in, policy documents out.
+//!
+//! Two principals call AWS: every host's instance profile (the daemon, `doctor`, `accounts
+//! plan|apply`) and an operator (`fleet health`). The host policy lists everything ssm-companion
+//! itself calls, even what AmazonSSMManagedInstanceCore already grants, so that it also works
+//! where the agent's credentials come from Default Host Management and the instance role has no
+//! other policy. `sts:GetCallerIdentity` needs no permission and is not listed.
+
+use serde_json::{Value, json};
+
+use crate::config::{Settings, SourceKind};
+
+/// The Session Manager preferences document (`runAsEnabled`, `runAsDefaultUser`).
+const PREFERENCES_DOCUMENT: &str = "SSM-SessionManagerRunShell";
+
+/// Where the policies apply: partition, region and account, `*` when not given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// `aws`, `aws-cn`, `aws-us-gov`.
+    pub partition: String,
+    /// A region, or `*`.
+    pub region: String,
+    /// A 12-digit account id, or `*`.
+    pub account: String,
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Self {
+            partition: "aws".into(),
+            region: "*".into(),
+            account: "*".into(),
+        }
+    }
+}
+
+impl Scope {
+    /// Checks the values; the error names the flag and what is allowed.
+    pub fn validate(&self) -> Result<(), String> {
+        if !matches!(self.partition.as_str(), "aws" | "aws-cn" | "aws-us-gov") {
+            return Err(format!(
+                "--partition {:?}: use aws, aws-cn or aws-us-gov",
+                self.partition
+            ));
+        }
+        let region_ok = self.region == "*"
+            || (!self.region.is_empty()
+                && self
+                    .region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        if !region_ok {
+            return Err(format!(
+                "--region {:?}: a region name such as eu-west-1, or * for all",
+                self.region
+            ));
+        }
+        let account_ok = self.account == "*"
+            || (self.account.len() == 12 && self.account.chars().all(|c| c.is_ascii_digit()));
+        if !account_ok {
+            return Err(format!(
+                "--account {:?}: a 12-digit account id, or * for all",
+                self.account
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The policies, with one line per statement saying which feature needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policies {
+    /// For every host's instance profile; `None` when the configuration calls no AWS API.
+    pub instance_profile: Option<Value>,
+    /// Why each host statement is there.
+    pub instance_profile_reasons: Vec<String>,
+    /// For operators (`fleet health`).
+    pub operator: Value,
+    /// Why each operator statement is there.
+    pub operator_reasons: Vec<String>,
+}
+
+fn document(statements: Vec<Value>) -> Value {
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// The policies for `settings`.
+pub fn policies(settings: &Settings, scope: &Scope) -> Policies {
+    let a = &settings.accounts;
+    let h = &settings.health;
+    let mut statements = Vec::new();
+    let mut reasons = Vec::new();
+    if a.enabled && a.source == SourceKind::Iam {
+        // GetAccountAuthorizationDetails has no resource-level permissions.
+        statements.push(json!({
+            "Sid": "AccountsReadRunAsTags",
+            "Effect": "Allow",
+            "Action": "iam:GetAccountAuthorizationDetails",
+            "Resource": "*",
+        }));
+        reasons.push(
+            "AccountsReadRunAsTags: accounts.source = \"iam\" reads the users' and roles' SSMSessionRunAs tags"
+                .to_string(),
+        );
+    }
+    let prefs_for_accounts = a.enabled && a.read_session_preferences;
+    if prefs_for_accounts || h.enabled {
+        statements.push(json!({
+            "Sid": "ReadSessionManagerPreferences",
+            "Effect": "Allow",
+            "Action": "ssm:GetDocument",
+            "Resource": format!(
+                "arn:{}:ssm:{}:{}:document/{PREFERENCES_DOCUMENT}",
+                scope.partition, scope.region, scope.account
+            ),
+        }));
+        let users = match (prefs_for_accounts, h.enabled) {
+            (true, true) => {
+                "accounts.read_session_preferences and the runas.preferences health check"
+            }
+            (true, false) => "accounts.read_session_preferences",
+            _ => "the runas.preferences health check",
+        };
+        reasons.push(format!(
+            "ReadSessionManagerPreferences: {users} read runAsEnabled/runAsDefaultUser"
+        ));
+    }
+    if h.enabled && h.inventory {
+        // Like AmazonSSMManagedInstanceCore, which grants it on "*".
+        statements.push(json!({
+            "Sid": "HealthInventory",
+            "Effect": "Allow",
+            "Action": "ssm:PutInventory",
+            "Resource": "*",
+        }));
+        reasons.push(
+            "HealthInventory: health.inventory = true sends Custom:SsmCompanionHealth".to_string(),
+        );
+    }
+    let instance_profile = (!statements.is_empty()).then(|| document(statements));
+    let operator = document(vec![json!({
+        "Sid": "FleetHealth",
+        "Effect": "Allow",
+        "Action": "ssm:GetInventory",
+        "Resource": "*",
+    })]);
+    Policies {
+        instance_profile,
+        instance_profile_reasons: reasons,
+        operator,
+        operator_reasons: vec![
+            "FleetHealth: `ssm-companion fleet health` reads Custom:SsmCompanionHealth fleet-wide"
+                .into(),
+        ],
+    }
+}
+
+/// For people: both policies with what each statement is for.
+pub fn text(p: &Policies) -> String {
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let mut out = String::from(
+        "# Instance profile: attach to the role of every host (next to AmazonSSMManagedInstanceCore,\n# which the agent needs). Print it alone with `--for instance-profile`.\n",
+    );
+    match &p.instance_profile {
+        Some(doc) => {
+            for r in &p.instance_profile_reasons {
+                out.push_str(&format!("#   {r}\n"));
+            }
+            out.push_str(&pretty(doc));
+            out.push('\n');
+        }
+        None => out.push_str(
+            "#   nothing: with this configuration ssm-companion calls no AWS API that needs a permission\n",
+        ),
+    }
+    out.push_str("\n# Operator: for the people or pipelines that run `ssm-companion fleet health`.\n# Print it alone with `--for operator`.\n");
+    for r in &p.operator_reasons {
+        out.push_str(&format!("#   {r}\n"));
+    }
+    out.push_str(&pretty(&p.operator));
+    out.push('\n');
+    out
+}
+
+/// For scripts (`ssm-companion/iam-policy/v1`).
+pub fn json(p: &Policies) -> String {
+    serde_json::to_string_pretty(&json!({
+        "schema": "ssm-companion/iam-policy/v1",
+        "instance_profile": p.instance_profile,
+        "instance_profile_reasons": p.instance_profile_reasons,
+        "operator": p.operator,
+        "operator_reasons": p.operator_reasons,
+    }))
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actions(doc: &Value) -> Vec<String> {
+        doc["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["Action"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_iam_tags_and_the_preferences() {
+        let p = policies(&Settings::default(), &Scope::default());
+        let host = p.instance_profile.as_ref().unwrap();
+        assert_eq!(
+            actions(host),
+            ["iam:GetAccountAuthorizationDetails", "ssm:GetDocument"]
+        );
+        assert_eq!(
+            host["Statement"][1]["Resource"],
+            "arn:aws:ssm:*:*:document/SSM-SessionManagerRunShell"
+        );
+        assert_eq!(actions(&p.operator), ["ssm:GetInventory"]);
+        assert_eq!(p.instance_profile_reasons.len(), 2);
+    }
+
+    #[test]
+    fn follows_the_features() {
+        let mut s = Settings::default();
+        s.accounts.source = SourceKind::File;
+        s.accounts.read_session_preferences = false;
+        s.health.inventory = true;
+        let scope = Scope {
+            partition: "aws-cn".into(),
+            region: "cn-north-1".into(),
+            account: "123456789012".into(),
+        };
+        let p = policies(&s, &scope);
+        let host = p.instance_profile.unwrap();
+        assert_eq!(actions(&host), ["ssm:GetDocument", "ssm:PutInventory"]);
+        assert_eq!(
+            host["Statement"][0]["Resource"],
+            "arn:aws-cn:ssm:cn-north-1:123456789012:document/SSM-SessionManagerRunShell"
+        );
+        s.health.enabled = false;
+        s.accounts.enabled = false;
+        let p = policies(&s, &Scope::default());
+        assert!(p.instance_profile.is_none());
+        assert!(text(&p).contains("nothing: with this configuration"));
+    }
+
+    #[test]
+    fn bad_scopes_name_the_flag() {
+        let bad = |f: fn(&mut Scope)| {
+            let mut s = Scope::default();
+            f(&mut s);
+            s.validate().unwrap_err()
+        };
+        assert!(bad(|s| s.partition = "aws-moon".into()).starts_with("--partition"));
+        assert!(bad(|s| s.region = "EU West".into()).starts_with("--region"));
+        assert!(bad(|s| s.account = "12345".into()).starts_with("--account"));
+        assert!(Scope::default().validate().is_ok());
+    }
+}
