@@ -31,7 +31,7 @@ echo "    moto at $MOTO, IMDSv2 at $IMDS"
 
 cat >"$DEMO/config.toml" <<EOF
 # The demo's configuration: the emulator's endpoints, a private state directory, and the
-# settings an operator would set. Everything else is the default (see packaging/config.example.toml).
+# settings an operator would set. Everything else is the default (see packaging/config.d/10-defaults.toml).
 [aws]
 endpoint_url = "$MOTO"
 imds_endpoint = "$IMDS"

@@ -171,7 +171,7 @@ fn merged_settings_print_as_toml_that_parses_back() {
 /// The shipped example config: every key it mentions is a real key with a valid example value.
 #[test]
 fn shipped_example_config_is_valid_and_complete() {
-    let example = include_str!("../../packaging/config.example.toml");
+    let example = include_str!("../../packaging/config.d/10-defaults.toml");
     // Uncomment every `# key = value` line and every `# [section]` header.
     let uncommented: String = example
         .lines()

@@ -1,0 +1,55 @@
+#!/bin/sh
+# Checks the packages of packaging/build.sh and the unit, failing on any finding that is not
+# justified in an override file:
+#   - lintian on each .deb (errors and warnings fail; overrides with reasons in
+#     packaging/lintian-overrides, shipped in the package);
+#   - rpmlint on each .rpm (errors and warnings fail; filters with reasons in packaging/rpmlint.toml);
+#   - systemd-analyze security --offline=yes: exposure at most 2.5;
+#   - the package metadata a distribution relies on: the glibc floor in Depends/Requires, the
+#     conffile/%config(noreplace) for /etc/ssm-companion/config.toml.
+# Prints the sizes (for cross/README.md). The package test (tests/package_e2e.rs) checks that
+# the packages install, start and work under real systemd.
+#
+#   packaging/check.sh        (after packaging/build.sh)
+set -eu
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*"; }
+die() { printf 'packaging/check.sh: %s\n' "$*" >&2; exit 1; }
+
+./packaging/install-tools.sh
+out=target/packages
+debs=$(ls "$out"/*.deb 2>/dev/null || true)
+rpms=$(ls "$out"/*.rpm 2>/dev/null || true)
+[ -n "$debs" ] && [ -n "$rpms" ] || die "no packages in $out: run packaging/build.sh first"
+
+for deb in $debs; do
+    log "lintian $deb"
+    # --fail-on warning: warnings fail too. The overrides shipped in the package apply.
+    lintian --fail-on error,warning --display-info --tag-display-limit 0 "$deb"
+    dpkg-deb -f "$deb" Depends | grep -q 'libc6 (>= 2.17)' || die "$deb: Depends lacks libc6 (>= 2.17)"
+    dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx /etc/ssm-companion/config.toml ||
+        die "$deb: /etc/ssm-companion/config.toml is not a conffile"
+done
+
+for rpm in $rpms; do
+    log "rpmlint $rpm"
+    # rpmlint exits non-zero on errors; warnings are counted in its last line and fail here.
+    report=$(rpmlint -c packaging/rpmlint.toml "$rpm" 2>&1) || { printf '%s\n' "$report"; die "$rpm: rpmlint errors"; }
+    printf '%s\n' "$report"
+    printf '%s\n' "$report" | tail -1 | grep -q ' 0 errors, 0 warnings' || die "$rpm: rpmlint warnings"
+    rpm -qp --requires "$rpm" 2>/dev/null | grep -q '^glibc >= 2.17' || die "$rpm: Requires lacks glibc >= 2.17"
+    rpm -qp --configfiles "$rpm" 2>/dev/null | grep -qx /etc/ssm-companion/config.toml ||
+        die "$rpm: /etc/ssm-companion/config.toml is not %config"
+    rpm -qp --qf '[%{FILENAMES} %{FILEFLAGS:fflags}\n]' "$rpm" 2>/dev/null |
+        grep -q '^/etc/ssm-companion/config.toml c*n' || die "$rpm: config.toml is not %config(noreplace)"
+done
+
+log "systemd-analyze security --offline=yes"
+# --threshold is on the 0-100 scale: 25 is an exposure of 2.5.
+systemd-analyze security --offline=yes --threshold=25 --no-pager systemd/ssm-companion.service | tail -1
+
+log "sizes"
+for f in target/cross/*/release/ssm-companion $debs $rpms; do
+    printf '%10s  %s\n' "$(stat -c %s "$f")" "$f"
+done
