@@ -41,6 +41,9 @@
 #   SYSTEMD_NS_BIND="SRC[:DST] ..."     host paths bind-mounted read-only inside (space separated)
 #   SYSTEMD_NS_BIND_RW="SRC[:DST] ..."  same, read-write
 #   SYSTEMD_NS_OVERLAY_EXTRA="DIR ..."  extra host top-level dirs to overlay (default: none)
+#   SYSTEMD_NS_LOWER=DIR         a root file system (e.g. from debootstrap) to boot instead of the host's:
+#                                its etc, usr, var, opt are the overlays' lower layers and its bin, sbin, lib*
+#                                links or directories are used (default: the host's /)
 # Files can also be passed in through stdin: `systemd-ns.sh exec S sh -c 'cat >/tmp/x.deb' <x.deb`.
 set -euo pipefail
 
@@ -107,22 +110,23 @@ in_ns() {
 # ---------------------------------------------------------------------------------------------------------
 # Runs as PID 1 of the new PID namespace, in the new mount namespace, before systemd.
 ns_init() {
-    local R=$S/root d src dst spec
-    : "${SYSTEMD_NS_OVERLAY_EXTRA:=}" "${SYSTEMD_NS_BIND:=}" "${SYSTEMD_NS_BIND_RW:=}"
+    local R=$S/root d src dst spec L
+    : "${SYSTEMD_NS_OVERLAY_EXTRA:=}" "${SYSTEMD_NS_BIND:=}" "${SYSTEMD_NS_BIND_RW:=}" "${SYSTEMD_NS_LOWER:=}"
+    L=${SYSTEMD_NS_LOWER%/}
     mount --make-rprivate /
     mkdir -p "$R"
     mount -t tmpfs -o mode=0755 "$NAME-root" "$R"
     for d in etc usr var opt $SYSTEMD_NS_OVERLAY_EXTRA; do
-        [ -d "/$d" ] || continue
+        [ -d "$L/$d" ] || continue
         mkdir -p "$R/$d" "$S/upper/$d" "$S/work/$d"
-        mount -t overlay overlay -o "lowerdir=/$d,upperdir=$S/upper/$d,workdir=$S/work/$d" "$R/$d"
+        mount -t overlay overlay -o "lowerdir=$L/$d,upperdir=$S/upper/$d,workdir=$S/work/$d" "$R/$d"
     done
     for d in bin sbin lib lib32 lib64 libx32; do
-        if [ -L "/$d" ]; then
-            ln -s "$(readlink "/$d")" "$R/$d"
-        elif [ -d "/$d" ]; then # not merged-usr: read-only bind
+        if [ -L "$L/$d" ]; then
+            ln -s "$(readlink "$L/$d")" "$R/$d"
+        elif [ -d "$L/$d" ]; then # not merged-usr: read-only bind
             mkdir -p "$R/$d"
-            mount --rbind "/$d" "$R/$d"
+            mount --rbind "$L/$d" "$R/$d"
             mount -o remount,bind,ro "$R/$d"
         fi
     done
@@ -257,7 +261,7 @@ cmd_start() {
     alive "$upid" && die "a container is already running for $S (unshare pid $upid)"
     cleanup # leftovers of an earlier half-failed run
     cg2=$(cgroup2_root)
-    [ -x /lib/systemd/systemd ] || die "/lib/systemd/systemd not found (apt-get install systemd)"
+    [ -x "${SYSTEMD_NS_LOWER:-}/lib/systemd/systemd" ] || die "${SYSTEMD_NS_LOWER:-}/lib/systemd/systemd not found (apt-get install systemd)"
     mkdir -p "$S"
     rm -rf "$S/units"
     mkdir -p "$S/units"
@@ -282,7 +286,7 @@ cmd_start() {
     # setsid: own session, survives the caller; stdio to console.log
     # shellcheck disable=SC2016 # $$ and $1.. are expanded by the inner bash
     SYSTEMD_NS_OVERLAY_EXTRA=${SYSTEMD_NS_OVERLAY_EXTRA:-} SYSTEMD_NS_BIND=${SYSTEMD_NS_BIND:-} \
-        SYSTEMD_NS_BIND_RW=${SYSTEMD_NS_BIND_RW:-} \
+        SYSTEMD_NS_BIND_RW=${SYSTEMD_NS_BIND_RW:-} SYSTEMD_NS_LOWER=${SYSTEMD_NS_LOWER:-} \
         setsid bash -c '
             set -e
             echo $$ >"$1/cgroup.procs"

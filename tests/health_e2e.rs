@@ -10,11 +10,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{AgentDirs, Emulator, Host, INSTANCE, NetNs, StandInAgent, bin, repo};
+use common::{AgentDirs, Emulator, Host, INSTANCE, NetNs, StandInAgent, Systemd, bin, repo};
 use serde_json::Value;
 
 fn checks(doc: &Value) -> Vec<(String, String, String)> {
@@ -414,56 +413,6 @@ fn daemon_writes_health_json_textfile_and_inventory() {
     let status = daemon.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     reader.join().unwrap();
-}
-
-/// `scripts/systemd-ns.sh` around a test: stopped (and its cgroups removed) on drop.
-struct Systemd {
-    state: PathBuf,
-}
-
-impl Systemd {
-    fn start(state: &Path, units: &[&Path], bind_ro: &[&Path], bind_rw: &[&Path]) -> Self {
-        let join = |v: &[&Path]| {
-            v.iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        let out = Command::new(repo().join("scripts/systemd-ns.sh"))
-            .arg("start")
-            .arg(state)
-            .args(units)
-            .env("SYSTEMD_NS_BIND", join(bind_ro))
-            .env("SYSTEMD_NS_BIND_RW", join(bind_rw))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "systemd did not boot: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self {
-            state: state.to_path_buf(),
-        }
-    }
-
-    fn exec(&self, args: &[&str]) -> std::process::Output {
-        Command::new(repo().join("scripts/systemd-ns.sh"))
-            .arg("exec")
-            .arg(&self.state)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Systemd {
-    fn drop(&mut self) {
-        let _ = Command::new(repo().join("scripts/systemd-ns.sh"))
-            .arg("stop")
-            .arg(&self.state)
-            .output();
-    }
 }
 
 #[test]

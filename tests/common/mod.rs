@@ -852,3 +852,121 @@ pub fn tls_endpoints(
     args.extend_from_slice(extra);
     (ca, start_listeners(ns, &args))
 }
+
+/// `scripts/systemd-ns.sh` around a test: real systemd as PID 1 in private namespaces, stopped
+/// (and its cgroups removed) on drop.
+pub struct Systemd {
+    state: PathBuf,
+}
+
+/// How to boot a [`Systemd`].
+#[derive(Default)]
+pub struct SystemdOptions<'a> {
+    /// Unit files installed (not enabled) before boot.
+    pub units: &'a [&'a Path],
+    /// Host paths bind-mounted read-only at the same place.
+    pub bind_ro: &'a [&'a Path],
+    /// Host paths bind-mounted read-write at the same place.
+    pub bind_rw: &'a [&'a Path],
+    /// A root file system to boot (`scripts/debian-root.sh`) instead of the host's.
+    pub lower: Option<&'a Path>,
+}
+
+impl Systemd {
+    /// Boots with `units` over the host's root, with the given bind mounts.
+    pub fn start(state: &Path, units: &[&Path], bind_ro: &[&Path], bind_rw: &[&Path]) -> Self {
+        Self::boot(
+            state,
+            &SystemdOptions {
+                units,
+                bind_ro,
+                bind_rw,
+                lower: None,
+            },
+        )
+    }
+
+    /// Boots as `opts` say.
+    pub fn boot(state: &Path, opts: &SystemdOptions<'_>) -> Self {
+        let join = |v: &[&Path]| {
+            v.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut cmd = Command::new(repo().join("scripts/systemd-ns.sh"));
+        cmd.arg("start")
+            .arg(state)
+            .args(opts.units)
+            .env("SYSTEMD_NS_BIND", join(opts.bind_ro))
+            .env("SYSTEMD_NS_BIND_RW", join(opts.bind_rw));
+        if let Some(l) = opts.lower {
+            cmd.env("SYSTEMD_NS_LOWER", l);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "systemd did not boot: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            state: state.to_path_buf(),
+        }
+    }
+
+    /// Runs a command inside.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        self.exec_stdin(args, None)
+    }
+
+    /// Runs a command inside with `input` on its stdin (how files get in).
+    pub fn exec_stdin(&self, args: &[&str], input: Option<&[u8]>) -> Output {
+        let mut child = Command::new(repo().join("scripts/systemd-ns.sh"))
+            .arg("exec")
+            .arg(&self.state)
+            .args(args)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(data) = input {
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(data).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs a shell command inside; panics unless it succeeds; its stdout.
+    pub fn sh(&self, script: &str) -> String {
+        let out = self.exec(&["sh", "-c", script]);
+        assert!(
+            out.status.success(),
+            "`{script}` failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Copies a host file to `dest` inside.
+    pub fn put(&self, src: &Path, dest: &str) {
+        let data = std::fs::read(src).unwrap();
+        let out = self.exec_stdin(&["sh", "-c", &format!("cat > '{dest}'")], Some(&data));
+        assert!(out.status.success(), "copying {} in failed", src.display());
+    }
+}
+
+impl Drop for Systemd {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("scripts/systemd-ns.sh"))
+            .arg("stop")
+            .arg(&self.state)
+            .output();
+    }
+}
