@@ -34,6 +34,9 @@ gzip -9n -c CHANGELOG.md >target/man/changelog.gz
 
 mkdir -p "$out"
 for arch in $arches; do
+    case $arch in x86_64) debarch=amd64 ;; aarch64) debarch=arm64 ;; *) die "unknown architecture '$arch'" ;; esac
+    # Only this version's packages stay (the tests pick the one package of each kind).
+    rm -f "$out"/ssm-companion_*_"$debarch".deb "$out"/ssm-companion-*."$arch".rpm
     triple=$arch-unknown-linux-gnu
     bin=$cross/$triple/release/ssm-companion
     [ -x "$bin" ] || die "$bin is missing: run cross/build.sh $arch first"

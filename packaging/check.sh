@@ -45,6 +45,41 @@ for rpm in $rpms; do
         grep -q '^/etc/ssm-companion/config.toml c*n' || die "$rpm: config.toml is not %config(noreplace)"
 done
 
+# One layout: every architecture's package holds the same paths, and its binary is for that
+# architecture (the x86_64 packages are installed and run by tests/package_e2e.rs; the aarch64
+# binary gets smoke runs under qemu-user in cross/build.sh).
+layout() {
+    case $1 in
+        *.deb) dpkg-deb -c "$1" | awk '{print $6}' | sed 's|^\./|/|; s|/$||' | grep -v '^$' | sort ;;
+        *.rpm) rpm -qpl "$1" 2>/dev/null | sort ;;
+    esac
+}
+for kind in deb rpm; do
+    first=""
+    for p in $(ls "$out"/*."$kind"); do
+        if [ -z "$first" ]; then first=$p; continue; fi
+        layout "$first" >"$out/.layout-a"
+        layout "$p" >"$out/.layout-b"
+        diff -u "$out/.layout-a" "$out/.layout-b" || die "$p and $first have different file lists"
+    done
+done
+rm -f "$out/.layout-a" "$out/.layout-b"
+for p in $debs $rpms; do
+    case $p in
+        *amd64.deb | *x86_64.rpm) want="x86-64" ;;
+        *arm64.deb | *aarch64.rpm) want="ARM aarch64" ;;
+        *) die "$p: unknown architecture" ;;
+    esac
+    tmp=$(mktemp -d)
+    case $p in
+        *.deb) dpkg-deb -x "$p" "$tmp" ;;
+        *.rpm) (cd "$tmp" && rpm2cpio "$OLDPWD/$p" | cpio -idm --quiet) ;;
+    esac
+    file -b "$tmp/usr/bin/ssm-companion" | grep -q "$want" || die "$p: the binary is not $want"
+    rm -rf "$tmp"
+done
+log "layouts identical across architectures; binaries of the right architecture"
+
 log "systemd-analyze security --offline=yes"
 # --threshold is on the 0-100 scale: 25 is an exposure of 2.5.
 systemd-analyze security --offline=yes --threshold=25 --no-pager systemd/ssm-companion.service | tail -1

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the packaging tools of packaging/build.sh and packaging/check.sh (as root; idempotent):
-# cargo-deb and cargo-generate-rpm (pinned, from crates.io), lintian, rpmlint and rpm (Debian
+# cargo-deb and cargo-generate-rpm (pinned, from crates.io), lintian, rpmlint, rpm and cpio (Debian
 # packages), debootstrap (the minimal Debian root of the package test).
 set -eu
 
@@ -21,7 +21,7 @@ if ! have cargo generate-rpm --version || ! cargo generate-rpm --version 2>/dev/
 fi
 
 missing=""
-for p in lintian rpmlint rpm debootstrap gzip; do
+for p in lintian rpmlint rpm cpio debootstrap gzip; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then

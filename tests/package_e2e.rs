@@ -16,43 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Emulator, Systemd, SystemdOptions, repo};
+use common::{Emulator, Systemd, package, repo};
 
 const UNIT: &str = "ssm-companion.service";
-
-/// The one package in target/packages whose name ends with `suffix`.
-fn package(suffix: &str) -> PathBuf {
-    let dir = repo().join("target/packages");
-    let found: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}: run `make packages` first", dir.display()))
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().ends_with(suffix))
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "want exactly one *{suffix} in {} (run `make packages`): {found:?}",
-        dir.display()
-    );
-    found.into_iter().next().unwrap()
-}
-
-/// The minimal root (built once, shared by the tests).
-fn root() -> PathBuf {
-    let dir = repo().join("target/debian-root");
-    let out = Command::new(repo().join("scripts/debian-root.sh"))
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/debian-root.sh failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir
-}
 
 /// The emulator with two principals carrying SSMSessionRunAs.
 fn emulator() -> Emulator {
@@ -62,21 +28,9 @@ fn emulator() -> Emulator {
     emu
 }
 
-/// Boots systemd over the minimal root, with a drop-in pointing ssm-companion at the emulator
-/// (written before the package, as cloud-init would).
+/// Boots systemd over the minimal root with the test drop-in (see [`common::boot_debian`]).
 fn boot(work: &Path, emu: &Emulator) -> Systemd {
-    let sd = Systemd::boot(
-        &work.join("sd"),
-        &SystemdOptions {
-            lower: Some(&root()),
-            ..Default::default()
-        },
-    );
-    sd.sh(&format!(
-        "mkdir -p /etc/ssm-companion/config.d && printf '%s' '[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\nregion = \"us-east-1\"\n[accounts]\nsplay = \"0s\"\ninterval = \"20s\"\n[health]\nservices = []\n' > /etc/ssm-companion/config.d/50-test.toml",
-        emu.moto, emu.imds
-    ));
-    sd
+    common::boot_debian(work, emu)
 }
 
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {

@@ -970,3 +970,56 @@ impl Drop for Systemd {
             .output();
     }
 }
+
+// ---- The packages (tests/package_e2e.rs, benches/cold_start.rs) ----
+
+/// The one package in target/packages whose name ends with `suffix`.
+pub fn package(suffix: &str) -> PathBuf {
+    let dir = repo().join("target/packages");
+    let found: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}: run `make packages` first", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "want exactly one *{suffix} in {} (run `make packages`): {found:?}",
+        dir.display()
+    );
+    found.into_iter().next().unwrap()
+}
+
+/// The minimal root (built once, shared by the tests).
+pub fn debian_root() -> PathBuf {
+    let dir = repo().join("target/debian-root");
+    let out = Command::new(repo().join("scripts/debian-root.sh"))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/debian-root.sh failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+/// Boots systemd over the minimal root, with a drop-in pointing ssm-companion at the emulator
+/// (written before the package, as cloud-init would).
+pub fn boot_debian(work: &Path, emu: &Emulator) -> Systemd {
+    let sd = Systemd::boot(
+        &work.join("sd"),
+        &SystemdOptions {
+            lower: Some(&debian_root()),
+            ..Default::default()
+        },
+    );
+    sd.sh(&format!(
+        "mkdir -p /etc/ssm-companion/config.d && printf '%s' '[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\nregion = \"us-east-1\"\n[accounts]\nsplay = \"0s\"\ninterval = \"20s\"\n[health]\nservices = []\n' > /etc/ssm-companion/config.d/50-test.toml",
+        emu.moto, emu.imds
+    ));
+    sd
+}
