@@ -71,6 +71,12 @@ pub fn write_atomic_checked<E: From<StateError>>(
         .permissions(fs::Permissions::from_mode(mode))
         .tempfile_in(dir)
         .map_err(io_err("cannot create a temporary file in", dir))?;
+    // The mode given at creation is reduced by the umask (the unit's UMask=0077 would make a
+    // sudoers drop-in 0400, which sudo rejects, and a Prometheus textfile unreadable to the
+    // exporter): set it explicitly.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io_err("cannot set the mode of", tmp.path()))?;
     tmp.write_all(data)
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(io_err("cannot write", tmp.path()))?;
