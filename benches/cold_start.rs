@@ -76,7 +76,9 @@ fn main() {
     let mut to_ready = Vec::new();
     for _ in 0..runs {
         // reset-failed: systemd's start rate limit (5 starts in 10 s) would refuse the sixth.
-        sd.sh(&format!("systemctl reset-failed {UNIT}; systemctl restart {UNIT}"));
+        sd.sh(&format!(
+            "systemctl reset-failed {UNIT}; systemctl restart {UNIT}"
+        ));
         // ExecMainStartTimestamp is taken when systemd forks the main process: what follows
         // includes the sandbox set-up (namespaces, mounts, seccomp), the exec and the daemon's
         // start (configuration, state directory) up to READY=1.

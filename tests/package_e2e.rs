@@ -97,6 +97,12 @@ fn check_running(sd: &Systemd) {
             .status
             .success()
     });
+    // Files get the mode the daemon asks for, whatever the unit's UMask=0077.
+    assert_eq!(
+        sd.sh("stat -c %a /var/lib/ssm-companion/health.json")
+            .trim(),
+        "644"
+    );
     let journal = sd.sh(&format!(
         // --merge: all journal files, also those of an earlier machine-id (see `first_boot`).
         "journalctl --merge -u {UNIT} -o cat MESSAGE_ID=a6f2c4d1b8e94c0e9d57c1f3e2b8a901"
@@ -391,6 +397,73 @@ fn cloud_init_recipe_installs_configures_and_starts() {
             .contains("/etc/ssm-companion/config.d/50-cloud-init.toml"),
         "{check}"
     );
+
+    // The rest of the account tools under the sandbox: a group grant with sudo (groupadd,
+    // usermod, visudo) and a retirement (userdel), the daemon restarted to sync at once.
+    emu.tag_user("alice", "ssm-companion:groups", "ssm-admins");
+    sd.sh("printf '[accounts]\nretire_grace = \"0s\"\nretire_confirmations = 1\ninterval = \"2s\"\n' > /etc/ssm-companion/config.d/60-test.toml");
+    sd.sh(&format!("systemctl restart {UNIT}"));
+    wait_for(
+        "alice in ssm-admins, with sudo",
+        Duration::from_secs(60),
+        || {
+            sd.sh("id -nG alice")
+                .split_whitespace()
+                .any(|g| g == "ssm-admins")
+                && sd
+                    .exec(&["test", "-f", "/etc/sudoers.d/ssm-companion"])
+                    .status
+                    .success()
+        },
+    );
+    sd.sh("visudo -c 2>&1");
+    emu.untag_user("alice", "SSMSessionRunAs");
+    sd.sh(&format!("systemctl restart {UNIT}"));
+    wait_for("alice retired (userdel)", Duration::from_secs(60), || {
+        !user_exists(&sd, "alice")
+    });
+    assert!(user_exists(&sd, "bob"));
+    sd.sh("pwck -r -q && grpck -r");
+
+    // Taking it off the host for good, as docs/packaging.md says (the block after the
+    // `decommission` marker, run as written).
+    let doc = std::fs::read_to_string(repo().join("docs/packaging.md")).unwrap();
+    let block = doc
+        .split("<!-- decommission -->\n```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("the decommission block in docs/packaging.md");
+    let out = run_script(
+        &sd,
+        &["sh", "-eu", "-c"],
+        block,
+        "the decommission procedure",
+    );
+    assert!(!user_exists(&sd, "bob"), "bob retired: {out}");
+    assert!(
+        !sd.exec(&["test", "-e", "/home/bob"]).status.success(),
+        "home removed"
+    );
+    assert!(
+        !sd.exec(&["test", "-e", "/etc/sudoers.d/ssm-companion"])
+            .status
+            .success()
+    );
+    assert!(
+        !sd.exec(&["test", "-e", "/var/lib/ssm-companion"])
+            .status
+            .success()
+    );
+    assert!(
+        !sd.exec(&["test", "-e", "/etc/ssm-companion"])
+            .status
+            .success()
+    );
+    assert!(
+        !sd.exec(&["dpkg", "-s", "ssm-companion"]).status.success(),
+        "the package is purged"
+    );
+    sd.sh("pwck -r -q && grpck -r");
 }
 
 #[test]
