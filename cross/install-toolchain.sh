@@ -2,7 +2,8 @@
 # Installs the cross toolchain of cross/build.sh on Debian/Ubuntu (as root; idempotent):
 #   - the arm64 architecture for apt, Debian's Rust (rustc-web, cargo-web) with the aarch64
 #     standard library (libstd-rust-web-dev:arm64, which brings libc6:arm64 so qemu-user finds
-#     the aarch64 loader), qemu-user for the aarch64 smoke runs, file and binutils (readelf);
+#     the aarch64 loader), qemu-user for the aarch64 smoke runs, qemu-system-arm and cpio for the
+#     aarch64 VM of the package test (scripts/aarch64-vm.sh), file and binutils (readelf);
 #   - zig and cargo-zigbuild, pinned in cross/requirements.txt, in .venv-cross.
 set -eu
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ log() { printf '==> %s\n' "$*"; }
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 
-packages="rustc-web cargo-web libstd-rust-web-dev:arm64 qemu-user file binutils python3-venv"
+packages="rustc-web cargo-web libstd-rust-web-dev:arm64 qemu-user qemu-system-arm cpio file binutils python3-venv"
 missing=""
 for p in $packages; do
     installed "$p" || missing="$missing $p"

@@ -5,6 +5,11 @@
 #
 #   scripts/debian-root.sh DIR        (as root; does nothing when DIR is already complete)
 #
+# DEBIAN_ROOT_ARCH=arm64 makes a root of another architecture for a full-system VM
+# (scripts/aarch64-vm.sh): debootstrap's first stage only (--foreign: packages unpacked, not
+# configured; the VM runs the second stage when it boots), with udev and kmod (the VM loads its
+# virtio drivers) instead of rpm.
+#
 # The mirror is the one this machine's apt already uses for that release (from /etc/apt/sources.list and
 # /etc/apt/sources.list.d/), so nothing here names a mirror; DEBIAN_ROOT_MIRROR=URL overrides it.
 # Packages beyond minbase: systemd as init, dbus, sudo (visudo), procps, and rpm (to install the .rpm too).
@@ -50,11 +55,17 @@ MIRROR=${DEBIAN_ROOT_MIRROR:-$(mirror_from_apt | head -1)}
 }
 command -v debootstrap >/dev/null || { echo "$0: debootstrap is not installed (apt-get install debootstrap)" >&2; exit 1; }
 
-echo "==> debootstrap $SUITE into $DIR (mirror from this machine's apt sources)"
+ARCH=${DEBIAN_ROOT_ARCH:-$(dpkg --print-architecture)}
+if [ "$ARCH" = "$(dpkg --print-architecture)" ]; then
+    set -- --include=systemd,systemd-sysv,dbus,sudo,procps,rpm
+else
+    set -- --foreign --arch="$ARCH" --include=systemd,systemd-sysv,dbus,sudo,procps,udev,kmod
+fi
+
+echo "==> debootstrap $SUITE ($ARCH) into $DIR (mirror from this machine's apt sources)"
 rm -rf "$DIR.tmp"
 mkdir -p "$(dirname "$DIR")"
-debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,sudo,procps,rpm \
-    "$SUITE" "$DIR.tmp" "$MIRROR" >"$DIR.log" 2>&1 || {
+debootstrap --variant=minbase "$@" "$SUITE" "$DIR.tmp" "$MIRROR" >"$DIR.log" 2>&1 || {
     tail -20 "$DIR.log" >&2
     echo "$0: debootstrap failed (full log: $DIR.log)" >&2
     exit 1
