@@ -59,6 +59,8 @@ for arch in $arches; do
     printf '[accounts]\nsource = "file"\n' >"$config"
     $run "$bin" version | grep -q "target: $triple" || die "$bin version: wrong target"
     $run "$bin" --config "$config" config check >/dev/null || die "$bin config check failed"
+    $run "$bin" --config "$config" iam-policy --for operator | grep -q '"ssm:GetInventory"' ||
+        die "$bin iam-policy failed"
     printf '[accounts]\ninterval = "5 parsecs"\n' >"$config"
     rc=0
     $run "$bin" --config "$config" config check >/dev/null 2>&1 || rc=$?

@@ -2,7 +2,9 @@
 # Runs the benchmarks: planning CPU (cargo bench), the system-level accounts figures
 # (bench/bench.py: first apply vs bare useradd, IAM calls per sync, steady-state cycle, idle daemon
 # RSS/CPU, binary size) and the health figures (cargo bench --bench doctor: doctor wall time when
-# all is well and when every endpoint times out, idle daemon with health on). Run as root.
+# all is well and when every endpoint times out, idle daemon with health on) and, when the
+# packages are built (make packages), the cold start of the package under systemd
+# (cargo bench --features package-tests --bench cold_start). Run as root.
 # IDLE=seconds (default 600) sets how long the daemons idle before measuring.
 set -eu
 cd "$(dirname "$0")/.."
@@ -11,3 +13,8 @@ cargo bench --locked --bench plan
 cargo build --release --locked
 .venv/bin/python bench/bench.py --idle "${IDLE:-600}"
 BENCH_IDLE_SECS="${IDLE:-600}" cargo bench --locked --bench doctor
+if ls target/packages/*_amd64.deb >/dev/null 2>&1; then
+    cargo bench --locked --features package-tests --bench cold_start
+else
+    echo "==> no package in target/packages: skipping the cold-start bench (run make packages first)"
+fi
