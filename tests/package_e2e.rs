@@ -28,9 +28,17 @@ fn emulator() -> Emulator {
     emu
 }
 
-/// Boots systemd over the minimal root with the test drop-in (see [`common::boot_debian`]).
-fn boot(work: &Path, emu: &Emulator) -> Systemd {
-    common::boot_debian(work, emu)
+/// The emulator (with alice and bob) and systemd booted over the minimal root with the test
+/// drop-in ([`common::boot_debian`]), in a fresh directory. Bind them in this order: the
+/// container stops before its directory goes.
+fn booted(prefix: &str) -> (tempfile::TempDir, Emulator, Systemd) {
+    let emu = emulator();
+    let work = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .unwrap();
+    let sd = common::boot_debian(work.path(), &emu);
+    (work, emu, sd)
 }
 
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
@@ -126,12 +134,7 @@ fn ledger_and_users_kept(sd: &Systemd) {
 fn deb_installs_runs_upgrades_and_removes_under_real_systemd() {
     require_root!();
     let deb = package("_amd64.deb");
-    let emu = emulator();
-    let work = tempfile::Builder::new()
-        .prefix("ssmc-deb")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let sd = boot(work.path(), &emu);
+    let (_work, _emu, sd) = booted("ssmc-deb");
     sd.put(&deb, "/tmp/ssm-companion.deb");
     let out = sd.sh("dpkg -i /tmp/ssm-companion.deb 2>&1");
     assert!(out.contains("Setting up ssm-companion"), "{out}");
@@ -210,12 +213,7 @@ fn deb_installs_runs_upgrades_and_removes_under_real_systemd() {
 fn rpm_installs_runs_and_removes_under_real_systemd() {
     require_root!();
     let rpm = package(".x86_64.rpm");
-    let emu = emulator();
-    let work = tempfile::Builder::new()
-        .prefix("ssmc-rpm")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let sd = boot(work.path(), &emu);
+    let (_work, _emu, sd) = booted("ssmc-rpm");
     sd.put(&rpm, "/tmp/ssm-companion.rpm");
     // The root is Debian, so rpm's database knows none of the required packages: --nodeps.
     sd.sh("rpm -i --nodeps /tmp/ssm-companion.rpm");
@@ -339,12 +337,7 @@ fn cloud_init_recipe_installs_configures_and_starts() {
     );
     let doc = yaml(&path);
     let deb = package("_amd64.deb");
-    let emu = emulator();
-    let work = tempfile::Builder::new()
-        .prefix("ssmc-ci")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let sd = boot(work.path(), &emu);
+    let (_work, emu, sd) = booted("ssmc-ci");
     // The packages where the recipe's PKG_BASE points (a local directory here, S3 or HTTPS in
     // the recipe).
     sd.sh("mkdir -p /srv/packages");
@@ -502,12 +495,7 @@ fn image_builder_component_bakes_an_image_without_instance_state() {
     };
 
     let deb = package("_amd64.deb");
-    let emu = emulator();
-    let work = tempfile::Builder::new()
-        .prefix("ssmc-ib")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let sd = boot(work.path(), &emu);
+    let (_work, _emu, sd) = booted("ssmc-ib");
     for step in phase("build") {
         let name = step["name"].as_str().unwrap();
         match step["action"].as_str().unwrap() {
@@ -572,12 +560,7 @@ fn packer_provisioners_bake_an_image_without_instance_state() {
         .collect();
     assert!(commands.len() > 5, "{commands:?}");
 
-    let emu = emulator();
-    let work = tempfile::Builder::new()
-        .prefix("ssmc-packer")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let sd = boot(work.path(), &emu);
+    let (_work, _emu, sd) = booted("ssmc-packer");
     sd.put(&deb, "/tmp/ssm-companion-package");
     // Packer writes the inline commands to a script; execute_command runs it with `sh -eu`.
     run_script(
