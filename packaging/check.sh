@@ -34,10 +34,10 @@ done
 
 for rpm in $rpms; do
     log "rpmlint $rpm"
-    # rpmlint exits non-zero on errors; warnings are counted in its last line and fail here.
+    # rpmlint exits non-zero on errors; warnings are counted in its summary and fail here.
     report=$(rpmlint -c packaging/rpmlint.toml "$rpm" 2>&1) || { printf '%s\n' "$report"; die "$rpm: rpmlint errors"; }
     printf '%s\n' "$report"
-    printf '%s\n' "$report" | tail -1 | grep -q ' 0 errors, 0 warnings' || die "$rpm: rpmlint warnings"
+    printf '%s\n' "$report" | grep -q 'checked; 0 errors, 0 warnings' || die "$rpm: rpmlint warnings"
     rpm -qp --requires "$rpm" 2>/dev/null | grep -q '^glibc >= 2.17' || die "$rpm: Requires lacks glibc >= 2.17"
     rpm -qp --configfiles "$rpm" 2>/dev/null | grep -qx /etc/ssm-companion/config.toml ||
         die "$rpm: /etc/ssm-companion/config.toml is not %config"
@@ -46,8 +46,8 @@ for rpm in $rpms; do
 done
 
 # One layout: every architecture's package holds the same paths, and its binary is for that
-# architecture (the x86_64 packages are installed and run by tests/package_e2e.rs; the aarch64
-# binary gets smoke runs under qemu-user in cross/build.sh).
+# architecture (tests/package_e2e.rs installs and runs the x86_64 packages in a container and
+# the arm64 .deb in an aarch64 VM).
 layout() {
     case $1 in
         *.deb) dpkg-deb -c "$1" | awk '{print $6}' | sed 's|^\./|/|; s|/$||' | grep -v '^$' | sort ;;
