@@ -219,12 +219,18 @@ fn rpm_installs_runs_and_removes_under_real_systemd() {
     sd.sh("rpm -i --nodeps /tmp/ssm-companion.rpm");
     check_running(&sd);
     let pid = prop(&sd, "MainPID");
-    // Upgrade path: %postun with $1 = 1 restarts the service.
+    // Upgrade path: %postun with $1 = 1 restarts the service; %config(noreplace) keeps the
+    // administrator's file.
+    sd.sh("echo '# edited by the administrator' >> /etc/ssm-companion/config.toml");
     sd.sh("rpm -U --replacepkgs --nodeps /tmp/ssm-companion.rpm");
     wait_for("the restart", Duration::from_secs(30), || {
         let now = prop(&sd, "MainPID");
         now != pid && now != "0" && prop(&sd, "ActiveState") == "active"
     });
+    assert!(
+        sd.sh("cat /etc/ssm-companion/config.toml")
+            .contains("edited by the administrator")
+    );
     sd.sh("rpm -e --nodeps ssm-companion");
     assert_eq!(prop(&sd, "ActiveState"), "inactive");
     assert_ne!(
