@@ -1768,8 +1768,12 @@ def main(argv: list[str] | None = None) -> int:
     imds_server = make_imds_server(args.host, args.imds_port, imds_config)
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # The handlers only record the signal: calling stop.set() from a handler deadlocks when the
+    # signal lands while the main thread holds the Event's lock inside its own stop.wait()
+    # (seen in CI: an emulator that never exited after SIGTERM).
+    signalled: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: signalled.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _frame: signalled.append(signum))
 
     # A short poll interval keeps shutdown() (which waits for the loop to
     # notice) quick; tests start and stop emulators a lot.
@@ -1803,7 +1807,7 @@ def main(argv: list[str] | None = None) -> int:
     ready_out.flush()
     log.info("emulator ready: %s (moto %s)", json.dumps(ready), moto.__version__)
 
-    while not stop.wait(0.1):  # a timed wait keeps signal handlers responsive
+    while not signalled and not stop.wait(0.1):  # a timed wait keeps signal handlers responsive
         pass
     log.info("emulator shutting down")
     for server in (moto_server, imds_server):
