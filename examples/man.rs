@@ -4,8 +4,6 @@
 //!     cargo run --example man -- OUT_DIR
 //!
 //! The packages ship them (packaging/build.sh).
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a build tool: a failure should stop the build
-
 use clap::CommandFactory;
 
 fn main() -> std::io::Result<()> {

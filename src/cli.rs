@@ -40,7 +40,7 @@ Exit status: 0 success, 1 failure, 2 changes pending (accounts plan --detailed-e
 2 critical, 3 unknown (the monitoring-plugin convention).
 
 Docs: /usr/share/doc/ssm-companion/ (README, docs/accounts.md, docs/health.md,
-docs/configuration.md, docs/cli.md)";
+docs/configuration.md, docs/cli.md, docs/packaging.md); man ssm-companion";
 
 /// ssm-companion: the companion daemon of amazon-ssm-agent.
 #[derive(Debug, Parser)]
