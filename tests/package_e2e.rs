@@ -123,6 +123,23 @@ fn check_running(sd: &Systemd) {
     assert!(status_text.contains("accounts"), "{status_text}");
 }
 
+/// An upgrade by `command` (the same version again runs the same maintainer-script paths)
+/// restarts the service and keeps the administrator's edit of config.toml.
+fn upgrade_keeps_config_and_restarts(sd: &Systemd, command: &str) {
+    let pid = prop(sd, "MainPID");
+    sd.sh("echo '# edited by the administrator' >> /etc/ssm-companion/config.toml");
+    sd.sh(command);
+    wait_for("the restart", Duration::from_secs(30), || {
+        let now = prop(sd, "MainPID");
+        now != pid && now != "0" && prop(sd, "ActiveState") == "active"
+    });
+    assert!(
+        sd.sh("cat /etc/ssm-companion/config.toml")
+            .contains("edited by the administrator"),
+        "the administrator's config.toml survives the upgrade"
+    );
+}
+
 fn ledger_and_users_kept(sd: &Systemd) {
     assert!(user_exists(sd, "alice") && user_exists(sd, "bob"));
     assert!(sd.exec(&["test", "-d", "/home/alice"]).status.success());
@@ -175,17 +192,9 @@ fn deb_installs_runs_upgrades_and_removes_under_real_systemd() {
     }
     sd.sh("ssm-companion config check >/dev/null");
 
-    // Upgrade (the same version reinstalled runs the same maintainer-script paths): the
-    // administrator's config.toml is kept, the service restarted.
-    sd.sh("echo '# edited by the administrator' >> /etc/ssm-companion/config.toml");
-    sd.sh("dpkg -i --force-confold /tmp/ssm-companion.deb >/dev/null 2>&1");
-    wait_for("the restart", Duration::from_secs(30), || {
-        let now = prop(&sd, "MainPID");
-        now != pid && now != "0" && prop(&sd, "ActiveState") == "active"
-    });
-    assert!(
-        sd.sh("cat /etc/ssm-companion/config.toml")
-            .contains("edited by the administrator")
+    upgrade_keeps_config_and_restarts(
+        &sd,
+        "dpkg -i --force-confold /tmp/ssm-companion.deb >/dev/null 2>&1",
     );
 
     // Removal stops and disables it; the accounts, homes and ledger stay.
@@ -218,19 +227,8 @@ fn rpm_installs_runs_and_removes_under_real_systemd() {
     // The root is Debian, so rpm's database knows none of the required packages: --nodeps.
     sd.sh("rpm -i --nodeps /tmp/ssm-companion.rpm");
     check_running(&sd);
-    let pid = prop(&sd, "MainPID");
-    // Upgrade path: %postun with $1 = 1 restarts the service; %config(noreplace) keeps the
-    // administrator's file.
-    sd.sh("echo '# edited by the administrator' >> /etc/ssm-companion/config.toml");
-    sd.sh("rpm -U --replacepkgs --nodeps /tmp/ssm-companion.rpm");
-    wait_for("the restart", Duration::from_secs(30), || {
-        let now = prop(&sd, "MainPID");
-        now != pid && now != "0" && prop(&sd, "ActiveState") == "active"
-    });
-    assert!(
-        sd.sh("cat /etc/ssm-companion/config.toml")
-            .contains("edited by the administrator")
-    );
+    // %postun with $1 = 1 restarts the service; %config(noreplace) keeps the file.
+    upgrade_keeps_config_and_restarts(&sd, "rpm -U --replacepkgs --nodeps /tmp/ssm-companion.rpm");
     sd.sh("rpm -e --nodeps ssm-companion");
     assert_eq!(prop(&sd, "ActiveState"), "inactive");
     assert_ne!(
