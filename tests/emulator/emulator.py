@@ -10,7 +10,9 @@ One process, two loopback listeners:
     ``Action=`` parameter, or the HTTP method for REST services such as S3),
   - counts them (``GET /_emulator/stats``, ``POST /_emulator/stats/reset``),
   - injects faults (``POST /_emulator/faults``): an error in the service's own
-    wire protocol (so the SDKs parse the error code), a delay, or both.
+    wire protocol (so the SDKs parse the error code), a delay, or both, or a
+    successful answer damaged so that it is partial (cut, mis-paged, reset
+    mid-body, empty).
 
 * **a strict IMDSv2 stub** (stdlib ``ThreadingHTTPServer``) that behaves like
   EC2's instance metadata service with ``HttpTokens=required``: a session
@@ -76,7 +78,15 @@ On the moto port (everything else is passed to moto, including moto's own
   rules (replaces the set; ``[]`` clears), see :class:`FaultRule`, e.g.
   ``{"service": "iam", "action": "GetAccountAuthorizationDetails", "page": 2,
   "times": 1, "status": 400, "code": "Throttling", "message": "Rate exceeded",
-  "delay_ms": 0}``
+  "delay_ms": 0}``, or one that damages a successful answer instead:
+  ``{"service": "iam", "action": "GetAccountAuthorizationDetails", "page": 2,
+  "times": 1, "body": "truncate"}`` (``body``, exclusive with ``code`` and
+  ``status``: ``truncate`` = the XML cut after about half of its
+  ``</member>`` tags, Content-Length matching; ``truncated-without-marker`` =
+  ``IsTruncated`` true, no ``Marker``; ``repeat-marker`` = ``IsTruncated``
+  true, the request's own ``Marker`` back (requests without one pass);
+  ``reset`` = headers with the full Content-Length, half the body, TCP RST;
+  ``empty`` = 200 with an empty body, moto not called)
 * ``GET /_emulator/inventory`` -> everything PutInventory stored::
 
       {"inventory": {"us-east-1": {"i-...": {"Custom:X": {"TypeName": ...,
@@ -133,6 +143,7 @@ import secrets
 import signal
 import socket
 import string
+import struct
 import sys
 import threading
 import time
@@ -1073,6 +1084,31 @@ class FaultRule:
     With ``code`` and/or ``status`` the request is answered with that error
     (status defaults to 400; code to ``InternalFailure`` for 5xx, else
     ``BadRequest``); without either it is passed on to moto after the delay.
+
+    ``body`` (exclusive with ``code``/``status``; combines with the selectors,
+    ``times`` and ``delay_ms``) damages a *successful* answer instead, so that
+    it still looks like one (see :data:`BODY_FAULTS`), e.g.
+    ``{"service": "iam", "action": "GetAccountAuthorizationDetails", "page": 2,
+    "times": 1, "body": "repeat-marker"}``:
+
+    * ``"truncate"``: the body cut right after about half of its
+      ``</member>`` tags (at least one kept; none: cut at half its length),
+      with a Content-Length matching the cut body: the framing is fine, the
+      document is not (``IsTruncated``, ``Marker`` and the closing tags lost).
+    * ``"truncated-without-marker"``: ``<IsTruncated>true</IsTruncated>``
+      (added at the end of the ``...Result`` element if absent) and no
+      ``<Marker>``.
+    * ``"repeat-marker"``: ``IsTruncated`` true and the request's own
+      ``Marker`` given back as the next one.  A request without a Marker
+      (page 1) passes unchanged; the match still uses up a ``times``.
+    * ``"reset"``: the status line and headers with the full Content-Length,
+      the first half of the body, then a TCP reset (RST, no FIN).
+    * ``"empty"``: HTTP 200, the protocol's Content-Type, Content-Length 0;
+      moto is not called.
+
+    An answer that is not a 200 (or, for the two Marker faults, not a
+    query-protocol XML document) passes unchanged; every match uses up a
+    ``times``.  Every changed body gets its own Content-Length.
     """
 
     service: str | None = None
@@ -1083,6 +1119,7 @@ class FaultRule:
     code: str | None = None
     message: str | None = None
     delay_ms: float | None = None
+    body: str | None = None
 
     @classmethod
     def from_json(cls, raw: Any) -> FaultRule:
@@ -1118,8 +1155,16 @@ class FaultRule:
             and 0 <= self.delay_ms <= 600_000,
             "a number of milliseconds (0..600000)",
         )
-        if self.code is None and self.status is None and self.delay_ms is None:
-            raise ValueError("fault rule needs at least one of code, status, delay_ms")
+        if self.body is not None and self.body not in BODY_FAULTS:
+            raise ValueError(f"fault rule 'body' must be one of {list(BODY_FAULTS)}")
+        if self.body is not None and (self.code is not None or self.status is not None):
+            raise ValueError(
+                "fault rule 'body' damages a successful answer: it cannot be combined with "
+                "'code' or 'status' (which answer with an error)"
+            )
+        if (self.code is None and self.status is None and self.delay_ms is None
+                and self.body is None):
+            raise ValueError("fault rule needs at least one of code, status, delay_ms, body")
 
     @property
     def injects_error(self) -> bool:
@@ -1133,6 +1178,83 @@ class FaultRule:
         if self.page is not None and self.page != req.page:
             return False
         return True
+
+
+BODY_FAULTS = ("truncate", "truncated-without-marker", "repeat-marker", "reset", "empty")
+_MEMBER_END = b"</member>"
+_ROOT_RE = re.compile(rb"<(\w+)Response[\s>]")  # <ActionResponse xmlns=...>
+_IS_TRUNCATED_TRUE = b"<IsTruncated>true</IsTruncated>"
+
+
+def truncate_body(body: bytes) -> bytes:
+    """The body cut right after about half of its ``</member>`` tags (at least one kept when
+    there are any); without any, cut at half its length."""
+    ends = [m.end() for m in re.finditer(re.escape(_MEMBER_END), body)]
+    if not ends:
+        return body[: len(body) // 2]
+    keep = max(1, len(ends) // 2)
+    return body[: ends[keep - 1]]
+
+
+def _result_close(body: bytes) -> int | None:
+    """Offset of the ``</ActionResult>`` closing tag of a query-protocol answer
+    (``<ActionResponse><ActionResult>...</ActionResult><ResponseMetadata>...``), or ``None``."""
+    root = _ROOT_RE.search(body)
+    if root is None:
+        return None
+    at = body.rfind(b"</" + root.group(1) + b"Result>")
+    return at if at >= 0 else None
+
+
+def _last_element(body: bytes, name: bytes, end: int) -> re.Match[bytes] | None:
+    """The last ``<name>...</name>`` element (text content only) ending before ``end``.
+
+    The result's own ``IsTruncated``/``Marker`` come after its lists in every AWS output
+    shape, so the last one inside the ``...Result`` element is the result's, not a nested one.
+    """
+    found = None
+    for m in re.finditer(rb"<" + name + rb">[^<]*</" + name + rb">", body[:end]):
+        found = m
+    return found
+
+
+def _set_truncated(body: bytes) -> bytes | None:
+    """``<IsTruncated>true</IsTruncated>`` in the result, added at the end of the ``...Result``
+    element if absent; ``None`` if ``body`` is not a query-protocol answer with a result."""
+    end = _result_close(body)
+    if end is None:
+        return None
+    m = _last_element(body, b"IsTruncated", end)
+    if m is None:
+        return body[:end] + _IS_TRUNCATED_TRUE + body[end:]
+    return body[: m.start()] + _IS_TRUNCATED_TRUE + body[m.end():]
+
+
+def without_marker(body: bytes) -> bytes | None:
+    """The answer says more pages follow but gives no Marker (``None``: not applicable)."""
+    end = _result_close(body)
+    if end is None:
+        return None
+    m = _last_element(body, b"Marker", end)
+    if m is not None:
+        body = body[: m.start()] + body[m.end():]
+    return _set_truncated(body)
+
+
+def with_marker(body: bytes, marker: str) -> bytes | None:
+    """The answer says more pages follow and gives ``marker`` as the next page's Marker
+    (``None``: not applicable)."""
+    flagged = _set_truncated(body)
+    end = _result_close(flagged) if flagged is not None else None
+    if flagged is None or end is None:
+        return None
+    element = b"<Marker>" + escape(marker).encode() + b"</Marker>"
+    m = _last_element(flagged, b"Marker", end)
+    if m is not None:
+        return flagged[: m.start()] + element + flagged[m.end():]
+    flag = _last_element(flagged, b"IsTruncated", end)
+    at = flag.end() if flag is not None else end  # flag: _set_truncated put it there
+    return flagged[:at] + element + flagged[at:]
 
 
 class FaultInjector:
@@ -1197,6 +1319,33 @@ def render_error(
         f"<RequestId>{request_id}</RequestId></Error>"
     )
     return [("Content-Type", "application/xml"), ("x-amz-request-id", request_id)], body.encode()
+
+
+def _success_content_type(req: AwsRequest) -> str:
+    """The Content-Type of a successful answer in ``req``'s wire protocol."""
+    if req.protocol == "query":
+        return "text/xml"
+    if req.protocol == "json":
+        return req.content_type if req.content_type.startswith("application/x-amz-json") \
+            else "application/x-amz-json-1.1"
+    return "application/xml"
+
+
+def _damage(fault: str, req: AwsRequest, body: bytes) -> tuple[bytes | None, str]:
+    """``body`` damaged by ``fault`` (for ``reset``: unchanged, the socket is what breaks), or
+    ``None`` and why the fault does not apply to this answer."""
+    if fault == "reset":
+        return body, ""
+    if fault == "truncate":
+        return truncate_body(body), ""
+    if fault == "truncated-without-marker":
+        return without_marker(body), "not a query-protocol answer with a ...Result element"
+    if fault == "repeat-marker":
+        marker = req.params.get("Marker")
+        if not marker:
+            return None, "the request has no Marker"
+        return with_marker(body, marker), "not a query-protocol answer with a ...Result element"
+    raise AssertionError(f"unhandled body fault {fault!r}")
 
 
 # ---------------------------------------------------------------------------
@@ -1272,6 +1421,56 @@ class EmulatorMiddleware:
             log.info("faults set: %s", json.dumps(self.faults.snapshot()))
         return reply(200, self.faults.snapshot())
 
+    def _damaged(self, fault: str, req: AwsRequest, environ: dict[str, Any],
+                 start_response: StartResponse) -> Iterable[bytes]:
+        """Answers with moto's successful answer damaged by ``fault`` (see FaultRule)."""
+        if fault == "empty":
+            start_response("200 OK", [("Content-Type", _success_content_type(req)),
+                                      ("Content-Length", "0"),
+                                      ("x-amzn-RequestId", str(uuid.uuid4()))])
+            log.info("moto %s %s 200 (injected empty body)", req.service, req.action)
+            return [b""]
+        status, headers, body = self._call_moto(req, environ)
+        damaged, why_not = _damage(fault, req, body) if status.split(" ", 1)[0] == "200" else (
+            None, "not a success")
+        if damaged is None:
+            log.info("moto %s %s %s (fault %r not applied: %s)", req.service, req.action,
+                     status.split(" ", 1)[0], fault, why_not)
+        elif fault == "reset":
+            log.info("moto %s %s 200 (injected reset mid-body)", req.service, req.action)
+            _reset_mid_body(environ, status, headers, body)  # raises ConnectionResetError
+        else:
+            log.info("moto %s %s 200 (injected %s: %d of %d bytes)", req.service, req.action,
+                     fault, len(damaged), len(body))
+            body = damaged
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+        start_response(status, headers)
+        return [body]
+
+    def _call_moto(self, req: AwsRequest,
+                   environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+        """moto's whole answer to ``environ``: (status line, headers, body)."""
+        captured: dict[str, Any] = {}
+        written: list[bytes] = []
+
+        def capture(status: str, headers: Any, exc_info: Any = None) -> Callable[[bytes], None]:
+            captured["status"], captured["headers"] = status, list(headers)
+            return written.append
+
+        try:
+            result = self.app(environ, capture)
+        except Exception:
+            log.info("moto %s %s 500 (unhandled exception in moto)", req.service, req.action)
+            raise
+        try:
+            body = b"".join(written) + b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        return captured["status"], captured["headers"], body
+
     def stats(self) -> dict[str, int]:
         with self._stats_lock:
             return dict(sorted(self._stats.items()))
@@ -1301,6 +1500,8 @@ class EmulatorMiddleware:
         if rule is not None:
             if rule.delay_ms:
                 time.sleep(rule.delay_ms / 1000)
+            if rule.body is not None:
+                return self._damaged(rule.body, req, environ, start_response)
             if rule.injects_error:
                 status = rule.status or 400
                 code = rule.code or ("InternalFailure" if status >= 500 else "BadRequest")
@@ -1321,6 +1522,46 @@ class EmulatorMiddleware:
             # werkzeug turns this into a 500 and logs the traceback.
             log.info("moto %s %s 500 (unhandled exception in moto)", req.service, req.action)
             raise
+
+
+def _reset_mid_body(environ: dict[str, Any], status: str, headers: list[tuple[str, str]],
+                    body: bytes) -> None:
+    """Sends the status line and headers (full Content-Length) and the first half of the body
+    on the raw socket, then resets the connection (see :func:`_abort_connection`).  Raises
+    ``ConnectionResetError``, which werkzeug takes quietly for a dropped connection."""
+    sock = environ.get("werkzeug.socket")
+    if sock is None:
+        raise RuntimeError("the 'reset' fault needs werkzeug's raw socket")
+    head = [f"HTTP/1.1 {status}"]
+    head += [f"{k}: {v}" for k, v in headers if k.lower() not in ("content-length", "connection")]
+    head += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+    sock.sendall("\r\n".join(head).encode("latin-1") + body[: len(body) // 2])
+    _abort_connection(sock)
+    raise ConnectionResetError("injected: connection reset in the middle of the body")
+
+
+def _abort_connection(sock: socket.socket) -> None:
+    """Resets ``sock``'s TCP connection now (RST, no FIN), leaving werkzeug a harmless socket.
+
+    A RST needs the last close of the connection with ``SO_LINGER`` 0, before any
+    ``shutdown()`` (which sends a FIN, so the client would see a clean end of stream, not a
+    reset; socketserver always shuts a connection down before closing it).  werkzeug still
+    holds ``sock`` and uses its descriptor afterwards, so the descriptor is not closed:
+    ``dup2`` points it at one end of a socketpair whose other end is closed (reads see EOF,
+    which ends werkzeug's keep-alive loop; shutdown/close work), and the connection's last
+    reference, a ``dup`` taken first, is closed: that sends the RST.  The descriptor number
+    never becomes free, so no other thread's socket can be hit by werkzeug's later close.
+    """
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    fd = sock.fileno()
+    last_ref = os.dup(fd)
+    dead, peer = socket.socketpair()
+    try:
+        peer.close()
+        os.dup2(dead.fileno(), fd, inheritable=False)
+    finally:
+        dead.close()
+        os.close(last_ref)
 
 
 class QuietMotoRequestHandler(MotoRequestHandler):

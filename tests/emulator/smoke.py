@@ -13,10 +13,12 @@ seconds (one deliberate 2 s sleep to let an IMDS token expire).
 from __future__ import annotations
 
 import base64
+import http.client as http_client
 import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -26,11 +28,13 @@ import traceback
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
+from urllib.parse import urlencode, urlsplit
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionClosedError
+from botocore.parsers import ResponseParserError
 
 HERE = Path(__file__).resolve().parent
 EMULATOR = HERE / "emulator.py"
@@ -102,10 +106,77 @@ def http_json(method: str, url: str, body: Any = None) -> Any:
     return json.loads(data)
 
 
-def start_emulator(*extra: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def query_headers(service: str) -> dict[str, str]:
+    """Headers of a query-protocol request to ``service`` (the emulator reads the service from
+    the SigV4 scope; moto checks no signature)."""
+    return {
+        "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+        "Authorization": "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE000000000/20250101/"
+                         f"us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0",
+    }
+
+
+def raw_exchange(base_url: str, service: str,
+                 form: str) -> tuple[bytes, bytes, BaseException | None]:
+    """POSTs ``form`` on a raw TCP connection and reads until the end of the stream or an
+    error; returns (status line and headers, body bytes received, the error or ``None``)."""
+    url = urlsplit(base_url)
+    data = form.encode()
+    head = "".join(f"{k}: {v}\r\n" for k, v in query_headers(service).items())
+    request = (f"POST / HTTP/1.1\r\nHost: {url.netloc}\r\n{head}"
+               f"Content-Length: {len(data)}\r\n\r\n").encode() + data
+    received, error = b"", None
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(request)
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except OSError as exc:
+            error = exc
+    head_bytes, _, body = received.partition(b"\r\n\r\n")
+    return head_bytes, body, error
+
+
+def header_value(head: bytes, name: str) -> str:
+    """A header's value from a raw status line and header block ('' if absent)."""
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return ""
+
+
+def process_counts(pid: int) -> tuple[int, int]:
+    """(open file descriptors, threads) of a process (Linux /proc)."""
+    return len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task"))
+
+
+def idle_counts(pid: int) -> tuple[int, int]:
+    """:func:`process_counts` at rest: the lowest of a few readings (a request's handler thread
+    may still be finishing; under load that only makes the baseline more lenient)."""
+    readings = []
+    for _ in range(5):
+        readings.append(process_counts(pid))
+        time.sleep(0.05)
+    return min(readings)
+
+
+def counts_back_to(pid: int, baseline: tuple[int, int], timeout: float = 5.0) -> tuple[int, int]:
+    """Waits until the process has no more descriptors and threads than ``baseline``; returns
+    the last reading (still above it after ``timeout``: something leaked)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = process_counts(pid)
+        if (now[0] <= baseline[0] and now[1] <= baseline[1]) or time.monotonic() > deadline:
+            return now
+        time.sleep(0.05)
+
+
+def start_emulator(*extra: str, stderr: IO[str] | int = subprocess.DEVNULL
+                   ) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     proc = subprocess.Popen(
         [sys.executable, str(EMULATOR), "--exit-on-stdin-eof", *extra],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
     )
     line = proc.stdout.readline()  # type: ignore[union-attr]
     if not line:
@@ -339,8 +410,226 @@ class Smoke:
 
     def check_bad_fault_rules(self) -> None:
         for bad in ({"service": "iam"}, [{"service": "iam", "bogus": 1}], [{"code": "X", "times": 0}]):
-            status, _, _ = http("POST", f"{self.moto}/_emulator/faults", body=bad)
+            status, _, data = http("POST", f"{self.moto}/_emulator/faults", body=bad)
             expect_eq(status, 400, f"rules {bad!r}")
+        for bad in ([{"body": "truncate", "code": "Throttling"}], [{"body": "reset", "status": 500}],
+                    [{"body": "empty", "code": "X", "status": 503, "times": 1}]):
+            status, _, data = http("POST", f"{self.moto}/_emulator/faults", body=bad)
+            expect_eq(status, 400, f"rules {bad!r}")
+            expect("cannot be combined" in json.loads(data)["error"], f"why: {data!r}")
+        for bad in ([{"body": "sideways"}], [{"body": 1}], [{"body": ["truncate"]}]):
+            status, _, data = http("POST", f"{self.moto}/_emulator/faults", body=bad)
+            expect_eq(status, 400, f"rules {bad!r}")
+            error = json.loads(data)["error"]
+            expect(all(v in error for v in ("truncate", "truncated-without-marker", "repeat-marker",
+                                            "reset", "empty")), f"allowed values named: {error!r}")
+        expect_eq(http_json("GET", f"{self.moto}/_emulator/faults"), [], "bad rules set nothing")
+        good = [{"service": "iam", "action": "GetAccountAuthorizationDetails", "page": 2,
+                 "times": 3, "delay_ms": 5, "body": "truncate"}]
+        self.set_faults(good)
+        rules = http_json("GET", f"{self.moto}/_emulator/faults")
+        expect_eq([{k: v for k, v in r.items() if v is not None} for r in rules], good,
+                  "a body rule with selectors, times and delay_ms")
+        self.set_faults([])
+
+    # -- faults that damage a successful answer ----------------------------------
+    # The seeded 5 users + 3 roles make three GAAD pages at MaxItems=3 (3, 3, 2 principals).
+
+    def _raw_query(self, service: str, params: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """A query-protocol request on a fresh connection; (status, headers, body) exactly as
+        sent (a signature is not checked, its scope names the service)."""
+        url = urlsplit(self.moto)
+        conn = http_client.HTTPConnection(url.hostname, url.port, timeout=10)
+        try:
+            conn.request("POST", "/", body=urlencode(params), headers=query_headers(service))
+            resp = conn.getresponse()
+            return resp.status, dict(resp.getheaders()), resp.read()
+        finally:
+            conn.close()
+
+    def _raw_gaad(self, **params: str) -> tuple[int, dict[str, str], bytes]:
+        return self._raw_query("iam", {"Action": "GetAccountAuthorizationDetails",
+                                       "Version": "2010-05-08", **params})
+
+    def _gaad_marker(self, page: int) -> str:
+        """The Marker that asks for ``page`` (>= 2) at MaxItems=3, from undamaged answers."""
+        marker = ""
+        for _ in range(page - 1):
+            marker = self.iam.get_account_authorization_details(
+                MaxItems=3, **({"Marker": marker} if marker else {}))["Marker"]
+        return marker
+
+    def _body_fault(self, fault: str, page: int | None = 1, times: int = 1,
+                    **extra: Any) -> None:
+        rule = {"service": "iam", "action": "GetAccountAuthorizationDetails", "page": page,
+                "times": times, "body": fault, **extra}
+        self.set_faults([{k: v for k, v in rule.items() if v is not None}])
+
+    def _times_left(self) -> list[int | None]:
+        return [r["times"] for r in http_json("GET", f"{self.moto}/_emulator/faults")]
+
+    def check_body_fault_truncate(self) -> None:
+        status, _, whole = self._raw_gaad(MaxItems="6")
+        expect_eq(status, 200, "undamaged status")
+        expect(whole.count(b"</member>") >= 4, f"several members: {whole.count(b'</member>')}")
+        expect(b"<IsTruncated>true</IsTruncated>" in whole, "page 1 of several")
+        self._body_fault("truncate", times=2)
+        status, headers, cut = self._raw_gaad(MaxItems="6")
+        expect_eq(status, 200, "a damaged answer still says 200")
+        expect_eq(int(headers["Content-Length"]), len(cut), "Content-Length matches the cut body")
+        expect(0 < cut.count(b"</member>") < whole.count(b"</member>"),
+               f"{cut.count(b'</member>')} of {whole.count(b'</member>')} members kept")
+        expect_eq(cut.count(b"</member>"), whole.count(b"</member>") // 2, "about half kept")
+        expect(cut.endswith(b"</member>"), "cut right after a member")
+        expect(b"</GetAccountAuthorizationDetailsResponse>" not in cut, "no closing tag")
+        expect(b"<IsTruncated>" not in cut and b"<Marker>" not in cut, "IsTruncated, Marker lost")
+        expect(whole.startswith(cut), "a prefix of the real answer")
+        expect_eq(self._times_left(), [1], "one match left")
+        # botocore's XML parser (expat) refuses the cut document; the Rust SDK's reader accepts
+        # it (see tests/iam_read_e2e.rs): that difference is why ssm-companion checks the body.
+        try:
+            self.iam.get_account_authorization_details(MaxItems=6)
+        except ResponseParserError as exc:
+            expect("invalid XML" in str(exc), f"botocore: {exc}")
+        else:
+            raise CheckFailed("botocore accepted a cut document")
+        expect_eq(self._times_left(), [], "rule used up after times=2")
+        status, _, again = self._raw_gaad(MaxItems="6")
+        expect_eq((status, again.count(b"</member>")), (200, whole.count(b"</member>")), "whole again")
+
+    def check_body_fault_truncated_without_marker(self) -> None:
+        status, _, real = self._raw_gaad(MaxItems="3")
+        expect(status == 200 and b"<Marker>" in real, "the real page 1 has a Marker")
+        self._body_fault("truncated-without-marker")
+        status, headers, body = self._raw_gaad(MaxItems="3")
+        expect_eq(status, 200, "status")
+        expect_eq(int(headers["Content-Length"]), len(body), "Content-Length")
+        expect_eq(body.count(b"<IsTruncated>true</IsTruncated>"), 1, "IsTruncated true")
+        expect(b"<Marker>" not in body, "no Marker")
+        expect_eq(body.count(b"</member>"), real.count(b"</member>"), "all members kept")
+        expect(body.rstrip().endswith(b"</GetAccountAuthorizationDetailsResponse>"), "whole document")
+        expect_eq(self._times_left(), [], "rule used up")
+        # The last page says IsTruncated=false: the fault turns it to true (botocore's view).
+        last = self._gaad_marker(3)
+        self._body_fault("truncated-without-marker", page=3)
+        page = self.iam.get_account_authorization_details(MaxItems=3, Marker=last)
+        expect(page["IsTruncated"] is True and "Marker" not in page, f"botocore: {page['IsTruncated']}")
+        page = self.iam.get_account_authorization_details(MaxItems=3, Marker=last)
+        expect(page["IsTruncated"] is False, "the next call is whole again")
+        # An answer without IsTruncated at all gets one inside its ...Result element.
+        self.set_faults([{"service": "sts", "action": "GetCallerIdentity", "times": 1,
+                          "body": "truncated-without-marker"}])
+        status, headers, body = self._raw_query("sts", {"Action": "GetCallerIdentity",
+                                                        "Version": "2011-06-15"})
+        expect_eq(status, 200, "sts status")
+        expect_eq(int(headers["Content-Length"]), len(body), "sts Content-Length")
+        expect(b"<IsTruncated>true</IsTruncated></GetCallerIdentityResult>" in body,
+               f"IsTruncated added at the end of the result: {body!r}")
+
+    def check_body_fault_repeat_marker(self) -> None:
+        marker = self._gaad_marker(2)
+        # Page 1 carries no Marker: the rule passes it through, and is used up all the same.
+        self._body_fault("repeat-marker", page=1)
+        status, _, body = self._raw_gaad(MaxItems="3")
+        expect_eq(status, 200, "page 1 status")
+        expect(f"<Marker>{marker}</Marker>".encode() in body, "page 1 unchanged")
+        expect_eq(self._times_left(), [], "rule used up by page 1")
+        # Page 2: its real next Marker (page 3's) is replaced by the request's own.
+        next_marker = self._gaad_marker(3)
+        expect(next_marker != marker, "page 2's real Marker differs")
+        self._body_fault("repeat-marker", page=2)
+        status, headers, body = self._raw_gaad(MaxItems="3", Marker=marker)
+        expect_eq(status, 200, "page 2 status")
+        expect_eq(int(headers["Content-Length"]), len(body), "Content-Length")
+        expect(b"<IsTruncated>true</IsTruncated>" in body, "IsTruncated true")
+        expect_eq(body.count(b"<Marker>"), 1, "one Marker")
+        expect(f"<Marker>{marker}</Marker>".encode() in body, "the request's own Marker back")
+        expect_eq(self._times_left(), [], "rule used up")
+        # The last page (no Marker, IsTruncated=false) gets both, seen through botocore.
+        self._body_fault("repeat-marker", page=3)
+        page3 = self.iam.get_account_authorization_details(MaxItems=3, Marker=next_marker)
+        expect_eq((page3["IsTruncated"], page3.get("Marker")), (True, next_marker), "page 3")
+
+    def check_body_fault_reset(self) -> None:
+        status, _, whole = self._raw_gaad(MaxItems="6")
+        expect_eq(status, 200, "undamaged status")
+        self._body_fault("reset")
+        head, partial, error = raw_exchange(self.moto, "iam", urlencode(
+            {"Action": "GetAccountAuthorizationDetails", "Version": "2010-05-08", "MaxItems": "6"}))
+        expect(isinstance(error, ConnectionResetError), f"a TCP reset, not {error!r}")
+        expect(head.startswith(b"HTTP/1.1 200 "), f"status line: {head[:40]!r}")
+        length = int(header_value(head, "Content-Length"))
+        expect_eq(length, len(whole), "the full Content-Length")
+        expect_eq(len(partial), length // 2, "half the body, then the reset")
+        expect(whole[:100] == partial[:100] and partial.count(b"<member>") >= 1, "its start")
+        expect_eq(header_value(head, "Connection"), "close", "Connection: close")
+        expect_eq(self._times_left(), [], "rule used up")
+        status, _, body = self._raw_gaad(MaxItems="6")
+        expect_eq(status, 200, "the next request, on a new connection, works")
+        expect(body.rstrip().endswith(b"</GetAccountAuthorizationDetailsResponse>"), "whole")
+        # botocore (urllib3) reports it as a closed connection; with retries it would retry.
+        self._body_fault("reset")
+        try:
+            self.iam.get_account_authorization_details(MaxItems=6)
+        except ConnectionClosedError:
+            pass
+        else:
+            raise CheckFailed("botocore got a whole answer")
+
+    def check_body_fault_reset_quiet(self) -> None:
+        """On an emulator of its own, its stderr kept: resets leave no traceback, no leaked
+        descriptor or thread, and it goes on serving."""
+        with tempfile.TemporaryFile("w+") as err:
+            proc, ready = start_emulator(stderr=err)
+            try:
+                other = Smoke(ready["moto"], ready["imds"])
+                other.iam.create_user(UserName="quiet")
+                before = idle_counts(proc.pid)
+                other._body_fault("reset", page=None, times=3)
+                for _ in range(3):
+                    _, partial, error = raw_exchange(other.moto, "iam", urlencode(
+                        {"Action": "GetAccountAuthorizationDetails", "Version": "2010-05-08"}))
+                    expect(isinstance(error, ConnectionResetError) and partial, f"reset: {error!r}")
+                status, _, body = other._raw_gaad()
+                expect(status == 200 and b"<UserName>quiet</UserName>" in body, "still serving")
+                after = counts_back_to(proc.pid, before)
+                expect(after[0] <= before[0] and after[1] <= before[1],
+                       f"(descriptors, threads) {after}, before the resets {before}")
+            finally:
+                proc.stdin.close()  # type: ignore[union-attr]
+                rc = proc.wait(timeout=10)
+            expect_eq(rc, 0, "rc")
+            err.seek(0)
+            log = err.read()
+        expect_eq(log.count("(injected reset mid-body)"), 3, "three resets logged")
+        noise = [w for w in ("Traceback", "Error on request", "Exception occurred") if w in log]
+        expect(not noise, f"quiet, but {noise}: {log[-600:]!r}")
+
+    def check_body_fault_empty(self) -> None:
+        http_json("POST", f"{self.moto}/_emulator/stats/reset")
+        self._body_fault("empty", page=None, times=2, delay_ms=150)
+        started = time.monotonic()
+        status, headers, body = self._raw_gaad(MaxItems="6")
+        expect(time.monotonic() - started >= 0.15, "delay_ms applies too")
+        expect_eq(status, 200, "status")
+        expect_eq(len(body), 0, "body length")
+        expect_eq(headers.get("Content-Length"), "0", "Content-Length")
+        expect_eq(headers.get("Content-Type"), "text/xml", "Content-Type")
+        # moto is not asked: it would refuse this Marker with a 400 InvalidInput.
+        status, headers, body = self._raw_gaad(Marker="not-a-marker")
+        expect_eq((status, body, headers.get("Content-Length")), (200, b"", "0"), "moto not called")
+        expect_eq(self._times_left(), [], "rule used up after times=2")
+        status, _, body = self._raw_gaad(MaxItems="6")
+        expect(status == 200 and body.count(b"</member>") >= 4, "whole again")
+        expect_eq(self.stats().get("iam:GetAccountAuthorizationDetails"), 3, "counted")
+        # botocore's parser refuses an empty document.
+        self._body_fault("empty")
+        try:
+            self.iam.get_account_authorization_details(MaxItems=6)
+        except ResponseParserError:
+            pass
+        else:
+            raise CheckFailed("botocore accepted an empty body")
 
     # -- SSM Inventory checks ---------------------------------------------------
 
@@ -795,6 +1084,13 @@ def main() -> int:
             ("fault: s3 and sts errors", smoke.check_s3_and_sts_faults),
             ("fault: delay only", smoke.check_delay_fault),
             ("fault: invalid rules rejected", smoke.check_bad_fault_rules),
+            ("fault: body truncate", smoke.check_body_fault_truncate),
+            ("fault: body truncated-without-marker", smoke.check_body_fault_truncated_without_marker),
+            ("fault: body repeat-marker", smoke.check_body_fault_repeat_marker),
+            ("fault: body reset mid-body", smoke.check_body_fault_reset),
+            ("fault: body reset leaves the emulator quiet and serving",
+             smoke.check_body_fault_reset_quiet),
+            ("fault: body empty", smoke.check_body_fault_empty),
             ("inventory: put, get, list round trip", smoke.check_inventory_round_trip),
             ("inventory: PutInventory validation errors", smoke.check_inventory_validation),
             ("inventory: GetInventory pagination and filters", smoke.check_inventory_pagination),
