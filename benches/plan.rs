@@ -37,6 +37,8 @@ fn settings() -> PlanSettings {
         max_retire_fraction: 0.25,
         remove_home: false,
         sudoers_file: "/etc/sudoers.d/ssm-companion".into(),
+        reserved_names: Vec::new(),
+        primary_group: None,
     }
 }
 
@@ -103,6 +105,7 @@ fn converged(n: usize, s: &PlanSettings) -> (LocalView, Ledger) {
         settings: s,
         now: SystemTime::UNIX_EPOCH,
         allow_mass_retire: false,
+        empty_source: false,
     });
     let (mut users, mut groups) = base_host();
     groups.push(GroupEntry {
@@ -223,6 +226,7 @@ fn main() {
                 settings: &s,
                 now: SystemTime::UNIX_EPOCH,
                 allow_mass_retire: false,
+                empty_source: false,
             })
             .steps
             .len()
@@ -239,6 +243,7 @@ fn main() {
                 settings: &s,
                 now: SystemTime::UNIX_EPOCH,
                 allow_mass_retire: false,
+                empty_source: false,
             })
             .steps
             .len()

@@ -26,6 +26,34 @@ pub mod exit {
     pub const USAGE: i32 = 64;
     /// Invalid configuration (EX_CONFIG).
     pub const CONFIG: i32 = 78;
+    /// Standard output was closed early (`| head -1`): 128 + SIGPIPE, what a shell tool killed
+    /// by SIGPIPE reports. Nothing is printed.
+    pub const PIPE: i32 = 141;
+}
+
+/// Writes to standard output. A reader that went away (`| head -1`, `| grep -q`) ends the
+/// command quietly with [`exit::PIPE`], as command-line tools do; any other write error is
+/// reported and is a failure. (`print!` would panic on a closed pipe: Rust ignores SIGPIPE.)
+fn out(text: impl std::fmt::Display) -> Result<(), i32> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match write!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(exit::PIPE),
+        Err(e) => Err(fail(format!("cannot write to standard output: {e}"))),
+    }
+}
+
+/// A line on standard error. Unlike `eprintln!`, a closed stderr (`2>&1 | head -1`) is not a
+/// panic: the line is dropped.
+fn note(text: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "ssm-companion: {text}");
+}
+
+/// [`out`] with a newline.
+fn outln(text: impl std::fmt::Display) -> Result<(), i32> {
+    out(format_args!("{text}\n"))
 }
 
 const AFTER_HELP: &str = "\
@@ -36,7 +64,7 @@ Files:
   /var/lib/ssm-companion/                state: the accounts ledger, health.json
 
 Exit status: 0 success, 1 failure, 2 changes pending (accounts plan --detailed-exitcode),
-64 bad usage, 78 invalid configuration. `doctor` and `fleet health`: 0 ok, 1 warning,
+64 bad usage, 78 invalid configuration, 141 output pipe closed early (nothing printed). `doctor` and `fleet health`: 0 ok, 1 warning,
 2 critical, 3 unknown (the monitoring-plugin convention).
 
 Docs: /usr/share/doc/ssm-companion/ (README, docs/accounts.md, docs/health.md,
@@ -262,8 +290,8 @@ pub fn main_entry() -> i32 {
     };
     crate::logging::init(base, verbosity);
     let done: Exit = match &cli.command {
-        Command::Version(f) => Ok(version(f.json)),
-        Command::Config(ConfigCommand::Check(f)) => Ok(config_check(&cli, f.json)),
+        Command::Version(f) => version(f.json),
+        Command::Config(ConfigCommand::Check(f)) => config_check(&cli, f.json),
         Command::Accounts(AccountsCommand::List(f)) => accounts_list(&cli, f.json),
         Command::Accounts(AccountsCommand::Plan {
             json,
@@ -290,22 +318,22 @@ pub fn main_entry() -> i32 {
     done.unwrap_or_else(|code| code)
 }
 
-fn version(json: bool) -> i32 {
+fn version(json: bool) -> Exit {
     let target = env!("SSM_COMPANION_TARGET");
     if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "schema": "ssm-companion/version/v1",
-                "version": env!("CARGO_PKG_VERSION"),
-                "full": crate::VERSION,
-                "target": target,
-            })
-        );
+        outln(serde_json::json!({
+            "schema": "ssm-companion/version/v1",
+            "version": env!("CARGO_PKG_VERSION"),
+            "full": crate::VERSION,
+            "target": target,
+        }))?;
     } else {
-        println!("ssm-companion {}\ntarget: {target}", crate::VERSION);
+        outln(format_args!(
+            "ssm-companion {}\ntarget: {target}",
+            crate::VERSION
+        ))?;
     }
-    exit::OK
+    Ok(exit::OK)
 }
 
 fn load(cli: &Cli, strict: bool) -> Result<config::Loaded, i32> {
@@ -319,13 +347,13 @@ fn load(cli: &Cli, strict: bool) -> Result<config::Loaded, i32> {
             Ok(l)
         }
         Err(e) => {
-            eprintln!("ssm-companion: {e}");
+            note(&e);
             Err(exit::CONFIG)
         }
     }
 }
 
-fn config_check(cli: &Cli, json: bool) -> i32 {
+fn config_check(cli: &Cli, json: bool) -> Exit {
     let opts = LoadOptions::new(cli.config.as_deref(), true);
     let result = config::load(&opts);
     if json {
@@ -356,8 +384,7 @@ fn config_check(cli: &Cli, json: bool) -> i32 {
                 })
             })
             .collect();
-        println!(
-            "{}",
+        outln(
             serde_json::to_string_pretty(&serde_json::json!({
                 "schema": "ssm-companion/config-check/v1",
                 "valid": valid,
@@ -365,29 +392,30 @@ fn config_check(cli: &Cli, json: bool) -> i32 {
                 "issues": issues,
                 "settings": settings,
             }))
-            .unwrap_or_default()
-        );
-        return if valid { exit::OK } else { exit::CONFIG };
+            .unwrap_or_default(),
+        )?;
+        return Ok(if valid { exit::OK } else { exit::CONFIG });
     }
     match result {
         Ok(l) => {
-            println!("# Configuration is valid. Files read, in order:");
             for w in &l.warnings {
-                eprintln!("ssm-companion: warning: {w}");
+                note(format_args!("warning: {w}"));
             }
+            let mut text = String::from("# Configuration is valid. Files read, in order:\n");
             if l.files.is_empty() {
-                println!("#   (none: built-in defaults)");
+                text.push_str("#   (none: built-in defaults)\n");
             }
             for f in &l.files {
-                println!("#   {}", f.display());
+                text.push_str(&format!("#   {}\n", f.display()));
             }
-            println!("# Effective settings:\n");
-            print!("{}", l.settings.to_toml());
-            exit::OK
+            text.push_str("# Effective settings:\n\n");
+            text.push_str(&l.settings.to_toml());
+            out(text)?;
+            Ok(exit::OK)
         }
         Err(e) => {
-            eprintln!("ssm-companion: {e}");
-            exit::CONFIG
+            note(&e);
+            Ok(exit::CONFIG)
         }
     }
 }
@@ -398,7 +426,7 @@ type Exit = Result<i32, i32>;
 
 /// `Err(FAILURE)` after printing `e`.
 fn fail(e: impl std::fmt::Display) -> i32 {
-    eprintln!("ssm-companion: {e}");
+    note(&e);
     exit::FAILURE
 }
 
@@ -406,9 +434,9 @@ fn accounts_list(cli: &Cli, json: bool) -> Exit {
     let loaded = load(cli, false)?;
     let rows = accounts::list(&loaded.settings).map_err(fail)?;
     if json {
-        println!("{}", report::list_json(&rows));
+        outln(report::list_json(&rows))?;
     } else {
-        print!("{}", report::list_text(&rows));
+        out(report::list_text(&rows))?;
     }
     Ok(exit::OK)
 }
@@ -432,9 +460,9 @@ fn require_root(what: &str, why: &str, code: i32) -> Result<(), i32> {
     if nix::unistd::geteuid().is_root() {
         Ok(())
     } else {
-        eprintln!(
-            "ssm-companion: {what} must run as root ({why}); use sudo or the systemd service"
-        );
+        note(format_args!(
+            "{what} must run as root ({why}); use sudo or the systemd service"
+        ));
         Err(code)
     }
 }
@@ -453,12 +481,12 @@ fn accounts_sync(cli: &Cli, mode: Mode, json: bool, detailed: bool) -> Exit {
         })
         .map_err(fail)?;
     if json {
-        println!("{}", report::sync_json(&report));
+        outln(report::sync_json(&report))?;
     } else {
-        print!("{}", report::sync_text(&report));
+        out(report::sync_text(&report))?;
     }
     Ok(match mode {
-        Mode::Plan if detailed && report.plan.has_changes() => exit::CHANGES,
+        Mode::Plan if detailed && report.plan.pending() => exit::CHANGES,
         Mode::Plan => exit::OK,
         Mode::Apply { .. } if report.converged() => exit::OK,
         Mode::Apply { .. } => exit::FAILURE,
@@ -481,7 +509,7 @@ fn doctor(cli: &Cli, json: bool, fix: bool) -> Exit {
         if fix {
             let notes = crate::health::fix::remediate(&settings, &report, &clock, true).await;
             for n in &notes {
-                eprintln!("ssm-companion: {n}");
+                note(n);
             }
             if !notes.is_empty() {
                 report =
@@ -491,9 +519,9 @@ fn doctor(cli: &Cli, json: bool, fix: bool) -> Exit {
         report
     });
     if json {
-        println!("{}", crate::health::report::json(&report));
+        outln(crate::health::report::json(&report))?;
     } else {
-        print!("{}", crate::health::report::text(&report));
+        out(crate::health::report::text(&report))?;
     }
     Ok(report.overall.exit_code())
 }
@@ -515,9 +543,9 @@ fn fleet_health(cli: &Cli, json: bool, stale_after: std::time::Duration) -> Exit
         stale_after,
     );
     if json {
-        println!("{}", crate::health::fleet::json(&view));
+        outln(crate::health::fleet::json(&view))?;
     } else {
-        print!("{}", crate::health::fleet::text(&view));
+        out(crate::health::fleet::text(&view))?;
     }
     Ok(view.worst().exit_code())
 }
@@ -531,23 +559,23 @@ fn iam_policy(cli: &Cli, a: &IamPolicyArgs) -> Exit {
         account: a.account.clone(),
     };
     if let Err(e) = scope.validate() {
-        eprintln!("ssm-companion: {e}");
+        note(&e);
         return Err(exit::USAGE);
     }
     let p = ip::policies(&settings, &scope);
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     match a.for_ {
         Some(PolicyFor::InstanceProfile) => match &p.instance_profile {
-            Some(doc) => println!("{}", pretty(doc)),
+            Some(doc) => outln(pretty(doc))?,
             None => {
-                eprintln!(
-                    "ssm-companion: this configuration needs no permission for the instance profile (no policy printed)"
+                note(
+                    "this configuration needs no permission for the instance profile (no policy printed)",
                 );
             }
         },
-        Some(PolicyFor::Operator) => println!("{}", pretty(&p.operator)),
-        None if a.json => println!("{}", ip::json(&p)),
-        None => print!("{}", ip::text(&p)),
+        Some(PolicyFor::Operator) => outln(pretty(&p.operator))?,
+        None if a.json => outln(ip::json(&p))?,
+        None => out(ip::text(&p))?,
     }
     Ok(exit::OK)
 }

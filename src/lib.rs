@@ -44,6 +44,8 @@ pub mod iam_policy;
 pub mod logging;
 /// The state directory and atomic file writes.
 pub mod state;
+/// Parsers for system files read by more than one module (login.defs, subuid/subgid).
+pub mod sysfiles;
 
 /// The version string: the crate version plus the git description baked in by build.rs.
 pub const VERSION: &str = env!("SSM_COMPANION_VERSION");

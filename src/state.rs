@@ -230,6 +230,34 @@ mod tests {
     }
 }
 
+/// Writes `value` as pretty JSON to `<state_dir>/<name>` atomically, with `mode`.
+fn save_json<T: serde::Serialize>(
+    state_dir: &Path,
+    name: &str,
+    value: &T,
+    mode: u32,
+) -> Result<(), StateError> {
+    let mut text = serde_json::to_vec_pretty(value).unwrap_or_default();
+    text.push(b'\n');
+    write_atomic(&state_dir.join(name), &text, mode)
+}
+
+/// Reads `<state_dir>/<name>` as JSON; `Ok(None)` when it does not exist, `Err` (with the path)
+/// when it cannot be read or is not what it should be.
+fn load_json<T: serde::de::DeserializeOwned>(
+    state_dir: &Path,
+    name: &str,
+) -> Result<Option<T>, String> {
+    let path = state_dir.join(name);
+    match fs::read_to_string(&path) {
+        Ok(t) => serde_json::from_str(&t)
+            .map(Some)
+            .map_err(|e| format!("{} is not valid: {e}", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
 /// What the accounts capability last mapped, for the health capability's Run As readiness check
 /// (the capabilities share state, never code): written by each accounts sync, read by `doctor`.
 pub mod run_as {
@@ -277,20 +305,88 @@ pub mod run_as {
 
     /// Writes the map atomically.
     pub fn save(state_dir: &Path, map: &RunAsMap) -> Result<(), StateError> {
-        let mut text = serde_json::to_vec_pretty(map).unwrap_or_default();
-        text.push(b'\n');
-        super::write_atomic(&state_dir.join(FILE_NAME), &text, 0o600)
+        super::save_json(state_dir, FILE_NAME, map, 0o600)
     }
 
     /// Reads the map; `Ok(None)` when the accounts capability has not written one.
     pub fn load(state_dir: &Path) -> Result<Option<RunAsMap>, String> {
-        let path = state_dir.join(FILE_NAME);
-        match std::fs::read_to_string(&path) {
-            Ok(t) => serde_json::from_str(&t)
-                .map(Some)
-                .map_err(|e| format!("{} is not valid: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        super::load_json(state_dir, FILE_NAME)
+    }
+}
+
+/// How the accounts capability's last sync went, for the health capability's `accounts.sync`
+/// check (shared state, not shared code): written after every `accounts apply` and daemon sync.
+pub mod accounts_status {
+    use std::path::Path;
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Serialize};
+
+    use super::StateError;
+    use crate::clock::serde_rfc3339;
+
+    /// File name in the state directory.
+    pub const FILE_NAME: &str = "accounts-status.json";
+
+    /// A safety stop that holds part of a sync back until an operator acts or the condition
+    /// clears: the host does not match the source, so the sync is not converged. (The accounts
+    /// planner makes them; the health check reads them.)
+    #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+    pub struct Hold {
+        /// Stable slug: `retire-capped`, `empty-source`, `retire-blocked`,
+        /// `ledger-unverified`, `ledger-entry-invalid`, `home-foreign`, `primary-group-drift`.
+        pub code: String,
+        /// The accounts held back (empty when the hold is about the whole ledger).
+        pub users: Vec<String>,
+        /// What is held and what to do.
+        pub message: String,
+    }
+
+    impl Hold {
+        /// `code [user, …]`, as logs and reports name it.
+        pub fn label(&self) -> String {
+            if self.users.is_empty() {
+                self.code.clone()
+            } else {
+                format!("{} [{}]", self.code, self.users.join(", "))
+            }
         }
+    }
+
+    /// The status.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct AccountsStatus {
+        /// When the sync ran.
+        #[serde(with = "serde_rfc3339")]
+        pub at: SystemTime,
+        /// The source as described in reports (`iam`, `file:/…`).
+        pub source: String,
+        /// Why the sync could not run at all (a corrupt ledger, an unreadable passwd file).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub error: Option<String>,
+        /// The source read was complete.
+        pub complete: bool,
+        /// Problems of the read.
+        #[serde(default)]
+        pub problems: Vec<String>,
+        /// Steps that failed or were not run.
+        pub failed_steps: usize,
+        /// Safety stops in force.
+        #[serde(default)]
+        pub holds: Vec<Hold>,
+        /// Managed accounts after the sync.
+        pub managed: usize,
+        /// Complete read, no failure, no hold.
+        pub converged: bool,
+    }
+
+    /// Writes the status atomically (0644: it names no secret, and monitoring may read it).
+    pub fn save(state_dir: &Path, status: &AccountsStatus) -> Result<(), StateError> {
+        super::save_json(state_dir, FILE_NAME, status, 0o644)
+    }
+
+    /// Reads the status; `Ok(None)` when no sync has recorded one.
+    pub fn load(state_dir: &Path) -> Result<Option<AccountsStatus>, String> {
+        super::load_json(state_dir, FILE_NAME)
     }
 }

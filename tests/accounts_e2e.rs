@@ -321,8 +321,9 @@ fn retirement_removes_access_at_once_and_deletes_after_grace() {
     let doc = host.apply(0);
     assert_eq!(Host::steps(&doc, "retire-finish"), ["alice"], "{doc:#}");
     assert!(host.getent("alice").is_none());
+    // (A zombie waiting for its parent to reap it is ended; only live processes count.)
     assert!(
-        host.sh_ok(&format!("pgrep -u {uid} sleep || echo none"))
+        host.sh_ok(&format!("ps -u {uid} -o stat= | grep -v '^Z' || echo none"))
             .contains("none"),
         "its processes were ended"
     );
@@ -542,9 +543,13 @@ fn a_ledger_from_another_instance_is_inherited_and_never_deletes() {
         host.sh_ok("sudo -l -U bob").contains("NOPASSWD: ALL"),
         "sudo survives the image"
     );
-    // ...but is never deleted automatically.
-    let doc = host.apply(0);
+    // ...but is never deleted automatically: a safety stop that holds the sync from
+    // converging (exit 1), named in the JSON.
+    let doc = host.apply(1);
     assert_eq!(Host::skipped(&doc, "retire-blocked"), ["alice"], "{doc:#}");
+    assert_eq!(doc["converged"], false);
+    assert_eq!(doc["holds"][0]["code"], "retire-blocked", "{doc:#}");
+    assert_eq!(doc["holds"][0]["users"], serde_json::json!(["alice"]));
     assert!(host.getent("alice").is_some());
     // An operator confirms: now it goes.
     let doc = host.json(&["accounts", "apply", "--json", "--trust-inherited"], 0);

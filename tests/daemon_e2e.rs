@@ -7,10 +7,10 @@
 mod common;
 
 use std::os::unix::net::UnixDatagram;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Emulator, Host, bin, repo};
+use common::{Emulator, Host, bin};
 
 /// Reads notifications until one contains `needle` (or panics after `timeout`).
 fn wait_for(
@@ -67,23 +67,7 @@ fn run_notifies_systemd_syncs_reloads_and_stops() {
 
     let notify_path = host.dir().join("notify.sock");
     let sock = UnixDatagram::bind(&notify_path).unwrap();
-    let mut child = Command::new(repo().join("scripts/private-userdb.sh"))
-        .arg(host.dir().join("db"))
-        .arg(bin())
-        .arg("--config")
-        .arg(&host.config)
-        .arg("run")
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("SSM_COMPANION_VENDOR_CONFIG_DIR", host.dir().join("vendor"))
-        .env("NOTIFY_SOCKET", &notify_path)
-        .env("WATCHDOG_USEC", "1000000")
-        // As under systemd: stderr goes to the journal, which stamps it itself.
-        .env("JOURNAL_STREAM", "8:12345")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = host.daemon(&notify_path, &[("WATCHDOG_USEC", "1000000")]);
     let pid = child.id();
     let mut seen = Vec::new();
 
@@ -190,7 +174,11 @@ mkdir -p /run/systemd/journal /run/log/journal
 /lib/systemd/systemd-journald >/dev/null 2>&1 &
 for i in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.05; done
 SSM_COMPANION_VENDOR_CONFIG_DIR={vendor} {bin} --config {cfg} accounts apply --json >/dev/null
-sleep 0.5
+# journald takes the entry over its socket and writes it a moment later: wait for it.
+for i in $(seq 200); do
+    journalctl --no-pager -o json MESSAGE_ID={id} SSM_COMPANION_ACTION=create | grep -q . && break
+    sleep 0.05
+done
 journalctl --no-pager -o json MESSAGE_ID={id}
 kill %1"#,
         vendor = host.dir().join("vendor").display(),

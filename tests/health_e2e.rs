@@ -460,7 +460,6 @@ fn real_systemd_runs_the_agent_unit_and_doctor_fixes_a_stopped_agent() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    std::thread::sleep(Duration::from_millis(500));
 
     let doctor = |extra: &[&str]| -> (i32, Value) {
         let mut args = vec![
@@ -481,7 +480,20 @@ fn real_systemd_runs_the_agent_unit_and_doctor_fixes_a_stopped_agent() {
         });
         (out.status.code().unwrap_or(-1), doc)
     };
-    let (_, doc) = doctor(&[]);
+    // The agent starts its worker a moment after systemd started it: wait until doctor itself
+    // sees both.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let doc = loop {
+        let (_, doc) = doctor(&[]);
+        if status_of(&doc, "agent.service").0 == "ok" && status_of(&doc, "agent.worker").0 == "ok" {
+            break doc;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never came up: {doc:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let (s, detail) = status_of(&doc, "agent.service");
     assert_eq!(s, "ok", "{detail}");
     assert!(

@@ -62,6 +62,24 @@ fn user_exists(sd: &Systemd, name: &str) -> bool {
     sd.exec(&["getent", "passwd", name]).status.success()
 }
 
+/// True once the daemon has reported `action` on `subject` as done: its journal entry is written
+/// after the step's tools have exited, unlike a passwd line, which `useradd`/`userdel` write
+/// before they are done with group and gshadow. (`--merge`: every journal file, also those of an
+/// earlier machine-id.)
+fn reported(sd: &Systemd, action: &str, subject: &str) -> bool {
+    let out = sd.exec(&[
+        "journalctl",
+        "--merge",
+        "-o",
+        "cat",
+        &format!("MESSAGE_ID={}", ssm_companion::events::ACCOUNT_CHANGE),
+        &format!("SSM_COMPANION_ACTION={action}"),
+        &format!("SSM_COMPANION_USER={subject}"),
+        "SSM_COMPANION_OUTCOME=done",
+    ]);
+    out.status.success() && !out.stdout.is_empty()
+}
+
 /// What every install must show: enabled, active after READY, accounts synced from the
 /// emulator, the hardening in force, health written, journal entries.
 fn check_running(sd: &Systemd) {
@@ -74,9 +92,12 @@ fn check_running(sd: &Systemd) {
         Duration::from_secs(60),
         || prop(sd, "ActiveState") == "active",
     );
-    wait_for("alice and bob", Duration::from_secs(60), || {
-        user_exists(sd, "alice") && user_exists(sd, "bob")
-    });
+    wait_for(
+        "the creates of alice and bob reported done",
+        Duration::from_secs(60),
+        || reported(sd, "create", "alice") && reported(sd, "create", "bob"),
+    );
+    assert!(user_exists(sd, "alice") && user_exists(sd, "bob"));
     let home = sd.sh("stat -c %U /home/alice");
     assert_eq!(home.trim(), "alice", "home made by useradd under the unit");
     sd.sh("pwck -r -q && grpck -r");
@@ -379,6 +400,31 @@ fn cloud_init_recipe_installs_configures_and_starts() {
         "PKG_BASE=/srv/packages",
     );
     assert_ne!(script, runcmd, "PKG_BASE line not found in the recipe");
+    // The checksums, pasted as an operator would: target/packages/SHA256SUMS of this build.
+    const PLACEHOLDER: &str = "0000000000000000000000000000000000000000000000000000000000000000  replace-with-target/packages/SHA256SUMS";
+    assert!(script.contains(PLACEHOLDER), "the SHA256SUMS placeholder");
+    let sums = std::fs::read_to_string(deb.parent().unwrap().join("SHA256SUMS"))
+        .expect("target/packages/SHA256SUMS (packaging/build.sh writes it)");
+    let deb_name = deb.file_name().unwrap().to_string_lossy().to_string();
+    assert!(sums.contains(&deb_name), "{sums}");
+    let not_installed = |script: &str, needle: &str| {
+        let out = sd.exec(&["sh", "-c", script]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "installed anyway: {stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+        assert!(
+            !sd.exec(&["dpkg", "-s", "ssm-companion"]).status.success(),
+            "nothing is installed"
+        );
+    };
+    // As shipped, nothing is listed: nothing is installed.
+    not_installed(&script, &format!("{deb_name} is not listed in SHA256SUMS"));
+    // A checksum that does not match (the download was altered): nothing is installed.
+    not_installed(
+        &script.replace(PLACEHOLDER, &format!("{}  {deb_name}", "f".repeat(64))),
+        "not installed (the download was altered",
+    );
+    let script = script.replace(PLACEHOLDER, sums.trim());
     let out = run_script(&sd, &["sh", "-c"], &script, "the cloud-init runcmd");
     assert!(out.contains("active"), "{out}");
     check_running(&sd);
@@ -401,24 +447,29 @@ fn cloud_init_recipe_installs_configures_and_starts() {
     sd.sh("printf '[accounts]\nretire_grace = \"0s\"\nretire_confirmations = 1\ninterval = \"2s\"\n' > /etc/ssm-companion/config.d/60-test.toml");
     sd.sh(&format!("systemctl restart {UNIT}"));
     wait_for(
-        "alice in ssm-admins, with sudo",
+        "alice's repair (into ssm-admins) reported done",
         Duration::from_secs(60),
-        || {
-            sd.sh("id -nG alice")
-                .split_whitespace()
-                .any(|g| g == "ssm-admins")
-                && sd
-                    .exec(&["test", "-f", "/etc/sudoers.d/ssm-companion"])
-                    .status
-                    .success()
-        },
+        || reported(&sd, "repair", "alice"),
     );
+    assert!(
+        sd.sh("id -nG alice")
+            .split_whitespace()
+            .any(|g| g == "ssm-admins")
+    );
+    assert!(reported(
+        &sd,
+        "write-sudoers",
+        "/etc/sudoers.d/ssm-companion"
+    ));
     sd.sh("visudo -c 2>&1");
     emu.untag_user("alice", "SSMSessionRunAs");
     sd.sh(&format!("systemctl restart {UNIT}"));
-    wait_for("alice retired (userdel)", Duration::from_secs(60), || {
-        !user_exists(&sd, "alice")
-    });
+    wait_for(
+        "alice's retire-finish (userdel) reported done",
+        Duration::from_secs(60),
+        || reported(&sd, "retire-finish", "alice"),
+    );
+    assert!(!user_exists(&sd, "alice"));
     assert!(user_exists(&sd, "bob"));
     sd.sh("pwck -r -q && grpck -r");
 

@@ -106,7 +106,7 @@ impl Run<'_> {
         let now = self.now;
         for step in &plan.steps {
             match step {
-                Step::CreateGroup { group } => {
+                Step::CreateGroup { group, .. } => {
                     self.ledger.groups.insert(
                         group.clone(),
                         ManagedGroup {
@@ -151,7 +151,7 @@ impl Run<'_> {
     fn step(&mut self, step: &Step) -> Result<String, HostError> {
         let now = self.now;
         match step {
-            Step::CreateGroup { group } => {
+            Step::CreateGroup { group, purpose } => {
                 crate::failpoint!("create-group:{group}:before");
                 let gid = match self.host.create_group(group) {
                     Ok(gid) => gid,
@@ -171,11 +171,11 @@ impl Run<'_> {
                     g.gid = gid;
                 }
                 Ok(match gid {
-                    Some(gid) => format!("system group created (gid {gid})"),
-                    None => "system group created".into(),
+                    Some(gid) => format!("system group created (gid {gid}, {})", purpose.key()),
+                    None => format!("system group created ({})", purpose.key()),
                 })
             }
-            Step::ResumeGroup { group, gid } => {
+            Step::ResumeGroup { group, gid, .. } => {
                 if let Some(g) = self.ledger.groups.get_mut(group) {
                     g.state = GroupState::Active;
                     g.gid = Some(*gid);
@@ -211,10 +211,24 @@ impl Run<'_> {
                 shell,
                 home,
                 create_home,
+                primary_group,
                 note,
                 ..
             } => {
                 crate::failpoint!("create:{user}:before");
+                if let Some(g) = primary_group
+                    && self.unusable_groups.contains(g)
+                {
+                    if let Some(p) = self.replaced.remove(user) {
+                        match p {
+                            Some(p) => self.ledger.accounts.insert(user.clone(), p),
+                            None => self.ledger.accounts.remove(user),
+                        };
+                    }
+                    return Err(HostError::NotRun(format!(
+                        "not created: its primary group `{g}` could not be created"
+                    )));
+                }
                 let groups = self.usable(groups);
                 let result = self.host.create_user(&NewUser {
                     name: user,
@@ -223,6 +237,7 @@ impl Run<'_> {
                     shell,
                     home,
                     create_home: *create_home,
+                    primary_group: primary_group.as_deref(),
                 });
                 if let Err(e) = result {
                     if e.nothing_changed() {
@@ -289,15 +304,20 @@ impl Run<'_> {
             Step::RetireStart {
                 user,
                 remove_groups,
+                primary_group,
                 ..
             } => {
+                let mut changes = Vec::new();
                 if !remove_groups.is_empty() {
-                    let change = Change::Groups {
+                    changes.push(Change::Groups {
                         add: vec![],
                         remove: remove_groups.clone(),
                         result: vec![],
-                    };
-                    self.host.modify_user(user, std::slice::from_ref(&change))?;
+                    });
+                }
+                changes.extend(primary_group.iter().cloned());
+                if !changes.is_empty() {
+                    self.host.modify_user(user, &changes)?;
                 }
                 crate::failpoint!("retire-start:{user}:after");
                 if let Some(a) = self.account(user) {
@@ -306,14 +326,19 @@ impl Run<'_> {
                     a.missing_reads = 1;
                     a.missing_since = Some(now);
                 }
-                Ok(if remove_groups.is_empty() {
+                let mut detail = if remove_groups.is_empty() {
                     "absent from the source; retiring".to_string()
                 } else {
                     format!(
                         "absent from the source; retiring, groups removed: {}",
                         remove_groups.join(",")
                     )
-                })
+                };
+                if let Some(c) = primary_group {
+                    detail.push_str("; ");
+                    detail.push_str(&super::report::changes_text(std::slice::from_ref(c), false));
+                }
+                Ok(detail)
             }
             Step::RetireWait {
                 user,

@@ -73,6 +73,9 @@ pub enum RejectReason {
     GroupNotAllowed,
     /// A requested supplementary group is not a valid group name.
     InvalidGroup,
+    /// The host scope (`ssm-companion:host-groups`) is present but empty: refused rather than
+    /// guessed (every host? none?).
+    InvalidHostGroups,
 }
 
 impl RejectReason {
@@ -85,6 +88,7 @@ impl RejectReason {
             RejectReason::OwnGroup => "own-group",
             RejectReason::GroupNotAllowed => "group-not-allowed",
             RejectReason::InvalidGroup => "invalid-group",
+            RejectReason::InvalidHostGroups => "invalid-host-groups",
         }
     }
 }
@@ -163,6 +167,18 @@ pub fn build(claims: &[Claim], policy: &Policy) -> Desired {
                 reason: RejectReason::OwnGroup,
                 detail: format!(
                     "`{}` is a group ssm-companion grants (accounts.allowed_groups); a user of that name would be confused with it",
+                    c.run_as
+                ),
+            });
+            continue;
+        }
+        if c.host_groups.as_ref().is_some_and(Vec::is_empty) {
+            d.rejections.push(Rejection {
+                principal: c.principal.clone(),
+                value: c.run_as.clone(),
+                reason: RejectReason::InvalidHostGroups,
+                detail: format!(
+                    "the host scope (tag {TAG_HOST_GROUPS}, or host_groups in the file source) is present but empty, so it is unclear whether `{}` belongs on every host or on none; no account is made for this principal. Remove the tag to mean every host, or list host groups",
                     c.run_as
                 ),
             });
@@ -319,6 +335,37 @@ mod tests {
         // Intersection, not equality.
         let d = build(&claims, &policy(&["reporting", "x"], &[]));
         assert!(d.accounts.contains_key("dba"));
+    }
+
+    #[test]
+    fn an_empty_host_scope_is_refused_on_every_host() {
+        let mut c = claim("arn:u/a", "alice");
+        c.host_groups = Some(vec![]);
+        for host in [&[][..], &["web"][..]] {
+            let d = build(std::slice::from_ref(&c), &policy(host, &[]));
+            assert!(d.accounts.is_empty(), "{host:?}");
+            assert!(d.out_of_scope.is_empty());
+            assert_eq!(d.rejections[0].reason, RejectReason::InvalidHostGroups);
+            assert!(d.rejections[0].detail.contains("Remove the tag"));
+        }
+        // The tag as IAM gives it: an empty (or blank) value.
+        let from_tag = crate::accounts::source::claim_from_tags(
+            "arn:u/a",
+            &[
+                aws_sdk_iam::types::Tag::builder()
+                    .key(TAG_RUN_AS)
+                    .value("alice")
+                    .build()
+                    .unwrap(),
+                aws_sdk_iam::types::Tag::builder()
+                    .key(TAG_HOST_GROUPS)
+                    .value("  ")
+                    .build()
+                    .unwrap(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(from_tag.host_groups, Some(vec![]));
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct NewUser<'a> {
     pub home: &'a Path,
     /// Create the home from the skeleton.
     pub create_home: bool,
+    /// The shared primary group; `None`: a user private group with GID = UID.
+    pub primary_group: Option<&'a str>,
 }
 
 /// A change to the host that failed.
@@ -45,6 +47,17 @@ pub enum HostError {
     LoggedIn {
         /// Name.
         user: String,
+    },
+    /// Processes of a retiring user outlived every SIGKILL round.
+    #[error(
+        "processes of uid {uid} survived {}s of SIGKILL rounds (pids {pids:?}); the account is not deleted this cycle",
+        KILL_DEADLINE.as_secs()
+    )]
+    ProcessesSurvived {
+        /// The UID.
+        uid: u32,
+        /// What was still running.
+        pids: Vec<i32>,
     },
     /// `visudo` rejected the drop-in.
     #[error("visudo rejected the new sudoers drop-in; the old file was kept: {0}")]
@@ -98,9 +111,25 @@ pub trait Host {
     fn remove_sudoers(&mut self) -> Result<(), HostError>;
 }
 
+/// How a snapshot asks NSS about names and IDs the local files do not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookups {
+    /// Decide from nsswitch.conf: nothing when `passwd`/`group` come only from the files (see
+    /// [`local::nss_is_local`]), else [`Lookups::Parallel`].
+    Auto,
+    /// Ask in advance, in parallel, within `accounts.lookup_timeout` ([`local::prefetch`]).
+    Parallel,
+    /// Ask one at a time while planning, without a deadline (what versions before 0.2 did;
+    /// kept for the benchmark that compares them).
+    Sequential,
+}
+
 /// The real host, through shadow-utils.
 #[derive(Debug, Clone)]
 pub struct ShadowHost {
+    lookups: Lookups,
+    lookup_timeout: Duration,
+    uid_range: [u32; 2],
     paths: crate::config::Paths,
     tool_timeout: Duration,
     stop_timeout: Duration,
@@ -111,6 +140,9 @@ impl ShadowHost {
     /// A host using the paths and timeouts of `settings`.
     pub fn new(settings: &Settings) -> Self {
         Self {
+            lookups: Lookups::Auto,
+            lookup_timeout: settings.accounts.lookup_timeout,
+            uid_range: settings.accounts.uid_range,
             paths: settings.paths.clone(),
             tool_timeout: settings.accounts.tool_timeout,
             stop_timeout: settings.accounts.stop_timeout,
@@ -118,32 +150,124 @@ impl ShadowHost {
         }
     }
 
+    /// login.defs as it is now (shadow's defaults for what it lacks, or when it is missing).
+    fn login_defs(&self) -> crate::sysfiles::LoginDefs {
+        std::fs::read_to_string(&self.paths.login_defs)
+            .map(|t| crate::sysfiles::parse_login_defs(&t))
+            .unwrap_or_default()
+    }
+
+    /// The same host with another way of asking NSS (benchmarks, tests).
+    pub fn with_lookups(mut self, lookups: Lookups) -> Self {
+        self.lookups = lookups;
+        self
+    }
+
+    /// The NSS answers a snapshot uses for `names` (besides the files' own `users`).
+    fn nss_for(&self, names: &BTreeSet<String>, users: &[local::PasswdEntry]) -> Arc<dyn Nss> {
+        let parallel = match self.lookups {
+            Lookups::Sequential => return self.nss.clone(),
+            Lookups::Parallel => true,
+            Lookups::Auto => !local::nss_is_local(
+                std::fs::read_to_string(&self.paths.nsswitch)
+                    .ok()
+                    .as_deref(),
+            ),
+        };
+        if !parallel {
+            return Arc::new(local::FilesOnly);
+        }
+        let in_files: BTreeSet<&str> = users.iter().map(|u| u.name.as_str()).collect();
+        let missing: BTreeSet<String> = names
+            .iter()
+            .filter(|n| !in_files.contains(n.as_str()))
+            .cloned()
+            .collect();
+        // The first UID the planner tries for each (collisions ask later, within the deadline).
+        let ids: BTreeSet<u32> = missing
+            .iter()
+            .map(|n| super::plan::preferred_uid(n, self.uid_range))
+            .collect();
+        Arc::new(local::prefetch(
+            self.nss.clone(),
+            &missing,
+            &ids,
+            self.lookup_timeout,
+        ))
+    }
+
     fn tool(&self, program: &Path, args: &[&OsStr]) -> Result<exec::Output, HostError> {
         Ok(exec::run_ok(program, args, None, self.tool_timeout)?)
     }
 
-    /// PIDs whose real, effective, saved or filesystem UID is `uid`.
-    fn pids_of(&self, uid: u32) -> Vec<nix::unistd::Pid> {
-        let Ok(entries) = std::fs::read_dir(&self.paths.proc) else {
-            return Vec::new();
-        };
-        let me = std::process::id();
-        entries
-            .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|&pid| pid != me)
-            .filter(|pid| {
-                let status =
-                    std::fs::read_to_string(self.paths.proc.join(pid.to_string()).join("status"))
-                        .unwrap_or_default();
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Uid:"))
-                    .is_some_and(|ids| ids.split_whitespace().any(|id| id.parse() == Ok(uid)))
-            })
-            .filter_map(|pid| i32::try_from(pid).ok().map(nix::unistd::Pid::from_raw))
-            .collect()
+    /// The processes whose real, effective, saved or filesystem UID is `uid`: the live ones,
+    /// and how many zombies (they run nothing and cannot be signalled; their parent or init
+    /// reaps them, and `userdel` counts them until then).
+    fn pids_of(&self, uid: u32) -> (Vec<nix::unistd::Pid>, usize) {
+        processes_of(&self.paths.proc, uid)
     }
+
+    /// Kills the user's systemd slice at once with `cgroup.kill` (cgroup v2, Linux ≥ 5.14),
+    /// when it has one (logins through PAM and logind; Session Manager's Run As sessions run in
+    /// the agent's own cgroup instead). The kernel kills every process of the cgroup, including
+    /// those forking at that moment. Best effort: the scan loop follows either way.
+    fn kill_user_slice(&self, uid: u32) {
+        let file = self
+            .paths
+            .cgroup
+            .join(format!("user.slice/user-{uid}.slice/cgroup.kill"));
+        if !file.exists() {
+            return;
+        }
+        match std::fs::write(&file, b"1") {
+            Ok(()) => tracing::info!(uid, "killed the user's slice ({})", file.display()),
+            Err(e) => tracing::debug!(uid, "cannot write {}: {e}", file.display()),
+        }
+    }
+}
+
+/// Pause between two rounds of the kill loop.
+const KILL_ROUND: Duration = Duration::from_millis(20);
+/// How long SIGKILL rounds may go on before the retirement is given up for this cycle.
+pub const KILL_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The processes of `uid` under `proc`: live PIDs, and the number of zombies (see
+/// [`ShadowHost::pids_of`]).
+fn processes_of(proc: &Path, uid: u32) -> (Vec<nix::unistd::Pid>, usize) {
+    let Ok(entries) = std::fs::read_dir(proc) else {
+        return (Vec::new(), 0);
+    };
+    let me = std::process::id();
+    let mut live = Vec::new();
+    let mut zombies = 0;
+    for pid in entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+    {
+        let status =
+            std::fs::read_to_string(proc.join(pid.to_string()).join("status")).unwrap_or_default();
+        match owned_by(&status, uid) {
+            Some(true) => live.extend(i32::try_from(pid).ok().map(nix::unistd::Pid::from_raw)),
+            Some(false) => zombies += 1,
+            None => {}
+        }
+    }
+    (live, zombies)
+}
+
+/// For a `/proc/<pid>/status` text: `None` when it does not belong to `uid` (by any of its four
+/// UIDs), else whether it is alive (`Some(false)`: a zombie, or dead).
+fn owned_by(status: &str, uid: u32) -> Option<bool> {
+    let owned = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .is_some_and(|ids| ids.split_whitespace().any(|id| id.parse() == Ok(uid)));
+    let dead = status
+        .lines()
+        .find_map(|l| l.strip_prefix("State:"))
+        .is_some_and(|s| matches!(s.trim_start().chars().next(), Some('Z' | 'X')));
+    owned.then_some(!dead)
 }
 
 fn os(s: &str) -> &OsStr {
@@ -172,11 +296,22 @@ impl Host for ShadowHost {
         let (users, mut malformed) = local::parse_passwd(&read(&self.paths.passwd)?);
         let (groups, bad_groups) = local::parse_group(&read(&self.paths.group)?);
         malformed.extend(bad_groups);
-        let mut view = LocalView::new(users, groups, self.nss.clone());
+        let nss = self.nss_for(names, &users);
+        let mut view = LocalView::new(users, groups, nss);
         view.malformed = malformed;
-        if let Ok(defs) = std::fs::read_to_string(&self.paths.login_defs) {
-            let d = local::parse_login_defs(&defs);
-            (view.uid_min, view.gid_min, view.uid_max) = (d.uid_min, d.gid_min, d.uid_max);
+        let d = self.login_defs();
+        (view.uid_min, view.gid_min, view.uid_max) = (d.uid_min, d.gid_min, d.uid_max);
+        // Users and groups that systemd-sysusers creates for the host's packages (now or at
+        // their next start): reserved. Unreadable directories are skipped (most hosts lack
+        // some of them).
+        for dir in &self.paths.sysusers_dirs {
+            for f in crate::sysfiles::files_in(dir, "conf").unwrap_or_default() {
+                if let Ok(text) = std::fs::read_to_string(&f) {
+                    for name in local::parse_sysusers(&text) {
+                        view.sysusers.entry(name).or_insert_with(|| f.clone());
+                    }
+                }
+            }
         }
         for n in names {
             view.homes
@@ -218,17 +353,19 @@ impl Host for ShadowHost {
     fn create_user(&mut self, u: &NewUser<'_>) -> Result<(), HostError> {
         let uid = u.uid.to_string();
         let groups = u.groups.join(",");
-        let mut args: Vec<&OsStr> = vec![
-            os("--uid"),
-            os(&uid),
-            os("--user-group"),
+        let mut args: Vec<&OsStr> = vec![os("--uid"), os(&uid)];
+        match u.primary_group {
+            Some(g) => args.extend([os("--gid"), os(g), os("--no-user-group")]),
+            None => args.push(os("--user-group")),
+        }
+        args.extend([
             os("--comment"),
             os(COMMENT),
             os("--home-dir"),
             u.home.as_os_str(),
             os("--shell"),
             u.shell.as_os_str(),
-        ];
+        ]);
         if u.create_home {
             args.extend([
                 os("--create-home"),
@@ -246,10 +383,30 @@ impl Host for ShadowHost {
         Ok(())
     }
 
+    /// `usermod` with the changes; before it, `groupadd --gid` a user private group to make
+    /// again; after it, `mkhomedir_helper` for a home to make again (it reads the home from
+    /// passwd, so it runs once the home field is right).
     fn modify_user(&mut self, name: &str, changes: &[Change]) -> Result<(), HostError> {
+        for c in changes {
+            if let Change::PrimaryGroup {
+                to,
+                create: Some(group),
+                ..
+            } = c
+            {
+                let gid = to.to_string();
+                self.tool(
+                    &self.paths.groupadd,
+                    &[os("--gid"), os(&gid), os("--"), os(group)],
+                )?;
+            }
+        }
         let mut owned: Vec<String> = Vec::new();
+        let mut make_home = false;
         for c in changes {
             match c {
+                Change::PrimaryGroup { to, .. } => owned.extend(["--gid".into(), to.to_string()]),
+                Change::CreateHome { .. } => make_home = true,
                 Change::Shell { to, .. } => {
                     owned.extend(["--shell".into(), to.display().to_string()])
                 }
@@ -262,34 +419,90 @@ impl Host for ShadowHost {
                 }
             }
         }
-        if owned.is_empty() {
-            return Ok(());
+        if !owned.is_empty() {
+            let mut args: Vec<&OsStr> = owned.iter().map(OsStr::new).collect();
+            args.extend([os("--"), os(name)]);
+            self.tool(&self.paths.usermod, &args)?;
         }
-        let mut args: Vec<&OsStr> = owned.iter().map(OsStr::new).collect();
-        args.extend([os("--"), os(name)]);
-        self.tool(&self.paths.usermod, &args)?;
+        if make_home {
+            // `mkhomedir_helper USER UMASK SKEL`: the argv every PAM version takes (the home
+            // mode argument is newer); login.defs' UMASK, as useradd uses. It creates nothing
+            // when the home exists.
+            let umask = format!("{:04o}", self.login_defs().umask);
+            self.tool(
+                &self.paths.mkhomedir_helper,
+                &[os(name), os(&umask), self.paths.skel.as_os_str()],
+            )?;
+        }
         Ok(())
     }
 
+    /// Ends every process of `uid` until none is left: the user's slice is killed if it has
+    /// one; then every process gets SIGTERM (and so does each one that appears meanwhile) and
+    /// `stop_timeout` to exit; then rounds of scan + SIGKILL run until a scan finds none. A
+    /// process that forks and lets its parent exit (a "hopper") is caught by the next round.
+    /// Zombies left behind are waited for within the same deadline (`userdel` counts them as
+    /// processes). If live processes are still there after [`KILL_DEADLINE`], the error says so
+    /// and the account is not deleted this cycle (a UID without a passwd entry must not keep
+    /// running); if only zombies are, `userdel` says so and the next cycle tries again.
     fn end_processes(&mut self, uid: u32) -> Result<usize, HostError> {
         use nix::sys::signal::{Signal, kill};
-        let pids = self.pids_of(uid);
-        if pids.is_empty() {
+        // The planner never asks for this (ledger entries are checked before use); a second
+        // line of defence against signalling every root process.
+        if uid == 0 {
+            return Err(HostError::NotRun(
+                "refusing to end the processes of uid 0".into(),
+            ));
+        }
+        let mut seen: BTreeSet<i32> = BTreeSet::new();
+        let (live, zombies) = self.pids_of(uid);
+        if live.is_empty() && zombies == 0 {
             return Ok(0);
         }
-        for &p in &pids {
-            let _ = kill(p, Signal::SIGTERM);
+        if !live.is_empty() {
+            self.kill_user_slice(uid);
         }
         let step = Duration::from_millis(100);
         let mut waited = Duration::ZERO;
-        while waited < self.stop_timeout && !self.pids_of(uid).is_empty() {
+        while waited < self.stop_timeout {
+            let (live, _) = self.pids_of(uid);
+            if live.is_empty() {
+                break;
+            }
+            for p in live {
+                if seen.insert(p.as_raw()) {
+                    let _ = kill(p, Signal::SIGTERM);
+                }
+            }
             crate::clock::sleep_blocking(step);
             waited += step;
         }
-        for p in self.pids_of(uid) {
-            let _ = kill(p, Signal::SIGKILL);
+        let mut spent = Duration::ZERO;
+        loop {
+            let (live, zombies) = self.pids_of(uid);
+            if live.is_empty() && zombies == 0 {
+                return Ok(seen.len());
+            }
+            if spent >= KILL_DEADLINE {
+                if live.is_empty() {
+                    tracing::warn!(
+                        uid,
+                        "{zombies} zombie process(es) of uid {uid} not reaped yet; userdel decides"
+                    );
+                    return Ok(seen.len());
+                }
+                return Err(HostError::ProcessesSurvived {
+                    uid,
+                    pids: live.iter().map(|p| p.as_raw()).collect(),
+                });
+            }
+            for p in live {
+                seen.insert(p.as_raw());
+                let _ = kill(p, Signal::SIGKILL);
+            }
+            crate::clock::sleep_blocking(KILL_ROUND);
+            spent += KILL_ROUND;
         }
-        Ok(pids.len())
     }
 
     fn delete_user(&mut self, name: &str, remove_home: bool) -> Result<(), HostError> {
@@ -364,6 +577,49 @@ mod tests {
         assert_eq!(home_state(&d.path().join("link")), HomeState::Symlink);
         std::fs::write(d.path().join("file"), b"").unwrap();
         assert_eq!(home_state(&d.path().join("file")), HomeState::NotADirectory);
+    }
+
+    #[test]
+    fn processes_are_matched_by_any_uid_and_zombies_told_apart() {
+        let status = |state: &str, uids: &str| {
+            format!("Name:\tsh\nState:\t{state}\nTgid:\t42\nUid:\t{uids}\nGid:\t0\t0\t0\t0\n")
+        };
+        let all = "20001\t20001\t20001\t20001";
+        assert_eq!(owned_by(&status("S (sleeping)", all), 20001), Some(true));
+        // A setuid program keeps the user as its real UID.
+        assert_eq!(
+            owned_by(&status("R (running)", "20001\t0\t0\t0"), 20001),
+            Some(true)
+        );
+        assert_eq!(
+            owned_by(&status("S (sleeping)", "1000\t1000\t1000\t1000"), 20001),
+            None
+        );
+        assert_eq!(owned_by(&status("Z (zombie)", all), 20001), Some(false));
+        assert_eq!(owned_by(&status("X (dead)", all), 20001), Some(false));
+        assert_eq!(owned_by("", 20001), None);
+    }
+
+    #[test]
+    fn a_user_slice_is_killed_through_cgroup_kill() {
+        let d = tempfile::tempdir().unwrap();
+        let slice = d.path().join("user.slice/user-20001.slice");
+        std::fs::create_dir_all(&slice).unwrap();
+        std::fs::write(slice.join("cgroup.kill"), b"").unwrap();
+        let mut settings = Settings::default();
+        settings.paths.cgroup = d.path().to_path_buf();
+        let host = ShadowHost::new(&settings);
+        host.kill_user_slice(20001);
+        assert_eq!(std::fs::read(slice.join("cgroup.kill")).unwrap(), b"1");
+        // No slice: nothing is created.
+        host.kill_user_slice(20002);
+        assert!(!d.path().join("user.slice/user-20002.slice").exists());
+    }
+
+    #[test]
+    fn uid_zero_is_never_signalled() {
+        let mut host = ShadowHost::new(&Settings::default());
+        assert!(matches!(host.end_processes(0), Err(HostError::NotRun(_))));
     }
 
     #[test]

@@ -315,15 +315,6 @@ pub fn load(path: &Path, now: &Binding, write: bool) -> Result<Loaded, LedgerErr
             } else {
                 ledger.binding.machine_id.clone()
             };
-            let aside = path.with_file_name(format!(
-                "{}.foreign-{}",
-                path.file_name()
-                    .map(|n| n.to_string_lossy())
-                    .unwrap_or_default(),
-                tag.chars()
-                    .filter(char::is_ascii_alphanumeric)
-                    .collect::<String>()
-            ));
             // Rebind it to this machine; every entry keeps being managed but is marked as
             // inherited, so it is never deleted automatically.
             let from = ledger.binding.describe();
@@ -342,11 +333,7 @@ pub fn load(path: &Path, now: &Binding, write: bool) -> Result<Loaded, LedgerErr
                     set_aside: None,
                 });
             }
-            std::fs::rename(path, &aside).map_err(|e| StateError::Io {
-                what: "cannot set aside foreign ledger",
-                path: path.to_path_buf(),
-                source: e,
-            })?;
+            let aside = set_aside(path, &tag)?;
             save(path, &fresh)?;
             Ok(Loaded {
                 ledger: fresh,
@@ -373,6 +360,53 @@ pub fn load(path: &Path, now: &Binding, write: bool) -> Result<Loaded, LedgerErr
     }
 }
 
+/// Moves a foreign ledger to `<path>.foreign-<tag>`, or `….foreign-<tag>.<n>` when that name is
+/// taken: a copy set aside earlier is never overwritten (it may be the only record of what a
+/// real previous life of this machine created). A hard link is made first and fails rather
+/// than replace anything (link(2): no `renameat2`, which glibc 2.17 lacks); then the original
+/// is removed. A crash in between leaves both names, and the next load sets the ledger aside
+/// again under a new number: a duplicate, never a loss.
+fn set_aside(path: &Path, tag: &str) -> Result<PathBuf, StateError> {
+    let base = format!(
+        "{}.foreign-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        tag.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+    );
+    let io = |what, source| StateError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    };
+    for n in 1..=10_000u32 {
+        let aside = if n == 1 {
+            path.with_file_name(&base)
+        } else {
+            path.with_file_name(format!("{base}.{n}"))
+        };
+        match std::fs::hard_link(path, &aside) {
+            Ok(()) => {
+                std::fs::remove_file(path).map_err(|e| {
+                    io("cannot remove the foreign ledger after setting it aside", e)
+                })?;
+                if let Some(dir) = path.parent() {
+                    state::sync_dir(dir)?;
+                }
+                return Ok(aside);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io("cannot set aside foreign ledger", e)),
+        }
+    }
+    Err(io(
+        "cannot set aside foreign ledger (10000 copies already set aside)",
+        std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+    ))
+}
+
 /// Writes the ledger atomically (mode 0600).
 pub fn save(path: &Path, ledger: &Ledger) -> Result<(), LedgerError> {
     let mut text = serde_json::to_vec_pretty(ledger).map_err(|e| LedgerError::Corrupt {
@@ -384,10 +418,14 @@ pub fn save(path: &Path, ledger: &Ledger) -> Result<(), LedgerError> {
     Ok(())
 }
 
-/// Reads a machine-id file (trimmed); empty when missing or unreadable.
+/// Reads a machine-id file (trimmed); empty when missing, unreadable or not a machine id
+/// (32 lowercase hexadecimal digits: an image's `uninitialized` placeholder or a garbled file
+/// must not look like another machine).
 pub fn read_machine_id(path: &Path) -> String {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
         .unwrap_or_default()
 }
 
@@ -514,6 +552,44 @@ mod tests {
         let again = load(&p, &b("new", Some("i-new")), true).unwrap();
         assert_eq!(again.binding, BindingCheck::Same);
         assert!(again.ledger.accounts["packer"].inherited_from.is_some());
+    }
+
+    #[test]
+    fn a_ledger_set_aside_earlier_is_never_overwritten() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(FILE_NAME);
+        let mut first = Ledger::new(b("m1", Some("i-real")));
+        first.accounts.insert("alice".into(), account(20001));
+        save(&p, &first).unwrap();
+        // Twice a foreign binding with the same machine-id tag: both copies are kept.
+        let one = load(&p, &b("m1", Some("i-other")), true).unwrap();
+        let one = one.set_aside.unwrap();
+        let two = load(&p, &b("m1", Some("i-third")), true).unwrap();
+        let two = two.set_aside.unwrap();
+        assert_ne!(one, two);
+        assert!(two.to_string_lossy().ends_with(".foreign-m1.2"), "{two:?}");
+        let kept: Ledger = serde_json::from_str(&std::fs::read_to_string(&one).unwrap()).unwrap();
+        assert_eq!(kept, first, "the first copy is the real ledger, untouched");
+        let second: Ledger = serde_json::from_str(&std::fs::read_to_string(&two).unwrap()).unwrap();
+        assert_eq!(second.binding, b("m1", Some("i-other")));
+    }
+
+    #[test]
+    fn only_a_real_machine_id_is_read() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("machine-id");
+        std::fs::write(&p, "3d1219c7c4c5404aaa1f6d2a48adfda4\n").unwrap();
+        assert_eq!(read_machine_id(&p), "3d1219c7c4c5404aaa1f6d2a48adfda4");
+        for bad in [
+            "",
+            "uninitialized\n",
+            "3D1219C7C4C5404AAA1F6D2A48ADFDA4",
+            "abc",
+        ] {
+            std::fs::write(&p, bad).unwrap();
+            assert_eq!(read_machine_id(&p), "", "{bad:?}");
+        }
+        assert_eq!(read_machine_id(&d.path().join("none")), "");
     }
 
     #[test]

@@ -116,6 +116,233 @@ impl Nss for SystemNss {
     }
 }
 
+/// True when nsswitch.conf answers `passwd` and `group` only from the local files (`files`,
+/// and `systemd`, whose extra users — DynamicUser services, systemd-homed — have IDs above
+/// `UID_MAX`, outside any `uid_range` that config check accepts, and whose names `useradd`
+/// itself still refuses). Then the files ssm-companion parses *are* the NSS answer and no
+/// lookup is needed. A missing file, `compat`, `sss`, `ldap`, `winbind`, … mean "ask NSS".
+pub fn nss_is_local(nsswitch: Option<&str>) -> bool {
+    let Some(text) = nsswitch else {
+        return false;
+    };
+    let sources = |db: &str| -> Option<Vec<String>> {
+        text.lines()
+            .map(|l| l.split('#').next().unwrap_or(""))
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(db)?
+                    .strip_prefix(':')
+                    .map(str::to_string)
+            })
+            .map(|rest| {
+                rest.split_whitespace()
+                    // `[NOTFOUND=return]` and the like are actions, not sources.
+                    .filter(|w| !w.starts_with('['))
+                    .map(str::to_string)
+                    .collect()
+            })
+    };
+    ["passwd", "group"].iter().all(|db| {
+        sources(db).is_some_and(|s| {
+            !s.is_empty() && s.iter().all(|src| src == "files" || src == "systemd")
+        })
+    })
+}
+
+/// What [`prefetch`] learned, in front of the real NSS: answers for the names and IDs asked in
+/// advance (in parallel, within one deadline); anything else goes to `inner`, each call within
+/// what is left of the deadline (a hung directory makes the answer an error — "taken" for an
+/// ID — never a stalled sync).
+#[derive(Debug)]
+pub struct PrefetchedNss {
+    users: BTreeMap<String, Result<Option<(u32, u32)>, String>>,
+    groups: BTreeMap<String, Result<Option<u32>, String>>,
+    uids: BTreeMap<u32, bool>,
+    gids: BTreeMap<u32, bool>,
+    inner: Arc<dyn Nss>,
+    deadline: std::time::Instant,
+    timeout: std::time::Duration,
+}
+
+/// One lookup of a prefetch.
+#[derive(Debug, Clone)]
+enum Ask {
+    User(String),
+    Group(String),
+    Uid(u32),
+    Gid(u32),
+}
+
+#[derive(Debug)]
+enum Answer {
+    User(String, Result<Option<(u32, u32)>, String>),
+    Group(String, Result<Option<u32>, String>),
+    Uid(u32, bool),
+    Gid(u32, bool),
+}
+
+fn ask(nss: &dyn Nss, q: Ask) -> Answer {
+    match q {
+        Ask::User(n) => {
+            let r = nss.user_by_name(&n);
+            Answer::User(n, r)
+        }
+        Ask::Group(n) => {
+            let r = nss.group_by_name(&n);
+            Answer::Group(n, r)
+        }
+        Ask::Uid(u) => Answer::Uid(u, nss.uid_exists(u)),
+        Ask::Gid(g) => Answer::Gid(g, nss.gid_exists(g)),
+    }
+}
+
+/// How many lookups run at once (directories answer several clients at a time; more threads
+/// than this only queue up in sssd/nslcd).
+const LOOKUP_THREADS: usize = 8;
+
+/// Asks `inner` for every name (as user and as group) and every ID (as UID and as GID), on a
+/// few threads, waiting at most `timeout` in all. Lookups still running at the deadline are
+/// abandoned (their threads end when NSS answers; nothing waits for them) and count as errors.
+pub fn prefetch(
+    inner: Arc<dyn Nss>,
+    names: &BTreeSet<String>,
+    ids: &BTreeSet<u32>,
+    timeout: std::time::Duration,
+) -> PrefetchedNss {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let deadline = std::time::Instant::now() + timeout;
+    let mut queue: std::collections::VecDeque<Ask> = names
+        .iter()
+        .flat_map(|n| [Ask::User(n.clone()), Ask::Group(n.clone())])
+        .chain(ids.iter().flat_map(|&i| [Ask::Uid(i), Ask::Gid(i)]))
+        .collect();
+    let total = queue.len();
+    let mut out = PrefetchedNss {
+        users: BTreeMap::new(),
+        groups: BTreeMap::new(),
+        uids: BTreeMap::new(),
+        gids: BTreeMap::new(),
+        inner: inner.clone(),
+        deadline,
+        timeout,
+    };
+    if total == 0 {
+        return out;
+    }
+    let queue = Arc::new(Mutex::new(std::mem::take(&mut queue)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    for _ in 0..LOOKUP_THREADS.min(total) {
+        let (queue, stop, tx, inner) = (queue.clone(), stop.clone(), tx.clone(), inner.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
+                let Some(q) = next else { break };
+                if tx.send(ask(inner.as_ref(), q)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut received = 0;
+    while received < total {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(a) => {
+                received += 1;
+                out.record(a);
+            }
+            Err(_) => break,
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    if received < total {
+        tracing::warn!(
+            "NSS answered {received} of {total} lookups within {}: the rest count as unknown this cycle (a hung LDAP/SSSD?)",
+            humantime::format_duration(timeout)
+        );
+    }
+    out
+}
+
+impl PrefetchedNss {
+    fn record(&mut self, a: Answer) {
+        match a {
+            Answer::User(n, r) => {
+                self.users.insert(n, r);
+            }
+            Answer::Group(n, r) => {
+                self.groups.insert(n, r);
+            }
+            Answer::Uid(u, b) => {
+                self.uids.insert(u, b);
+            }
+            Answer::Gid(g, b) => {
+                self.gids.insert(g, b);
+            }
+        }
+    }
+
+    /// Asks `inner` on a thread, waiting no longer than the prefetch's deadline.
+    fn late(&self, q: Ask) -> Option<Answer> {
+        let left = self
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let inner = self.inner.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(ask(inner.as_ref(), q));
+        });
+        rx.recv_timeout(left).ok()
+    }
+
+    fn no_answer(&self, what: &str) -> String {
+        format!(
+            "looking up {what} through NSS gave no answer within accounts.lookup_timeout ({}; a hung LDAP/SSSD?)",
+            humantime::format_duration(self.timeout)
+        )
+    }
+}
+
+impl Nss for PrefetchedNss {
+    fn user_by_name(&self, name: &str) -> Result<Option<(u32, u32)>, String> {
+        if let Some(r) = self.users.get(name) {
+            return r.clone();
+        }
+        match self.late(Ask::User(name.to_string())) {
+            Some(Answer::User(_, r)) => r,
+            _ => Err(self.no_answer(&format!("user `{name}`"))),
+        }
+    }
+    fn group_by_name(&self, name: &str) -> Result<Option<u32>, String> {
+        if let Some(r) = self.groups.get(name) {
+            return r.clone();
+        }
+        match self.late(Ask::Group(name.to_string())) {
+            Some(Answer::Group(_, r)) => r,
+            _ => Err(self.no_answer(&format!("group `{name}`"))),
+        }
+    }
+    fn uid_exists(&self, uid: u32) -> bool {
+        if let Some(b) = self.uids.get(&uid) {
+            return *b;
+        }
+        // No answer: taken, so nothing is handed out on a guess.
+        !matches!(self.late(Ask::Uid(uid)), Some(Answer::Uid(_, false)))
+    }
+    fn gid_exists(&self, gid: u32) -> bool {
+        if let Some(b) = self.gids.get(&gid) {
+            return *b;
+        }
+        !matches!(self.late(Ask::Gid(gid)), Some(Answer::Gid(_, false)))
+    }
+}
+
 /// A user known to the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownUser {
@@ -151,6 +378,8 @@ pub struct LocalView {
     /// Owners of the entries directly under the home base (kept homes of deleted accounts),
     /// with the entries' names: those numbers are not handed out to anyone else.
     pub home_owners: BTreeMap<u32, BTreeSet<String>>,
+    /// Users and groups named in the host's sysusers.d files, with the file naming each.
+    pub sysusers: BTreeMap<String, PathBuf>,
     /// Lookups beyond the files.
     pub nss: Arc<dyn Nss>,
     by_uid: BTreeSet<u32>,
@@ -183,6 +412,7 @@ impl LocalView {
             sudoers_included: true,
             malformed: Vec::new(),
             home_owners: BTreeMap::new(),
+            sysusers: BTreeMap::new(),
             nss,
             by_uid,
             by_gid,
@@ -225,6 +455,14 @@ impl LocalView {
                 .is_some_and(|dirs| dirs.iter().any(|d| d != name))
             || self.nss.uid_exists(id)
             || self.nss.gid_exists(id)
+    }
+
+    /// The group of the local files with this GID, if any.
+    pub fn group_by_gid(&self, gid: u32) -> Option<&GroupEntry> {
+        if !self.by_gid.contains(&gid) {
+            return None;
+        }
+        self.groups.values().find(|g| g.gid == gid)
     }
 
     /// The supplementary groups `name` is a member of, per `/etc/group` (indexed when the view
@@ -293,34 +531,27 @@ fn skip_line(line: &str) -> bool {
     t.is_empty() || t.starts_with('#') || t.starts_with('+') || t.starts_with('-')
 }
 
-/// `UID_MIN`, `GID_MIN` and `UID_MAX` from login.defs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoginDefs {
-    /// `UID_MIN` (default 1000).
-    pub uid_min: u32,
-    /// `GID_MIN` (default 1000).
-    pub gid_min: u32,
-    /// `UID_MAX` (default 60000).
-    pub uid_max: u32,
-}
-
-/// Reads login.defs text; absent or unparsable keys keep shadow's defaults.
-pub fn parse_login_defs(text: &str) -> LoginDefs {
-    let mut d = LoginDefs {
-        uid_min: 1000,
-        gid_min: 1000,
-        uid_max: 60000,
-    };
+/// The user and group names a sysusers.d file declares (`u`, `g` and both names of `m`
+/// lines; `r` ranges and comments are skipped). Pure.
+pub fn parse_sysusers(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
     for line in text.lines() {
         let mut words = line.split_whitespace();
-        match (words.next(), words.next().and_then(|v| v.parse().ok())) {
-            (Some("UID_MIN"), Some(v)) => d.uid_min = v,
-            (Some("GID_MIN"), Some(v)) => d.gid_min = v,
-            (Some("UID_MAX"), Some(v)) => d.uid_max = v,
+        let (Some(kind), Some(name)) = (words.next(), words.next()) else {
+            continue;
+        };
+        // `u!` (a locked user, systemd 256) is a user too.
+        match kind.trim_end_matches('!') {
+            "u" | "g" => names.push(name.to_string()),
+            "m" => {
+                names.push(name.to_string());
+                names.extend(words.next().map(str::to_string));
+            }
             _ => {}
         }
     }
-    d
+    names.retain(|n| n != "-" && !n.is_empty());
+    names
 }
 
 /// True when the sudoers text includes `dir` (`@includedir`/`#includedir`, as sudo reads them).
@@ -357,22 +588,89 @@ mod tests {
     }
 
     #[test]
-    fn login_defs() {
-        assert_eq!(
-            parse_login_defs("# x\nUID_MIN\t\t 1500\nGID_MIN 2000\nUID_MAX 70000\n"),
-            LoginDefs {
-                uid_min: 1500,
-                gid_min: 2000,
-                uid_max: 70000
+    fn which_nsswitch_lines_mean_the_files_alone() {
+        let local = |t: &str| nss_is_local(Some(t));
+        assert!(local("passwd: files\ngroup: files\n"));
+        assert!(local(
+            "passwd:         files systemd\ngroup:          files systemd\nhosts: files dns\n"
+        ));
+        assert!(local(
+            "passwd: files [NOTFOUND=return] systemd # comment\ngroup: files\n"
+        ));
+        assert!(!local("passwd: files sss\ngroup: files sss\n"));
+        assert!(!local("passwd: files\ngroup: files ldap\n"));
+        assert!(!local("passwd: compat\ngroup: compat\n"));
+        assert!(!local("passwd: files\n"), "no group line");
+        assert!(!local("# passwd: files\n"));
+        assert!(!nss_is_local(None), "no nsswitch.conf: ask NSS");
+    }
+
+    /// A directory that answers some names, fails others and hangs on one.
+    #[derive(Debug)]
+    struct SlowDirectory;
+
+    impl Nss for SlowDirectory {
+        fn user_by_name(&self, name: &str) -> Result<Option<(u32, u32)>, String> {
+            match name {
+                "hang" => {
+                    crate::clock::sleep_blocking(std::time::Duration::from_secs(30));
+                    Ok(None)
+                }
+                "carol" => Ok(Some((70001, 70001))),
+                "broken" => Err("sssd: connection refused".into()),
+                _ => Ok(None),
             }
+        }
+        fn group_by_name(&self, _: &str) -> Result<Option<u32>, String> {
+            Ok(None)
+        }
+        fn uid_exists(&self, uid: u32) -> bool {
+            uid == 70001
+        }
+        fn gid_exists(&self, _: u32) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn prefetched_lookups_answer_within_one_deadline() {
+        let names: BTreeSet<String> = ["alice", "carol", "broken", "hang"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let t = std::time::Instant::now();
+        let nss = prefetch(
+            Arc::new(SlowDirectory),
+            &names,
+            &[70001, 20001].into(),
+            std::time::Duration::from_millis(300),
         );
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "a hung lookup does not stall the sync: {:?}",
+            t.elapsed()
+        );
+        assert_eq!(nss.user_by_name("alice"), Ok(None));
+        assert_eq!(nss.user_by_name("carol"), Ok(Some((70001, 70001))));
+        assert!(nss.user_by_name("broken").is_err());
+        let hung = nss.user_by_name("hang").unwrap_err();
+        assert!(
+            hung.contains("no answer within accounts.lookup_timeout"),
+            "{hung}"
+        );
+        assert!(nss.uid_exists(70001));
+        assert!(!nss.uid_exists(20001));
+        // Past the deadline, what was not asked in advance is unknown: an ID counts as taken.
+        assert!(nss.uid_exists(20002));
+        assert!(nss.user_by_name("dave").is_err());
+    }
+
+    #[test]
+    fn sysusers_lines() {
+        let text = "# comment\nu systemd-coredump - \"systemd Core Dumper\"\ng docker -\nm alice wheel\nr - 500-900\nu! locked 999 \"x\" /var/empty\n\n";
         assert_eq!(
-            parse_login_defs(""),
-            LoginDefs {
-                uid_min: 1000,
-                gid_min: 1000,
-                uid_max: 60000
-            }
+            parse_sysusers(text),
+            ["systemd-coredump", "docker", "alice", "wheel", "locked"]
         );
     }
 

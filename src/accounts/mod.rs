@@ -62,9 +62,11 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
-    /// True when the host matches the source: the read was complete and no step failed.
+    /// True when the host matches the source: the read was complete, no step failed and no
+    /// safety stop holds anything back.
     pub fn converged(&self) -> bool {
         self.read.complete
+            && self.plan.holds.is_empty()
             && self
                 .applied
                 .as_ref()
@@ -104,14 +106,53 @@ pub async fn sync(
     clock: &dyn Clock,
     mode: Mode,
 ) -> Result<SyncReport, SyncError> {
-    sync_with(
+    let result = sync_with(
         settings,
         aws,
         clock,
         mode,
         Box::new(host::ShadowHost::new(settings)),
     )
-    .await
+    .await;
+    // Another process syncing (the lock is held) says nothing about how syncs go.
+    let busy = matches!(&result, Err(SyncError::State(StateError::Busy { .. })));
+    if matches!(mode, Mode::Apply { .. }) && !busy {
+        record_status(settings, &result, clock.now());
+    }
+    result
+}
+
+/// Records how an applied sync went for the health capability (`accounts.sync`); a failure to
+/// write it is logged, never fatal.
+fn record_status(settings: &Settings, result: &Result<SyncReport, SyncError>, now: SystemTime) {
+    use crate::state::accounts_status::{AccountsStatus, save};
+    let status = match result {
+        Ok(r) => AccountsStatus {
+            at: r.at,
+            source: r.read.source.clone(),
+            error: None,
+            complete: r.read.complete,
+            problems: r.read.problems.clone(),
+            failed_steps: r.applied.as_ref().map_or(0, Applied::failed),
+            holds: r.plan.holds.clone(),
+            managed: r.managed,
+            converged: r.converged(),
+        },
+        Err(e) => AccountsStatus {
+            at: now,
+            source: settings.accounts.source.to_string(),
+            error: Some(e.to_string()),
+            complete: false,
+            problems: Vec::new(),
+            failed_steps: 0,
+            holds: Vec::new(),
+            managed: 0,
+            converged: false,
+        },
+    };
+    if let Err(e) = save(&settings.paths.state_dir, &status) {
+        tracing::warn!("cannot record the accounts status for health checks: {e}");
+    }
 }
 
 /// Runs one sync with the given host (tests pass an in-memory one).
@@ -147,6 +188,7 @@ pub async fn sync_with(
     let claims = read.claims.clone();
     let prefs = read.preferences.clone();
     let complete = read.complete;
+    let empty_source = complete && source::is_empty_answer(&read.claims);
     let (plan, applied, managed, set_aside) = tokio::task::spawn_blocking(move || {
         let ledger_path = settings.paths.state_dir.join(ledger::FILE_NAME);
         let apply_mode = matches!(mode, Mode::Apply { .. });
@@ -176,6 +218,7 @@ pub async fn sync_with(
             settings: &plan_settings,
             now,
             allow_mass_retire: matches!(mode, Mode::Apply { allow_mass_retire: true, .. }),
+            empty_source,
         });
         if let Some(p) = &prefs
             && !p.enabled

@@ -57,6 +57,10 @@ pub struct PlanSettings {
     pub remove_home: bool,
     /// The sudoers drop-in path.
     pub sudoers_file: PathBuf,
+    /// The operator's reserved names (`name` or `prefix*`), besides the built-in list.
+    pub reserved_names: Vec<String>,
+    /// The shared primary group of every managed account; `None`: a private group each.
+    pub primary_group: Option<String>,
 }
 
 impl From<&Settings> for PlanSettings {
@@ -73,6 +77,8 @@ impl From<&Settings> for PlanSettings {
             max_retire_fraction: a.max_retire_fraction,
             remove_home: a.remove_home,
             sudoers_file: s.paths.sudoers_file.clone(),
+            reserved_names: a.reserved_names.clone(),
+            primary_group: (!a.primary_group.is_empty()).then(|| a.primary_group.clone()),
         }
     }
 }
@@ -96,6 +102,8 @@ pub struct PlanInput<'a> {
     pub now: SystemTime,
     /// Operator override of the retire cap.
     pub allow_mass_retire: bool,
+    /// The source named no principal at all (only `extra` names or the default user, if any).
+    pub empty_source: bool,
 }
 
 /// One attribute of a managed account to bring back in line.
@@ -132,23 +140,79 @@ pub enum Change {
         /// The full resulting list (what `usermod -G` gets).
         result: Vec<String>,
     },
+    /// Primary group (the passwd GID), e.g. after someone made it the sudo group.
+    PrimaryGroup {
+        /// Current GID.
+        from: u32,
+        /// Wanted GID.
+        to: u32,
+        /// A user private group to make first (`groupadd --gid <to>`), when it was deleted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        create: Option<String>,
+    },
+    /// The home directory is missing: made again from the skeleton (PAM's
+    /// `mkhomedir_helper`, which copies symlinks as symlinks and never follows them).
+    CreateHome {
+        /// The home.
+        path: PathBuf,
+    },
+}
+
+/// What one of ssm-companion's own groups is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupPurpose {
+    /// `accounts.sudo_group`.
+    Sudo,
+    /// `accounts.primary_group`.
+    Primary,
+}
+
+impl GroupPurpose {
+    /// The setting that names it.
+    pub fn key(self) -> &'static str {
+        match self {
+            GroupPurpose::Sudo => "accounts.sudo_group",
+            GroupPurpose::Primary => "accounts.primary_group",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            GroupPurpose::Sudo => "sudo group",
+            GroupPurpose::Primary => "primary group",
+        }
+    }
+
+    fn code(self, suffix: &str) -> &'static str {
+        match (self, suffix) {
+            (GroupPurpose::Sudo, "unknown") => "sudo-group-unknown",
+            (GroupPurpose::Sudo, _) => "sudo-group-unmanaged",
+            (GroupPurpose::Primary, "unknown") => "primary-group-unknown",
+            (GroupPurpose::Primary, _) => "primary-group-unmanaged",
+        }
+    }
 }
 
 /// One step of a sync, in execution order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Step {
-    /// `groupadd` the sudo group.
+    /// `groupadd` one of our groups (the sudo group, the shared primary group).
     CreateGroup {
         /// Group name.
         group: String,
+        /// What it is for.
+        purpose: GroupPurpose,
     },
-    /// An interrupted `groupadd` of the sudo group completed: record it and its GID.
+    /// An interrupted `groupadd` of one of our groups completed: record it and its GID.
     ResumeGroup {
         /// Group name.
         group: String,
         /// Its GID.
         gid: u32,
+        /// What it is for.
+        purpose: GroupPurpose,
     },
     /// Install or rewrite the sudoers drop-in.
     WriteSudoers {
@@ -175,6 +239,10 @@ pub enum Step {
         home: PathBuf,
         /// Whether `useradd` should create the home (false: it exists and is ours).
         create_home: bool,
+        /// The shared primary group (`accounts.primary_group`); absent: a private group whose
+        /// GID is the UID.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        primary_group: Option<String>,
         /// Why, when not a plain first create.
         #[serde(skip_serializing_if = "Option::is_none")]
         note: Option<String>,
@@ -205,6 +273,9 @@ pub enum Step {
         uid: u32,
         /// Groups removed.
         remove_groups: Vec<String>,
+        /// The primary group put back when someone changed it (it could be the sudo group).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        primary_group: Option<Change>,
     },
     /// Still absent: count this read.
     RetireWait {
@@ -325,6 +396,12 @@ pub enum SkipReason {
     RetireCapped,
     /// NSS could not answer for the name (a directory timing out): nothing is decided on it.
     LookupFailed,
+    /// The ledger entry cannot be ours (root, UID 0, a UID outside `uid_range` or below
+    /// `UID_MIN`, a name we would refuse): it is never acted on.
+    LedgerEntryInvalid,
+    /// `accounts.primary_group` cannot be used (it exists and is not ours, or NSS cannot tell):
+    /// no account is created until it can.
+    PrimaryGroupUnusable,
 }
 
 /// A name left alone, and why.
@@ -349,6 +426,8 @@ pub struct Notice {
     pub message: String,
 }
 
+pub use crate::state::accounts_status::Hold;
+
 /// The result of planning.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
@@ -360,6 +439,9 @@ pub struct Plan {
     pub rejections: Vec<Rejection>,
     /// Notices.
     pub notices: Vec<Notice>,
+    /// Safety stops holding back changes (a capped or blocked retirement, an unverified ledger):
+    /// while any is present the host is not converged.
+    pub holds: Vec<Hold>,
     /// The source read was complete.
     pub complete: bool,
     /// Retirements and group removals were allowed this cycle.
@@ -373,6 +455,12 @@ impl Plan {
     /// True when some step changes something.
     pub fn has_changes(&self) -> bool {
         self.steps.iter().any(Step::is_change)
+    }
+
+    /// True when the host does not match the source after this plan: a change to make, or one
+    /// held back by a safety stop (what `plan --detailed-exitcode` reports as 2).
+    pub fn pending(&self) -> bool {
+        self.has_changes() || !self.holds.is_empty()
     }
 }
 
@@ -393,9 +481,26 @@ pub fn preferred_uid(name: &str, range: [u32; 2]) -> u32 {
 /// UIDs never handed out (nobody, and -1 as 16-bit).
 const NEVER: [u32; 2] = [65534, 65535];
 
+/// The primary group accounts get this cycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Primary {
+    /// A private group per account (GID = UID).
+    Private,
+    /// The shared group, with its GID when it exists already.
+    Shared {
+        /// Name.
+        name: String,
+        /// GID, unless it is created in this plan.
+        gid: Option<u32>,
+    },
+    /// The shared group cannot be used this cycle.
+    Unusable,
+}
+
 struct Planner<'a> {
     i: PlanInput<'a>,
     destructive: bool,
+    primary: Primary,
     allocated: BTreeSet<u32>,
     reserved: BTreeMap<u32, &'a str>,
     available_groups: BTreeSet<String>,
@@ -407,6 +512,7 @@ struct Planner<'a> {
     skipped: Vec<Skip>,
     rejections: Vec<Rejection>,
     notices: Vec<Notice>,
+    holds: Vec<Hold>,
     principals: BTreeMap<String, BTreeSet<String>>,
 }
 
@@ -418,6 +524,7 @@ pub fn plan(i: PlanInput<'_>) -> Plan {
     let mut p = Planner {
         i,
         destructive,
+        primary: Primary::Private,
         allocated: BTreeSet::new(),
         reserved: i.ledger.reserved_uids(),
         available_groups: BTreeSet::new(),
@@ -429,15 +536,57 @@ pub fn plan(i: PlanInput<'_>) -> Plan {
         skipped: Vec::new(),
         rejections: i.desired.rejections.clone(),
         notices: Vec::new(),
+        holds: Vec::new(),
         principals: BTreeMap::new(),
     };
     p.global_notices();
     p.groups_and_sudo();
+    // Ledger entries that cannot be ours are never acted on, wanted or not.
+    let mut invalid = BTreeSet::new();
+    for (name, m) in &i.ledger.accounts {
+        if let Some(problem) = p.ledger_entry_problem(name, m) {
+            let principals = i
+                .desired
+                .accounts
+                .get(name)
+                .map(|w| w.principals.clone())
+                .unwrap_or_default();
+            let detail = format!(
+                "the ledger entry for `{name}` cannot be one ssm-companion made: {problem}. It is not acted on (no create, repair, retirement or process ended). If you narrowed accounts.uid_range, widen it again; otherwise the ledger ({}) was edited: remove the entry",
+                super::ledger::FILE_NAME
+            );
+            p.skip(name, SkipReason::LedgerEntryInvalid, detail, &principals);
+            p.hold(
+                "ledger-entry-invalid",
+                Some(name),
+                "ledger entries that cannot be ones ssm-companion made are never acted on (each skip says why); widen accounts.uid_range again if you narrowed it, else remove the entries from the ledger",
+            );
+            invalid.insert(name.as_str());
+        }
+    }
+    let mut wanted = BTreeSet::new();
     for (name, want) in &i.desired.accounts {
+        if invalid.contains(name.as_str()) {
+            continue;
+        }
+        // A managed account whose name is reserved now (a newer built-in list, a package's
+        // sysusers.d file, the operator's list) is refused and retired like a departure.
+        if i.ledger.accounts.contains_key(name)
+            && let Some(why) = p.reserved(name)
+        {
+            p.reject(
+                name,
+                &want.principals,
+                RejectReason::ReservedName,
+                format!("{why}; the account ssm-companion made under that name is retired"),
+            );
+            continue;
+        }
+        wanted.insert(name.as_str());
         p.wanted(name, &want.principals, &want.groups);
     }
     for (name, m) in &i.ledger.accounts {
-        if !i.desired.accounts.contains_key(name) {
+        if !wanted.contains(name.as_str()) && !invalid.contains(name.as_str()) {
             p.unwanted(name, m);
         }
     }
@@ -470,6 +619,95 @@ impl<'a> Planner<'a> {
         self.notices.push(Notice { code, message });
     }
 
+    /// Why `name` belongs to the system, now or later (see [`super::names::reserved_why`]).
+    fn reserved(&self, name: &str) -> Option<String> {
+        super::names::reserved_why(
+            name,
+            &self.i.settings.reserved_names,
+            &self.i.local.sysusers,
+        )
+    }
+
+    /// The change that puts an account's primary group back (`None` when it is right, or when
+    /// the wanted group is not known this cycle). A private group that was deleted is made
+    /// again first, when its name and GID are free.
+    fn primary_change(&mut self, name: &str, uid: u32, current: u32) -> Option<Change> {
+        let local = self.i.local;
+        match &self.primary {
+            Primary::Private if current == uid => None,
+            Primary::Private if local.group_by_gid(uid).is_some() => Some(Change::PrimaryGroup {
+                from: current,
+                to: uid,
+                create: None,
+            }),
+            Primary::Private => {
+                // No group has the GID (the branch above); the name must be free too.
+                if matches!(local.group_gid(name), Ok(None)) && !local.nss.gid_exists(uid) {
+                    Some(Change::PrimaryGroup {
+                        from: current,
+                        to: uid,
+                        create: Some(name.to_string()),
+                    })
+                } else {
+                    let detail = format!(
+                        "`{name}` has primary gid {current}, not its own group's {uid}, and that group cannot be made again (its name or gid {uid} is taken): whatever gid {current} grants is not removed. Fix it with usermod --gid"
+                    );
+                    self.notice("primary-group-drift", detail);
+                    self.hold(
+                        "primary-group-drift",
+                        Some(name),
+                        "a primary group that cannot be put back keeps whatever it grants (each notice says which); fix it with usermod --gid",
+                    );
+                    None
+                }
+            }
+            Primary::Shared { gid: Some(g), .. } if current != *g => Some(Change::PrimaryGroup {
+                from: current,
+                to: *g,
+                create: None,
+            }),
+            Primary::Shared { .. } | Primary::Unusable => None,
+        }
+    }
+
+    /// Why a ledger entry cannot be one we made (a ledger edited by hand or by an attacker, or
+    /// one from an older, looser build): such an entry must never drive a `usermod`, a kill or
+    /// a `userdel`.
+    fn ledger_entry_problem(&self, name: &str, m: &ManagedAccount) -> Option<String> {
+        let [lo, hi] = self.i.settings.uid_range;
+        let uid_min = self.i.local.uid_min;
+        if let Err(e) = super::names::check_syntax(name) {
+            return Some(format!("its name is not one ssm-companion accepts ({e})"));
+        }
+        if super::names::is_reserved(name) {
+            return Some(format!("`{name}` is never managed"));
+        }
+        if m.uid == 0 {
+            return Some("its uid is 0".into());
+        }
+        if m.uid < uid_min {
+            return Some(format!(
+                "its uid {} is below UID_MIN {uid_min}: a system account",
+                m.uid
+            ));
+        }
+        if let Some(u) = self.i.local.users.get(name)
+            && u.uid < uid_min
+        {
+            return Some(format!(
+                "the host's `{name}` is a system account (uid {} below UID_MIN {uid_min})",
+                u.uid
+            ));
+        }
+        if !(lo..=hi).contains(&m.uid) {
+            return Some(format!(
+                "its uid {} is outside accounts.uid_range [{lo}, {hi}]",
+                m.uid
+            ));
+        }
+        None
+    }
+
     fn global_notices(&mut self) {
         if !self.i.complete {
             self.notice(
@@ -478,10 +716,11 @@ impl<'a> Planner<'a> {
             );
         }
         match self.i.binding {
-            BindingCheck::Unverified(why) => self.notice(
-                "ledger-unverified",
-                format!("the ledger's machine binding cannot be verified ({why}): nothing is retired this cycle"),
-            ),
+            BindingCheck::Unverified(why) => {
+                let message = format!("the ledger's machine binding cannot be verified ({why}): nothing is retired and no group is removed this cycle");
+                self.notice("ledger-unverified", message.clone());
+                self.hold("ledger-unverified", None, message);
+            }
             BindingCheck::Foreign(why) => self.notice(
                 "ledger-foreign",
                 format!("the ledger was written on another machine ({why}): a copy was set aside and its entries are kept as inherited, managed but never deleted automatically (see `accounts apply --trust-inherited`)"),
@@ -500,43 +739,94 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Decides whether one of our own groups can be used this cycle: created when missing,
+    /// resumed when its creation was interrupted, refused when it exists and is not ours (or was
+    /// replaced). `Some(gid)` when usable (`gid` is `None` while it is created in this plan).
+    fn own_group(&mut self, g: &str, purpose: GroupPurpose) -> Option<Option<u32>> {
+        let what = purpose.what();
+        let key = purpose.key();
+        let ours = self.i.ledger.groups.get(g);
+        match (self.i.local.group_gid(g), ours) {
+            (Err(e), _) => {
+                let consequence = match purpose {
+                    GroupPurpose::Sudo => "nobody is granted sudo this cycle",
+                    GroupPurpose::Primary => "no account is created this cycle",
+                };
+                self.notice(
+                    purpose.code("unknown"),
+                    format!("cannot tell whether the {what} `{g}` exists ({e}); {consequence}"),
+                );
+                None
+            }
+            (Ok(None), _) => {
+                self.front.push(Step::CreateGroup {
+                    group: g.to_string(),
+                    purpose,
+                });
+                Some(None)
+            }
+            (Ok(Some(gid)), Some(m)) if m.gid.is_some_and(|ours| ours != gid) => {
+                let consequence = match purpose {
+                    GroupPurpose::Sudo => "nobody gets sudo through it",
+                    GroupPurpose::Primary => "no account is created with it",
+                };
+                self.notice(
+                    purpose.code("unmanaged"),
+                    format!(
+                        "the {what} `{g}` now has gid {gid}, not the gid {} ssm-companion created it with: it was replaced outside ssm-companion, so {consequence}. Remove it (ssm-companion then creates it again) or pick another {key}",
+                        m.gid.unwrap_or_default()
+                    ),
+                );
+                None
+            }
+            (Ok(Some(gid)), Some(m)) => {
+                if m.state == GroupState::Creating || m.gid.is_none() {
+                    self.front.push(Step::ResumeGroup {
+                        group: g.to_string(),
+                        gid,
+                        purpose,
+                    });
+                }
+                Some(Some(gid))
+            }
+            (Ok(Some(gid)), None) => {
+                let consequence = match purpose {
+                    GroupPurpose::Sudo => {
+                        "granting sudo through it would change the rights of its existing members, so nobody gets sudo"
+                    }
+                    GroupPurpose::Primary => {
+                        "making it every account's primary group would give them its members' files and its members theirs, so no account is created"
+                    }
+                };
+                self.notice(
+                    purpose.code("unmanaged"),
+                    format!(
+                        "the {what} `{g}` (gid {gid}) already exists and was not created by ssm-companion; {consequence}. Name a group that does not exist yet in {key}"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// Decides whether the sudo group is usable (ours), which allowlisted groups exist, and
-    /// what happens to the sudoers drop-in.
+    /// what happens to the sudoers drop-in; and which primary group accounts get.
     fn groups_and_sudo(&mut self) {
         let s = self.i.settings;
         let local = self.i.local;
+        self.primary = match &s.primary_group {
+            None => Primary::Private,
+            Some(g) => match self.own_group(g, GroupPurpose::Primary) {
+                Some(gid) => Primary::Shared {
+                    name: g.clone(),
+                    gid,
+                },
+                None => Primary::Unusable,
+            },
+        };
         let mut sudo_enabled = false;
         if let Some(g) = &s.sudo_group {
-            let ours = self.i.ledger.groups.get(g);
-            match (local.group_gid(g), ours) {
-                (Err(e), _) => self.notice(
-                    "sudo-group-unknown",
-                    format!("cannot tell whether the sudo group `{g}` exists ({e}); nobody is granted sudo this cycle"),
-                ),
-                (Ok(None), _) => {
-                    self.front.push(Step::CreateGroup { group: g.clone() });
-                    sudo_enabled = true;
-                }
-                (Ok(Some(gid)), Some(m)) if m.gid.is_some_and(|ours| ours != gid) => self.notice(
-                    "sudo-group-unmanaged",
-                    format!(
-                        "the sudo group `{g}` now has gid {gid}, not the gid {} ssm-companion created it with: it was replaced outside ssm-companion, so nobody gets sudo through it. Remove it (ssm-companion then creates it again) or pick another accounts.sudo_group",
-                        m.gid.unwrap_or_default()
-                    ),
-                ),
-                (Ok(Some(gid)), Some(m)) => {
-                    if m.state == GroupState::Creating || m.gid.is_none() {
-                        self.front.push(Step::ResumeGroup { group: g.clone(), gid });
-                    }
-                    sudo_enabled = true;
-                }
-                (Ok(Some(gid)), None) => self.notice(
-                    "sudo-group-unmanaged",
-                    format!(
-                        "the sudo group `{g}` (gid {gid}) already exists and was not created by ssm-companion; granting sudo through it would change the rights of its existing members, so nobody gets sudo. Name a group that does not exist yet in accounts.sudo_group"
-                    ),
-                ),
-            }
+            sudo_enabled = self.own_group(g, GroupPurpose::Sudo).is_some();
             if sudo_enabled && !local.sudoers_included {
                 self.notice(
                     "sudoers-not-included",
@@ -661,6 +951,7 @@ impl<'a> Planner<'a> {
             ));
         }
         let is_own_group = self.i.settings.sudo_group.as_deref() == Some(name)
+            || self.i.settings.primary_group.as_deref() == Some(name)
             || self.i.ledger.groups.contains_key(name);
         if is_own_group {
             return self.reject(name, principals, RejectReason::OwnGroup, format!(
@@ -691,7 +982,7 @@ impl<'a> Planner<'a> {
                     self.users.push(Step::Resume { user: name.to_string(), uid: m.uid });
                 }
                 let target = self.target_groups(want_groups);
-                let changes = self.drift(name, &entry, &target);
+                let changes = self.drift(name, m.uid, &entry, &target);
                 let reinstate = matches!(m.state, AccountState::Retiring | AccountState::Deleting);
                 if reinstate || !changes.is_empty() {
                     self.users.push(Step::Repair { user: name.to_string(), uid: m.uid, changes, reinstate });
@@ -732,6 +1023,22 @@ impl<'a> Planner<'a> {
                 "a group named `{name}` (gid {gid}) already exists and would become the user's group; ssm-companion does not adopt groups. Remove the group or pick another name"
             ), principals);
         }
+        if let Some(why) = self.reserved(name) {
+            return self.reject(
+                name,
+                principals,
+                RejectReason::ReservedName,
+                format!("{why}; pick another name for the tag"),
+            );
+        }
+        if self.primary == Primary::Unusable {
+            return self.skip(
+                name,
+                SkipReason::PrimaryGroupUnusable,
+                "accounts.primary_group cannot be used (see the notice); not created this cycle",
+                principals,
+            );
+        }
         let Some(uid) = self.allocate(name) else {
             return self.skip(
                 name,
@@ -755,8 +1062,17 @@ impl<'a> Planner<'a> {
             shell: self.i.settings.shell.clone(),
             home: self.home(name),
             create_home,
+            primary_group: self.shared_primary(),
             note: None,
         });
+    }
+
+    /// The shared primary group's name, when accounts get one.
+    fn shared_primary(&self) -> Option<String> {
+        match &self.primary {
+            Primary::Shared { name, .. } => Some(name.clone()),
+            Primary::Private | Primary::Unusable => None,
+        }
     }
 
     /// A ledger account missing from the host while wanted: create it again with its UID.
@@ -781,6 +1097,14 @@ impl<'a> Planner<'a> {
                 "a group named `{name}` exists without the user; remove it so the account can be recreated"
             ), principals);
         }
+        if self.primary == Primary::Unusable {
+            return self.skip(
+                name,
+                SkipReason::PrimaryGroupUnusable,
+                "accounts.primary_group cannot be used (see the notice); not recreated this cycle",
+                principals,
+            );
+        }
         let Some(create_home) = self.home_ok(name, m.uid, principals) else {
             return;
         };
@@ -792,6 +1116,7 @@ impl<'a> Planner<'a> {
             shell: self.i.settings.shell.clone(),
             home: self.home(name),
             create_home,
+            primary_group: self.shared_primary(),
             note: Some(note.to_string()),
         });
     }
@@ -844,9 +1169,13 @@ impl<'a> Planner<'a> {
             .find(|&uid| free(uid))
     }
 
+    /// What of a wanted, managed account differs from what ssm-companion made: shell, home
+    /// field, comment, primary group, supplementary groups, and the home directory itself (made
+    /// again when missing; reported, never touched, when it belongs to someone else).
     fn drift(
-        &self,
+        &mut self,
         name: &str,
+        uid: u32,
         e: &super::local::PasswdEntry,
         target: &BTreeSet<String>,
     ) -> Vec<Change> {
@@ -890,6 +1219,41 @@ impl<'a> Planner<'a> {
                 result,
             });
         }
+        if let Some(c) = self.primary_change(name, uid, e.gid) {
+            changes.push(c);
+        }
+        let home = self.home(name);
+        let foreign = match self.i.local.homes.get(name) {
+            Some(HomeState::Missing) => {
+                changes.push(Change::CreateHome { path: home.clone() });
+                None
+            }
+            Some(HomeState::Dir { uid: owner }) if *owner != uid => {
+                Some(format!("it is owned by uid {owner}"))
+            }
+            Some(HomeState::Symlink) => Some("it is a symbolic link".to_string()),
+            Some(HomeState::NotADirectory) => Some("it is not a directory".to_string()),
+            Some(HomeState::Unreadable(e)) => {
+                self.notice(
+                    "home-unreadable",
+                    format!("the home {} of `{name}` cannot be inspected ({e}); checked again next cycle", home.display()),
+                );
+                None
+            }
+            Some(HomeState::Dir { .. }) | None => None,
+        };
+        if let Some(why) = foreign {
+            let detail = format!(
+                "the home {} of `{name}` (uid {uid}) is not the account's: {why}. Sessions start there (the agent sets HOME=/home/<user>), so whoever owns it controls the account's startup files; ssm-companion never changes it. Move it aside (it is then made again from the skeleton) or give it back with chown -R {uid}",
+                home.display()
+            );
+            self.notice("home-foreign", detail);
+            self.hold(
+                "home-foreign",
+                Some(name),
+                "homes that belong to someone else are never touched, and sessions start there (each notice says whose); move each aside (it is then made again) or give it back with chown -R",
+            );
+        }
         changes
     }
 
@@ -929,34 +1293,43 @@ impl<'a> Planner<'a> {
             } else {
                 "the source read was incomplete"
             };
-            return self.skip(
-                name,
-                SkipReason::RetireBlocked,
-                format!("absent from the source, but {why}: nothing is retired this cycle"),
-                &none,
-            );
+            let detail =
+                format!("absent from the source, but {why}: nothing is retired this cycle");
+            if self.i.complete {
+                self.hold("ledger-unverified", Some(name), detail.clone());
+            }
+            return self.skip(name, SkipReason::RetireBlocked, detail, &none);
         }
         let s = self.i.settings;
         match m.state {
             AccountState::Creating | AccountState::Active => {
                 let remove_groups: Vec<String> = local.member_of(name).into_iter().collect();
+                // No path to sudo may stay: not through a supplementary group, and not through
+                // a primary group someone changed (to the sudo group, say).
+                let primary_group = self.primary_change(name, m.uid, entry.gid);
                 self.retire_start.push(Step::RetireStart {
                     user: name.to_string(),
                     uid: m.uid,
                     remove_groups,
+                    primary_group,
                 });
             }
             AccountState::Retiring => {
                 let current = local.member_of(name);
+                let mut changes = Vec::new();
                 if !current.is_empty() {
+                    changes.push(Change::Groups {
+                        add: vec![],
+                        remove: current.into_iter().collect(),
+                        result: vec![],
+                    });
+                }
+                changes.extend(self.primary_change(name, m.uid, entry.gid));
+                if !changes.is_empty() {
                     self.users.push(Step::Repair {
                         user: name.to_string(),
                         uid: m.uid,
-                        changes: vec![Change::Groups {
-                            add: vec![],
-                            remove: current.into_iter().collect(),
-                            result: vec![],
-                        }],
+                        changes,
                         reinstate: false,
                     });
                 }
@@ -972,10 +1345,8 @@ impl<'a> Planner<'a> {
                         grace_left_secs: s.retire_grace.saturating_sub(elapsed).as_secs(),
                     });
                 }
-                if let Some(from) = &m.inherited_from {
-                    return self.skip(name, SkipReason::RetireBlocked, format!(
-                        "its access is removed, but it was inherited with a ledger from {from} (an image or a copied disk) and is never deleted automatically: delete it with userdel, or run `ssm-companion accounts apply --trust-inherited` once"
-                    ), &none);
+                if self.inherited_blocks(name, m) {
+                    return;
                 }
                 let remove_home = self.remove_home_ok(name, m.uid, &entry);
                 self.retire.push(Step::RetireFinish {
@@ -985,6 +1356,11 @@ impl<'a> Planner<'a> {
                 });
             }
             AccountState::Deleting => {
+                // An interrupted delete is finished, but never for an inherited entry: a ledger
+                // copied from another machine can carry any state.
+                if self.inherited_blocks(name, m) {
+                    return;
+                }
                 let remove_home = self.remove_home_ok(name, m.uid, &entry);
                 self.retire.push(Step::RetireFinish {
                     user: name.to_string(),
@@ -993,6 +1369,20 @@ impl<'a> Planner<'a> {
                 });
             }
         }
+    }
+
+    /// True (with a skip recorded) when `m` came with a ledger from another machine: such an
+    /// account is never deleted automatically.
+    fn inherited_blocks(&mut self, name: &str, m: &ManagedAccount) -> bool {
+        let Some(from) = &m.inherited_from else {
+            return false;
+        };
+        let detail = format!(
+            "its access is removed, but it was inherited with a ledger from {from} (an image or a copied disk) and is never deleted automatically: delete it with userdel, or run `ssm-companion accounts apply --trust-inherited` once"
+        );
+        self.hold("retire-blocked", Some(name), detail.clone());
+        self.skip(name, SkipReason::RetireBlocked, detail, &BTreeSet::new());
+        true
     }
 
     /// `userdel --remove` only when asked for and when it can only remove the account's own
@@ -1018,11 +1408,35 @@ impl<'a> Planner<'a> {
         ok
     }
 
+    /// Records that `user` (or, with `None`, the whole ledger) is held back by the safety stop
+    /// `code`; the first message of a code describes it.
+    fn hold(&mut self, code: &'static str, user: Option<&str>, message: impl Into<String>) {
+        let i = match self.holds.iter().position(|h| h.code == code) {
+            Some(i) => i,
+            None => {
+                self.holds.push(Hold {
+                    code: code.to_string(),
+                    users: Vec::new(),
+                    message: message.into(),
+                });
+                self.holds.len() - 1
+            }
+        };
+        if let Some(u) = user {
+            self.holds[i].users.push(u.to_string());
+        }
+    }
+
+    /// The blast-radius limits on starting retirements: at most `max_retire_fraction` of the
+    /// managed accounts per cycle (at least one), and none at all when the source named no
+    /// principal while accounts are managed (an empty answer is more likely an outage, a wrong
+    /// account or a broken publisher than everyone leaving). Both are lifted by
+    /// `--allow-mass-retire`.
     fn apply_cap(&mut self) {
-        let f = self.i.settings.max_retire_fraction;
-        if f >= 1.0 || self.i.allow_mass_retire {
+        if self.i.allow_mass_retire || self.retire_start.is_empty() {
             return;
         }
+        let f = self.i.settings.max_retire_fraction;
         let managed = self
             .i
             .ledger
@@ -1038,22 +1452,31 @@ impl<'a> Planner<'a> {
         )]
         let cap = ((f * managed as f64).floor() as usize).max(1);
         let n = self.retire_start.len();
-        if n > cap {
-            self.notice(
+        let (code, detail, message) = if self.i.empty_source {
+            (
+                "empty-source",
+                "the source named no principal at all",
+                format!(
+                    "the source answered with no principal at all while {managed} account(s) are managed: none is retired (an empty answer is more likely an outage, the wrong AWS account or a broken source than everyone leaving). If everyone really left, run `ssm-companion accounts apply --allow-mass-retire` once"
+                ),
+            )
+        } else if f < 1.0 && n > cap {
+            (
                 "retire-capped",
+                "part of a mass retirement above accounts.max_retire_fraction",
                 format!(
                     "{n} of {managed} managed accounts vanished from the source at once, more than accounts.max_retire_fraction = {f} allows ({cap}); none is retired. If this is intended, run `ssm-companion accounts apply --allow-mass-retire` once"
                 ),
-            );
-            let none = BTreeSet::new();
-            for s in std::mem::take(&mut self.retire_start) {
-                self.skip(
-                    &s.subject(),
-                    SkipReason::RetireCapped,
-                    "part of a mass retirement above accounts.max_retire_fraction",
-                    &none,
-                );
-            }
+            )
+        } else {
+            return;
+        };
+        self.notice(code, message.clone());
+        let none = BTreeSet::new();
+        for s in std::mem::take(&mut self.retire_start) {
+            let user = s.subject();
+            self.skip(&user, SkipReason::RetireCapped, detail, &none);
+            self.hold(code, Some(&user), message.clone());
         }
     }
 
@@ -1069,11 +1492,18 @@ impl<'a> Planner<'a> {
         rejections.sort();
         let mut notices = self.notices;
         notices.sort();
+        let mut holds = self.holds;
+        for h in &mut holds {
+            h.users.sort();
+            h.users.dedup();
+        }
+        holds.sort();
         Plan {
             steps,
             skipped,
             rejections,
             notices,
+            holds,
             complete: self.i.complete,
             destructive_allowed: self.destructive,
             principals: self.principals,

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::plan::{Change, Step};
+use super::plan::{Change, GroupPurpose, Step};
 use super::{ListedAccount, SyncReport};
 use crate::clock;
 
@@ -45,6 +45,7 @@ struct SyncJson<'a> {
     skipped: &'a [super::plan::Skip],
     rejections: &'a [super::desired::Rejection],
     notices: &'a [super::plan::Notice],
+    holds: &'a [super::plan::Hold],
     #[serde(skip_serializing_if = "Option::is_none")]
     aborted: Option<&'a str>,
 }
@@ -73,6 +74,7 @@ pub fn sync_json(r: &SyncReport) -> String {
         skipped: &r.plan.skipped,
         rejections: &r.plan.rejections,
         notices: &r.plan.notices,
+        holds: &r.plan.holds,
         aborted: r.applied.as_ref().and_then(|a| a.aborted.as_deref()),
     };
     serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
@@ -81,7 +83,12 @@ pub fn sync_json(r: &SyncReport) -> String {
 /// The one-line detail of a step.
 pub fn step_detail(step: &Step) -> String {
     match step {
-        Step::CreateGroup { .. } => "system group for sudo (accounts.sudo_group)".into(),
+        Step::CreateGroup { purpose, .. } => match purpose {
+            GroupPurpose::Sudo => "system group for sudo (accounts.sudo_group)".into(),
+            GroupPurpose::Primary => {
+                "system group every managed account has as its primary group (accounts.primary_group)".into()
+            }
+        },
         Step::ResumeGroup { gid, .. } => {
             format!("interrupted groupadd completed (gid {gid}); recording it")
         }
@@ -121,15 +128,23 @@ pub fn step_detail(step: &Step) -> String {
         Step::Repair {
             changes, reinstate, ..
         } => changes_text(changes, *reinstate),
-        Step::RetireStart { remove_groups, .. } => {
-            if remove_groups.is_empty() {
-                "absent from the source: start retiring".into()
+        Step::RetireStart {
+            remove_groups,
+            primary_group,
+            ..
+        } => {
+            let mut d = if remove_groups.is_empty() {
+                "absent from the source: start retiring".to_string()
             } else {
                 format!(
                     "absent from the source: remove groups {} (and sudo) now",
                     remove_groups.join(",")
                 )
+            };
+            if let Some(c) = primary_group {
+                let _ = write!(d, "; {}", change_text(c));
             }
+            d
         }
         Step::RetireWait {
             reads,
@@ -162,6 +177,16 @@ fn change_text(c: &Change) -> String {
         Change::Shell { from, to } => format!("shell {} -> {}", from.display(), to.display()),
         Change::Home { from, to } => format!("home {} -> {}", from.display(), to.display()),
         Change::Comment { from, to } => format!("comment {from:?} -> {to:?}"),
+        Change::PrimaryGroup { from, to, create } => match create {
+            Some(g) => format!("primary group {from} -> {to} (group `{g}` made again)"),
+            None => format!("primary group {from} -> {to}"),
+        },
+        Change::CreateHome { path } => {
+            format!(
+                "home {} missing: made again from the skeleton",
+                path.display()
+            )
+        }
         Change::Groups { add, remove, .. } => {
             let mut v = Vec::new();
             if !add.is_empty() {
@@ -306,10 +331,24 @@ pub fn sync_text(r: &SyncReport) -> String {
             .collect();
         out.push_str(&table(&["PRINCIPAL", "VALUE", "REASON", "DETAIL"], &rows));
     }
-    if !p.notices.is_empty() {
+    // A hold says the same as its notice: the notice is left out here.
+    let notices: Vec<_> = p
+        .notices
+        .iter()
+        .filter(|n| p.holds.iter().all(|h| h.code != n.code))
+        .collect();
+    if !notices.is_empty() {
         out.push_str("\nNotices:\n");
-        for n in &p.notices {
+        for n in notices {
             let _ = writeln!(out, "  {}: {}", n.code, clean(&n.message));
+        }
+    }
+    if !p.holds.is_empty() {
+        out.push_str(
+            "\nHeld back by a safety stop (not converged until an operator acts or it clears):\n",
+        );
+        for h in &p.holds {
+            let _ = writeln!(out, "  {}: {}", clean(&h.label()), clean(&h.message));
         }
     }
     if let Some(a) = r.applied.as_ref().and_then(|a| a.aborted.as_deref()) {

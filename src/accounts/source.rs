@@ -25,6 +25,14 @@ pub const EXTRA_PRINCIPAL: &str = "config:accounts.extra";
 /// Principal label of the `runAsDefaultUser` preference.
 pub const DEFAULT_USER_PRINCIPAL: &str = "ssm:SSM-SessionManagerRunShell/runAsDefaultUser";
 
+/// True when the claims name no principal of the source itself: nothing but `extra` names and
+/// the default user (an empty answer, which never starts retirements without an override).
+pub fn is_empty_answer(claims: &[Claim]) -> bool {
+    !claims
+        .iter()
+        .any(|c| c.principal != EXTRA_PRINCIPAL && c.principal != DEFAULT_USER_PRINCIPAL)
+}
+
 /// Reads the configured source, plus `extra` and the preferences.
 pub async fn read(settings: &AccountsSettings, sdk: Option<&aws_config::SdkConfig>) -> SourceRead {
     let mut read = match settings.source {
@@ -116,7 +124,72 @@ pub fn claim_from_tags(arn: &str, tags: &[Tag]) -> Option<Claim> {
     })
 }
 
+/// The closing tag of a `GetAccountAuthorizationDetails` answer.
+const GAAD_END: &str = "</GetAccountAuthorizationDetailsResponse>";
+
+/// A read longer than this many pages is taken for a loop (at 1,000 principals a page, ten
+/// million principals).
+const MAX_PAGES: u32 = 10_000;
+
+/// Checks that a `GetAccountAuthorizationDetails` answer is a whole document that says whether
+/// more pages follow. The SDK cannot tell: its XML reader accepts a document cut short after any
+/// complete `<member>`, and its output has `is_truncated: bool`, so an absent `<IsTruncated>`
+/// reads as `false` — a partial page that looks like the last one.
+pub fn check_gaad_answer(body: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(body);
+    let end = text.trim_end();
+    if !end.ends_with(GAAD_END) {
+        let tail: String = {
+            let chars: Vec<char> = end.chars().rev().take(40).collect();
+            chars.into_iter().rev().collect()
+        };
+        return Err(format!(
+            "the answer was cut short: {} bytes that do not end with {GAAD_END} (they end with {tail:?})",
+            body.len()
+        ));
+    }
+    if !text.contains("<IsTruncated>") {
+        return Err(
+            "the answer has no <IsTruncated> element, so it does not say whether more pages follow"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Fails a `GetAccountAuthorizationDetails` call whose answer parsed but is not a whole
+/// document ([`check_gaad_answer`]): it runs on the raw body after the SDK read it.
+#[derive(Debug)]
+struct WholeAnswer;
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for WholeAnswer {
+    fn name(&self) -> &'static str {
+        "complete-answer check"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        // An error answer is an error already.
+        if context.output_or_error().is_err() {
+            return Ok(());
+        }
+        match context.response().body().bytes() {
+            Some(body) => check_gaad_answer(body).map_err(Into::into),
+            None => Err("the answer's body was not in memory, so it cannot be checked".into()),
+        }
+    }
+}
+
 /// Reads users and roles with `SSMSessionRunAs` through `GetAccountAuthorizationDetails`.
+///
+/// A read is complete only when it provably is: every page answered, each one a whole document
+/// ([`WholeAnswer`]), and the last one saying `IsTruncated=false`. A page that says more follow
+/// but gives no `Marker`, or gives back the request's own `Marker` (or any earlier page's), would
+/// end or loop the listing early: each is an incomplete read that names the page.
 pub async fn read_iam(
     client: &aws_sdk_iam::Client,
     path_prefix: &str,
@@ -135,24 +208,31 @@ pub async fn read_iam(
         api_calls: 0,
     };
     let mut case_variants = Vec::new();
-    let mut pages = client
-        .get_account_authorization_details()
-        .filter(EntityType::User)
-        .filter(EntityType::Role)
-        .max_items(i32::try_from(page_size).unwrap_or(1000))
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
+    let mut marker: Option<String> = None;
+    let mut markers_seen = std::collections::BTreeSet::new();
+    let incomplete = |read: &mut SourceRead, page: u32, what: String| {
+        read.complete = false;
+        read.problems.push(format!(
+            "IAM GetAccountAuthorizationDetails page {page}: {what}; so this read is incomplete (nothing is retired)"
+        ));
+    };
+    loop {
         read.api_calls += 1;
+        let page_no = read.api_calls;
+        let page = client
+            .get_account_authorization_details()
+            .filter(EntityType::User)
+            .filter(EntityType::Role)
+            .max_items(i32::try_from(page_size).unwrap_or(1000))
+            .set_marker(marker.clone())
+            .customize()
+            .interceptor(WholeAnswer)
+            .send()
+            .await;
         let page = match page {
             Ok(p) => p,
             Err(e) => {
-                read.complete = false;
-                read.problems.push(format!(
-                    "IAM GetAccountAuthorizationDetails page {} failed, so this read is incomplete: {}",
-                    read.api_calls,
-                    sdk_error(&e)
-                ));
+                incomplete(&mut read, page_no, format!("failed: {}", sdk_error(&e)));
                 break;
             }
         };
@@ -182,6 +262,45 @@ pub async fn read_iam(
                     t.key()
                 ));
             }
+        }
+        if !page.is_truncated() {
+            break;
+        }
+        match page.marker().filter(|m| !m.is_empty()) {
+            None => {
+                incomplete(
+                    &mut read,
+                    page_no,
+                    "IsTruncated=true but no Marker for the next page".into(),
+                );
+                break;
+            }
+            Some(m) if marker.as_deref() == Some(m) => {
+                incomplete(
+                    &mut read,
+                    page_no,
+                    "IsTruncated=true with the request's own Marker again (the listing would never move on)".into(),
+                );
+                break;
+            }
+            Some(m) if !markers_seen.insert(m.to_string()) => {
+                incomplete(
+                    &mut read,
+                    page_no,
+                    "IsTruncated=true with the Marker of an earlier page (the listing loops)"
+                        .into(),
+                );
+                break;
+            }
+            Some(m) => marker = Some(m.to_string()),
+        }
+        if page_no >= MAX_PAGES {
+            incomplete(
+                &mut read,
+                page_no,
+                format!("more than {MAX_PAGES} pages, taken for a loop"),
+            );
+            break;
         }
     }
     if !case_variants.is_empty() {
@@ -293,6 +412,23 @@ mod tests {
         assert!(claim_from_tags("arn", &[t("Team", "x")]).is_none());
         // The key is case-sensitive, as Session Manager's.
         assert!(claim_from_tags("arn", &[t("ssmsessionrunas", "x")]).is_none());
+    }
+
+    #[test]
+    fn only_a_whole_answer_that_says_whether_more_follow_counts() {
+        let whole = b"<GetAccountAuthorizationDetailsResponse xmlns=\"x\"><GetAccountAuthorizationDetailsResult><UserDetailList><member><UserName>a</UserName></member></UserDetailList><IsTruncated>false</IsTruncated></GetAccountAuthorizationDetailsResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></GetAccountAuthorizationDetailsResponse>\n";
+        assert_eq!(check_gaad_answer(whole), Ok(()));
+        let cut = &whole[..whole.len() / 2];
+        let e = check_gaad_answer(cut).unwrap_err();
+        assert!(
+            e.contains("cut short") && e.contains(&format!("{} bytes", cut.len())),
+            "{e}"
+        );
+        let no_flag =
+            String::from_utf8_lossy(whole).replace("<IsTruncated>false</IsTruncated>", "");
+        let e = check_gaad_answer(no_flag.as_bytes()).unwrap_err();
+        assert!(e.contains("no <IsTruncated>"), "{e}");
+        assert!(check_gaad_answer(b"").is_err());
     }
 
     #[test]

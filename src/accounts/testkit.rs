@@ -38,6 +38,8 @@ pub struct FakeHost {
     pub processes: BTreeMap<u32, usize>,
     pub crash: Option<Crash>,
     pub uid_min: u32,
+    /// Names in sysusers.d files.
+    pub sysusers: BTreeMap<String, PathBuf>,
 }
 
 impl FakeHost {
@@ -147,6 +149,7 @@ impl Host for FakeHost {
             );
         }
         v.sudoers = self.sudoers.clone();
+        v.sysusers = self.sysusers.clone();
         for (name, h) in &self.homes {
             if let HomeState::Dir { uid } = h {
                 v.home_owners.entry(*uid).or_default().insert(name.clone());
@@ -175,18 +178,33 @@ impl Host for FakeHost {
                 stderr: "exists".into(),
             }));
         }
+        let gid = match u.primary_group {
+            Some(g) => match self.groups.get(g) {
+                Some(g) => g.gid,
+                None => {
+                    return Err(HostError::Exec(ExecError::Failed {
+                        argv: Argv(vec![]),
+                        code: Some(6),
+                        stderr: format!("group '{g}' does not exist"),
+                    }));
+                }
+            },
+            None => u.uid,
+        };
         self.users.insert(
             u.name.into(),
             PasswdEntry {
                 name: u.name.into(),
                 uid: u.uid,
-                gid: u.uid,
+                gid,
                 gecos: plan::COMMENT.into(),
                 home: u.home.to_path_buf(),
                 shell: u.shell.to_path_buf(),
             },
         );
-        self.add_group(u.name, u.uid, &[]);
+        if u.primary_group.is_none() {
+            self.add_group(u.name, u.uid, &[]);
+        }
         let groups = u.groups.to_vec();
         self.set_groups(u.name, &groups);
         if u.create_home {
@@ -200,10 +218,24 @@ impl Host for FakeHost {
     fn modify_user(&mut self, name: &str, changes: &[Change]) -> Result<(), HostError> {
         self.mutate(format!("usermod {name}"))?;
         for c in changes {
+            if let Change::PrimaryGroup {
+                to,
+                create: Some(g),
+                ..
+            } = c
+            {
+                self.add_group(g, *to, &[]);
+            }
+            if let Change::CreateHome { .. } = c {
+                let uid = self.users.get(name).map_or(0, |u| u.uid);
+                self.homes.insert(name.into(), HomeState::Dir { uid });
+            }
             let Some(u) = self.users.get_mut(name) else {
                 continue;
             };
             match c {
+                Change::PrimaryGroup { to, .. } => u.gid = *to,
+                Change::CreateHome { .. } => {}
                 Change::Shell { to, .. } => u.shell = to.clone(),
                 Change::Home { to, .. } => u.home = to.clone(),
                 Change::Comment { to, .. } => u.gecos = to.clone(),
@@ -258,6 +290,18 @@ pub fn claim(name: &str) -> Claim {
     }
 }
 
+/// A principal of the source that maps to no account here (Session Manager refuses `root`, so
+/// the value is rejected): an answer with only this one is not an empty answer, so the
+/// retirements it implies are not held back as `empty-source`.
+pub fn bystander() -> Claim {
+    Claim {
+        principal: "arn:aws:iam::123456789012:role/bystander".into(),
+        run_as: "root".into(),
+        groups: vec![],
+        host_groups: None,
+    }
+}
+
 /// A claim asking for groups.
 pub fn claim_groups(name: &str, groups: &[&str]) -> Claim {
     Claim {
@@ -279,6 +323,8 @@ pub fn settings() -> PlanSettings {
         max_retire_fraction: 0.25,
         remove_home: false,
         sudoers_file: "/etc/sudoers.d/ssm-companion".into(),
+        reserved_names: Vec::new(),
+        primary_group: None,
     }
 }
 
@@ -358,12 +404,23 @@ impl World {
             settings: &self.settings,
             now: self.now,
             allow_mass_retire,
+            empty_source: complete && super::source::is_empty_answer(claims),
         })
     }
 
     /// One plan + apply cycle.
     pub fn cycle(&mut self, claims: &[Claim], complete: bool) -> (Plan, Applied) {
-        let p = self.plan(claims, complete);
+        self.cycle_with(claims, complete, false)
+    }
+
+    /// One plan + apply cycle, with `--allow-mass-retire` or not.
+    pub fn cycle_with(
+        &mut self,
+        claims: &[Claim],
+        complete: bool,
+        allow_mass_retire: bool,
+    ) -> (Plan, Applied) {
+        let p = self.plan_with(claims, complete, allow_mass_retire);
         let mut ledger = ledger::load(&self.ledger_path, &self.binding, true)
             .unwrap()
             .ledger;
@@ -373,12 +430,22 @@ impl World {
 
     /// Cycles until a plan has no changes (at most `max`); returns the number of cycles.
     pub fn converge(&mut self, claims: &[Claim], max: usize) -> usize {
+        self.converge_with(claims, max, false)
+    }
+
+    /// [`World::converge`], with `--allow-mass-retire` or not.
+    pub fn converge_with(
+        &mut self,
+        claims: &[Claim],
+        max: usize,
+        allow_mass_retire: bool,
+    ) -> usize {
         for i in 0..max {
-            let p = self.plan(claims, true);
+            let p = self.plan_with(claims, true, allow_mass_retire);
             if !p.has_changes() {
                 return i;
             }
-            self.cycle(claims, true);
+            self.cycle_with(claims, true, allow_mass_retire);
         }
         panic!(
             "did not converge in {max} cycles: {:#?}",

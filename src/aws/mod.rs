@@ -30,10 +30,23 @@ const IMDS_DEADLINE: Duration = Duration::from_secs(6);
 /// What IMDS says about this instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
-    /// `meta-data/instance-id`.
+    /// `meta-data/instance-id`, only when it is a well-formed EC2 instance id.
     pub instance_id: Option<String>,
     /// `meta-data/placement/region`.
     pub region: Option<String>,
+    /// Why IMDS's answer for the instance id was not used (empty, malformed).
+    pub instance_id_problem: Option<String>,
+}
+
+/// True for a well-formed EC2 instance id: `i-` and 8 or 17 lowercase hexadecimal digits.
+///
+/// The instance id binds the accounts ledger to the machine, so a garbled answer (an HTTP 200
+/// with an empty or odd body from a broken proxy or metadata service) must never be taken for a
+/// new instance: it would make every managed account look inherited.
+pub fn is_instance_id(s: &str) -> bool {
+    s.strip_prefix("i-").is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 /// Errors of the AWS plumbing.
@@ -78,9 +91,17 @@ pub async fn identity(client: &imds::Client) -> Result<Identity, AwsError> {
             .get("/latest/meta-data/placement/region")
             .await
             .map_err(|e| AwsError::Imds(display_error(&e)))?;
+        let instance_id = instance_id.as_ref().trim();
+        let ok = is_instance_id(instance_id);
         Ok(Identity {
-            instance_id: Some(instance_id.as_ref().trim().to_string()),
+            instance_id: ok.then(|| instance_id.to_string()),
             region: Some(region.as_ref().trim().to_string()),
+            instance_id_problem: (!ok).then(|| {
+                format!(
+                    "IMDS answered {:?} for meta-data/instance-id, which is not an EC2 instance id (i- and 8 or 17 hex digits): ignored, as if IMDS were unreachable",
+                    instance_id.chars().take(64).collect::<String>()
+                )
+            }),
         })
     };
     match tokio::time::timeout(IMDS_DEADLINE, fetch).await {
@@ -182,7 +203,10 @@ impl Aws {
             }
         };
         let (identity, imds_problem) = match identity(&imds).await {
-            Ok(id) => (id, None),
+            Ok(id) => {
+                let problem = id.instance_id_problem.clone();
+                (id, problem)
+            }
             Err(e) => (Identity::default(), Some(e.to_string())),
         };
         let region = Some(settings.region.clone())
@@ -264,6 +288,17 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     match e {
+        // A "service error" with a success status is an answer the SDK could not parse (empty,
+        // garbled, not the operation's document): say so, with the parser's own words.
+        SdkError::ServiceError(se) if se.raw().status().is_success() => format!(
+            "the answer could not be parsed (HTTP {}, {} bytes{}): {}",
+            se.raw().status().as_u16(),
+            se.raw().body().bytes().map_or(0, <[u8]>::len),
+            e.request_id()
+                .map(|r| format!(", request id {r}"))
+                .unwrap_or_default(),
+            display_error(e)
+        ),
         SdkError::ServiceError(se) => format!(
             "{}: {} (HTTP {}{})",
             e.code().unwrap_or("unknown error"),
@@ -280,6 +315,27 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_well_formed_instance_ids_are_accepted() {
+        for ok in ["i-0123456789abcdef0", "i-12345678", "i-deadbeef"] {
+            assert!(is_instance_id(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "i-",
+            "i-123",
+            "i-0123456789ABCDEF0",
+            "i-0123456789abcdef",
+            "i-0123456789abcdef01",
+            "mi-0123456789abcdef0",
+            "<html>",
+            "i-0123456789abcdeg0",
+            " i-12345678",
+        ] {
+            assert!(!is_instance_id(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn bad_imds_endpoint_is_named() {

@@ -74,6 +74,9 @@ pub struct AccountsFragment {
     pub remove_home: Option<Spanned<bool>>,
     pub stop_timeout: Option<Spanned<DurationValue>>,
     pub tool_timeout: Option<Spanned<DurationValue>>,
+    pub reserved_names: Option<Spanned<Vec<String>>>,
+    pub primary_group: Option<Spanned<String>>,
+    pub lookup_timeout: Option<Spanned<DurationValue>>,
 }
 
 /// `[paths]`
@@ -91,11 +94,17 @@ pub struct PathsFragment {
     pub login_defs: Option<Spanned<String>>,
     pub machine_id: Option<Spanned<String>>,
     pub proc: Option<Spanned<String>>,
+    pub cgroup: Option<Spanned<String>>,
+    pub subuid: Option<Spanned<String>>,
+    pub subgid: Option<Spanned<String>>,
+    pub nsswitch: Option<Spanned<String>>,
+    pub sysusers_dirs: Option<Spanned<Vec<String>>>,
     pub useradd: Option<Spanned<String>>,
     pub usermod: Option<Spanned<String>>,
     pub userdel: Option<Spanned<String>>,
     pub groupadd: Option<Spanned<String>>,
     pub visudo: Option<Spanned<String>>,
+    pub mkhomedir_helper: Option<Spanned<String>>,
     pub agent_bin_dir: Option<Spanned<String>>,
     pub agent_snap_dir: Option<Spanned<String>>,
     pub agent_state_dir: Option<Spanned<String>>,

@@ -253,6 +253,15 @@ pub struct AccountsSettings {
     /// `tool_timeout`; default "60s": deadline for one shadow-utils/visudo run.
     #[serde(with = "duration_str")]
     pub tool_timeout: Duration,
+    /// `reserved_names`; default []: more names never created, besides the built-in list and
+    /// the host's sysusers.d files (`name`, or `prefix*`).
+    pub reserved_names: Vec<String>,
+    /// `primary_group`; default "": each account gets its own group (GID = UID); a name: every
+    /// account's primary group is that one group, created by ssm-companion.
+    pub primary_group: String,
+    /// `lookup_timeout`; default "10s": deadline for the NSS lookups (LDAP, SSSD…) of one sync.
+    #[serde(with = "duration_str")]
+    pub lookup_timeout: Duration,
 }
 
 /// `[paths]`: every host path the daemon reads or writes, so tests can point it elsewhere.
@@ -278,6 +287,17 @@ pub struct Paths {
     pub machine_id: PathBuf,
     /// `proc`; default "/proc".
     pub proc: PathBuf,
+    /// `cgroup`; default "/sys/fs/cgroup" (a retiring user's slice is killed with `cgroup.kill`).
+    pub cgroup: PathBuf,
+    /// `subuid`; default "/etc/subuid" (`uid_range` must not overlap subordinate ranges).
+    pub subuid: PathBuf,
+    /// `subgid`; default "/etc/subgid".
+    pub subgid: PathBuf,
+    /// `nsswitch`; default "/etc/nsswitch.conf" (which sources answer for users and groups).
+    pub nsswitch: PathBuf,
+    /// `sysusers_dirs`; default the systemd-sysusers directories: every user and group named
+    /// there is reserved.
+    pub sysusers_dirs: Vec<PathBuf>,
     /// `useradd`; default "/usr/sbin/useradd".
     pub useradd: PathBuf,
     /// `usermod`; default "/usr/sbin/usermod".
@@ -288,6 +308,9 @@ pub struct Paths {
     pub groupadd: PathBuf,
     /// `visudo`; default "/usr/sbin/visudo".
     pub visudo: PathBuf,
+    /// `mkhomedir_helper`; default "/usr/sbin/mkhomedir_helper" (PAM's: re-creates a managed
+    /// account's missing home from the skeleton).
+    pub mkhomedir_helper: PathBuf,
     /// `agent_bin_dir`; default "/usr/bin" (deb/rpm installs).
     pub agent_bin_dir: PathBuf,
     /// `agent_snap_dir`; default "/snap/amazon-ssm-agent/current".
@@ -380,6 +403,9 @@ impl Default for Settings {
                 remove_home: false,
                 stop_timeout: Duration::from_secs(10),
                 tool_timeout: Duration::from_secs(60),
+                reserved_names: Vec::new(),
+                primary_group: String::new(),
+                lookup_timeout: Duration::from_secs(10),
             },
             paths: Paths {
                 state_dir: "/var/lib/ssm-companion".into(),
@@ -392,11 +418,21 @@ impl Default for Settings {
                 login_defs: "/etc/login.defs".into(),
                 machine_id: "/etc/machine-id".into(),
                 proc: "/proc".into(),
+                cgroup: "/sys/fs/cgroup".into(),
+                subuid: "/etc/subuid".into(),
+                subgid: "/etc/subgid".into(),
+                nsswitch: "/etc/nsswitch.conf".into(),
+                sysusers_dirs: vec![
+                    "/usr/lib/sysusers.d".into(),
+                    "/run/sysusers.d".into(),
+                    "/etc/sysusers.d".into(),
+                ],
                 useradd: "/usr/sbin/useradd".into(),
                 usermod: "/usr/sbin/usermod".into(),
                 userdel: "/usr/sbin/userdel".into(),
                 groupadd: "/usr/sbin/groupadd".into(),
                 visudo: "/usr/sbin/visudo".into(),
+                mkhomedir_helper: "/usr/sbin/mkhomedir_helper".into(),
                 agent_bin_dir: "/usr/bin".into(),
                 agent_snap_dir: "/snap/amazon-ssm-agent/current".into(),
                 agent_state_dir: "/var/lib/amazon/ssm".into(),
@@ -470,23 +506,8 @@ pub fn config_files(opts: &LoadOptions) -> Result<Vec<PathBuf>, ConfigError> {
 }
 
 fn toml_files_in(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(file_error(
-                dir,
-                format!("cannot list drop-in directory: {e}"),
-            ));
-        }
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
-    Ok(files)
+    crate::sysfiles::files_in(dir, "toml")
+        .map_err(|e| file_error(dir, format!("cannot list drop-in directory: {e}")))
 }
 
 fn file_error(path: &Path, message: String) -> ConfigError {
@@ -531,6 +552,14 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         });
     }
     let settings = resolve(&layers, &mut issues);
+    // (A range that is itself invalid is reported as such, not measured against the host.)
+    if settings.accounts.enabled && !issues.iter().any(|i| i.key == "accounts.uid_range") {
+        let at = pick(&layers, "accounts.uid_range", |f| {
+            f.accounts()?.uid_range.as_ref()
+        })
+        .map(|p| p.location);
+        issues.extend(uid_range_fits_host(&settings, at));
+    }
     let (errors, warnings): (Vec<_>, Vec<_>) = issues
         .into_iter()
         .partition(|i| i.severity == Severity::Error);
@@ -542,6 +571,89 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         files,
         warnings,
     })
+}
+
+/// Checks `accounts.uid_range` against the host it runs on: inside `UID_MIN`..`UID_MAX` and
+/// `GID_MIN`..`GID_MAX` of login.defs (above the maxima useradd's own checks and the GID = UID of
+/// the user private group break; below the minima the accounts count as system accounts), and
+/// clear of every subordinate range in subuid/subgid (those IDs belong to another user's
+/// containers). `at` is where the range was set (none: the default applies). Files that do not
+/// exist impose nothing.
+pub fn uid_range_fits_host(settings: &Settings, at: Option<Location>) -> Vec<Issue> {
+    use crate::sysfiles::{parse_login_defs, parse_subordinate};
+    let p = &settings.paths;
+    let [lo, hi] = settings.accounts.uid_range;
+    let mut issues = Vec::new();
+    let mut push = |file: &Path, message: String| {
+        issues.push(Issue {
+            severity: Severity::Error,
+            location: at.clone().unwrap_or(Location {
+                file: file.to_path_buf(),
+                line: 0,
+                column: 0,
+            }),
+            key: "accounts.uid_range".into(),
+            message,
+        });
+    };
+    let set = if at.is_some() {
+        format!("[{lo}, {hi}]")
+    } else {
+        format!("the default [{lo}, {hi}] (accounts.uid_range is not set)")
+    };
+    if let Ok(text) = std::fs::read_to_string(&p.login_defs) {
+        let d = parse_login_defs(&text);
+        let (min, max) = (d.uid_min.max(d.gid_min), d.uid_max.min(d.gid_max));
+        let fix = format!(
+            "set accounts.uid_range within [{min}, {max}] (UID_MIN/GID_MIN..UID_MAX/GID_MAX of {})",
+            p.login_defs.display()
+        );
+        if hi > d.uid_max || hi > d.gid_max {
+            push(
+                &p.login_defs,
+                format!(
+                    "{set} goes above UID_MAX {} / GID_MAX {} of {}: useradd would make accounts its own tools treat as out of range, and their groups could not get GID = UID; {fix}",
+                    d.uid_max,
+                    d.gid_max,
+                    p.login_defs.display()
+                ),
+            );
+        }
+        if lo < d.uid_min || lo < d.gid_min {
+            push(
+                &p.login_defs,
+                format!(
+                    "{set} starts below UID_MIN {} / GID_MIN {} of {}: accounts there are system accounts to every tool; {fix}",
+                    d.uid_min,
+                    d.gid_min,
+                    p.login_defs.display()
+                ),
+            );
+        }
+    }
+    for (file, kind) in [
+        (&p.subuid, "subordinate UIDs"),
+        (&p.subgid, "subordinate GIDs"),
+    ] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for r in parse_subordinate(&text) {
+            if r.overlaps(u64::from(lo), u64::from(hi)) {
+                push(
+                    file,
+                    format!(
+                        "{set} overlaps the {kind} {}..{} of `{}` in {}: an account there would share its IDs with that user's containers; pick a range clear of it",
+                        r.first,
+                        r.last(),
+                        r.owner,
+                        file.display()
+                    ),
+                );
+            }
+        }
+    }
+    issues
 }
 
 /// Parses one TOML text as a whole configuration on top of the defaults (tests, docs).
@@ -590,6 +702,21 @@ struct Resolver<'a> {
     issues: &'a mut Vec<Issue>,
 }
 
+/// The last layer's value for a key, and where it was set.
+fn pick<T: Clone>(
+    layers: &[Layer],
+    key: &'static str,
+    get: impl Fn(&Fragment) -> Option<&Spanned<T>>,
+) -> Option<Picked<T>> {
+    layers.iter().rev().find_map(|l| {
+        get(&l.fragment).map(|s| Picked {
+            value: s.get_ref().clone(),
+            location: Location::at(&l.path, &l.text, s.span().start),
+            key,
+        })
+    })
+}
+
 impl Resolver<'_> {
     /// The last layer's value for a key.
     fn pick<T: Clone>(
@@ -597,13 +724,7 @@ impl Resolver<'_> {
         key: &'static str,
         get: impl Fn(&Fragment) -> Option<&Spanned<T>>,
     ) -> Option<Picked<T>> {
-        self.layers.iter().rev().find_map(|l| {
-            get(&l.fragment).map(|s| Picked {
-                value: s.get_ref().clone(),
-                location: Location::at(&l.path, &l.text, s.span().start),
-                key,
-            })
-        })
+        pick(self.layers, key, get)
     }
 
     /// Picks a key, checks it with `check`, and stores the result in `slot`.
@@ -624,15 +745,26 @@ impl Resolver<'_> {
 }
 
 fn absolute_path(p: &Picked<String>) -> Result<PathBuf, String> {
-    let path = PathBuf::from(&p.value);
-    if path.is_absolute() && !p.value.contains('\n') {
+    absolute(&p.value)
+}
+
+fn absolute(value: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(value);
+    if path.is_absolute() && !value.contains('\n') {
         Ok(path)
     } else {
         Err(format!(
-            "`{}` is not an absolute path; give a path starting with `/`",
-            p.value
+            "`{value}` is not an absolute path; give a path starting with `/`"
         ))
     }
+}
+
+/// An optional group name: empty, or one that passes the name rule.
+fn optional_group(p: &Picked<String>) -> Result<String, String> {
+    if !p.value.is_empty() {
+        names::check_syntax(&p.value).map_err(|e| format!("`{}`: {e}", p.value))?;
+    }
+    Ok(p.value.clone())
 }
 
 fn endpoint(p: &Picked<String>) -> Result<String, String> {
@@ -834,13 +966,7 @@ fn resolve(layers: &[Layer], issues: &mut Vec<Issue>) -> Settings {
         &mut a.sudo_group,
         "accounts.sudo_group",
         |f| f.accounts()?.sudo_group.as_ref(),
-        |p| {
-            if p.value.is_empty() {
-                return Ok(String::new());
-            }
-            names::check_syntax(&p.value).map_err(|e| format!("`{}`: {e}", p.value))?;
-            Ok(p.value.clone())
-        },
+        optional_group,
     );
     if let Some(p) = sudo
         && !a.sudo_group.is_empty()
@@ -933,6 +1059,46 @@ fn resolve(layers: &[Layer], issues: &mut Vec<Issue>) -> Settings {
         |f| f.accounts()?.tool_timeout.as_ref(),
         duration_in(Duration::from_secs(1), Duration::from_secs(600)),
     );
+    r.set(
+        &mut a.lookup_timeout,
+        "accounts.lookup_timeout",
+        |f| f.accounts()?.lookup_timeout.as_ref(),
+        duration_in(Duration::from_secs(1), Duration::from_secs(600)),
+    );
+    r.set(
+        &mut a.reserved_names,
+        "accounts.reserved_names",
+        |f| f.accounts()?.reserved_names.as_ref(),
+        |p| {
+            for n in &p.value {
+                let name = n.strip_suffix('*').unwrap_or(n);
+                if name.is_empty() && n.ends_with('*') {
+                    return Err(
+                        "`*` alone would reserve every name; give a prefix like `svc-*`".into(),
+                    );
+                }
+                if let Err(e) = names::check_syntax(name) {
+                    return Err(format!("`{n}`: {e} (a name, or a prefix ending in `*`)"));
+                }
+            }
+            Ok(p.value.clone())
+        },
+    );
+    let primary = r.set(
+        &mut a.primary_group,
+        "accounts.primary_group",
+        |f| f.accounts()?.primary_group.as_ref(),
+        optional_group,
+    );
+    if let Some(p) = primary
+        && !a.primary_group.is_empty()
+        && (a.allowed_groups.contains(&a.primary_group) || a.sudo_group == a.primary_group)
+    {
+        r.issues.push(p.issue(format!(
+            "`{}` is also in accounts.allowed_groups or the sudo group: the primary group of every managed account must grant nothing; name a group of its own (e.g. `ssm-users`)",
+            a.primary_group
+        )));
+    }
 
     // [paths]
     macro_rules! path_key {
@@ -956,11 +1122,16 @@ fn resolve(layers: &[Layer], issues: &mut Vec<Issue>) -> Settings {
         login_defs,
         machine_id,
         proc,
+        cgroup,
+        subuid,
+        subgid,
+        nsswitch,
         useradd,
         usermod,
         userdel,
         groupadd,
         visudo,
+        mkhomedir_helper,
         agent_bin_dir,
         agent_snap_dir,
         agent_state_dir,
@@ -969,6 +1140,12 @@ fn resolve(layers: &[Layer], issues: &mut Vec<Issue>) -> Settings {
         systemctl,
         snap,
         systemd_run_dir,
+    );
+    r.set(
+        &mut s.paths.sysusers_dirs,
+        "paths.sysusers_dirs",
+        |f| f.paths()?.sysusers_dirs.as_ref(),
+        |p| p.value.iter().map(|d| absolute(d)).collect(),
     );
     resolve_health(&mut r, &mut s.health);
     s

@@ -244,3 +244,76 @@ fn bad_health_values_are_named() {
     }
     assert_eq!(e.issues.len(), 3, "{msg}");
 }
+
+#[test]
+fn uid_range_must_fit_login_defs_and_miss_subordinate_ranges() {
+    let d = tempfile::tempdir().unwrap();
+    let defs = write(
+        d.path(),
+        "host/login.defs",
+        "UID_MIN 1000\nUID_MAX 60000\nGID_MIN 1000\nGID_MAX 60000\n",
+    );
+    let subuid = write(d.path(), "host/subuid", "alice:100000:65536\n");
+    let subgid = write(d.path(), "host/subgid", "alice:100000:65536\n");
+    let paths = format!(
+        "[paths]\nlogin_defs = \"{}\"\nsubuid = \"{}\"\nsubgid = \"{}\"\n",
+        defs.display(),
+        subuid.display(),
+        subgid.display()
+    );
+    // The range of the review: above UID_MAX/GID_MAX and inside alice's subordinate IDs.
+    let main = write(
+        d.path(),
+        "etc/config.toml",
+        &format!("[accounts]\nuid_range = [100000, 199999]\n{paths}"),
+    );
+    let e = load(&opts(d.path(), true)).unwrap_err();
+    let msgs: Vec<String> = e.issues.iter().map(|i| i.to_string()).collect();
+    assert_eq!(msgs.len(), 3, "{msgs:#?}");
+    assert!(
+        msgs.iter()
+            .all(|m| m.contains(&format!("{}:2:", main.display()))),
+        "{msgs:#?}"
+    );
+    assert!(msgs[0].contains("above UID_MAX 60000"), "{}", msgs[0]);
+    assert!(msgs[0].contains("within [1000, 60000]"), "{}", msgs[0]);
+    assert!(
+        msgs[1].contains("subordinate UIDs 100000..165535 of `alice`"),
+        "{}",
+        msgs[1]
+    );
+    assert!(msgs[2].contains("subordinate GIDs"), "{}", msgs[2]);
+    // Below UID_MIN.
+    write(d.path(), "host/login.defs", "UID_MIN 2000\nGID_MIN 2000\n");
+    write(
+        d.path(),
+        "etc/config.toml",
+        &format!("[accounts]\nuid_range = [1500, 1900]\n{paths}"),
+    );
+    let e = load(&opts(d.path(), true)).unwrap_err();
+    assert!(e.to_string().contains("below UID_MIN 2000"), "{e}");
+    // A range that fits is fine; so is any range with accounts off.
+    write(
+        d.path(),
+        "etc/config.toml",
+        &format!("[accounts]\nuid_range = [20000, 59999]\n{paths}"),
+    );
+    load(&opts(d.path(), true)).unwrap();
+    write(
+        d.path(),
+        "etc/config.toml",
+        &format!("[accounts]\nenabled = false\nuid_range = [100000, 199999]\n{paths}"),
+    );
+    load(&opts(d.path(), true)).unwrap();
+    // The default range on a host whose login.defs stops lower: named, pointing at the host file.
+    write(d.path(), "host/login.defs", "UID_MAX 29999\n");
+    write(d.path(), "etc/config.toml", &paths);
+    let e = load(&opts(d.path(), true)).unwrap_err();
+    let i = &e.issues[0];
+    assert_eq!(i.location.file, defs);
+    assert!(
+        i.message.contains("the default [20000, 59999]"),
+        "{}",
+        i.message
+    );
+}

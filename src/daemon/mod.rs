@@ -164,10 +164,16 @@ pub(crate) fn jittered(d: Duration) -> Duration {
 /// and debug messages while they persist, so a standing problem does not flood the log every
 /// interval; problems of the read itself are warnings every time.
 fn log_sync(r: &accounts::SyncReport, seen: &mut std::collections::BTreeSet<String>) {
+    // A safety stop holding a change back is a warning every cycle it persists (its notice is
+    // not repeated separately).
+    for h in &r.plan.holds {
+        tracing::warn!("accounts: held by {}: {}", h.label(), h.message);
+    }
     let notices = r
         .plan
         .notices
         .iter()
+        .filter(|n| r.plan.holds.iter().all(|h| h.code != n.code))
         .map(|n| format!("accounts: {}: {}", n.code, n.message));
     let rejections = r.plan.rejections.iter().map(|j| {
         format!(
@@ -250,10 +256,23 @@ async fn accounts_task(mut ctx: TaskContext) -> Result<(), String> {
                 let failed = r.applied.as_ref().map_or(0, accounts::Applied::failed);
                 log_sync(&r, &mut seen);
                 let line = format!(
-                    "accounts: {} managed, last sync {} {}{}{}",
+                    "accounts: {} managed, last sync {} {}{}{}{}",
                     r.managed,
                     clock::rfc3339(r.at),
                     if failed == 0 { "ok" } else { "with failures" },
+                    if r.plan.holds.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            ", held ({})",
+                            r.plan
+                                .holds
+                                .iter()
+                                .map(|h| h.code.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    },
                     if changes > 0 {
                         format!(", {changes} change(s)")
                     } else {

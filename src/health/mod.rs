@@ -34,7 +34,7 @@ pub use report::Report;
 pub const LOG_READ_LIMIT: u64 = 8 << 20;
 
 /// Every check id, in report order.
-pub const CHECK_ORDER: [&str; 16] = [
+pub const CHECK_ORDER: [&str; 17] = [
     "agent.installed",
     "agent.version",
     "agent.service",
@@ -49,6 +49,7 @@ pub const CHECK_ORDER: [&str; 16] = [
     "sts.identity",
     "clock.skew",
     "disk.agent",
+    "accounts.sync",
     "runas.preferences",
     "runas.users",
 ];
@@ -225,6 +226,12 @@ pub fn local_checks(
         &[&paths.state_dir, log_dir],
         h.disk_warning_mib,
         h.disk_critical_mib,
+    ));
+    out.push(runas::sync_verdict(
+        &crate::state::accounts_status::load(&paths.own_state_dir),
+        settings.accounts.enabled,
+        settings.accounts.interval,
+        now,
     ));
     (out, facts)
 }

@@ -3,8 +3,11 @@
 //! This is where the accounts capability's work meets the agent: the check names the principals
 //! whose sessions would fail.
 
+use std::time::{Duration, SystemTime};
+
 use super::model::{CheckResult, Status};
 use crate::aws::ssm::RunAsPreferences;
+use crate::state::accounts_status::AccountsStatus;
 use crate::state::run_as::RunAsMap;
 
 /// Looks a user up (NSS); `Err` when the lookup itself fails.
@@ -132,6 +135,99 @@ pub fn users_verdict(
     CheckResult::ok(ID, format!("all {} mapped user(s) exist", m.mapped.len()))
 }
 
+/// The `accounts.sync` check: how the accounts capability's last applied sync went (when,
+/// complete or not, converged, and every safety stop holding a change back), so a capped mass
+/// retirement, a blocked one or an unverified ledger is seen where health is watched, not only
+/// in the daemon's log.
+pub fn sync_verdict(
+    status: &Result<Option<AccountsStatus>, String>,
+    enabled: bool,
+    interval: Duration,
+    now: SystemTime,
+) -> CheckResult {
+    const ID: &str = "accounts.sync";
+    let s = match status {
+        Err(e) => return CheckResult::new(ID, Status::Unknown, e.clone(), ""),
+        Ok(None) if enabled => {
+            return CheckResult::ok(
+                ID,
+                "no sync recorded yet (the first one runs within accounts.splay of the start)",
+            );
+        }
+        Ok(None) => return CheckResult::ok(ID, "the accounts capability is off"),
+        Ok(Some(s)) => s,
+    };
+    let at = crate::clock::rfc3339(s.at);
+    let age = now.duration_since(s.at).unwrap_or_default();
+    let age_text = humantime::format_duration(Duration::from_secs(age.as_secs()));
+    if !enabled {
+        return CheckResult::ok(
+            ID,
+            format!("the accounts capability is off (last sync {at})"),
+        );
+    }
+    let mut status = Status::Ok;
+    let mut parts = Vec::new();
+    let mut remedy = String::new();
+    // Three intervals (plus the ±10 % jitter and some slack) without a sync: something is stuck.
+    let stale_after = interval * 3 + Duration::from_secs(120);
+    if age > stale_after {
+        status = Status::Warning;
+        parts.push(format!(
+            "the last sync was {age_text} ago (accounts.interval {}): is the daemon running?",
+            humantime::format_duration(interval)
+        ));
+        remedy = "systemctl status ssm-companion; journalctl -u ssm-companion".into();
+    }
+    if let Some(e) = &s.error {
+        status = Status::Critical;
+        parts.push(format!("the last sync could not run: {e}"));
+        remedy =
+            "fix the cause named here; `ssm-companion accounts apply` runs a sync and shows it"
+                .into();
+    }
+    for h in &s.holds {
+        status = status.worst(Status::Warning);
+        parts.push(format!("held by {}: {}", h.label(), h.message));
+        if remedy.is_empty() {
+            remedy = "`ssm-companion accounts plan` shows what is held and why".into();
+        }
+    }
+    if s.error.is_none() && !s.complete {
+        status = status.worst(Status::Warning);
+        parts.push(format!(
+            "the last read of {} was incomplete, so nothing was retired: {}",
+            s.source,
+            s.problems.join("; ")
+        ));
+        if remedy.is_empty() {
+            remedy = "fix the source (permissions, network); `ssm-companion accounts plan` shows the read".into();
+        }
+    }
+    if s.failed_steps > 0 {
+        status = status.worst(Status::Warning);
+        parts.push(format!("{} step(s) failed", s.failed_steps));
+        if remedy.is_empty() {
+            remedy = "journalctl MESSAGE_ID=a6f2c4d1b8e94c0e9d57c1f3e2b8a901 SSM_COMPANION_OUTCOME=failed".into();
+        }
+    }
+    if status == Status::Ok {
+        return CheckResult::ok(
+            ID,
+            format!(
+                "last sync {at} ({age_text} ago): complete read of {}, {} managed account(s), converged",
+                s.source, s.managed
+            ),
+        );
+    }
+    CheckResult::new(
+        ID,
+        status,
+        format!("last sync {at} ({age_text} ago): {}", parts.join("; ")),
+        remedy,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,5 +322,84 @@ mod tests {
             Status::Unknown
         );
         assert_eq!(users_verdict(&Ok(None), None, &exists).status, Status::Ok);
+    }
+
+    fn status(at: SystemTime) -> AccountsStatus {
+        AccountsStatus {
+            at,
+            source: "iam".into(),
+            error: None,
+            complete: true,
+            problems: vec![],
+            failed_steps: 0,
+            holds: vec![],
+            managed: 3,
+            converged: true,
+        }
+    }
+
+    #[test]
+    fn sync_verdicts() {
+        use crate::state::accounts_status::Hold;
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+        let now = t0 + Duration::from_secs(60);
+        let i = Duration::from_secs(300);
+        let v = |s: AccountsStatus| sync_verdict(&Ok(Some(s)), true, i, now);
+        let ok = v(status(t0));
+        assert_eq!(ok.status, Status::Ok, "{ok:?}");
+        assert!(ok.detail.contains("converged") && ok.detail.contains("3 managed"));
+
+        let mut held = status(t0);
+        held.converged = false;
+        held.holds.push(Hold {
+            code: "retire-capped".into(),
+            users: vec!["a".into(), "b".into()],
+            message: "run `ssm-companion accounts apply --allow-mass-retire` once".into(),
+        });
+        let c = v(held);
+        assert_eq!(c.status, Status::Warning);
+        assert!(
+            c.detail.contains("held by retire-capped [a, b]: "),
+            "{}",
+            c.detail
+        );
+        assert!(c.detail.contains("--allow-mass-retire"));
+
+        let mut partial = status(t0);
+        partial.complete = false;
+        partial.problems = vec!["IAM page 2 failed".into()];
+        let c = v(partial);
+        assert_eq!(c.status, Status::Warning);
+        assert!(c.detail.contains("incomplete") && c.detail.contains("page 2"));
+
+        let mut failed = status(t0);
+        failed.failed_steps = 2;
+        assert_eq!(v(failed).status, Status::Warning);
+
+        let mut broken = status(t0);
+        broken.error = Some("the accounts ledger is unreadable".into());
+        let c = v(broken);
+        assert_eq!(c.status, Status::Critical);
+        assert!(c.detail.contains("could not run"));
+
+        // Three intervals without a sync: stale.
+        let c = sync_verdict(
+            &Ok(Some(status(t0))),
+            true,
+            i,
+            t0 + Duration::from_secs(3600),
+        );
+        assert_eq!(c.status, Status::Warning);
+        assert!(c.detail.contains("is the daemon running"), "{}", c.detail);
+        // Off, or never synced: nothing to say; unreadable: unknown.
+        assert_eq!(
+            sync_verdict(&Ok(Some(status(t0))), false, i, now).status,
+            Status::Ok
+        );
+        assert_eq!(sync_verdict(&Ok(None), true, i, now).status, Status::Ok);
+        assert_eq!(
+            sync_verdict(&Err("not valid".into()), true, i, now).status,
+            Status::Unknown
+        );
     }
 }

@@ -379,6 +379,25 @@ impl Host {
         c.output().unwrap()
     }
 
+    /// Starts `ssm-companion run` in the private user database as systemd would: sd_notify
+    /// messages to `notify` (a datagram socket the caller bound), stderr piped (shaped for the
+    /// journal: `JOURNAL_STREAM` is set), plus `env`.
+    pub fn daemon(&self, notify: &Path, env: &[(&str, &str)]) -> std::process::Child {
+        let mut c = self.userdb();
+        c.arg(bin())
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .env("NOTIFY_SOCKET", notify)
+            .env("JOURNAL_STREAM", "8:12345")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.spawn().unwrap()
+    }
+
     /// `accounts apply --json`, asserting the exit status.
     pub fn apply(&self, expect_code: i32) -> Value {
         self.json(&["accounts", "apply", "--json"], expect_code)

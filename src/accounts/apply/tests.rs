@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::accounts::testkit::{Crash, World, actions, claim};
+use crate::accounts::testkit::{Crash, World, actions, bystander, claim};
 
 pub(crate) fn quiet_simulated_crashes() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -84,12 +84,12 @@ fn a_crash_during_deletion_is_finished() {
     w.settings.retire_confirmations = 1;
     w.settings.retire_grace = Duration::ZERO;
     w.converge(&[claim("alice")], 3);
-    w.cycle(&[], true); // retire-start
+    w.cycle(&[bystander()], true); // retire-start
     let before = w.host.log.len();
     w.host.crash = Some(Crash::Before(before + 1));
     crashing_cycle(&mut w, &[]);
     assert_eq!(w.ledger().accounts["alice"].state, AccountState::Deleting);
-    let (p, _) = w.cycle(&[], true);
+    let (p, _) = w.cycle(&[bystander()], true);
     assert_eq!(
         actions(&p),
         [("retire-finish".to_string(), "alice".to_string())]
@@ -100,11 +100,11 @@ fn a_crash_during_deletion_is_finished() {
     w.settings.retire_confirmations = 1;
     w.settings.retire_grace = Duration::ZERO;
     w.converge(&[claim("bob")], 3);
-    w.cycle(&[], true);
+    w.cycle(&[bystander()], true);
     w.host.crash = Some(Crash::After(w.host.log.len() + 1));
     crashing_cycle(&mut w, &[]);
     assert!(!w.host.users.contains_key("bob"));
-    let (p, _) = w.cycle(&[], true);
+    let (p, _) = w.cycle(&[bystander()], true);
     assert_eq!(actions(&p), [("forget".to_string(), "bob".to_string())]);
     assert!(w.ledger().tombstones.contains_key("bob"));
 }
@@ -147,9 +147,9 @@ fn a_logged_in_user_is_retried_next_cycle() {
     w.settings.retire_confirmations = 1;
     w.settings.retire_grace = Duration::ZERO;
     w.converge(&[claim("alice")], 3);
-    w.cycle(&[], true);
+    w.cycle(&[bystander()], true);
     w.host.fail.insert("userdel alice".into(), 8);
-    let (_, a) = w.cycle(&[], true);
+    let (_, a) = w.cycle(&[bystander()], true);
     assert_eq!(a.failed(), 1);
     assert!(
         a.results[0]
@@ -162,7 +162,7 @@ fn a_logged_in_user_is_retried_next_cycle() {
     w.host.fail.clear();
     let uid = w.host.users["alice"].uid;
     w.host.processes.insert(uid, 3);
-    let (_, a) = w.cycle(&[], true);
+    let (_, a) = w.cycle(&[bystander()], true);
     assert_eq!(a.failed(), 0);
     assert!(!w.host.users.contains_key("alice"));
     assert!(
@@ -242,8 +242,8 @@ fn a_name_back_with_another_uid_keeps_its_old_uid_reserved() {
     w.settings.retire_grace = Duration::ZERO;
     w.converge(&[claim("alice")], 3);
     let old = w.host.users["alice"].uid;
-    w.cycle(&[], true);
-    w.cycle(&[], true);
+    w.cycle(&[bystander()], true);
+    w.cycle(&[bystander()], true);
     assert!(!w.host.users.contains_key("alice"));
     // Its old uid is taken meanwhile by someone else, and its kept home was moved away (a home
     // owned by the old uid would stop the create).

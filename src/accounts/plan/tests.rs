@@ -5,7 +5,7 @@ use crate::accounts::desired::{Claim, RejectReason};
 use crate::accounts::host::Host;
 use crate::accounts::ledger;
 use crate::accounts::ledger::{Binding, Tombstone};
-use crate::accounts::testkit::{World, actions, claim, claim_groups};
+use crate::accounts::testkit::{World, actions, bystander, claim, claim_groups};
 
 fn skip_reason(p: &Plan, user: &str) -> Option<SkipReason> {
     p.skipped.iter().find(|s| s.user == user).map(|s| s.reason)
@@ -111,6 +111,7 @@ fn accounts_from_other_nss_sources_are_unmanaged_too() {
         settings: &w.settings,
         now: w.now,
         allow_mass_retire: false,
+        empty_source: false,
     });
     assert_eq!(skip_reason(&p, "carol"), Some(SkipReason::ExistsUnmanaged));
     // A directory that cannot answer is not "no such user": dan is not created.
@@ -379,6 +380,7 @@ fn sudoers_not_included_is_reported() {
         settings: &w.settings,
         now: w.now,
         allow_mass_retire: false,
+        empty_source: false,
     });
     assert!(p.notices.iter().any(|n| n.code == "sudoers-not-included"));
 }
@@ -479,7 +481,7 @@ fn an_account_wanted_again_while_retiring_is_reinstated() {
     w.settings.max_retire_fraction = 1.0;
     let claims = [claim_groups("alice", &["docker"])];
     w.converge(&claims, 3);
-    w.cycle(&[], true);
+    w.cycle(&[bystander()], true);
     assert!(w.host.member_of("alice").is_empty());
     let (p, _) = w.cycle(&claims, true);
     assert!(
@@ -511,9 +513,17 @@ fn incomplete_reads_and_unverified_ledgers_retire_nothing() {
     assert!(!p.destructive_allowed);
     // Same with a complete read but no instance id to check the ledger against.
     w.binding.instance_id = None;
-    let p = w.plan(&[], true);
+    let p = w.plan(&[bystander()], true);
     assert_eq!(skip_reason(&p, "alice"), Some(SkipReason::RetireBlocked));
     assert!(p.notices.iter().any(|n| n.code == "ledger-unverified"));
+    // That is a safety stop holding alice's retirement: pending, not converged.
+    assert_eq!(p.holds.len(), 1, "{p:#?}");
+    assert_eq!(p.holds[0].code, "ledger-unverified");
+    assert_eq!(p.holds[0].users, ["alice"]);
+    assert!(p.pending());
+    // An unverified ledger holds even with nothing to retire (no removal could happen).
+    let p = w.plan(&[claim("alice")], true);
+    assert!(!p.has_changes() && p.pending(), "{p:#?}");
 }
 
 #[test]
@@ -533,6 +543,11 @@ fn mass_retirement_is_capped_unless_overridden() {
             .iter()
             .any(|n| n.code == "retire-capped" && n.message.contains("--allow-mass-retire"))
     );
+    // A capped change is pending (detailed exit code 2), not convergence.
+    assert_eq!(p.holds.len(), 1);
+    assert_eq!(p.holds[0].code, "retire-capped");
+    assert_eq!(p.holds[0].users, ["c", "d"]);
+    assert!(!p.has_changes() && p.pending());
     // One at a time is fine.
     let p = w.plan(&all[..3], true);
     assert!(step(&p, "retire-start", "d").is_some());
@@ -576,6 +591,8 @@ fn inherited_accounts_lose_access_but_are_never_deleted_automatically() {
         Some(SkipReason::RetireBlocked),
         "{p:#?}"
     );
+    assert_eq!(p.holds[0].code, "retire-blocked");
+    assert_eq!(p.holds[0].users, ["baked"]);
     assert!(
         p.skipped
             .iter()
@@ -595,6 +612,100 @@ fn inherited_accounts_lose_access_but_are_never_deleted_automatically() {
 }
 
 #[test]
+fn an_inherited_entry_in_state_deleting_is_not_deleted() {
+    let mut w = World::new();
+    w.settings.retire_confirmations = 1;
+    w.settings.retire_grace = Duration::ZERO;
+    w.converge(&[claim("baked"), claim("keep")], 3);
+    // A ledger from another machine that was interrupted in the middle of a delete.
+    let mut l = w.ledger();
+    let a = l.accounts.get_mut("baked").unwrap();
+    a.state = ledger::AccountState::Deleting;
+    a.inherited_from = Some("machine-id builder".into());
+    ledger::save(&w.ledger_path, &l).unwrap();
+    let (p, _) = w.cycle(&[claim("keep")], true);
+    assert!(step(&p, "retire-finish", "baked").is_none(), "{p:#?}");
+    assert_eq!(skip_reason(&p, "baked"), Some(SkipReason::RetireBlocked));
+    assert!(w.host.users.contains_key("baked"), "never deleted");
+    // The same entry of this machine's own ledger is finished.
+    let mut l = w.ledger();
+    l.accounts.get_mut("baked").unwrap().inherited_from = None;
+    ledger::save(&w.ledger_path, &l).unwrap();
+    let (p, _) = w.cycle(&[claim("keep")], true);
+    assert!(step(&p, "retire-finish", "baked").is_some(), "{p:#?}");
+}
+
+#[test]
+fn ledger_entries_that_cannot_be_ours_are_never_acted_on() {
+    let mut w = World::new();
+    w.settings.retire_confirmations = 1;
+    w.settings.retire_grace = Duration::ZERO;
+    w.settings.max_retire_fraction = 1.0;
+    w.converge(&[claim("alice")], 3);
+    w.host.add_user("svc", 20500, "/home/svc", "/bin/sh");
+    w.host.add_user("legacy", 800, "/home/legacy", "/bin/sh");
+    w.host.add_user("wide", 60500, "/home/wide", "/bin/sh");
+    w.host.processes.insert(0, 40);
+    let mut l = w.ledger();
+    let entry = |uid, state| ledger::ManagedAccount {
+        uid,
+        state,
+        ..l.accounts["alice"].clone()
+    };
+    // A hand-edited (or attacker-edited) ledger: root retiring, uid 0 under another name, a
+    // system account, a UID outside the range, a name we would refuse.
+    let bad = [
+        ("root", entry(0, ledger::AccountState::Retiring)),
+        ("svc", entry(0, ledger::AccountState::Deleting)),
+        ("legacy", entry(800, ledger::AccountState::Retiring)),
+        ("wide", entry(60500, ledger::AccountState::Retiring)),
+        ("Bad.Name", entry(20600, ledger::AccountState::Retiring)),
+    ];
+    for (n, e) in &bad {
+        l.accounts.insert(n.to_string(), e.clone());
+    }
+    ledger::save(&w.ledger_path, &l).unwrap();
+    let (p, a) = w.cycle(&[claim("alice"), claim("svc")], true);
+    for (n, _) in &bad {
+        assert_eq!(
+            skip_reason(&p, n),
+            Some(SkipReason::LedgerEntryInvalid),
+            "{n}: {p:#?}"
+        );
+        assert!(p.steps.iter().all(|s| s.subject() != *n), "{n}: {p:#?}");
+    }
+    let hold = &p.holds[0];
+    assert_eq!(hold.code, "ledger-entry-invalid");
+    assert_eq!(hold.users, ["Bad.Name", "legacy", "root", "svc", "wide"]);
+    let detail = |n: &str| {
+        p.skipped
+            .iter()
+            .find(|s| s.user == n)
+            .map(|s| s.detail.clone())
+            .unwrap()
+    };
+    assert!(
+        detail("root").contains("never managed"),
+        "{}",
+        detail("root")
+    );
+    assert!(detail("svc").contains("uid is 0"));
+    assert!(detail("legacy").contains("below UID_MIN"));
+    assert!(detail("wide").contains("outside accounts.uid_range"));
+    assert!(detail("Bad.Name").contains("not one ssm-companion accepts"));
+    assert_eq!(w.host.processes.get(&0), Some(&40), "no root process ended");
+    assert!(a.results.iter().all(|r| r.outcome == "done"));
+    assert!(
+        w.host
+            .log
+            .iter()
+            .all(|l| !l.contains("root") && !l.contains("svc")),
+        "{:?}",
+        w.host.log
+    );
+}
+
+#[test]
 fn remove_home_only_for_a_plain_home_of_the_account() {
     let mut w = World::new();
     w.settings.retire_confirmations = 1;
@@ -602,11 +713,11 @@ fn remove_home_only_for_a_plain_home_of_the_account() {
     w.settings.max_retire_fraction = 1.0;
     w.settings.remove_home = true;
     w.converge(&[claim("a1"), claim("a2"), claim("a3")], 3);
-    w.cycle(&[], true);
+    w.cycle(&[bystander()], true);
     // a2's home field was pointed elsewhere, a3's home replaced by a symlink.
     w.host.users.get_mut("a2").unwrap().home = "/srv/shared".into();
     w.host.homes.insert("a3".into(), HomeState::Symlink);
-    let p = w.plan(&[], true);
+    let p = w.plan(&[bystander()], true);
     let remove = |u: &str| match step(&p, "retire-finish", u) {
         Some(Step::RetireFinish { remove_home, .. }) => *remove_home,
         other => panic!("{u}: {other:?}"),
@@ -672,11 +783,45 @@ fn a_replaced_or_half_created_sudo_group() {
 fn the_last_account_can_leave() {
     let mut w = World::new();
     w.converge(&[claim("solo")], 3);
-    let p = w.plan(&[], true);
+    let p = w.plan(&[bystander()], true);
     assert!(
         step(&p, "retire-start", "solo").is_some(),
         "a single departure is never capped: {p:#?}"
     );
+    assert!(p.holds.is_empty());
+}
+
+#[test]
+fn an_empty_answer_retires_nothing_without_an_override() {
+    let mut w = World::new();
+    w.settings.allowed_groups = ["ops".to_string()].into();
+    w.settings.sudo_group = Some("ops".into());
+    w.converge(&[claim_groups("solo", &["ops"])], 3);
+    // No principal at all: the one managed account keeps its sudo, and the plan says why.
+    let (p, _) = w.cycle(&[], true);
+    assert!(step(&p, "retire-start", "solo").is_none(), "{p:#?}");
+    assert_eq!(skip_reason(&p, "solo"), Some(SkipReason::RetireCapped));
+    assert_eq!(p.holds.len(), 1, "{p:#?}");
+    assert_eq!(p.holds[0].code, "empty-source");
+    assert_eq!(p.holds[0].users, ["solo"]);
+    assert!(p.holds[0].message.contains("--allow-mass-retire"));
+    assert!(
+        p.pending() && !p.has_changes(),
+        "held is pending, not a change"
+    );
+    assert_eq!(
+        w.host.member_of("solo").into_iter().collect::<Vec<_>>(),
+        ["ops"]
+    );
+    // `extra` names are not the source: still empty.
+    let mut extra = claim("fed");
+    extra.principal = crate::accounts::source::EXTRA_PRINCIPAL.into();
+    let p = w.plan(&[extra], true);
+    assert!(step(&p, "retire-start", "solo").is_none(), "{p:#?}");
+    // The operator's override.
+    let p = w.plan_with(&[], true, true);
+    assert!(step(&p, "retire-start", "solo").is_some(), "{p:#?}");
+    assert!(p.holds.is_empty());
 }
 
 #[test]
@@ -715,7 +860,7 @@ fn a_managed_account_whose_uid_changed_is_left_alone() {
         skip_reason(&p, "alice"),
         Some(SkipReason::ManagedAccountChanged)
     );
-    let p = w.plan(&[], true);
+    let p = w.plan(&[bystander()], true);
     assert_eq!(
         skip_reason(&p, "alice"),
         Some(SkipReason::ManagedAccountChanged)
@@ -750,6 +895,7 @@ fn out_of_scope_names_are_skipped_and_managed_ones_retire() {
         settings: &w.settings,
         now: w.now,
         allow_mass_retire: false,
+        empty_source: false,
     });
     assert_eq!(skip_reason(&p, "zed"), Some(SkipReason::OutOfScope));
     assert!(step(&p, "retire-start", "alice").is_some());
@@ -848,11 +994,19 @@ mod properties {
             }
             // Settle: the last desired set, complete reads, until nothing changes.
             let last = claims_from(history.last().map(|h| h.0).unwrap_or(0), true);
+            // A source that names no principal never starts a retirement on its own
+            // (the empty-source hold); everyone leaving takes `--allow-mass-retire`.
+            let mass = crate::accounts::source::is_empty_answer(&last);
+            if mass {
+                let p = w.plan(&last, true);
+                prop_assert!(!p.steps.iter().any(|s| s.action() == "retire-start"),
+                    "an empty source started retirements: {:?}", actions(&p));
+            }
             for _ in 0..4 {
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.cycle(&last, true)));
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.cycle_with(&last, true, mass)));
                 w.now += Duration::from_secs(120);
             }
-            let n = w.converge(&last, 6);
+            let n = w.converge_with(&last, 6, mass);
             prop_assert!(n <= 1);
             let wanted: BTreeSet<&str> = last.iter().map(|c| c.run_as.as_str())
                 .filter(|n| !["ec2-user", "daemon", "Bad", "ops"].contains(n)).collect();
@@ -864,4 +1018,245 @@ mod properties {
             prop_assert!(w.host.sudoers.as_deref().is_some_and(|s| s.contains("%ops ")));
         }
     }
+}
+
+#[test]
+fn names_that_belong_to_the_system_are_refused_and_managed_ones_retired() {
+    let mut w = World::new();
+    w.settings.max_retire_fraction = 1.0;
+    // `docker` is absent from this host (no group, no user): still refused, because the
+    // package that brings it would adopt our user and group.
+    w.host.groups.remove("docker");
+    w.host
+        .sysusers
+        .insert("myapp".into(), "/usr/lib/sysusers.d/myapp.conf".into());
+    w.settings.reserved_names = vec!["svc-*".into()];
+    let p = w.plan(
+        &[
+            claim("docker"),
+            claim("systemd-coredump"),
+            claim("_apt"),
+            claim("postgres"),
+            claim("myapp"),
+            claim("svc-deploy"),
+            claim("alice"),
+        ],
+        true,
+    );
+    let refused: Vec<_> = p
+        .rejections
+        .iter()
+        .map(|r| (r.value.as_str(), r.reason))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("_apt", RejectReason::ReservedName),
+            ("docker", RejectReason::ReservedName),
+            ("myapp", RejectReason::ReservedName),
+            ("postgres", RejectReason::ReservedName),
+            ("svc-deploy", RejectReason::ReservedName),
+            ("systemd-coredump", RejectReason::ReservedName),
+        ]
+    );
+    let why = |v: &str| {
+        p.rejections
+            .iter()
+            .find(|r| r.value == v)
+            .unwrap()
+            .detail
+            .clone()
+    };
+    assert!(why("myapp").contains("/usr/lib/sysusers.d/myapp.conf"));
+    assert!(why("svc-deploy").contains("accounts.reserved_names"));
+    assert!(why("docker").contains("adopt"));
+    assert_eq!(actions(&p), [("create".into(), "alice".into())]);
+
+    // An existing account of such a name is fine for Run As and never touched.
+    w.host
+        .add_user("postgres", 20300, "/var/lib/postgresql", "/bin/bash");
+    let p = w.plan(&[claim("postgres")], true);
+    assert_eq!(
+        skip_reason(&p, "postgres"),
+        Some(SkipReason::ExistsUnmanaged)
+    );
+
+    // An account ssm-companion made before the name became reserved is retired.
+    w.converge(&[claim("alice"), claim("legacy")], 3);
+    w.settings.reserved_names = vec!["legacy".into()];
+    let p = w.plan(&[claim("alice"), claim("legacy")], true);
+    assert!(step(&p, "retire-start", "legacy").is_some(), "{p:#?}");
+    assert!(why_rejected(&p, "legacy").contains("is retired"));
+}
+
+fn why_rejected(p: &Plan, value: &str) -> String {
+    p.rejections
+        .iter()
+        .find(|r| r.value == value)
+        .map(|r| r.detail.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_primary_group_changed_to_the_sudo_group_is_repaired_and_never_survives_retirement() {
+    let mut w = World::new();
+    w.settings.allowed_groups = ["ops".to_string()].into();
+    w.settings.sudo_group = Some("ops".into());
+    w.settings.max_retire_fraction = 1.0;
+    w.converge(&[claim("alice"), claim("bob"), claim("carol")], 3);
+    let ops = w.host.groups["ops"].gid;
+    // Someone makes the sudo group alice's and bob's primary group.
+    w.host.users.get_mut("alice").unwrap().gid = ops;
+    w.host.users.get_mut("bob").unwrap().gid = ops;
+    let p = w.plan(&[claim("alice"), claim("bob"), claim("carol")], true);
+    let alice_uid = w.host.users["alice"].uid;
+    match step(&p, "repair", "alice") {
+        Some(Step::Repair { changes, .. }) => assert_eq!(
+            changes,
+            &[Change::PrimaryGroup {
+                from: ops,
+                to: alice_uid,
+                create: None
+            }]
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Bob leaves while his primary group is the sudo group: retire-start puts it back.
+    let (p, _) = w.cycle(&[claim("alice"), claim("carol")], true);
+    match step(&p, "retire-start", "bob") {
+        Some(Step::RetireStart { primary_group, .. }) => {
+            assert!(
+                matches!(primary_group, Some(Change::PrimaryGroup { from, .. }) if *from == ops)
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.host.users["bob"].gid, w.host.users["bob"].uid);
+    assert_eq!(w.host.users["alice"].gid, alice_uid);
+    // A retiring account whose primary group is changed again is repaired again.
+    w.host.users.get_mut("bob").unwrap().gid = ops;
+    let (p, _) = w.cycle(&[claim("alice"), claim("carol")], true);
+    assert!(step(&p, "repair", "bob").is_some(), "{p:#?}");
+    assert_ne!(w.host.users["bob"].gid, ops);
+    // A deleted private group is made again with the account's UID as its GID.
+    w.host.groups.remove("carol");
+    w.host.users.get_mut("carol").unwrap().gid = ops;
+    let (p, _) = w.cycle(&[claim("alice"), claim("carol")], true);
+    let carol = w.host.users["carol"].uid;
+    match step(&p, "repair", "carol") {
+        Some(Step::Repair { changes, .. }) => assert_eq!(
+            changes,
+            &[Change::PrimaryGroup {
+                from: ops,
+                to: carol,
+                create: Some("carol".into())
+            }]
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.host.groups["carol"].gid, carol);
+    assert_eq!(w.host.users["carol"].gid, carol);
+}
+
+#[test]
+fn a_shared_primary_group_is_ours_or_nothing_is_created() {
+    let mut w = World::new();
+    w.settings.primary_group = Some("ssm-users".into());
+    let (p, _) = w.cycle(&[claim("alice")], true);
+    assert!(matches!(
+        &p.steps[0],
+        Step::CreateGroup { group, purpose: GroupPurpose::Primary } if group == "ssm-users"
+    ));
+    match step(&p, "create", "alice") {
+        Some(Step::Create { primary_group, .. }) => {
+            assert_eq!(primary_group.as_deref(), Some("ssm-users"))
+        }
+        other => panic!("{other:?}"),
+    }
+    let shared = w.host.groups["ssm-users"].gid;
+    assert_eq!(w.host.users["alice"].gid, shared);
+    assert!(!w.host.groups.contains_key("alice"), "no private group");
+    assert_eq!(w.ledger().groups["ssm-users"].gid, Some(shared));
+    assert_eq!(w.converge(&[claim("alice")], 3), 0);
+    // The name of the shared group is never a user.
+    let p = w.plan(&[claim("alice"), claim("ssm-users")], true);
+    assert_eq!(p.rejections[0].reason, RejectReason::OwnGroup);
+
+    // A group of that name that is not ours: no account is created with it.
+    let mut w = World::new();
+    w.settings.primary_group = Some("staffers".into());
+    w.host.add_group("staffers", 1500, &["someone"]);
+    let p = w.plan(&[claim("bob")], true);
+    assert_eq!(
+        skip_reason(&p, "bob"),
+        Some(SkipReason::PrimaryGroupUnusable)
+    );
+    assert!(p.steps.is_empty(), "{p:#?}");
+    assert!(
+        p.notices
+            .iter()
+            .any(|n| n.code == "primary-group-unmanaged"),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn a_missing_home_is_made_again_and_a_foreign_one_is_reported() {
+    let mut w = World::new();
+    w.converge(&[claim("alice"), claim("bob")], 3);
+    // useradd made the account but not its home (exit 12), or an admin removed it.
+    w.host.homes.remove("alice");
+    let (p, _) = w.cycle(&[claim("alice"), claim("bob")], true);
+    match step(&p, "repair", "alice") {
+        Some(Step::Repair { changes, .. }) => assert_eq!(
+            changes,
+            &[Change::CreateHome {
+                path: "/home/alice".into()
+            }]
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        w.host.homes.get("alice"),
+        Some(HomeState::Dir { .. })
+    ));
+    // Someone else's directory at /home/bob: reported and held, never changed.
+    w.host
+        .homes
+        .insert("bob".into(), HomeState::Dir { uid: 1000 });
+    let p = w.plan(&[claim("alice"), claim("bob")], true);
+    assert!(step(&p, "repair", "bob").is_none(), "{p:#?}");
+    assert_eq!(p.holds[0].code, "home-foreign");
+    assert_eq!(p.holds[0].users, ["bob"]);
+    let said = |p: &Plan| {
+        p.notices
+            .iter()
+            .find(|n| n.code == "home-foreign")
+            .map(|n| n.message.clone())
+            .unwrap_or_default()
+    };
+    assert!(said(&p).contains("/home/bob of `bob` (uid"), "{p:#?}");
+    assert!(said(&p).contains("owned by uid 1000"), "{p:#?}");
+    w.host.homes.insert("bob".into(), HomeState::Symlink);
+    let p = w.plan(&[claim("alice"), claim("bob")], true);
+    assert!(said(&p).contains("symbolic link"), "{p:#?}");
+}
+
+#[test]
+fn an_interrupted_create_without_its_home_gets_it() {
+    let mut w = World::new();
+    w.converge(&[claim("alice")], 3);
+    // The state a failed `useradd --create-home` (exit 12) leaves: the account without home,
+    // the ledger still saying `creating`.
+    let mut l = w.ledger();
+    l.accounts.get_mut("alice").unwrap().state = ledger::AccountState::Creating;
+    ledger::save(&w.ledger_path, &l).unwrap();
+    w.host.homes.remove("alice");
+    let (p, _) = w.cycle(&[claim("alice")], true);
+    assert!(step(&p, "resume", "alice").is_some(), "{p:#?}");
+    assert!(step(&p, "repair", "alice").is_some(), "{p:#?}");
+    assert!(matches!(
+        w.host.homes.get("alice"),
+        Some(HomeState::Dir { .. })
+    ));
 }
