@@ -48,4 +48,7 @@ for arch in $arches; do
     cargo generate-rpm --target "$triple" --target-dir "$cross" --payload-compress gzip \
         --auto-req disabled --output "$out/"
 done
+# The checksums operators paste into the cloud-init recipe (docs/packaging.md), for exactly the
+# packages of this build.
+(cd "$out" && sha256sum ssm-companion_*.deb ssm-companion-*.rpm >SHA256SUMS)
 ls -l "$out"

@@ -113,10 +113,17 @@ dpkg -i /root/ssm-companion.deb >/root/dpkg.log 2>&1 || { cat /root/dpkg.log >/d
 [ "$(systemctl is-enabled ssm-companion)" = enabled ] || fail "not enabled"
 [ "$(systemctl show -p ActiveState --value ssm-companion)" = active ] || fail "not active after dpkg -i (READY)"
 out "ssmc-vm: active, $(systemctl show -p StatusText --value ssm-companion)"
+# Wait for what the daemon reports (its journal entry, written once useradd has exited), not
+# for passwd to change: useradd writes group and gshadow after passwd.
+reported() {
+    journalctl -o cat MESSAGE_ID=a6f2c4d1b8e94c0e9d57c1f3e2b8a901 SSM_COMPANION_ACTION=create \
+        "SSM_COMPANION_USER=$1" SSM_COMPANION_OUTCOME=done | grep -q .
+}
 i=0
-until getent passwd alice >/dev/null && getent passwd bob >/dev/null; do
-    i=$((i + 1)); [ $i -lt 300 ] || fail "alice and bob not created within 300 s"; sleep 1
+until reported alice && reported bob; do
+    i=$((i + 1)); [ $i -lt 300 ] || fail "the creates of alice and bob not reported within 300 s"; sleep 1
 done
+getent passwd alice >/dev/null && getent passwd bob >/dev/null || fail "alice and bob reported but missing"
 [ "$(stat -c %U /home/alice)" = alice ] || fail "no home for alice"
 pwck -r -q && grpck -r || fail "pwck/grpck"
 pid=$(systemctl show -p MainPID --value ssm-companion)

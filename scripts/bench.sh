@@ -1,5 +1,6 @@
 #!/bin/sh
-# Runs the benchmarks: planning CPU (cargo bench), the system-level accounts figures
+# Runs the benchmarks: planning CPU (cargo bench), the first sync with real NSS lookups
+# (cargo bench --bench lookups), the system-level accounts figures
 # (bench/bench.py: first apply vs bare useradd, IAM calls per sync, steady-state cycle, idle daemon
 # RSS/CPU, binary size) and the health figures (cargo bench --bench doctor: doctor wall time when
 # all is well and when every endpoint times out, idle daemon with health on) and, when the
@@ -10,6 +11,7 @@ set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 cargo bench --locked --bench plan
+cargo bench --locked --bench lookups
 cargo build --release --locked
 .venv/bin/python bench/bench.py --idle "${IDLE:-600}"
 BENCH_IDLE_SECS="${IDLE:-600}" cargo bench --locked --bench doctor
