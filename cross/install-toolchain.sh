@@ -26,6 +26,7 @@ if [ -n "$missing" ]; then
     log "apt-get update"
     apt-get update -q
     log "installing:$missing"
+    # shellcheck disable=SC2086 # $missing is a list of package names, one word each
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
 fi
 

@@ -21,7 +21,7 @@ die() { printf 'packaging/check.sh: %s\n' "$*" >&2; exit 1; }
 out=target/packages
 debs=$(ls "$out"/*.deb 2>/dev/null || true)
 rpms=$(ls "$out"/*.rpm 2>/dev/null || true)
-[ -n "$debs" ] && [ -n "$rpms" ] || die "no packages in $out: run packaging/build.sh first"
+if [ -z "$debs" ] || [ -z "$rpms" ]; then die "no packages in $out: run packaging/build.sh first"; fi
 
 for deb in $debs; do
     log "lintian $deb"
@@ -48,15 +48,22 @@ done
 # One layout: every architecture's package holds the same paths, and its binary is for that
 # architecture (tests/package_e2e.rs installs and runs the x86_64 packages in a container and
 # the arm64 .deb in an aarch64 VM).
+# Each listing is captured first: in a pipe, a failing dpkg-deb or rpm would go unnoticed and
+# two empty lists would compare equal.
 layout() {
     case $1 in
-        *.deb) dpkg-deb -c "$1" | awk '{print $6}' | sed 's|^\./|/|; s|/$||' | grep -v '^$' | sort ;;
-        *.rpm) rpm -qpl "$1" 2>/dev/null | sort ;;
+        *.deb) list=$(dpkg-deb -c "$1") || die "$1: dpkg-deb -c failed" ;;
+        *.rpm) list=$(rpm -qpl "$1" 2>/dev/null) || die "$1: rpm -qpl failed" ;;
+    esac
+    [ -n "$list" ] || die "$1: the package lists no files"
+    case $1 in
+        *.deb) printf '%s\n' "$list" | awk '{print $6}' | sed 's|^\./|/|; s|/$||' | grep -v '^$' | sort ;;
+        *.rpm) printf '%s\n' "$list" | sort ;;
     esac
 }
 for kind in deb rpm; do
     first=""
-    for p in $(ls "$out"/*."$kind"); do
+    for p in "$out"/*."$kind"; do
         if [ -z "$first" ]; then first=$p; continue; fi
         layout "$first" >"$out/.layout-a"
         layout "$p" >"$out/.layout-b"
@@ -81,8 +88,7 @@ done
 log "layouts identical across architectures; binaries of the right architecture"
 
 log "systemd-analyze security --offline=yes"
-# --threshold is on the 0-100 scale: 25 is an exposure of 2.5.
-systemd-analyze security --offline=yes --threshold=25 --no-pager systemd/ssm-companion.service | tail -1
+./packaging/check-unit.sh systemd/ssm-companion.service
 
 log "sizes"
 for f in target/cross/*/release/ssm-companion $debs $rpms; do

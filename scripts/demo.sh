@@ -48,6 +48,7 @@ state_dir = "$DEMO/state"
 EOF
 
 export SSM_COMPANION_VENDOR_CONFIG_DIR="$DEMO/vendor"
+# shellcheck disable=SC2016 # the script runs in the inner bash, which expands its variables
 ./scripts/private-userdb.sh "$DEMO/db" /bin/bash -c '
 set -euo pipefail
 BIN=$1; CFG=$2; DEMO=$3

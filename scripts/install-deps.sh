@@ -4,7 +4,8 @@
 #     nsenter), procps, systemd (journald, and systemd as PID 1 in a namespace for the health
 #     tests), Python 3 with venv, a C compiler (the stand-in agent), iproute2 (network
 #     namespaces), openssl (test certificates);
-#   - Rust >= 1.94 (the AWS SDK's MSRV) if cargo is missing or older: Debian's rustc-web;
+#   - shellcheck, and Rust >= 1.94 (the AWS SDK's MSRV) if cargo is missing or older: Debian's
+#     rustc-web; rustfmt and clippy (rustup components, or Debian's rustfmt-web/rust-web-clippy);
 #   - the AWS emulator's Python venv in .venv (moto, pinned in tests/emulator/requirements.txt).
 # Idempotent: installs only what is missing.
 set -eu
@@ -17,7 +18,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-packages="passwd login sudo util-linux procps systemd python3 python3-venv gcc libc6-dev ca-certificates git iproute2 openssl"
+packages="passwd login sudo util-linux procps systemd python3 python3-venv gcc libc6-dev ca-certificates git iproute2 openssl shellcheck"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -27,6 +28,7 @@ rust_ok() {
     command -v cargo >/dev/null 2>&1 || return 1
     v=$(cargo --version 2>/dev/null | sed -n 's/^cargo \([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
     [ -n "$v" ] || return 1
+    # shellcheck disable=SC2086 # split "MAJOR MINOR" into $1 $2
     set -- $v
     [ "$1" -gt 1 ] || [ "$2" -ge 94 ]
 }
@@ -40,6 +42,7 @@ if [ -n "$missing" ] || [ "$need_rust" -eq 1 ]; then
 fi
 if [ -n "$missing" ]; then
     log "installing:$missing"
+    # shellcheck disable=SC2086 # $missing is a list of package names, one word each
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
 fi
 if [ "$need_rust" -eq 1 ]; then
@@ -50,6 +53,19 @@ if [ "$need_rust" -eq 1 ]; then
     else
         echo "install-deps.sh: this system has no Rust >= 1.94 package; install it with rustup (https://rustup.rs) and run again" >&2
         exit 1
+    fi
+fi
+
+# The linters of scripts/lint.sh, for the toolchain in use.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    if command -v rustup >/dev/null 2>&1; then
+        log "installing rustfmt and clippy (rustup components)"
+        rustup component add rustfmt clippy
+    else
+        log "installing rustfmt and clippy (Debian's rustfmt-web, rust-web-clippy)"
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends rustfmt-web rust-web-clippy ||
+            echo "install-deps.sh: no rustfmt/clippy package for this toolchain; scripts/lint.sh skips them outside CI" >&2
     fi
 fi
 

@@ -14,6 +14,7 @@ fi
 S=$(realpath -m "$1")
 shift
 mkdir -p "$S"/etc/{upper,work} "$S"/log/{upper,work} "$S"/mail/{upper,work} "$S/home"
+# shellcheck disable=SC2016 # the script runs in the inner bash, which expands its variables
 exec unshare --mount --propagation private -- /bin/bash -c '
     set -e
     S=$1; shift

@@ -10,14 +10,7 @@ set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 
-if cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1; then
-    echo "==> cargo fmt --check"
-    cargo fmt --all --check
-    echo "==> cargo clippy"
-    cargo clippy --locked --all-targets --all-features -- -D warnings
-else
-    echo "==> rustfmt/clippy not installed: skipping the lint step"
-fi
+./scripts/lint.sh
 echo "==> release builds for x86_64 and aarch64, packages"
 ./cross/build.sh
 ./packaging/build.sh
