@@ -36,12 +36,20 @@ pub mod exec;
 /// Test crash points.
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
+/// Following appended and rolled log files, with offsets that survive a restart.
+pub mod follow;
 /// The health capability: amazon-ssm-agent installed, running, able to reach AWS; Run As ready.
 pub mod health;
 /// The least-privilege IAM policies for a configuration (`iam-policy`).
 pub mod iam_policy;
 /// tracing setup: stderr shaped for journald, structured events to the journal.
 pub mod logging;
+/// The user and group name rule, and the names that belong to the system.
+pub mod names;
+/// Scanning `/proc`: processes, their UIDs, state and executable.
+pub mod procfs;
+/// Terminal-safe text and aligned tables for every report.
+pub mod render;
 /// The state directory and atomic file writes.
 pub mod state;
 /// Parsers for system files read by more than one module (login.defs, subuid/subgid).

@@ -231,7 +231,7 @@ mod tests {
 }
 
 /// Writes `value` as pretty JSON to `<state_dir>/<name>` atomically, with `mode`.
-fn save_json<T: serde::Serialize>(
+pub(crate) fn save_json<T: serde::Serialize>(
     state_dir: &Path,
     name: &str,
     value: &T,
@@ -244,7 +244,7 @@ fn save_json<T: serde::Serialize>(
 
 /// Reads `<state_dir>/<name>` as JSON; `Ok(None)` when it does not exist, `Err` (with the path)
 /// when it cannot be read or is not what it should be.
-fn load_json<T: serde::de::DeserializeOwned>(
+pub(crate) fn load_json<T: serde::de::DeserializeOwned>(
     state_dir: &Path,
     name: &str,
 ) -> Result<Option<T>, String> {

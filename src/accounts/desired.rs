@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::names;
+use crate::names;
 
 /// Tag naming the OS user (read by Session Manager itself).
 pub const TAG_RUN_AS: &str = "SSMSessionRunAs";

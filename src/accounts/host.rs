@@ -15,6 +15,7 @@ use super::local::{self, HomeState, LocalView, Nss};
 use super::plan::{COMMENT, Change};
 use crate::config::Settings;
 use crate::exec::{self, ExecError};
+use crate::procfs;
 use crate::state::{self, StateError};
 
 /// A user to create.
@@ -234,40 +235,21 @@ pub const KILL_DEADLINE: Duration = Duration::from_secs(10);
 /// The processes of `uid` under `proc`: live PIDs, and the number of zombies (see
 /// [`ShadowHost::pids_of`]).
 fn processes_of(proc: &Path, uid: u32) -> (Vec<nix::unistd::Pid>, usize) {
-    let Ok(entries) = std::fs::read_dir(proc) else {
-        return (Vec::new(), 0);
-    };
     let me = std::process::id();
     let mut live = Vec::new();
     let mut zombies = 0;
-    for pid in entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me)
-    {
-        let status =
-            std::fs::read_to_string(proc.join(pid.to_string()).join("status")).unwrap_or_default();
-        match owned_by(&status, uid) {
-            Some(true) => live.extend(i32::try_from(pid).ok().map(nix::unistd::Pid::from_raw)),
-            Some(false) => zombies += 1,
-            None => {}
+    for pid in procfs::pids(proc).into_iter().filter(|&pid| pid != me) {
+        let status = procfs::status(proc, pid);
+        if !status.owned_by(uid) {
+            continue;
+        }
+        if status.is_dead() {
+            zombies += 1;
+        } else {
+            live.extend(i32::try_from(pid).ok().map(nix::unistd::Pid::from_raw));
         }
     }
     (live, zombies)
-}
-
-/// For a `/proc/<pid>/status` text: `None` when it does not belong to `uid` (by any of its four
-/// UIDs), else whether it is alive (`Some(false)`: a zombie, or dead).
-fn owned_by(status: &str, uid: u32) -> Option<bool> {
-    let owned = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .is_some_and(|ids| ids.split_whitespace().any(|id| id.parse() == Ok(uid)));
-    let dead = status
-        .lines()
-        .find_map(|l| l.strip_prefix("State:"))
-        .is_some_and(|s| matches!(s.trim_start().chars().next(), Some('Z' | 'X')));
-    owned.then_some(!dead)
 }
 
 fn os(s: &str) -> &OsStr {
@@ -577,27 +559,6 @@ mod tests {
         assert_eq!(home_state(&d.path().join("link")), HomeState::Symlink);
         std::fs::write(d.path().join("file"), b"").unwrap();
         assert_eq!(home_state(&d.path().join("file")), HomeState::NotADirectory);
-    }
-
-    #[test]
-    fn processes_are_matched_by_any_uid_and_zombies_told_apart() {
-        let status = |state: &str, uids: &str| {
-            format!("Name:\tsh\nState:\t{state}\nTgid:\t42\nUid:\t{uids}\nGid:\t0\t0\t0\t0\n")
-        };
-        let all = "20001\t20001\t20001\t20001";
-        assert_eq!(owned_by(&status("S (sleeping)", all), 20001), Some(true));
-        // A setuid program keeps the user as its real UID.
-        assert_eq!(
-            owned_by(&status("R (running)", "20001\t0\t0\t0"), 20001),
-            Some(true)
-        );
-        assert_eq!(
-            owned_by(&status("S (sleeping)", "1000\t1000\t1000\t1000"), 20001),
-            None
-        );
-        assert_eq!(owned_by(&status("Z (zombie)", all), 20001), Some(false));
-        assert_eq!(owned_by(&status("X (dead)", all), 20001), Some(false));
-        assert_eq!(owned_by("", 20001), None);
     }
 
     #[test]

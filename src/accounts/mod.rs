@@ -9,7 +9,6 @@ pub mod desired;
 pub mod host;
 pub mod ledger;
 pub mod local;
-pub mod names;
 pub mod plan;
 pub mod report;
 pub mod source;

@@ -619,9 +619,9 @@ impl<'a> Planner<'a> {
         self.notices.push(Notice { code, message });
     }
 
-    /// Why `name` belongs to the system, now or later (see [`super::names::reserved_why`]).
+    /// Why `name` belongs to the system, now or later (see [`crate::names::reserved_why`]).
     fn reserved(&self, name: &str) -> Option<String> {
-        super::names::reserved_why(
+        crate::names::reserved_why(
             name,
             &self.i.settings.reserved_names,
             &self.i.local.sysusers,
@@ -676,10 +676,10 @@ impl<'a> Planner<'a> {
     fn ledger_entry_problem(&self, name: &str, m: &ManagedAccount) -> Option<String> {
         let [lo, hi] = self.i.settings.uid_range;
         let uid_min = self.i.local.uid_min;
-        if let Err(e) = super::names::check_syntax(name) {
+        if let Err(e) = crate::names::check_syntax(name) {
             return Some(format!("its name is not one ssm-companion accepts ({e})"));
         }
-        if super::names::is_reserved(name) {
+        if crate::names::is_reserved(name) {
             return Some(format!("`{name}` is never managed"));
         }
         if m.uid == 0 {

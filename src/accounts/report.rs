@@ -10,19 +10,12 @@ use serde::Serialize;
 use super::plan::{Change, GroupPurpose, Step};
 use super::{ListedAccount, SyncReport};
 use crate::clock;
+use crate::render::{clean, table};
 
 /// The `schema` value of `accounts plan --json` / `accounts apply --json`.
 pub const SYNC_SCHEMA: &str = "ssm-companion/accounts-sync/v1";
 /// The `schema` value of `accounts list --json`.
 pub const LIST_SCHEMA: &str = "ssm-companion/accounts-list/v1";
-
-/// Escapes control and non-ASCII-printable characters.
-pub fn clean(s: &str) -> String {
-    if s.chars().all(|c| !c.is_control()) {
-        return s.to_string();
-    }
-    s.escape_debug().to_string()
-}
 
 /// The JSON document of a sync.
 #[derive(Debug, Serialize)]
@@ -198,35 +191,6 @@ fn change_text(c: &Change) -> String {
             v.join(", ")
         }
     }
-}
-
-/// Renders rows as an aligned table (the last column is not padded).
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let n = header.len();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate().take(n.saturating_sub(1)) {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut l = String::new();
-        for (i, c) in cells.enumerate() {
-            if i + 1 < n {
-                let _ = write!(l, "{c:<w$}  ", w = widths[i]);
-            } else {
-                l.push_str(c);
-            }
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(&mut header.iter().copied());
-    for r in rows {
-        line(&mut r.iter().map(String::as_str));
-    }
-    out
 }
 
 /// The sync for people.
@@ -405,25 +369,4 @@ pub fn list_json(rows: &[ListedAccount]) -> String {
         accounts: rows,
     })
     .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn control_characters_are_escaped() {
-        assert_eq!(clean("alice"), "alice");
-        assert_eq!(clean("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
-        assert_eq!(clean("a\nb"), "a\\nb");
-    }
-
-    #[test]
-    fn tables_align() {
-        let t = table(
-            &["A", "LONGER", "C"],
-            &[vec!["xx".into(), "y".into(), "last".into()]],
-        );
-        assert_eq!(t, "A   LONGER  C\nxx  y       last\n");
-    }
 }

@@ -28,7 +28,7 @@ use toml::Spanned;
 pub use fragments::Fragment;
 pub use toml_doc::{Issue, Location, Severity};
 
-use crate::accounts::names;
+use crate::names;
 
 /// The default main configuration file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ssm-companion/config.toml";

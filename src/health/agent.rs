@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::model::{CheckResult, Status};
 use crate::config::HealthPaths;
-use crate::exec;
+use crate::{exec, procfs};
 
 /// A running process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,52 +28,30 @@ pub struct Proc {
 
 /// All processes whose executable can be read.
 pub fn processes(proc_dir: &Path) -> Vec<Proc> {
-    let Ok(entries) = std::fs::read_dir(proc_dir) else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for e in entries.filter_map(Result::ok) {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let dir = e.path();
-        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<u32>().ok())
-        };
-        let uid = field("Uid:").unwrap_or(u32::MAX);
-        let exe = match std::fs::read_link(dir.join("exe")) {
-            Ok(exe) => PathBuf::from(exe.to_string_lossy().trim_end_matches(" (deleted)")),
+    for pid in procfs::pids(proc_dir) {
+        let status = procfs::status(proc_dir, pid);
+        let uid = status.uid().unwrap_or(u32::MAX);
+        let exe = match procfs::exe(proc_dir, pid) {
+            Some(exe) => exe,
             // Without CAP_SYS_PTRACE (the hardened unit) the exe link of a process with more
             // capabilities than ours, such as the agent, cannot be read. For root's processes
             // the program path of the command line stands in: only root can start those.
-            Err(_) if uid == 0 => match program_path(&dir) {
+            None if uid == 0 => match procfs::program_path(proc_dir, pid) {
                 Some(p) => p,
                 None => continue,
             },
-            Err(_) => continue,
+            None => continue,
         };
         out.push(Proc {
             pid,
-            ppid: field("PPid:").unwrap_or(0),
+            ppid: status.ppid.unwrap_or(0),
             uid,
             exe,
         });
     }
     out.sort_by_key(|p| p.pid);
     out
-}
-
-/// The first word of `/proc/<pid>/cmdline` when it is an absolute path.
-fn program_path(dir: &Path) -> Option<PathBuf> {
-    let cmdline = std::fs::read(dir.join("cmdline")).ok()?;
-    let argv0 = cmdline.split(|b| *b == 0).next()?;
-    let s = std::str::from_utf8(argv0).ok()?;
-    s.starts_with('/').then(|| PathBuf::from(s))
 }
 
 /// Where the agent is installed.
@@ -450,184 +428,9 @@ pub fn config(dir: &Path) -> (AgentConfig, CheckResult) {
     (cfg, CheckResult::ok(ID, detail))
 }
 
-/// The proxy settings the agent would use: only the lowercase variables, read from the running
-/// agent's environment (the agent ignores `HTTPS_PROXY`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Proxy {
-    /// `https_proxy`.
-    pub https: Option<String>,
-    /// `no_proxy` entries.
-    pub no_proxy: Vec<String>,
-    /// Uppercase variables the agent ignores.
-    pub ignored: Vec<String>,
-    /// Where this was read, when not the process's own environment.
-    pub source: Option<String>,
-}
-
-impl Proxy {
-    /// True when `host` should be reached directly.
-    pub fn bypass(&self, host: &str) -> bool {
-        self.no_proxy.iter().any(|n| {
-            let n = n.trim().trim_start_matches('.');
-            !n.is_empty() && (n == "*" || host == n || host.ends_with(&format!(".{n}")))
-        })
-    }
-}
-
-/// Parses a `/proc/<pid>/environ` blob.
-pub fn parse_proxy(environ: &[u8]) -> Proxy {
-    let mut p = Proxy::default();
-    for kv in environ.split(|b| *b == 0) {
-        let kv = String::from_utf8_lossy(kv);
-        let Some((k, v)) = kv.split_once('=') else {
-            continue;
-        };
-        match k {
-            "https_proxy" if !v.is_empty() => p.https = Some(v.to_string()),
-            "no_proxy" => {
-                p.no_proxy = v
-                    .split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            }
-            "HTTPS_PROXY" | "HTTP_PROXY" | "NO_PROXY" if !v.is_empty() => {
-                p.ignored.push(k.to_string())
-            }
-            _ => {}
-        }
-    }
-    p
-}
-
-/// The environment systemd gives a unit, as a `/proc/<pid>/environ` blob, from `systemctl show
-/// -p Environment -p EnvironmentFiles` output and the files it names (`read`). The files'
-/// settings come last: systemd lets them override `Environment=`.
-pub fn unit_environ(show: &str, read: &dyn Fn(&str) -> Option<String>) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut push = |kv: &str| {
-        if kv.contains('=') {
-            out.extend_from_slice(kv.as_bytes());
-            out.push(0);
-        }
-    };
-    for line in show.lines() {
-        if let Some(v) = line.strip_prefix("Environment=") {
-            for word in split_words(v) {
-                push(&word);
-            }
-        }
-    }
-    for line in show.lines() {
-        let Some(v) = line.strip_prefix("EnvironmentFiles=") else {
-            continue;
-        };
-        // `/etc/sysconfig/amazon-ssm-agent (ignore_errors=yes)`
-        let path = v.rsplit_once(" (").map_or(v, |(p, _)| p).trim();
-        let Some(text) = read(path) else { continue };
-        for l in text.lines() {
-            let l = l.trim();
-            if l.is_empty() || l.starts_with('#') || l.starts_with(';') {
-                continue;
-            }
-            if let Some((k, v)) = l.split_once('=') {
-                let v = v.trim();
-                let v = v
-                    .strip_prefix('"')
-                    .and_then(|x| x.strip_suffix('"'))
-                    .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
-                    .unwrap_or(v);
-                push(&format!("{}={v}", k.trim()));
-            }
-        }
-    }
-    out
-}
-
-/// Splits `Environment=` as systemctl prints it: words separated by spaces, double quotes
-/// around a word that holds spaces.
-fn split_words(s: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => quoted = !quoted,
-            '\\' if quoted => cur.extend(chars.next()),
-            ' ' if !quoted => {
-                if !cur.is_empty() {
-                    words.push(std::mem::take(&mut cur));
-                }
-            }
-            c => cur.push(c),
-        }
-    }
-    if !cur.is_empty() {
-        words.push(cur);
-    }
-    words
-}
-
-/// The `agent.proxy` check: what the agent uses, and a warning for settings it ignores.
-pub fn proxy_verdict(proxy: Option<&Proxy>) -> CheckResult {
-    const ID: &str = "agent.proxy";
-    let Some(p) = proxy else {
-        return CheckResult::new(
-            ID,
-            Status::Unknown,
-            "the agent is not running: its environment cannot be read",
-            "",
-        );
-    };
-    let mut detail = match &p.https {
-        Some(url) => format!("the agent uses https_proxy={}", super::network::redact(url)),
-        None => "the agent uses no proxy".to_string(),
-    };
-    if !p.no_proxy.is_empty() {
-        detail.push_str(&format!(" (no_proxy={})", p.no_proxy.join(",")));
-    }
-    if let Some(src) = &p.source {
-        detail.push_str(&format!(" [from {src}]"));
-    }
-    if p.ignored.is_empty() {
-        CheckResult::ok(ID, detail)
-    } else {
-        CheckResult::new(
-            ID,
-            Status::Warning,
-            format!(
-                "{detail}; it ignores {} (only lowercase names count)",
-                p.ignored.join(", ")
-            ),
-            "set the lowercase https_proxy/no_proxy in the agent's unit (systemctl edit amazon-ssm-agent)",
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_units_environment_stands_in_for_the_process() {
-        let show = "Environment=https_proxy=http://p:3128 \"no_proxy=a, b\" LANG=C\nEnvironmentFiles=/etc/default/agent (ignore_errors=yes)\nEnvironmentFiles=/missing (ignore_errors=yes)\n";
-        let read = |p: &str| {
-            (p == "/etc/default/agent").then(|| {
-                "# proxies\nhttps_proxy=\"http://file:8080\"\nHTTPS_PROXY=http://x\n\n".to_string()
-            })
-        };
-        let p = parse_proxy(&unit_environ(show, &read));
-        // The file overrides Environment=, as systemd does.
-        assert_eq!(p.https.as_deref(), Some("http://file:8080"));
-        assert_eq!(p.no_proxy, ["a", "b"]);
-        assert_eq!(p.ignored, ["HTTPS_PROXY"]);
-        assert!(
-            parse_proxy(&unit_environ("Environment=\n", &read))
-                .https
-                .is_none()
-        );
-    }
 
     #[test]
     fn versions() {
@@ -680,19 +483,6 @@ mod tests {
         );
         assert!(!c.endpoints.contains_key("ssmmessages"));
         assert!(r.detail.contains("endpoint overrides"));
-    }
-
-    #[test]
-    fn proxy_from_environ() {
-        let p = parse_proxy(b"PATH=/usr/bin\0https_proxy=http://proxy:3128\0no_proxy=169.254.169.254,.internal\0HTTPS_PROXY=http://x\0");
-        assert_eq!(p.https.as_deref(), Some("http://proxy:3128"));
-        assert!(p.bypass("169.254.169.254"));
-        assert!(p.bypass("db.internal"));
-        assert!(!p.bypass("ssm.us-east-1.amazonaws.com"));
-        let v = proxy_verdict(Some(&p));
-        assert_eq!(v.status, Status::Warning);
-        assert!(v.detail.contains("HTTPS_PROXY"));
-        assert_eq!(proxy_verdict(Some(&Proxy::default())).status, Status::Ok);
     }
 
     #[test]

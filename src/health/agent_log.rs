@@ -3,18 +3,19 @@
 //! Format (seelog): `2026-11-29 09:10:28.1234 INFO [tags] message`, host local time without a
 //! zone, four fractional digits since agent 3.3.808.0 and none before (both are accepted). A line
 //! that does not start with a timestamp continues the previous record (SDK errors span lines).
-//! Several agent processes write and roll the same file, so it is followed by inode: after a
-//! rollover the rest of the old inode (now `amazon-ssm-agent.log.N`) is read before the new file.
+//! Several agent processes write and roll the same file, so it is followed by inode
+//! ([`crate::follow`]): after a rollover the rest of the old inode (now
+//! `amazon-ssm-agent.log.N`) is read before the new file.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use chrono::TimeZone;
 
 use super::model::{CheckResult, Status};
+use crate::follow;
 
 /// The log file's name.
 pub const LOG_FILE: &str = "amazon-ssm-agent.log";
@@ -362,11 +363,6 @@ pub fn errors_verdict(d: &Digest, window: Duration) -> CheckResult {
     }
 }
 
-/// A file's identity.
-fn inode(m: &std::fs::Metadata) -> (u64, u64) {
-    (m.dev(), m.ino())
-}
-
 /// Reads from `offset` to the end (at most `limit` bytes, from the end).
 fn read_from(path: &Path, offset: u64, limit: u64) -> std::io::Result<(String, u64)> {
     let mut f = std::fs::File::open(path)?;
@@ -429,67 +425,27 @@ pub fn read_recent(dir: &Path, limit: u64) -> (bool, Vec<Record>) {
     (present, parse(&text))
 }
 
-/// Follows the log by inode (the daemon). Every `amazon-ssm-agent.log*` file is tracked with its
-/// own offset: several agent processes write and roll the file independently, so lines keep
-/// arriving in an inode after it was renamed. Records from all files are merged in time order.
-#[derive(Debug, Default)]
-pub struct Follower {
-    files: BTreeMap<(u64, u64), u64>,
-    partial: BTreeMap<(u64, u64), String>,
-    started: bool,
+/// Follows the log (the daemon) with a [`follow::Follower`]: every `amazon-ssm-agent.log*`
+/// file by inode with its own offset, since several agent processes write and roll the file
+/// independently and lines keep arriving in an inode after it was renamed. Records from all
+/// files are merged in time order.
+#[derive(Debug, Clone)]
+pub struct Follower(follow::Follower);
+
+impl Default for Follower {
+    fn default() -> Self {
+        Self(follow::Follower::new(LOG_FILE))
+    }
 }
 
 impl Follower {
     /// New records since the last call. The first call reads at most `limit` bytes of the
     /// current file (the recent history) and only notes where the rotated files end.
     pub fn poll(&mut self, dir: &Path, limit: u64) -> std::io::Result<Vec<Record>> {
-        let mut seen = BTreeMap::new();
-        let mut texts = Vec::new();
-        for e in std::fs::read_dir(dir)?.filter_map(Result::ok) {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !name.starts_with(LOG_FILE) {
-                continue;
-            }
-            let Ok(mut f) = std::fs::File::open(e.path()) else {
-                continue;
-            };
-            // fstat the open file: a rename between listing and opening cannot mix two files.
-            let Ok(m) = f.metadata() else { continue };
-            let id = inode(&m);
-            let len = m.len();
-            let from = match self.files.get(&id) {
-                Some(&off) if off <= len => off,
-                Some(_) => 0, // truncated
-                None if !self.started && name != LOG_FILE => len,
-                None if !self.started => len.saturating_sub(limit),
-                None => 0, // a new file: the current log after a rollover
-            };
-            let from = from.max(len.saturating_sub(limit));
-            let mut buf = Vec::new();
-            if len > from {
-                f.seek(SeekFrom::Start(from))?;
-                (&mut f).take(len - from).read_to_end(&mut buf)?;
-            }
-            seen.insert(id, len);
-            let mut text = self.partial.remove(&id).unwrap_or_default();
-            text.push_str(&String::from_utf8_lossy(&buf));
-            match text.rfind('\n') {
-                Some(i) => {
-                    self.partial.insert(id, text[i + 1..].to_string());
-                    text.truncate(i + 1);
-                    texts.push((file_order(&name), text));
-                }
-                None => {
-                    self.partial.insert(id, text);
-                }
-            }
-        }
-        self.partial.retain(|id, _| seen.contains_key(id));
-        self.files = seen;
-        self.started = true;
+        let mut chunks = self.0.poll(dir, limit)?;
         // Oldest file first, so the stable sort keeps file order between equal timestamps.
-        texts.sort_by_key(|(order, _)| *order);
-        let mut records: Vec<Record> = texts.iter().flat_map(|(_, t)| parse(t)).collect();
+        chunks.sort_by_key(|c| file_order(&c.name));
+        let mut records: Vec<Record> = chunks.iter().flat_map(|c| parse(&c.text)).collect();
         records.sort_by_key(|r| r.time);
         Ok(records)
     }

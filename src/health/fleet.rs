@@ -205,7 +205,7 @@ pub fn text(v: &FleetView) -> String {
         .collect();
     if !bad.is_empty() {
         out.push_str("\nUnhealthy instances:\n");
-        out.push_str(&crate::accounts::report::table(
+        out.push_str(&crate::render::table(
             &["INSTANCE", "OVERALL", "AGENT", "REPORTED", "FAILING CHECKS"],
             &bad,
         ));
@@ -218,10 +218,7 @@ pub fn text(v: &FleetView) -> String {
             .into_iter()
             .map(|(c, k)| vec![k.to_string(), c])
             .collect();
-        out.push_str(&crate::accounts::report::table(
-            &["INSTANCES", "CHECK"],
-            &rows,
-        ));
+        out.push_str(&crate::render::table(&["INSTANCES", "CHECK"], &rows));
     }
     let mut versions: Vec<(String, usize)> = v.versions().into_iter().collect();
     versions.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -231,10 +228,7 @@ pub fn text(v: &FleetView) -> String {
             .into_iter()
             .map(|(ver, k)| vec![k.to_string(), ver])
             .collect();
-        out.push_str(&crate::accounts::report::table(
-            &["INSTANCES", "VERSION"],
-            &rows,
-        ));
+        out.push_str(&crate::render::table(&["INSTANCES", "VERSION"], &rows));
     }
     out
 }

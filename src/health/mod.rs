@@ -17,6 +17,7 @@ pub mod identity;
 pub mod inventory;
 pub mod model;
 pub mod network;
+pub mod proxy;
 pub mod report;
 pub mod runas;
 pub mod systemd;
@@ -80,7 +81,7 @@ pub struct LocalFacts {
     /// The agent's config (endpoints, health frequency).
     pub agent_config: agent::AgentConfig,
     /// The proxy the agent uses.
-    pub proxy: Option<agent::Proxy>,
+    pub proxy: Option<proxy::Proxy>,
     /// The agent's identity file.
     pub agent_identity: Option<identity::AgentIdentity>,
     /// The agent's service unit and install, for `--fix`.
@@ -107,7 +108,7 @@ fn systemctl_show(settings: &Settings, unit: &str) -> Option<systemd::UnitState>
     .map(|o| systemd::parse_show(&o.stdout))
 }
 
-/// The environment systemd gives `unit` (see [`agent::unit_environ`]).
+/// The environment systemd gives `unit` (see [`proxy::unit_environ`]).
 fn unit_environment(settings: &Settings, unit: &str) -> Option<Vec<u8>> {
     let args = [
         OsStr::new("show"),
@@ -125,7 +126,7 @@ fn unit_environment(settings: &Settings, unit: &str) -> Option<Vec<u8>> {
         settings.health.timeout,
     )
     .ok()?;
-    Some(agent::unit_environ(&out.stdout, &|p| {
+    Some(proxy::unit_environ(&out.stdout, &|p| {
         std::fs::read_to_string(p).ok()
     }))
 }
@@ -181,19 +182,19 @@ pub fn local_checks(
         let core = procs.iter().find(|p| p.exe == i.bin("amazon-ssm-agent"));
         facts.proxy = core.and_then(|p| {
             match std::fs::read(paths.proc.join(p.pid.to_string()).join("environ")) {
-                Ok(e) => Some(agent::parse_proxy(&e)),
+                Ok(e) => Some(proxy::parse_proxy(&e)),
                 // Not readable without CAP_SYS_PTRACE (the hardened unit): what systemd gives
                 // the agent's unit is the same environment, short of what the agent sets itself.
                 Err(_) => facts.unit.as_ref().and_then(|u| {
-                    unit_environment(settings, &u.id).map(|env| agent::Proxy {
+                    unit_environment(settings, &u.id).map(|env| proxy::Proxy {
                         source: Some(format!("{}'s Environment=/EnvironmentFile=", u.id)),
-                        ..agent::parse_proxy(&env)
+                        ..proxy::parse_proxy(&env)
                     })
                 }),
             }
         });
     }
-    out.push(agent::proxy_verdict(facts.proxy.as_ref()));
+    out.push(proxy::proxy_verdict(facts.proxy.as_ref()));
 
     let log_dir = &paths.log_dir;
     let owned;

@@ -11,8 +11,9 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::agent::{AgentConfig, Proxy};
+use super::agent::AgentConfig;
 use super::model::{CheckResult, Status};
+use super::proxy::{Proxy, parse_proxy_url, redact};
 
 /// The DNS domain of a region (reference/ssm-agent.md §9).
 pub fn domain(region: &str) -> &'static str {
@@ -133,41 +134,6 @@ async fn bounded<T, E: std::fmt::Display>(
     }
 }
 
-/// A proxy URL's parts: scheme, optional `user:password`, host, port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProxyUrl {
-    /// `http` or `https`.
-    pub scheme: String,
-    /// `user:password`, when given.
-    pub userinfo: Option<String>,
-    /// Host.
-    pub host: String,
-    /// Port (80 when not given).
-    pub port: u16,
-}
-
-/// Parses `http://[user:pass@]host[:port][/]`.
-pub fn parse_proxy_url(url: &str) -> Option<ProxyUrl> {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
-    let rest = rest.split('/').next()?;
-    let (userinfo, hostport) = match rest.rsplit_once('@') {
-        Some((u, h)) => (Some(u.to_string()), h),
-        None => (None, rest),
-    };
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => {
-            (h.trim_matches(['[', ']']).to_string(), p.parse().ok()?)
-        }
-        _ => (hostport.trim_matches(['[', ']']).to_string(), 80),
-    };
-    Some(ProxyUrl {
-        scheme: scheme.to_ascii_lowercase(),
-        userinfo,
-        host,
-        port,
-    })
-}
-
 /// `user:password` as Basic authentication wants it: the URL's percent-encoding undone in each
 /// part (as Go's `net/http`, and so the agent, does), the `:` between them kept.
 pub fn basic_credentials(userinfo: &str) -> Vec<u8> {
@@ -176,21 +142,6 @@ pub fn basic_credentials(userinfo: &str) -> Vec<u8> {
     out.push(b':');
     out.extend(percent_encoding::percent_decode_str(pass));
     out
-}
-
-/// A proxy URL without its password, for messages, reports and logs.
-pub fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        // The last `@`: a password may hold a raw one.
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((_, host)) => format!("{scheme}://***@{host}"),
-            None => url.to_string(),
-        },
-        None => match url.rsplit_once('@') {
-            Some((_, host)) => format!("***@{host}"),
-            None => url.to_string(),
-        },
-    }
 }
 
 /// Connects to the first address that answers, all within `timeout`.
@@ -439,6 +390,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn basic_credentials_undo_percent_encoding() {
+        assert_eq!(basic_credentials("ops:s3cret%2Fpw"), b"ops:s3cret/pw");
+        assert_eq!(basic_credentials("dom%5Cops:p:w"), b"dom\\ops:p:w");
+    }
+
+    #[test]
     fn host_names() {
         let plain = AgentConfig::default();
         assert_eq!(
@@ -477,31 +434,6 @@ mod tests {
         for ip in ["52.94.1.1", "2600:1f18::1"] {
             assert!(!is_private(&ip.parse().unwrap()), "{ip}");
         }
-    }
-
-    #[test]
-    fn proxy_urls() {
-        let p = parse_proxy_url("http://proxy.corp:3128").unwrap();
-        assert_eq!(
-            (p.host.as_str(), p.port, p.userinfo),
-            ("proxy.corp", 3128, None)
-        );
-        let p = parse_proxy_url("http://u:p%40ss@10.0.0.1:8080/").unwrap();
-        assert_eq!((p.host.as_str(), p.port), ("10.0.0.1", 8080));
-        assert_eq!(p.userinfo.as_deref(), Some("u:p%40ss"));
-        assert_eq!(parse_proxy_url("proxy").unwrap().port, 80);
-        assert_eq!(
-            parse_proxy_url("http://[fd00::1]:3128").unwrap().host,
-            "fd00::1"
-        );
-        assert_eq!(
-            redact("http://user:secret@proxy:3128"),
-            "http://***@proxy:3128"
-        );
-        assert_eq!(redact("http://proxy:3128"), "http://proxy:3128");
-        assert_eq!(basic_credentials("ops:s3cret%2Fpw"), b"ops:s3cret/pw");
-        assert_eq!(redact("http://u:p@ss@proxy:3128"), "http://***@proxy:3128");
-        assert_eq!(basic_credentials("dom%5Cops:p:w"), b"dom\\ops:p:w");
     }
 
     #[tokio::test]

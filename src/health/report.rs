@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::model::{CheckResult, Status};
+use crate::render::{clean, table};
 
 /// The `schema` of the JSON report (`doctor --json`, `health.json`).
 pub const SCHEMA: &str = "ssm-companion/health/v1";
@@ -32,10 +33,6 @@ pub struct Report {
     pub overall: Status,
     /// Every check, in a stable order.
     pub checks: Vec<CheckResult>,
-}
-
-fn clean(s: &str) -> String {
-    crate::accounts::report::clean(s)
 }
 
 /// The table: a summary line, the problems first, each with its remedy, then what is fine.
@@ -86,10 +83,7 @@ pub fn text(r: &Report) -> String {
             rows
         })
         .collect();
-    out.push_str(&crate::accounts::report::table(
-        &["STATUS", "CHECK", "DETAIL"],
-        &rows,
-    ));
+    out.push_str(&table(&["STATUS", "CHECK", "DETAIL"], &rows));
     out
 }
 

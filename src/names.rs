@@ -1,4 +1,4 @@
-//! User and group name rules.
+//! User and group name rules, shared by the accounts capability and the configuration.
 //!
 //! A `SSMSessionRunAs` value is used verbatim as the OS user name: the agent passes it to
 //! `sh -c "id <user>"` unquoted and sets `HOME=/home/<user>`. So we never map or "fix" a name: a

@@ -1,0 +1,283 @@
+//! Following log files that are appended to and rolled, with offsets that survive a restart.
+//!
+//! A follower tracks every file of a directory whose name starts with a prefix, each by its
+//! inode with its own offset: writers keep appending to an inode after it was renamed
+//! (`app.log` → `app.log.1`), so the rest of the old inode is read before the new file, and a
+//! file that shrank was truncated and is read again from its start. Only whole lines are
+//! handed out; a line still being written waits for its newline.
+//!
+//! [`Follower::offsets`] are the bytes handed out, line-exact: saved after the lines were used
+//! ([`Follower::save`]) and resumed after a restart ([`Follower::load`]), nothing is read twice
+//! and nothing is skipped, as long as the inodes are still there.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::{self, StateError};
+
+/// A file's identity: device and inode.
+type FileId = (u64, u64);
+
+/// New whole lines of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// The file's name when it was read (a rename may follow).
+    pub name: String,
+    /// Whole lines, each ending with `\n` (invalid UTF-8 replaced).
+    pub text: String,
+}
+
+/// Where a follower is in each file, as saved in the state directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offsets {
+    /// One entry per file followed.
+    pub files: Vec<FileOffset>,
+}
+
+/// The offset of one file: the bytes of whole lines handed out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOffset {
+    /// `st_dev` of the file.
+    pub dev: u64,
+    /// `st_ino` of the file.
+    pub ino: u64,
+    /// Bytes handed out.
+    pub offset: u64,
+}
+
+/// Follows the files `<dir>/<prefix>*`.
+#[derive(Debug, Clone)]
+pub struct Follower {
+    prefix: String,
+    /// Bytes read of each file (whole lines handed out plus the partial line).
+    files: BTreeMap<FileId, u64>,
+    /// The unfinished last line of each file.
+    partial: BTreeMap<FileId, Vec<u8>>,
+    /// Whether the files have been seen once (new files found later are read from the start).
+    started: bool,
+}
+
+impl Follower {
+    /// A follower that starts now: the first [`Follower::poll`] reads the recent history of the
+    /// file named exactly `prefix` and only notes where the others end.
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            files: BTreeMap::new(),
+            partial: BTreeMap::new(),
+            started: false,
+        }
+    }
+
+    /// A follower that goes on from saved offsets: files it knew continue where they were,
+    /// every other file is read from its start.
+    pub fn resume(prefix: &str, offsets: &Offsets) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            files: offsets
+                .files
+                .iter()
+                .map(|f| ((f.dev, f.ino), f.offset))
+                .collect(),
+            partial: BTreeMap::new(),
+            started: true,
+        }
+    }
+
+    /// The offsets of the whole lines handed out so far.
+    pub fn offsets(&self) -> Offsets {
+        Offsets {
+            files: self
+                .files
+                .iter()
+                .map(|(&(dev, ino), &read)| FileOffset {
+                    dev,
+                    ino,
+                    offset: read - self.partial.get(&(dev, ino)).map_or(0, |p| p.len() as u64),
+                })
+                .collect(),
+        }
+    }
+
+    /// Saves [`Follower::offsets`] to `<state_dir>/<name>` (atomically, mode 0600).
+    pub fn save(&self, state_dir: &Path, name: &str) -> Result<(), StateError> {
+        state::save_json(state_dir, name, &self.offsets(), 0o600)
+    }
+
+    /// A follower resumed from `<state_dir>/<name>`, or a new one when the file does not exist.
+    /// A file that cannot be read or parsed is an error naming it: the caller decides whether
+    /// to start over (and possibly read lines again).
+    pub fn load(prefix: &str, state_dir: &Path, name: &str) -> Result<Self, String> {
+        Ok(match state::load_json::<Offsets>(state_dir, name)? {
+            Some(offsets) => Self::resume(prefix, &offsets),
+            None => Self::new(prefix),
+        })
+    }
+
+    /// The whole lines written since the last call, one chunk per file that has some, in no
+    /// particular order. At most the last `limit` bytes of each file are read: a longer gap
+    /// (a first start on a big file, a long stop) skips the older lines.
+    pub fn poll(&mut self, dir: &Path, limit: u64) -> std::io::Result<Vec<Chunk>> {
+        let mut seen = BTreeMap::new();
+        let mut chunks = Vec::new();
+        for e in std::fs::read_dir(dir)?.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(&self.prefix) {
+                continue;
+            }
+            let Ok(mut f) = std::fs::File::open(e.path()) else {
+                continue;
+            };
+            // fstat the open file: a rename between listing and opening cannot mix two files.
+            let Ok(m) = f.metadata() else { continue };
+            if !m.is_file() {
+                continue;
+            }
+            let id = (m.dev(), m.ino());
+            let len = m.len();
+            let known = self.files.get(&id).copied();
+            let from = match known {
+                Some(off) if off <= len => off,
+                Some(_) => 0, // truncated
+                None if !self.started && name != self.prefix => len,
+                None if !self.started => len.saturating_sub(limit),
+                None => 0, // a new file: the current log after a rollover
+            };
+            let floor = len.saturating_sub(limit);
+            let mut partial = match known {
+                Some(off) if off <= len && from >= floor => {
+                    self.partial.remove(&id).unwrap_or_default()
+                }
+                _ => Vec::new(),
+            };
+            let from = from.max(floor);
+            if len > from {
+                f.seek(SeekFrom::Start(from))?;
+                (&mut f).take(len - from).read_to_end(&mut partial)?;
+            }
+            seen.insert(id, len);
+            match partial.iter().rposition(|&b| b == b'\n') {
+                Some(i) => {
+                    let rest = partial.split_off(i + 1);
+                    chunks.push(Chunk {
+                        name,
+                        text: String::from_utf8_lossy(&partial).into_owned(),
+                    });
+                    self.partial.insert(id, rest);
+                }
+                None => {
+                    self.partial.insert(id, partial);
+                }
+            }
+        }
+        self.partial.retain(|id, _| seen.contains_key(id));
+        self.files = seen;
+        self.started = true;
+        Ok(chunks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn append(path: &Path, s: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        f.write_all(s.as_bytes()).unwrap();
+    }
+
+    fn texts(chunks: &[Chunk]) -> String {
+        let mut c = chunks.to_vec();
+        c.sort_by(|a, b| a.name.cmp(&b.name));
+        c.iter().map(|c| c.text.as_str()).collect()
+    }
+
+    #[test]
+    fn whole_lines_only_and_rollover_by_inode() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("app.log");
+        append(&log, "old\n");
+        let mut f = Follower::new("app.log");
+        assert_eq!(texts(&f.poll(d.path(), 1 << 20).unwrap()), "old\n");
+        append(&log, "a\nhalf");
+        assert_eq!(texts(&f.poll(d.path(), 1 << 20).unwrap()), "a\n");
+        // The writer finishes its line in the renamed inode; a new file starts.
+        std::fs::rename(&log, d.path().join("app.log.1")).unwrap();
+        append(&d.path().join("app.log.1"), "-line\n");
+        append(&log, "new\n");
+        assert_eq!(
+            texts(&f.poll(d.path(), 1 << 20).unwrap()),
+            "new\nhalf-line\n"
+        );
+        // Truncated: read again from the start.
+        std::fs::write(&log, "t\n").unwrap();
+        assert_eq!(texts(&f.poll(d.path(), 1 << 20).unwrap()), "t\n");
+        // Other names are not followed.
+        append(&d.path().join("other.log"), "x\n");
+        assert!(f.poll(d.path(), 1 << 20).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_first_poll_reads_only_the_recent_history_of_the_current_file() {
+        let d = tempfile::tempdir().unwrap();
+        append(&d.path().join("app.log.1"), "rotated\n");
+        append(&d.path().join("app.log"), "0123456789\nlast\n");
+        let mut f = Follower::new("app.log");
+        assert_eq!(texts(&f.poll(d.path(), 5).unwrap()), "last\n");
+    }
+
+    /// Saved after each poll and resumed, nothing is read twice and nothing is lost: not a
+    /// line written while stopped, not the half line pending at the save, not a rollover.
+    #[test]
+    fn offsets_survive_a_restart_line_exactly() {
+        let d = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let log = d.path().join("app.log");
+        append(&log, "one\ntw");
+        let mut f = Follower::new("app.log");
+        assert_eq!(texts(&f.poll(d.path(), 1 << 20).unwrap()), "one\n");
+        f.save(state.path(), "follow.json").unwrap();
+        drop(f);
+        append(&log, "o\nthree\n");
+        std::fs::rename(&log, d.path().join("app.log.1")).unwrap();
+        append(&log, "four\n");
+        let mut f = Follower::load("app.log", state.path(), "follow.json").unwrap();
+        assert_eq!(
+            texts(&f.poll(d.path(), 1 << 20).unwrap()),
+            "four\ntwo\nthree\n"
+        );
+        f.save(state.path(), "follow.json").unwrap();
+        let mut f = Follower::load("app.log", state.path(), "follow.json").unwrap();
+        assert!(f.poll(d.path(), 1 << 20).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_damaged_offsets_file_is_an_error_that_names_it() {
+        let state = tempfile::tempdir().unwrap();
+        std::fs::write(state.path().join("follow.json"), "{").unwrap();
+        let e = Follower::load("app.log", state.path(), "follow.json").unwrap_err();
+        assert!(e.contains("follow.json"), "{e}");
+        // Absent: a new follower.
+        assert!(Follower::load("app.log", state.path(), "none.json").is_ok());
+    }
+
+    #[test]
+    fn invalid_utf8_keeps_offsets_byte_exact() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("app.log");
+        std::fs::write(&log, b"\xff\xfe ok\n\xffpart").unwrap();
+        let mut f = Follower::new("app.log");
+        let c = f.poll(d.path(), 1 << 20).unwrap();
+        assert_eq!(texts(&c), "\u{fffd}\u{fffd} ok\n");
+        assert_eq!(f.offsets().files[0].offset, 6);
+    }
+}

@@ -1,0 +1,131 @@
+//! Scanning `/proc`: the processes of the host, their UIDs, state and executable. Shared by
+//! the accounts capability (the processes of a user being retired) and the health capability
+//! (the agent's processes). The directory is a parameter, so tests scan a made-up tree.
+
+use std::path::{Path, PathBuf};
+
+/// What a `/proc/<pid>/status` file says about a process.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Status {
+    /// Real, effective, saved and filesystem UIDs (the `Uid:` line); empty when absent.
+    pub uids: Vec<u32>,
+    /// The parent PID (`PPid:`).
+    pub ppid: Option<u32>,
+    /// The state letter (`State:`): `R`, `S`, `Z`…
+    pub state: Option<char>,
+}
+
+impl Status {
+    /// Parses the text of a `/proc/<pid>/status` file; missing or malformed lines stay empty.
+    pub fn parse(text: &str) -> Self {
+        let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name));
+        Self {
+            uids: field("Uid:")
+                .map(|ids| {
+                    ids.split_whitespace()
+                        .filter_map(|id| id.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ppid: field("PPid:").and_then(|v| v.split_whitespace().next()?.parse().ok()),
+            state: field("State:").and_then(|s| s.trim_start().chars().next()),
+        }
+    }
+
+    /// The real UID (the first of the `Uid:` line).
+    pub fn uid(&self) -> Option<u32> {
+        self.uids.first().copied()
+    }
+
+    /// Whether any of the four UIDs is `uid` (a setuid program keeps its user as real UID).
+    pub fn owned_by(&self, uid: u32) -> bool {
+        self.uids.contains(&uid)
+    }
+
+    /// A zombie or a dead process: it runs nothing and cannot be signalled.
+    pub fn is_dead(&self) -> bool {
+        matches!(self.state, Some('Z' | 'X'))
+    }
+}
+
+/// The PIDs under `proc` (its numeric entries), in no particular order; none when `proc`
+/// cannot be read.
+pub fn pids(proc: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir(proc) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
+}
+
+/// The status of process `pid` under `proc`; an empty status when it has gone away.
+pub fn status(proc: &Path, pid: u32) -> Status {
+    let text = std::fs::read_to_string(proc.join(pid.to_string()).join("status"));
+    Status::parse(&text.unwrap_or_default())
+}
+
+/// The executable of process `pid` (`/proc/<pid>/exe`, without a ` (deleted)` suffix), or
+/// `None` when the link cannot be read (the process is gone, or has more capabilities than we
+/// do).
+pub fn exe(proc: &Path, pid: u32) -> Option<PathBuf> {
+    let exe = std::fs::read_link(proc.join(pid.to_string()).join("exe")).ok()?;
+    Some(PathBuf::from(
+        exe.to_string_lossy().trim_end_matches(" (deleted)"),
+    ))
+}
+
+/// The first word of `/proc/<pid>/cmdline` when it is an absolute path.
+pub fn program_path(proc: &Path, pid: u32) -> Option<PathBuf> {
+    let cmdline = std::fs::read(proc.join(pid.to_string()).join("cmdline")).ok()?;
+    let argv0 = cmdline.split(|b| *b == 0).next()?;
+    let s = std::str::from_utf8(argv0).ok()?;
+    s.starts_with('/').then(|| PathBuf::from(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: &str, uids: &str) -> Status {
+        Status::parse(&format!(
+            "Name:\tsh\nState:\t{state}\nTgid:\t42\nPPid:\t7\nUid:\t{uids}\nGid:\t0\t0\t0\t0\n"
+        ))
+    }
+
+    #[test]
+    fn processes_are_matched_by_any_uid_and_zombies_told_apart() {
+        let all = "20001\t20001\t20001\t20001";
+        let s = status("S (sleeping)", all);
+        assert!(s.owned_by(20001) && !s.is_dead());
+        assert_eq!((s.uid(), s.ppid), (Some(20001), Some(7)));
+        // A setuid program keeps the user as its real UID.
+        let s = status("R (running)", "20001\t0\t0\t0");
+        assert!(s.owned_by(20001) && s.owned_by(0));
+        assert!(!status("S (sleeping)", "1000\t1000\t1000\t1000").owned_by(20001));
+        assert!(status("Z (zombie)", all).is_dead());
+        assert!(status("X (dead)", all).is_dead());
+        let empty = Status::parse("");
+        assert!(!empty.owned_by(20001) && empty.uid().is_none() && !empty.is_dead());
+    }
+
+    #[test]
+    fn a_made_up_tree_is_scanned() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("42")).unwrap();
+        std::fs::create_dir_all(d.path().join("self")).unwrap();
+        std::fs::write(d.path().join("42/status"), "Uid:\t5\t5\t5\t5\nPPid:\t1\n").unwrap();
+        std::fs::write(d.path().join("42/cmdline"), b"/usr/bin/agent\0-v\0").unwrap();
+        std::os::unix::fs::symlink("/usr/bin/x (deleted)", d.path().join("42/exe")).unwrap();
+        assert_eq!(pids(d.path()), vec![42]);
+        assert_eq!(super::status(d.path(), 42).uid(), Some(5));
+        assert_eq!(exe(d.path(), 42), Some(PathBuf::from("/usr/bin/x")));
+        assert_eq!(
+            program_path(d.path(), 42),
+            Some(PathBuf::from("/usr/bin/agent"))
+        );
+        assert_eq!(super::status(d.path(), 43), Status::default());
+        assert!(pids(&d.path().join("missing")).is_empty());
+    }
+}

@@ -1,0 +1,63 @@
+//! Text for terminals and logs: values from outside (tag values, file contents, agent logs)
+//! made safe to print, and aligned tables. Shared by every capability's reports.
+
+use std::fmt::Write as _;
+
+/// Escapes control characters (a tag value or a log line cannot move the cursor or fake a
+/// line of output).
+pub fn clean(s: &str) -> String {
+    if s.chars().all(|c| !c.is_control()) {
+        return s.to_string();
+    }
+    s.escape_debug().to_string()
+}
+
+/// Renders rows as an aligned table (the last column is not padded).
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let n = header.len();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate().take(n.saturating_sub(1)) {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (i, c) in cells.enumerate() {
+            if i + 1 < n {
+                let _ = write!(l, "{c:<w$}  ", w = widths[i]);
+            } else {
+                l.push_str(c);
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for r in rows {
+        line(&mut r.iter().map(String::as_str));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(clean("alice"), "alice");
+        assert_eq!(clean("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(clean("a\nb"), "a\\nb");
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(
+            &["A", "LONGER", "C"],
+            &[vec!["xx".into(), "y".into(), "last".into()]],
+        );
+        assert_eq!(t, "A   LONGER  C\nxx  y       last\n");
+    }
+}
