@@ -37,6 +37,14 @@ pub struct AgentIdentity {
     pub credentials_expires_at: String,
 }
 
+impl AgentIdentity {
+    /// The agent runs on Default Host Management credentials (`CredentialSource` `SSM`): only
+    /// the agent can use them, not other processes of the host.
+    pub fn default_host_management(&self) -> bool {
+        self.credential_source.eq_ignore_ascii_case("SSM")
+    }
+}
+
 /// The hybrid registration file (`registration`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Registration {

@@ -6,7 +6,7 @@
 //! DNS/TCP/TLS per endpoint, a signed STS call and the clock, the Session Manager preferences and
 //! Run As users). Every probe has a deadline and the network ones run in parallel, so a `doctor`
 //! where everything times out still ends within about three timeouts. Verdicts are pure functions
-//! of what was read; each check has a stable id documented in docs/health.md.
+//! of what was read; each check has a stable id documented in docs/usage/health.md.
 
 pub mod agent;
 pub mod agent_log;
@@ -354,118 +354,23 @@ pub async fn network_checks(
     };
 
     let sts = async {
-        let Some(sdk) = aws.sdk() else {
-            let why = aws.sdk.as_ref().err().cloned().unwrap_or_default();
-            return (
-                CheckResult::new(
-                    "sts.identity",
-                    Status::Unknown,
-                    format!("no AWS configuration: {why}"),
-                    "set aws.region",
-                ),
-                CheckResult::new(
-                    "clock.skew",
-                    Status::Unknown,
-                    "no AWS configuration: nothing to compare with",
-                    "",
-                ),
-            );
-        };
-        let client = aws_sdk_sts::Client::new(sdk);
-        let call = tokio::time::timeout(h.timeout * 2, aws::sts::caller_identity(&client)).await;
-        let id = match call {
-            Ok(Ok(id)) => id,
-            Ok(Err(e)) if e.kind == aws::sts::FailureKind::NoCredentials => {
-                // The agent's own credentials are credentials.agent's business: with Default
-                // Host Management the agent has some while this process has none.
-                let dhmc = facts
-                    .agent_identity
-                    .as_ref()
-                    .is_some_and(|a| a.credential_source.eq_ignore_ascii_case("SSM"));
-                let detail = if dhmc {
-                    format!(
-                        "ssm-companion has no AWS credentials of its own (the agent uses Default Host Management credentials, which other processes cannot use): {}",
-                        e.message
-                    )
-                } else {
-                    format!("ssm-companion has no AWS credentials: {}", e.message)
-                };
-                return (
-                    CheckResult::new(
-                        "sts.identity",
-                        Status::Unknown,
-                        detail,
-                        "attach an instance profile (or set AWS credentials for the service) so the AWS-side checks can run",
-                    ),
-                    CheckResult::new(
-                        "clock.skew",
-                        Status::Unknown,
-                        "no signed response to compare with",
-                        "",
-                    ),
-                );
-            }
-            Ok(Err(failure)) => {
-                let e = failure.message;
-                let skew = if failure.kind == aws::sts::FailureKind::RequestTime {
-                    CheckResult::new(
-                        "clock.skew",
-                        Status::Critical,
-                        format!("AWS rejected the request's time: {e}"),
-                        "fix time synchronisation (chrony/systemd-timesyncd; on EC2 169.254.169.123)",
-                    )
-                } else {
-                    CheckResult::new(
-                        "clock.skew",
-                        Status::Unknown,
-                        "no signed response to compare with",
-                        "",
-                    )
-                };
-                return (
-                    CheckResult::new(
-                        "sts.identity",
-                        Status::Critical,
-                        format!("a signed STS call failed: {e}"),
-                        "check the credentials (instance profile) and the path to sts",
-                    ),
-                    skew,
-                );
-            }
-            Err(_) => {
-                return (
-                    CheckResult::new(
-                        "sts.identity",
-                        Status::Critical,
-                        format!(
-                            "no answer from STS within {}",
-                            humantime::format_duration(h.timeout * 2)
-                        ),
-                        "check the path to sts (endpoint.sts)",
-                    ),
-                    CheckResult::new(
-                        "clock.skew",
-                        Status::Unknown,
-                        "no signed response to compare with",
-                        "",
-                    ),
-                );
+        let outcome = match aws.sdk() {
+            None => StsOutcome::NoConfig(aws.sdk.as_ref().err().cloned().unwrap_or_default()),
+            Some(sdk) => {
+                let client = aws_sdk_sts::Client::new(sdk);
+                let wait = h.timeout * 2;
+                match tokio::time::timeout(wait, aws::sts::caller_identity(&client)).await {
+                    Ok(Ok(id)) => StsOutcome::Answer(id),
+                    Ok(Err(failure)) => StsOutcome::Failed(failure),
+                    Err(_) => StsOutcome::TimedOut(wait),
+                }
             }
         };
-        let identity = CheckResult::ok(
-            "sts.identity",
-            format!("signed requests work: {} (account {})", id.arn, id.account),
-        );
-        let skew = match id.server_date {
-            None => CheckResult::new(
-                "clock.skew",
-                Status::Unknown,
-                "the response had no Date header",
-                "",
-            ),
-            Some(server) => clock_verdict(id.local_date.unwrap_or(now), server, h.max_clock_skew),
-        };
-        (identity, skew)
+        let dhm = facts
+            .agent_identity
+            .as_ref()
+            .is_some_and(identity::AgentIdentity::default_host_management);
+        sts_verdicts(&outcome, dhm, now, h.max_clock_skew)
     };
 
     let prefs = async {
@@ -517,6 +422,121 @@ pub async fn network_checks(
         .map(|p| p.as_ref().is_some_and(|p| p.enabled));
     out.push(runas::users_verdict(&map, run_as_on, &exists));
     out
+}
+
+/// What the signed STS call (`GetCallerIdentity`) gave.
+#[derive(Debug)]
+pub enum StsOutcome {
+    /// No SDK configuration (why).
+    NoConfig(String),
+    /// An answer.
+    Answer(aws::sts::CallerIdentity),
+    /// A failed call.
+    Failed(aws::sts::Failure),
+    /// No answer within this long.
+    TimedOut(Duration),
+}
+
+/// The `sts.identity` and `clock.skew` verdicts of an STS call. `dhm`: the agent runs on
+/// Default Host Management credentials, which other processes cannot use, so our having no
+/// credentials says nothing about the agent (credentials.agent checks the agent's own).
+pub fn sts_verdicts(
+    outcome: &StsOutcome,
+    dhm: bool,
+    now: SystemTime,
+    max_skew: Duration,
+) -> (CheckResult, CheckResult) {
+    const ID: &str = "sts.identity";
+    const SKEW: &str = "clock.skew";
+    let no_signed = || {
+        CheckResult::new(
+            SKEW,
+            Status::Unknown,
+            "no signed response to compare with",
+            "",
+        )
+    };
+    match outcome {
+        StsOutcome::NoConfig(why) => (
+            CheckResult::new(
+                ID,
+                Status::Unknown,
+                format!("no AWS configuration: {why}"),
+                "set aws.region",
+            ),
+            CheckResult::new(
+                SKEW,
+                Status::Unknown,
+                "no AWS configuration: nothing to compare with",
+                "",
+            ),
+        ),
+        StsOutcome::Failed(e) if e.kind == aws::sts::FailureKind::NoCredentials => {
+            let detail = if dhm {
+                format!(
+                    "ssm-companion has no AWS credentials of its own (the agent uses Default Host Management credentials, which other processes cannot use): {}",
+                    e.message
+                )
+            } else {
+                format!("ssm-companion has no AWS credentials: {}", e.message)
+            };
+            (
+                CheckResult::new(
+                    ID,
+                    Status::Unknown,
+                    detail,
+                    "attach an instance profile (or set AWS credentials for the service) so the AWS-side checks can run",
+                ),
+                no_signed(),
+            )
+        }
+        StsOutcome::Failed(e) => {
+            let skew = if e.kind == aws::sts::FailureKind::RequestTime {
+                CheckResult::new(
+                    SKEW,
+                    Status::Critical,
+                    format!("AWS rejected the request's time: {}", e.message),
+                    "fix time synchronisation (chrony/systemd-timesyncd; on EC2 169.254.169.123)",
+                )
+            } else {
+                no_signed()
+            };
+            (
+                CheckResult::new(
+                    ID,
+                    Status::Critical,
+                    format!("a signed STS call failed: {}", e.message),
+                    "check the credentials (instance profile) and the path to sts",
+                ),
+                skew,
+            )
+        }
+        StsOutcome::TimedOut(wait) => (
+            CheckResult::new(
+                ID,
+                Status::Critical,
+                format!(
+                    "no answer from STS within {}",
+                    humantime::format_duration(*wait)
+                ),
+                "check the path to sts (endpoint.sts)",
+            ),
+            no_signed(),
+        ),
+        StsOutcome::Answer(id) => {
+            let identity = CheckResult::ok(
+                ID,
+                format!("signed requests work: {} (account {})", id.arn, id.account),
+            );
+            let skew = match id.server_date {
+                None => {
+                    CheckResult::new(SKEW, Status::Unknown, "the response had no Date header", "")
+                }
+                Some(server) => clock_verdict(id.local_date.unwrap_or(now), server, max_skew),
+            };
+            (identity, skew)
+        }
+    }
 }
 
 /// The `clock.skew` verdict.
@@ -638,6 +658,72 @@ mod tests {
         let v = clock_verdict(t, t + Duration::from_secs(300), max);
         assert_eq!(v.status, Status::Critical);
         assert!(v.detail.contains("behind"), "{v:?}");
+    }
+
+    #[test]
+    fn sts_verdicts_for_every_outcome() {
+        use aws::sts::{CallerIdentity, Failure, FailureKind};
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let max = Duration::from_secs(60);
+        let failed = |kind, message: &str| {
+            StsOutcome::Failed(Failure {
+                kind,
+                message: message.into(),
+            })
+        };
+        let (id, skew) = sts_verdicts(&StsOutcome::NoConfig("no region".into()), false, t, max);
+        assert_eq!((id.status, skew.status), (Status::Unknown, Status::Unknown));
+        assert!(id.detail.contains("no region") && id.remedy.contains("aws.region"));
+        // No credentials of our own: unknown, never critical; with Default Host Management
+        // the detail says why the agent's credentials do not help.
+        let none = failed(FailureKind::NoCredentials, "no provider");
+        let (id, _) = sts_verdicts(&none, false, t, max);
+        assert_eq!(id.status, Status::Unknown);
+        assert!(!id.detail.contains("Default Host Management"));
+        let (id, _) = sts_verdicts(&none, true, t, max);
+        assert!(id.detail.contains("Default Host Management"), "{id:?}");
+        // The request's time rejected: the clock is critical too.
+        let (id, skew) = sts_verdicts(
+            &failed(FailureKind::RequestTime, "Signature expired"),
+            false,
+            t,
+            max,
+        );
+        assert_eq!(
+            (id.status, skew.status),
+            (Status::Critical, Status::Critical)
+        );
+        assert!(skew.detail.contains("Signature expired"));
+        let (id, skew) = sts_verdicts(&failed(FailureKind::Other, "AccessDenied"), false, t, max);
+        assert_eq!(
+            (id.status, skew.status),
+            (Status::Critical, Status::Unknown)
+        );
+        let (id, _) = sts_verdicts(
+            &StsOutcome::TimedOut(Duration::from_secs(10)),
+            false,
+            t,
+            max,
+        );
+        assert!(
+            id.status == Status::Critical && id.detail.contains("10s"),
+            "{id:?}"
+        );
+        let answer = |server_date| {
+            StsOutcome::Answer(CallerIdentity {
+                arn: "arn:aws:sts::123456789012:assumed-role/r/i-1".into(),
+                account: "123456789012".into(),
+                server_date,
+                local_date: None,
+            })
+        };
+        let (id, skew) = sts_verdicts(&answer(Some(t)), false, t, max);
+        assert_eq!((id.status, skew.status), (Status::Ok, Status::Ok));
+        assert!(id.detail.contains("123456789012"));
+        let (_, skew) = sts_verdicts(&answer(Some(t + Duration::from_secs(300))), false, t, max);
+        assert_eq!(skew.status, Status::Critical);
+        let (_, skew) = sts_verdicts(&answer(None), false, t, max);
+        assert_eq!(skew.status, Status::Unknown);
     }
 
     #[test]
