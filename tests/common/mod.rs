@@ -27,24 +27,16 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Tests with real components need root (mount namespaces). Without root they fail, unless
-/// `SSM_COMPANION_SKIP_ROOT_TESTS=1` asks to skip them, which is then said on stderr: never a
-/// silent pass.
+/// Tests with real components need root (mount namespaces). They are built only with the
+/// `root-tests` feature; run without root, they fail with this message, never silently pass.
 #[macro_export]
 macro_rules! require_root {
     () => {
-        if !$crate::common::is_root() {
-            if std::env::var_os("SSM_COMPANION_SKIP_ROOT_TESTS").is_some() {
-                eprintln!(
-                    "SKIPPED {}: needs root (a mount namespace with overlays over /etc)",
-                    module_path!()
-                );
-                return;
-            }
-            panic!(
-                "this test needs root (a private user database in a mount namespace); run it as root, or set SSM_COMPANION_SKIP_ROOT_TESTS=1 to skip it"
-            );
-        }
+        assert!(
+            $crate::common::is_root(),
+            "{}: this test needs root (a private user database in a mount namespace); run it as root, or leave out --features root-tests (plain `cargo test` runs the tests that need no root)",
+            module_path!()
+        );
     };
 }
 
