@@ -14,7 +14,7 @@ use crate::aws::Aws;
 use crate::clock::SystemClock;
 use crate::config::{self, LoadOptions};
 
-/// Exit statuses (documented in `docs/cli.md`).
+/// Exit statuses (documented in `docs/usage/cli.md`).
 pub mod exit {
     /// Success / converged / healthy.
     pub const OK: i32 = 0;
@@ -67,8 +67,8 @@ Exit status: 0 success, 1 failure, 2 changes pending (accounts plan --detailed-e
 64 bad usage, 78 invalid configuration, 141 output pipe closed early (nothing printed). `doctor` and `fleet health`: 0 ok, 1 warning,
 2 critical, 3 unknown (the monitoring-plugin convention).
 
-Docs: /usr/share/doc/ssm-companion/ (README, docs/accounts.md, docs/health.md,
-docs/configuration.md, docs/cli.md, docs/packaging.md); man ssm-companion";
+Docs: /usr/share/doc/ssm-companion/ (README, docs/usage/accounts.md, docs/usage/health.md,
+docs/usage/configuration.md, docs/usage/cli.md, docs/usage/packaging.md); man ssm-companion";
 
 /// ssm-companion: the companion daemon of amazon-ssm-agent.
 #[derive(Debug, Parser)]
@@ -124,7 +124,7 @@ worker, config, proxy and log; the instance's identity and credentials; DNS, TCP
 endpoint (a private address means a VPC endpoint); a signed STS call and the clock; disk space; the \
 Session Manager preferences and whether every Run As user exists. Problems come first, each with \
 its fix. Exit 0 ok, 1 warning, 2 critical, 3 unknown (the monitoring-plugin convention), so it \
-works as a Nagios/Icinga/Sensu check. Check ids are documented in docs/health.md."
+works as a Nagios/Icinga/Sensu check. Check ids are documented in docs/usage/health.md."
     )]
     Doctor {
         /// Machine-readable output (the same document as /var/lib/ssm-companion/health.json).
@@ -430,9 +430,15 @@ fn fail(e: impl std::fmt::Display) -> i32 {
     exit::FAILURE
 }
 
+/// `Err(FAILURE)` after printing the error and each of its causes once.
+fn fail_chain(e: impl std::error::Error) -> i32 {
+    note(crate::render::chain(&e));
+    exit::FAILURE
+}
+
 fn accounts_list(cli: &Cli, json: bool) -> Exit {
     let loaded = load(cli, false)?;
-    let rows = accounts::list(&loaded.settings).map_err(fail)?;
+    let rows = accounts::list(&loaded.settings).map_err(fail_chain)?;
     if json {
         outln(report::list_json(&rows))?;
     } else {
@@ -479,7 +485,7 @@ fn accounts_sync(cli: &Cli, mode: Mode, json: bool, detailed: bool) -> Exit {
             let aws = Aws::load(&settings.aws).await;
             accounts::sync(&settings, Some(&aws), &SystemClock, mode).await
         })
-        .map_err(fail)?;
+        .map_err(fail_chain)?;
     if json {
         outln(report::sync_json(&report))?;
     } else {
@@ -586,7 +592,7 @@ fn run_daemon(cli: &Cli) -> Exit {
     must_be_root("`run`")?;
     runtime()?
         .block_on(crate::daemon::run(opts, loaded, Arc::new(SystemClock)))
-        .map_err(fail)?;
+        .map_err(fail_chain)?;
     Ok(exit::OK)
 }
 

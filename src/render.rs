@@ -41,6 +41,21 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// An error and its causes, one per line (`caused by: …`), each said once: a cause whose text
+/// the message already holds (an error that prints its source) is not repeated.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            let _ = write!(out, "\n  caused by: {text}");
+        }
+        cause = c.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +74,37 @@ mod tests {
             &[vec!["xx".into(), "y".into(), "last".into()]],
         );
         assert_eq!(t, "A   LONGER  C\nxx  y       last\n");
+    }
+
+    #[derive(Debug)]
+    struct E(&'static str, Option<Box<E>>);
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for E {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn a_chain_says_each_cause_once() {
+        let io = E("permission denied", None);
+        // The top message already holds its source: not repeated.
+        let e = E("cannot read /x: permission denied", Some(Box::new(io)));
+        assert_eq!(chain(&e), "cannot read /x: permission denied");
+        let e = E(
+            "the sync failed",
+            Some(Box::new(E(
+                "cannot read /x",
+                Some(Box::new(E("permission denied", None))),
+            ))),
+        );
+        assert_eq!(
+            chain(&e),
+            "the sync failed\n  caused by: cannot read /x\n  caused by: permission denied"
+        );
     }
 }
