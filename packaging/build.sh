@@ -7,7 +7,7 @@
 # Output in target/packages/:
 #   ssm-companion_<version>-1_amd64.deb   ssm-companion_<version>-1_arm64.deb
 #   ssm-companion-<version>-1.x86_64.rpm  ssm-companion-<version>-1.aarch64.rpm
-# The layout of both formats is described in docs/packaging.md.
+# The layout of both formats is described in docs/usage/packaging.md.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -48,7 +48,7 @@ for arch in $arches; do
     cargo generate-rpm --target "$triple" --target-dir "$cross" --payload-compress gzip \
         --auto-req disabled --output "$out/"
 done
-# The checksums operators paste into the cloud-init recipe (docs/packaging.md), for exactly the
+# The checksums operators paste into the cloud-init recipe (docs/usage/packaging.md), for exactly the
 # packages of this build.
 (cd "$out" && sha256sum ssm-companion_*.deb ssm-companion-*.rpm >SHA256SUMS)
 ls -l "$out"

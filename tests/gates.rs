@@ -88,7 +88,7 @@ fn a_missing_linter_fails_in_ci_and_is_skipped_visibly_elsewhere() {
 }
 
 /// The capabilities: each is `src/<name>/` (or `src/<name>.rs`) and names no other. Adding a
-/// capability adds its name here (docs/development.md, "Adding a capability").
+/// capability adds its name here (docs/development/README.md, "Adding a capability").
 const CAPABILITIES: &[&str] = &["accounts", "health"];
 /// The modules that wire capabilities together: they alone may name any of them.
 const WIRING: &[&str] = &["cli", "daemon", "lib.rs"];
@@ -155,7 +155,12 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// `health`, `config`, …), or the file name for the crate root.
 fn owner(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).unwrap();
-    let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
     match first.strip_suffix(".rs") {
         Some(m) if rel.components().count() == 1 && m != "lib" => m.to_string(),
         _ => first.into_owned(),
@@ -188,7 +193,7 @@ fn capabilities_never_name_each_other() {
     violations.dedup();
     assert!(
         violations.is_empty(),
-        "capabilities and shared modules must not name a capability (move what they share to a neutral module, see docs/development.md):\n{}",
+        "capabilities and shared modules must not name a capability (move what they share to a neutral module, see docs/development/README.md):\n{}",
         violations.join("\n")
     );
     // Every capability listed is there: a renamed one cannot slip out of the rule.

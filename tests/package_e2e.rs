@@ -473,14 +473,14 @@ fn cloud_init_recipe_installs_configures_and_starts() {
     assert!(user_exists(&sd, "bob"));
     sd.sh("pwck -r -q && grpck -r");
 
-    // Taking it off the host for good, as docs/packaging.md says (the block after the
+    // Taking it off the host for good, as docs/usage/packaging.md says (the block after the
     // `decommission` marker, run as written).
-    let doc = std::fs::read_to_string(repo().join("docs/packaging.md")).unwrap();
+    let doc = std::fs::read_to_string(repo().join("docs/usage/packaging.md")).unwrap();
     let block = doc
         .split("<!-- decommission -->\n```sh\n")
         .nth(1)
         .and_then(|rest| rest.split("\n```").next())
-        .expect("the decommission block in docs/packaging.md");
+        .expect("the decommission block in docs/usage/packaging.md");
     let out = run_script(
         &sd,
         &["sh", "-eu", "-c"],

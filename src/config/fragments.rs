@@ -1,7 +1,7 @@
 //! One configuration file as written: every key optional, every value with its span.
 //!
 //! Defaults live in [`super::Settings::default`]; the docs of each key are on the
-//! [`super::Settings`] fields and in `docs/configuration.md`.
+//! [`super::Settings`] fields and in `docs/usage/configuration.md`.
 
 use std::time::Duration;
 

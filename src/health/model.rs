@@ -78,7 +78,7 @@ impl fmt::Display for Status {
 /// One check's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckResult {
-    /// Stable id (`agent.service`, `endpoint.ssmmessages`, …), documented in docs/health.md.
+    /// Stable id (`agent.service`, `endpoint.ssmmessages`, …), documented in docs/usage/health.md.
     pub id: String,
     /// Verdict.
     pub status: Status,
