@@ -180,7 +180,7 @@ pub async fn sync_with(
         && let Err(e) = &a.sdk
         && settings.accounts.source == crate::config::SourceKind::Iam
     {
-        read.problems.insert(0, e.clone());
+        read.problems.insert(0, e.to_string());
     }
     let now = clock.now();
     let settings = settings.clone();

@@ -50,7 +50,7 @@ pub fn is_instance_id(s: &str) -> bool {
 }
 
 /// Errors of the AWS plumbing.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AwsError {
     /// IMDS could not be reached or refused us.
     #[error("instance metadata (IMDSv2) is not available: {0}")]
@@ -63,6 +63,17 @@ pub enum AwsError {
     /// A bad endpoint setting.
     #[error("invalid endpoint `{0}`: {1}")]
     Endpoint(String, String),
+}
+
+impl AwsError {
+    /// A stable slug for scripts and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AwsError::Imds(_) => "imds-unavailable",
+            AwsError::NoRegion(_) => "no-region",
+            AwsError::Endpoint(..) => "invalid-endpoint",
+        }
+    }
 }
 
 /// A configured IMDS client (IMDSv2 only, short timeouts, token cached for 6 h).
@@ -178,7 +189,7 @@ pub struct Aws {
     pub imds_problem: Option<String>,
     /// The SDK configuration (region, credentials, endpoint, timeouts, retries), or why there is
     /// none (no region).
-    pub sdk: Result<SdkConfig, String>,
+    pub sdk: Result<SdkConfig, AwsError>,
 }
 
 impl Aws {
@@ -198,7 +209,7 @@ impl Aws {
                 return Self {
                     identity: Identity::default(),
                     imds_problem: Some(e.to_string()),
-                    sdk: Err(e.to_string()),
+                    sdk: Err(e),
                 };
             }
         };
@@ -220,8 +231,7 @@ impl Aws {
                 imds_problem
                     .clone()
                     .unwrap_or_else(|| "IMDS gave no region".into()),
-            )
-            .to_string()),
+            )),
         };
         Self {
             identity,

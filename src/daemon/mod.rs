@@ -5,11 +5,14 @@
 //!   SIGTERM/SIGINT, after which a running sync is allowed to finish.
 //! - SIGHUP reloads the configuration; a configuration that does not validate is refused and the
 //!   old one stays in force (logged, and shown in STATUS).
-//! - Each capability runs as its own task; one that fails or panics is restarted with
-//!   exponential backoff (1 s doubling to 5 min) without touching the others.
+//! - Each capability of [`CAPABILITIES`] runs as its own task (its loop in its own file); one
+//!   that fails or panics is restarted with exponential backoff (1 s doubling to 5 min) without
+//!   touching the others. They share one [`aws::SharedAws`].
 //! - Signal streams are created once, before the loop.
 
-mod health;
+mod accounts_loop;
+mod aws;
+mod health_loop;
 pub mod notify;
 
 use std::collections::BTreeMap;
@@ -17,12 +20,12 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
-use crate::accounts::{self, Mode};
-use crate::aws::Aws;
-use crate::clock::{self, Clock};
+use crate::clock::Clock;
 use crate::config::{self, LoadOptions, Settings};
 use crate::state::StateDir;
 use notify::Notifier;
@@ -50,6 +53,48 @@ pub enum DaemonError {
     #[error(transparent)]
     State(#[from] crate::state::StateError),
 }
+
+/// Why a capability's loop ended with an error (the supervisor restarts it).
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// A step on the blocking pool did not finish (it panicked or was cancelled).
+    #[error("the {what} failed: {source}")]
+    Blocking {
+        /// The step.
+        what: &'static str,
+        /// How it ended.
+        source: tokio::task::JoinError,
+    },
+}
+
+impl TaskError {
+    /// A stable slug for scripts and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TaskError::Blocking { .. } => "blocking-step-failed",
+        }
+    }
+}
+
+/// A capability of the daemon: its name (in logs, STATUS and heartbeats) and its loop.
+pub struct Capability {
+    /// The name.
+    pub name: &'static str,
+    run: fn(TaskContext) -> BoxFuture<'static, Result<(), TaskError>>,
+}
+
+/// The capabilities the daemon runs, each under [`supervise`]. Adding one is a line here and
+/// its loop in `daemon/<name>_loop.rs` (docs/development/README.md).
+pub const CAPABILITIES: &[Capability] = &[
+    Capability {
+        name: "accounts",
+        run: |ctx| Box::pin(accounts_loop::run(ctx)),
+    },
+    Capability {
+        name: "health",
+        run: |ctx| Box::pin(health_loop::run(ctx)),
+    },
+];
 
 /// What each capability task reports about itself (for the watchdog and STATUS).
 #[derive(Debug, Default)]
@@ -94,14 +139,15 @@ impl Heartbeats {
 /// Runs `make()` until it returns `Ok` or `stop` turns true; an `Err` or a panic is logged and
 /// the task restarted after a backoff that doubles from [`FIRST_BACKOFF`] to [`MAX_BACKOFF`]
 /// (reset after an hour without failure). Returns the number of restarts.
-pub async fn supervise<F, Fut>(
+pub async fn supervise<F, Fut, E>(
     name: &'static str,
     mut make: F,
     mut stop: watch::Receiver<bool>,
 ) -> u32
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), String>> + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
 {
     let mut backoff = FIRST_BACKOFF;
     let mut restarts = 0;
@@ -110,7 +156,7 @@ where
         let outcome = tokio::spawn(make()).await;
         let why = match outcome {
             Ok(Ok(())) => return restarts,
-            Ok(Err(e)) => e,
+            Ok(Err(e)) => format!("failed: {e}"),
             Err(e) if e.is_panic() => format!("panicked: {}", panic_message(e.into_panic())),
             Err(e) => format!("was cancelled: {e}"),
         };
@@ -147,7 +193,8 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 
 /// Shared by the capability tasks.
 #[derive(Clone)]
-pub(crate) struct TaskContext {
+pub struct TaskContext {
+    pub(crate) aws: Arc<aws::SharedAws>,
     pub(crate) settings: watch::Receiver<Arc<Settings>>,
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -158,146 +205,6 @@ pub(crate) struct TaskContext {
 /// ±10 % of `d`, uniformly.
 pub(crate) fn jittered(d: Duration) -> Duration {
     d.mul_f64(0.9 + fastrand::f64() * 0.2)
-}
-
-/// Logs what a sync reported. Rejections and notices are warnings the first time they are seen
-/// and debug messages while they persist, so a standing problem does not flood the log every
-/// interval; problems of the read itself are warnings every time.
-fn log_sync(r: &accounts::SyncReport, seen: &mut std::collections::BTreeSet<String>) {
-    // A safety stop holding a change back is a warning every cycle it persists (its notice is
-    // not repeated separately).
-    for h in &r.plan.holds {
-        tracing::warn!("accounts: held by {}: {}", h.label(), h.message);
-    }
-    let notices = r
-        .plan
-        .notices
-        .iter()
-        .filter(|n| r.plan.holds.iter().all(|h| h.code != n.code))
-        .map(|n| format!("accounts: {}: {}", n.code, n.message));
-    let rejections = r.plan.rejections.iter().map(|j| {
-        format!(
-            "accounts: rejected {:?} from {}: {} ({})",
-            j.value,
-            j.principal,
-            j.reason.as_str(),
-            j.detail
-        )
-    });
-    let now: std::collections::BTreeSet<String> = notices.chain(rejections).collect();
-    for line in &now {
-        if seen.contains(line) {
-            tracing::debug!("{line}");
-        } else {
-            tracing::warn!("{line}");
-        }
-    }
-    for p in &r.read.problems {
-        tracing::warn!("accounts: {p}");
-    }
-    *seen = now;
-}
-
-async fn accounts_task(mut ctx: TaskContext) -> Result<(), String> {
-    let mut seen = std::collections::BTreeSet::new();
-    let mut settings = ctx.settings.borrow_and_update().clone();
-    let mut aws = Aws::load(&settings.aws).await;
-    if let Some(p) = &aws.imds_problem {
-        tracing::info!("no EC2 instance identity: {p}");
-    }
-    let splay = settings.accounts.splay.mul_f64(fastrand::f64());
-    tracing::info!(
-        "accounts: first sync in {}",
-        humantime::format_duration(Duration::from_secs(splay.as_secs()))
-    );
-    let mut wait = splay;
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            changed = ctx.settings.changed() => {
-                if changed.is_err() {
-                    return Ok(());
-                }
-                let new = ctx.settings.borrow_and_update().clone();
-                if new.aws != settings.aws {
-                    aws = Aws::load(&new.aws).await;
-                }
-                settings = new;
-                tracing::info!("accounts: configuration reloaded; syncing now");
-            }
-            () = stopped(&mut ctx.stop) => return Ok(()),
-        }
-        wait = jittered(settings.accounts.interval);
-        if !settings.accounts.enabled {
-            ctx.heartbeats.idle("accounts", "accounts: disabled".into());
-            continue;
-        }
-        ctx.heartbeats.busy("accounts");
-        // Identity or region missing (IMDS not up yet at boot, a network blip): try again, so
-        // one bad start does not leave the daemon unable to verify its ledger for good.
-        if aws.imds_problem.is_some() || aws.sdk.is_err() {
-            aws = Aws::load(&settings.aws).await;
-        }
-        let status = match accounts::sync(
-            &settings,
-            Some(&aws),
-            ctx.clock.as_ref(),
-            Mode::Apply {
-                allow_mass_retire: false,
-                trust_inherited: false,
-            },
-        )
-        .await
-        {
-            Ok(r) => {
-                let changes = r.applied.as_ref().map_or(0, |a| {
-                    a.results.iter().filter(|x| x.step.is_change()).count()
-                });
-                let failed = r.applied.as_ref().map_or(0, accounts::Applied::failed);
-                log_sync(&r, &mut seen);
-                let line = format!(
-                    "accounts: {} managed, last sync {} {}{}{}{}",
-                    r.managed,
-                    clock::rfc3339(r.at),
-                    if failed == 0 { "ok" } else { "with failures" },
-                    if r.plan.holds.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            ", held ({})",
-                            r.plan
-                                .holds
-                                .iter()
-                                .map(|h| h.code.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    },
-                    if changes > 0 {
-                        format!(", {changes} change(s)")
-                    } else {
-                        String::new()
-                    },
-                    if r.read.complete {
-                        ""
-                    } else {
-                        ", source read incomplete"
-                    }
-                );
-                tracing::info!("{line}");
-                line
-            }
-            Err(e) => {
-                tracing::error!("accounts: sync failed: {e}");
-                format!(
-                    "accounts: last sync {} failed: {e}",
-                    clock::rfc3339(ctx.clock.now())
-                )
-            }
-        };
-        ctx.heartbeats.idle("accounts", status);
-        ctx.notifier.status(&ctx.heartbeats.line());
-    }
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -319,28 +226,23 @@ pub async fn run(
     let (settings_tx, settings_rx) = watch::channel(settings.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let heartbeats = Arc::new(Heartbeats::default());
-    heartbeats.idle("accounts", "accounts: starting".into());
-    heartbeats.idle("health", "health: starting".into());
+    for c in CAPABILITIES {
+        heartbeats.idle(c.name, format!("{}: starting", c.name));
+    }
     let ctx = TaskContext {
+        aws: Arc::new(aws::SharedAws::default()),
         settings: settings_rx,
         stop: stop_rx.clone(),
         clock,
         heartbeats: heartbeats.clone(),
         notifier: notifier.clone(),
     };
-    let accounts = {
+    let mut tasks = JoinSet::new();
+    for c in CAPABILITIES {
         let ctx = ctx.clone();
-        tokio::spawn(supervise(
-            "accounts",
-            move || accounts_task(ctx.clone()),
-            stop_rx.clone(),
-        ))
-    };
-    let health = tokio::spawn(supervise(
-        "health",
-        move || health::run(ctx.clone()),
-        stop_rx,
-    ));
+        let run = c.run;
+        tasks.spawn(supervise(c.name, move || run(ctx.clone()), stop_rx.clone()));
+    }
     notifier.ready(&format!("running ({} config file(s))", initial.files.len()));
     tracing::info!(
         "ssm-companion {} running; config from {} file(s)",
@@ -383,12 +285,9 @@ pub async fn run(
     tracing::info!("stopping (a running sync is finished first; SIGTERM again to stop at once)");
     notifier.stopping();
     let _ = stop_tx.send(true);
-    let both = async {
-        let _ = accounts.await;
-        let _ = health.await;
-    };
+    let all = async { while tasks.join_next().await.is_some() {} };
     tokio::select! {
-        () = both => tracing::info!("stopped"),
+        () = all => tracing::info!("stopped"),
         () = tokio::time::sleep(STOP_LIMIT) => tracing::warn!(
             "stopping without waiting any longer: a sync is still running after {}",
             humantime::format_duration(STOP_LIMIT)

@@ -32,6 +32,112 @@ pub enum Action {
     Restart,
 }
 
+impl Action {
+    /// The `systemctl` verb.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Restart => "restart",
+        }
+    }
+}
+
+/// What a fix attempt did.
+#[derive(Debug, thiserror::Error)]
+pub enum FixOutcome {
+    /// `systemctl <verb> <unit>` succeeded.
+    #[error("ran `systemctl {verb} {unit}`")]
+    Ran {
+        /// `start` or `restart`.
+        verb: &'static str,
+        /// The agent's unit.
+        unit: String,
+    },
+    /// `systemctl <verb> <unit>` failed.
+    #[error("`systemctl {verb} {unit}` failed: {source}")]
+    Failed {
+        /// `start` or `restart`.
+        verb: &'static str,
+        /// The agent's unit.
+        unit: String,
+        /// What went wrong.
+        source: crate::exec::ExecError,
+    },
+    /// Nothing was run.
+    #[error("not fixing: {0}")]
+    NotFixing(Refusal),
+}
+
+impl FixOutcome {
+    /// Whether `systemctl` was run successfully (the agent then needs a while to come up).
+    pub fn ran(&self) -> bool {
+        matches!(self, FixOutcome::Ran { .. })
+    }
+
+    /// A stable slug for scripts and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            FixOutcome::Ran { .. } => "ran",
+            FixOutcome::Failed { .. } => "failed",
+            FixOutcome::NotFixing(r) => r.reason(),
+        }
+    }
+}
+
+/// Why a fix was not attempted.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// No systemd on this host.
+    #[error("no systemd on this host; start the agent with its init system")]
+    NoSystemd,
+    /// Another ssm-companion holds the fix lock.
+    #[error("another ssm-companion is fixing right now")]
+    Busy,
+    /// The state directory or its lock is unusable.
+    #[error("{0}")]
+    State(crate::state::StateError),
+    /// The rate limit.
+    #[error(
+        "the last attempt was at {} (at most one per health.fix_min_interval = {})",
+        crate::clock::rfc3339(*at),
+        humantime::format_duration(*interval)
+    )]
+    RateLimited {
+        /// The last attempt.
+        at: SystemTime,
+        /// `health.fix_min_interval`.
+        interval: Duration,
+    },
+    /// No amazon-ssm-agent unit is loaded.
+    #[error("no loaded amazon-ssm-agent unit to start")]
+    NoUnit,
+    /// The unit's state says not to touch it ([`refusal`]).
+    #[error("{0}")]
+    UnitState(String),
+    /// The attempt could not be recorded (so the rate limit could not hold).
+    #[error("cannot record the attempt ({0})")]
+    CannotRecord(String),
+    /// The blocking fix task did not finish.
+    #[error("the fix task failed: {0}")]
+    Task(String),
+}
+
+impl Refusal {
+    /// A stable slug for scripts and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::NoSystemd => "no-systemd",
+            Refusal::Busy => "busy",
+            Refusal::State(_) => "state-dir",
+            Refusal::RateLimited { .. } => "rate-limited",
+            Refusal::NoUnit => "no-unit",
+            Refusal::UnitState(_) => "unit-state",
+            Refusal::CannotRecord(_) => "cannot-record",
+            Refusal::Task(_) => "task-failed",
+        }
+    }
+}
+
 /// Decides from a report (pure).
 pub fn decide(report: &Report) -> Option<Action> {
     let status = |id: &str| report.checks.iter().find(|c| c.id == id).map(|c| c.status);
@@ -47,39 +153,25 @@ pub fn decide(report: &Report) -> Option<Action> {
     None
 }
 
-/// Remediates if the report calls for it and the rate limit allows; returns what it did (for
-/// people), empty when there was nothing to do.
+/// Remediates if the report calls for it and the rate limit allows; returns what it did, or
+/// `None` when there was nothing to do.
 pub async fn remediate(
     settings: &Settings,
     report: &Report,
     clock: &dyn Clock,
-    explicit: bool,
-) -> Vec<String> {
-    let Some(action) = decide(report) else {
-        return Vec::new();
-    };
+) -> Option<FixOutcome> {
+    let action = decide(report)?;
     let paths = settings.paths.health();
     if !paths.systemd_run_dir.exists() {
-        return vec![
-            "not fixing: no systemd on this host; start the agent with its init system".into(),
-        ];
+        return Some(FixOutcome::NotFixing(Refusal::NoSystemd));
     }
     let now = clock.now();
     let s = settings.clone();
-    let outcome = tokio::task::spawn_blocking(move || run(&s, action, now)).await;
-    match outcome {
-        Ok(notes) => notes,
-        Err(e) => vec![format!("the fix task failed: {e}")],
-    }
-    .into_iter()
-    .map(|n| {
-        if explicit {
-            n
-        } else {
-            format!("health.fix: {n}")
-        }
-    })
-    .collect()
+    Some(
+        tokio::task::spawn_blocking(move || run(&s, action, now))
+            .await
+            .unwrap_or_else(|e| FixOutcome::NotFixing(Refusal::Task(e.to_string()))),
+    )
 }
 
 /// An update lock younger than this means the agent's updater is at work.
@@ -130,26 +222,24 @@ fn last_attempt(path: &std::path::Path, now: SystemTime) -> Option<(SystemTime, 
     now.duration_since(at).ok().map(|ago| (at, ago))
 }
 
-fn run(settings: &Settings, action: Action, now: SystemTime) -> Vec<String> {
+fn run(settings: &Settings, action: Action, now: SystemTime) -> FixOutcome {
+    let refuse = FixOutcome::NotFixing;
     let paths = settings.paths.health();
     // One fixer at a time (the daemon and `doctor --fix`), and the rate limit read under it.
     let _lock = match crate::state::StateDir::open(&paths.own_state_dir)
         .and_then(|d| d.try_lock("health-fix.lock"))
     {
         Ok(l) => l,
-        Err(crate::state::StateError::Busy { .. }) => {
-            return vec!["not fixing: another ssm-companion is fixing right now".into()];
-        }
-        Err(e) => return vec![format!("not fixing: {e}")],
+        Err(crate::state::StateError::Busy { .. }) => return refuse(Refusal::Busy),
+        Err(e) => return refuse(Refusal::State(e)),
     };
     if let Some((at, ago)) = last_attempt(&paths.own_state_dir.join(STATE_FILE), now)
         && ago < settings.health.fix_min_interval
     {
-        return vec![format!(
-            "not fixing: the last attempt was at {} (at most one per health.fix_min_interval = {})",
-            crate::clock::rfc3339(at),
-            humantime::format_duration(settings.health.fix_min_interval)
-        )];
+        return refuse(Refusal::RateLimited {
+            at,
+            interval: settings.health.fix_min_interval,
+        });
     }
     let show = |unit: &str| {
         crate::exec::run_ok(
@@ -171,14 +261,14 @@ fn run(settings: &Settings, action: Action, now: SystemTime) -> Vec<String> {
         .filter_map(|u| show(u))
         .find(|u| u.load_state == "loaded")
     else {
-        return vec!["not fixing: no loaded amazon-ssm-agent unit to start".into()];
+        return refuse(Refusal::NoUnit);
     };
     let update_lock_age = std::fs::metadata(paths.state_dir.join("update.lock"))
         .and_then(|m| m.modified())
         .ok()
         .map(|m| now.duration_since(m).unwrap_or(Duration::ZERO));
     if let Some(why) = refusal(action, &unit, update_lock_age) {
-        return vec![format!("not fixing: {why}")];
+        return refuse(Refusal::UnitState(why));
     }
     // Remember the attempt first: a crash or a hang still counts against the rate limit.
     let state = FixState {
@@ -195,12 +285,9 @@ fn run(settings: &Settings, action: Action, now: SystemTime) -> Vec<String> {
             .map_err(|e| e.to_string())
         })
     {
-        return vec![format!("not fixing: cannot record the attempt ({e})")];
+        return refuse(Refusal::CannotRecord(e));
     }
-    let verb = match action {
-        Action::Start => "start",
-        Action::Restart => "restart",
-    };
+    let verb = action.verb();
     let r = crate::exec::run_ok(
         &paths.systemctl,
         &[OsStr::new(verb), OsStr::new("--"), OsStr::new(&unit.id)],
@@ -210,11 +297,18 @@ fn run(settings: &Settings, action: Action, now: SystemTime) -> Vec<String> {
     match r {
         Ok(_) => {
             events::health_fix(verb, &unit.id, Outcome::Done, "requested from systemd");
-            vec![format!("ran `systemctl {verb} {}`", unit.id)]
+            FixOutcome::Ran {
+                verb,
+                unit: unit.id,
+            }
         }
-        Err(e) => {
-            events::health_fix(verb, &unit.id, Outcome::Failed, &e.to_string());
-            vec![format!("`systemctl {verb} {}` failed: {e}", unit.id)]
+        Err(source) => {
+            events::health_fix(verb, &unit.id, Outcome::Failed, &source.to_string());
+            FixOutcome::Failed {
+                verb,
+                unit: unit.id,
+                source,
+            }
         }
     }
 }
@@ -238,6 +332,35 @@ mod tests {
                 CheckResult::new("agent.worker", worker, "", ""),
             ],
         }
+    }
+
+    #[test]
+    fn outcomes_read_as_before_and_have_stable_reasons() {
+        let ran = FixOutcome::Ran {
+            verb: "start",
+            unit: "amazon-ssm-agent.service".into(),
+        };
+        assert_eq!(
+            ran.to_string(),
+            "ran `systemctl start amazon-ssm-agent.service`"
+        );
+        assert!(ran.ran());
+        assert_eq!(ran.reason(), "ran");
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let limited = FixOutcome::NotFixing(Refusal::RateLimited {
+            at,
+            interval: Duration::from_secs(600),
+        });
+        assert_eq!(
+            limited.to_string(),
+            "not fixing: the last attempt was at 2027-01-15T08:00:00Z (at most one per health.fix_min_interval = 10m)"
+        );
+        assert!(!limited.ran());
+        assert_eq!(limited.reason(), "rate-limited");
+        assert_eq!(
+            FixOutcome::NotFixing(Refusal::NoSystemd).to_string(),
+            "not fixing: no systemd on this host; start the agent with its init system"
+        );
     }
 
     #[test]

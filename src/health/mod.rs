@@ -355,7 +355,13 @@ pub async fn network_checks(
 
     let sts = async {
         let outcome = match aws.sdk() {
-            None => StsOutcome::NoConfig(aws.sdk.as_ref().err().cloned().unwrap_or_default()),
+            None => StsOutcome::NoConfig(
+                aws.sdk
+                    .as_ref()
+                    .err()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            ),
             Some(sdk) => {
                 let client = aws_sdk_sts::Client::new(sdk);
                 let wait = h.timeout * 2;

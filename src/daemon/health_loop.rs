@@ -1,4 +1,4 @@
-//! The health capability in the daemon: local checks every `health.interval`, network checks
+//! The health capability's loop in the daemon: local checks every `health.interval`, network checks
 //! every `health.network_interval` (each jittered), the agent's log followed by inode between
 //! runs; after each run, verdict changes become journal events, `health.json` (and the
 //! Prometheus textfile) is rewritten atomically, a safe fix is tried if enabled, and the report
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{TaskContext, jittered, stopped};
+use super::{TaskContext, TaskError, jittered, stopped};
 use crate::aws::Aws;
 use crate::config::Settings;
 use crate::health::agent_log::{self, Digest, Follower};
@@ -122,9 +122,11 @@ async fn send_inventory(ctx: &mut TaskContext, settings: &Settings, aws: &Aws, r
     }
 }
 
-pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), String> {
+/// The health loop: local checks every `health.interval`, network checks every
+/// `health.network_interval`, each jittered, and both right after a reload.
+pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
     let mut settings: Arc<Settings> = ctx.settings.borrow_and_update().clone();
-    let mut aws = health::load_aws(&settings).await;
+    let mut aws = ctx.aws.get(&settings).await;
     let mut st = State {
         follower: Follower::default(),
         digest: Digest::default(),
@@ -142,11 +144,8 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), String> {
                 if changed.is_err() {
                     return Ok(());
                 }
-                let new = ctx.settings.borrow_and_update().clone();
-                if new.aws != settings.aws {
-                    aws = health::load_aws(&new).await;
-                }
-                settings = new;
+                settings = ctx.settings.borrow_and_update().clone();
+                aws = ctx.aws.get(&settings).await;
                 next_local = Instant::now();
                 next_network = Instant::now();
                 continue;
@@ -177,14 +176,16 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), String> {
                 (follower, digest, results, facts)
             })
             .await
-            .map_err(|e| format!("the local health checks failed: {e}"))?;
+            .map_err(|source| TaskError::Blocking {
+                what: "local health checks",
+                source,
+            })?;
             (st.follower, st.digest, st.local, st.facts) = run;
             next_local = Instant::now() + jittered(h.interval);
         }
         if Instant::now() >= next_network {
-            if aws.imds_problem.is_some() || aws.sdk.is_err() {
-                aws = health::load_aws(&settings).await;
-            }
+            // Loaded again when the identity or the SDK configuration was missing.
+            aws = ctx.aws.get(&settings).await;
             st.network = health::network_checks(&settings, &aws, &st.facts, now).await;
             next_network = Instant::now() + jittered(h.network_interval);
         }
@@ -197,12 +198,12 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), String> {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         write_outputs(&settings, &r, unix);
-        if h.fix {
-            let notes = health::fix::remediate(&settings, &r, ctx.clock.as_ref(), false).await;
-            for n in &notes {
-                tracing::warn!("{n}");
-            }
-            if notes.iter().any(|n| n.contains("ran `systemctl")) {
+        if h.fix
+            && let Some(outcome) = health::fix::remediate(&settings, &r, ctx.clock.as_ref()).await
+        {
+            tracing::warn!("health.fix: {outcome}");
+            // The agent needs a while to come up: look again soon.
+            if outcome.ran() {
                 next_local = Instant::now() + Duration::from_secs(30);
             }
         }

@@ -1,18 +1,29 @@
 //! The command line: parsing, dispatch and exit codes.
 //!
+//! Each command is one file with `run(…) -> Result<ExitCode, Error>`; [`main_entry`] maps an
+//! [`Error`] to its exit status and prints it with each of its causes, in one place.
+//!
 //! Commands that need no AWS call (`version`, `config check`, `accounts list`) start no async
 //! runtime and no thread, so they also run under qemu-user for cross-built binaries.
 
+mod accounts;
+mod config_check;
+mod doctor;
+mod fleet;
+mod iam_policy;
+mod run;
+mod version;
+
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use tracing::level_filters::LevelFilter;
 
-use crate::accounts::{self, Mode, report};
-use crate::aws::Aws;
-use crate::clock::SystemClock;
+use crate::accounts::Mode;
 use crate::config::{self, LoadOptions};
+
+/// An exit status (see [`exit`]).
+pub type ExitCode = i32;
 
 /// Exit statuses (documented in `docs/usage/cli.md`).
 pub mod exit {
@@ -31,16 +42,73 @@ pub mod exit {
     pub const PIPE: i32 = 141;
 }
 
+/// Why a command failed. Each maps to one exit status ([`Error::exit_code`]), and
+/// [`main_entry`] prints it with each of its causes once.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Standard output was closed early (`| head -1`): nothing more is printed.
+    #[error("standard output was closed")]
+    Pipe,
+    /// Standard output failed otherwise.
+    #[error("cannot write to standard output: {0}")]
+    Stdout(std::io::Error),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The command needs root.
+    #[error("{what} must run as root ({why}); use sudo or the systemd service")]
+    NotRoot {
+        /// The command.
+        what: &'static str,
+        /// What it touches that needs root.
+        why: &'static str,
+        /// Its exit status (3, UNKNOWN, for `doctor`; else 1).
+        code: ExitCode,
+    },
+    /// Bad arguments that clap cannot check.
+    #[error("{0}")]
+    Usage(String),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    /// An accounts sync or listing failed.
+    #[error(transparent)]
+    Accounts(#[from] crate::accounts::SyncError),
+    /// The daemon could not start.
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
+    /// The fleet's reports could not be read.
+    #[error("cannot read the fleet's health: {0}")]
+    Fleet(String),
+}
+
+impl Error {
+    /// The exit status (docs/usage/cli.md).
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Pipe => exit::PIPE,
+            Error::Config(_) => exit::CONFIG,
+            Error::Usage(_) => exit::USAGE,
+            Error::NotRoot { code, .. } => *code,
+            Error::Stdout(_)
+            | Error::Runtime(_)
+            | Error::Accounts(_)
+            | Error::Daemon(_)
+            | Error::Fleet(_) => exit::FAILURE,
+        }
+    }
+}
+
 /// Writes to standard output. A reader that went away (`| head -1`, `| grep -q`) ends the
 /// command quietly with [`exit::PIPE`], as command-line tools do; any other write error is
 /// reported and is a failure. (`print!` would panic on a closed pipe: Rust ignores SIGPIPE.)
-fn out(text: impl std::fmt::Display) -> Result<(), i32> {
+fn out(text: impl std::fmt::Display) -> Result<(), Error> {
     use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();
     match write!(stdout, "{text}").and_then(|()| stdout.flush()) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(exit::PIPE),
-        Err(e) => Err(fail(format!("cannot write to standard output: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Error::Pipe),
+        Err(e) => Err(Error::Stdout(e)),
     }
 }
 
@@ -52,8 +120,43 @@ fn note(text: impl std::fmt::Display) {
 }
 
 /// [`out`] with a newline.
-fn outln(text: impl std::fmt::Display) -> Result<(), i32> {
+fn outln(text: impl std::fmt::Display) -> Result<(), Error> {
     out(format_args!("{text}\n"))
+}
+
+/// Loads the configuration (the daemon's rules: unknown keys are warnings).
+fn load(cli: &Cli) -> Result<config::Loaded, Error> {
+    let loaded = config::load(&LoadOptions::new(cli.config.as_deref(), false))?;
+    for w in &loaded.warnings {
+        tracing::warn!("config: {w} (ignored; `ssm-companion config check` treats it as an error)");
+    }
+    Ok(loaded)
+}
+
+/// A current-thread runtime, for the commands that call AWS.
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)
+}
+
+/// Refuses to go on unless running as root.
+fn require_root(what: &'static str, why: &'static str, code: ExitCode) -> Result<(), Error> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(Error::NotRoot { what, why, code })
+    }
+}
+
+/// [`require_root`] for the commands that read the ledger or change accounts.
+fn must_be_root(what: &'static str) -> Result<(), Error> {
+    require_root(
+        what,
+        "it reads the ledger and /etc/sudoers.d, and changes accounts with useradd/usermod/userdel",
+        exit::FAILURE,
+    )
 }
 
 const AFTER_HELP: &str = "\
@@ -289,19 +392,19 @@ pub fn main_entry() -> i32 {
         LevelFilter::WARN
     };
     crate::logging::init(base, verbosity);
-    let done: Exit = match &cli.command {
-        Command::Version(f) => version(f.json),
-        Command::Config(ConfigCommand::Check(f)) => config_check(&cli, f.json),
-        Command::Accounts(AccountsCommand::List(f)) => accounts_list(&cli, f.json),
+    let done = match &cli.command {
+        Command::Version(f) => version::run(f.json),
+        Command::Config(ConfigCommand::Check(f)) => config_check::run(&cli, f.json),
+        Command::Accounts(AccountsCommand::List(f)) => accounts::list(&cli, f.json),
         Command::Accounts(AccountsCommand::Plan {
             json,
             detailed_exitcode,
-        }) => accounts_sync(&cli, Mode::Plan, *json, *detailed_exitcode),
+        }) => accounts::sync(&cli, Mode::Plan, *json, *detailed_exitcode),
         Command::Accounts(AccountsCommand::Apply {
             json,
             allow_mass_retire,
             trust_inherited,
-        }) => accounts_sync(
+        }) => accounts::sync(
             &cli,
             Mode::Apply {
                 allow_mass_retire: *allow_mass_retire,
@@ -310,290 +413,20 @@ pub fn main_entry() -> i32 {
             *json,
             false,
         ),
-        Command::Run => run_daemon(&cli),
-        Command::Doctor { json, fix } => doctor(&cli, *json, *fix),
-        Command::Fleet(FleetCommand::Health(f)) => fleet_health(&cli, f.json, f.stale_after),
-        Command::IamPolicy(a) => iam_policy(&cli, a),
+        Command::Run => run::run(&cli),
+        Command::Doctor { json, fix } => doctor::run(&cli, *json, *fix),
+        Command::Fleet(FleetCommand::Health(f)) => fleet::health(&cli, f.json, f.stale_after),
+        Command::IamPolicy(a) => iam_policy::run(&cli, a),
     };
-    done.unwrap_or_else(|code| code)
-}
-
-fn version(json: bool) -> Exit {
-    let target = env!("SSM_COMPANION_TARGET");
-    if json {
-        outln(serde_json::json!({
-            "schema": "ssm-companion/version/v1",
-            "version": env!("CARGO_PKG_VERSION"),
-            "full": crate::VERSION,
-            "target": target,
-        }))?;
-    } else {
-        outln(format_args!(
-            "ssm-companion {}\ntarget: {target}",
-            crate::VERSION
-        ))?;
-    }
-    Ok(exit::OK)
-}
-
-fn load(cli: &Cli, strict: bool) -> Result<config::Loaded, i32> {
-    match config::load(&LoadOptions::new(cli.config.as_deref(), strict)) {
-        Ok(l) => {
-            for w in &l.warnings {
-                tracing::warn!(
-                    "config: {w} (ignored; `ssm-companion config check` treats it as an error)"
-                );
-            }
-            Ok(l)
-        }
+    match done {
+        Ok(code) => code,
         Err(e) => {
-            note(&e);
-            Err(exit::CONFIG)
+            if !matches!(e, Error::Pipe) {
+                note(crate::render::chain(&e));
+            }
+            e.exit_code()
         }
     }
-}
-
-fn config_check(cli: &Cli, json: bool) -> Exit {
-    let opts = LoadOptions::new(cli.config.as_deref(), true);
-    let result = config::load(&opts);
-    if json {
-        let (valid, files, settings, issues) = match &result {
-            Ok(l) => (
-                true,
-                l.files.clone(),
-                serde_json::to_value(&l.settings).ok(),
-                l.warnings.clone(),
-            ),
-            Err(e) => (
-                false,
-                config::config_files(&opts).unwrap_or_default(),
-                None,
-                e.issues.clone(),
-            ),
-        };
-        let issues: Vec<_> = issues
-            .iter()
-            .map(|i| {
-                serde_json::json!({
-                    "severity": match i.severity {
-                        config::Severity::Error => "error",
-                        config::Severity::Warning => "warning",
-                    },
-                    "file": i.location.file, "line": i.location.line, "column": i.location.column,
-                    "key": i.key, "message": i.message,
-                })
-            })
-            .collect();
-        outln(
-            serde_json::to_string_pretty(&serde_json::json!({
-                "schema": "ssm-companion/config-check/v1",
-                "valid": valid,
-                "files": files,
-                "issues": issues,
-                "settings": settings,
-            }))
-            .unwrap_or_default(),
-        )?;
-        return Ok(if valid { exit::OK } else { exit::CONFIG });
-    }
-    match result {
-        Ok(l) => {
-            for w in &l.warnings {
-                note(format_args!("warning: {w}"));
-            }
-            let mut text = String::from("# Configuration is valid. Files read, in order:\n");
-            if l.files.is_empty() {
-                text.push_str("#   (none: built-in defaults)\n");
-            }
-            for f in &l.files {
-                text.push_str(&format!("#   {}\n", f.display()));
-            }
-            text.push_str("# Effective settings:\n\n");
-            text.push_str(&l.settings.to_toml());
-            out(text)?;
-            Ok(exit::OK)
-        }
-        Err(e) => {
-            note(&e);
-            Ok(exit::CONFIG)
-        }
-    }
-}
-
-/// The commands below return `Err(code)` for a failure already reported on stderr, so `?`
-/// carries it to the exit status.
-type Exit = Result<i32, i32>;
-
-/// `Err(FAILURE)` after printing `e`.
-fn fail(e: impl std::fmt::Display) -> i32 {
-    note(&e);
-    exit::FAILURE
-}
-
-/// `Err(FAILURE)` after printing the error and each of its causes once.
-fn fail_chain(e: impl std::error::Error) -> i32 {
-    note(crate::render::chain(&e));
-    exit::FAILURE
-}
-
-fn accounts_list(cli: &Cli, json: bool) -> Exit {
-    let loaded = load(cli, false)?;
-    let rows = accounts::list(&loaded.settings).map_err(fail_chain)?;
-    if json {
-        outln(report::list_json(&rows))?;
-    } else {
-        out(report::list_text(&rows))?;
-    }
-    Ok(exit::OK)
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, i32> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| fail(format!("cannot start the async runtime: {e}")))
-}
-
-fn must_be_root(what: &str) -> Result<(), i32> {
-    require_root(
-        what,
-        "it reads the ledger and /etc/sudoers.d, and changes accounts with useradd/usermod/userdel",
-        exit::FAILURE,
-    )
-}
-
-fn require_root(what: &str, why: &str, code: i32) -> Result<(), i32> {
-    if nix::unistd::geteuid().is_root() {
-        Ok(())
-    } else {
-        note(format_args!(
-            "{what} must run as root ({why}); use sudo or the systemd service"
-        ));
-        Err(code)
-    }
-}
-
-fn accounts_sync(cli: &Cli, mode: Mode, json: bool, detailed: bool) -> Exit {
-    let settings = load(cli, false)?.settings;
-    // Both read the ledger (0600) and the sudoers drop-in (0440); apply runs shadow-utils.
-    must_be_root(match mode {
-        Mode::Plan => "`accounts plan`",
-        Mode::Apply { .. } => "`accounts apply`",
-    })?;
-    let report = runtime()?
-        .block_on(async {
-            let aws = Aws::load(&settings.aws).await;
-            accounts::sync(&settings, Some(&aws), &SystemClock, mode).await
-        })
-        .map_err(fail_chain)?;
-    if json {
-        outln(report::sync_json(&report))?;
-    } else {
-        out(report::sync_text(&report))?;
-    }
-    Ok(match mode {
-        Mode::Plan if detailed && report.plan.pending() => exit::CHANGES,
-        Mode::Plan => exit::OK,
-        Mode::Apply { .. } if report.converged() => exit::OK,
-        Mode::Apply { .. } => exit::FAILURE,
-    })
-}
-
-fn doctor(cli: &Cli, json: bool, fix: bool) -> Exit {
-    let settings = load(cli, false)?.settings;
-    // As another user most checks could only say "permission denied": refuse, as UNKNOWN.
-    require_root(
-        "`doctor`",
-        "the agent's state (/var/lib/amazon/ssm, mode 0700) and its process environment are root's",
-        crate::health::Status::Unknown.exit_code(),
-    )?;
-    let report = runtime()?.block_on(async {
-        let aws = crate::health::load_aws(&settings).await;
-        let clock = SystemClock;
-        let mut report =
-            crate::health::doctor(&settings, &aws, crate::clock::Clock::now(&clock)).await;
-        if fix {
-            let notes = crate::health::fix::remediate(&settings, &report, &clock, true).await;
-            for n in &notes {
-                note(n);
-            }
-            if !notes.is_empty() {
-                report =
-                    crate::health::doctor(&settings, &aws, crate::clock::Clock::now(&clock)).await;
-            }
-        }
-        report
-    });
-    if json {
-        outln(crate::health::report::json(&report))?;
-    } else {
-        out(crate::health::report::text(&report))?;
-    }
-    Ok(report.overall.exit_code())
-}
-
-fn fleet_health(cli: &Cli, json: bool, stale_after: std::time::Duration) -> Exit {
-    let settings = load(cli, false)?.settings;
-    let mut view = runtime()?
-        .block_on(async {
-            let aws = Aws::load(&settings.aws).await;
-            match aws.sdk() {
-                Some(sdk) => crate::health::fleet::read(&aws_sdk_ssm::Client::new(sdk)).await,
-                None => Err(aws.sdk.err().unwrap_or_default()),
-            }
-        })
-        .map_err(|e| fail(format!("cannot read the fleet's health: {e}")))?;
-    crate::health::fleet::mark_stale(
-        &mut view,
-        crate::clock::Clock::now(&SystemClock),
-        stale_after,
-    );
-    if json {
-        outln(crate::health::fleet::json(&view))?;
-    } else {
-        out(crate::health::fleet::text(&view))?;
-    }
-    Ok(view.worst().exit_code())
-}
-
-fn iam_policy(cli: &Cli, a: &IamPolicyArgs) -> Exit {
-    use crate::iam_policy::{self as ip, Scope};
-    let settings = load(cli, false)?.settings;
-    let scope = Scope {
-        partition: a.partition.clone(),
-        region: a.region.clone(),
-        account: a.account.clone(),
-    };
-    if let Err(e) = scope.validate() {
-        note(&e);
-        return Err(exit::USAGE);
-    }
-    let p = ip::policies(&settings, &scope);
-    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
-    match a.for_ {
-        Some(PolicyFor::InstanceProfile) => match &p.instance_profile {
-            Some(doc) => outln(pretty(doc))?,
-            None => {
-                note(
-                    "this configuration needs no permission for the instance profile (no policy printed)",
-                );
-            }
-        },
-        Some(PolicyFor::Operator) => outln(pretty(&p.operator))?,
-        None if a.json => outln(ip::json(&p))?,
-        None => out(ip::text(&p))?,
-    }
-    Ok(exit::OK)
-}
-
-fn run_daemon(cli: &Cli) -> Exit {
-    let opts = LoadOptions::new(cli.config.as_deref(), false);
-    let loaded = load(cli, false)?;
-    must_be_root("`run`")?;
-    runtime()?
-        .block_on(crate::daemon::run(opts, loaded, Arc::new(SystemClock)))
-        .map_err(fail_chain)?;
-    Ok(exit::OK)
 }
 
 #[cfg(test)]

@@ -1,0 +1,142 @@
+//! The accounts capability in the daemon: a sync after a random splay, then every
+//! `accounts.interval` (jittered) and right after a reload; each sync's outcome is logged
+//! (standing problems once) and becomes the capability's status line.
+
+use std::time::Duration;
+
+use super::{TaskContext, TaskError, jittered, stopped};
+use crate::accounts::{self, Mode};
+use crate::clock;
+
+/// Logs what a sync reported. Rejections and notices are warnings the first time they are seen
+/// and debug messages while they persist, so a standing problem does not flood the log every
+/// interval; problems of the read itself are warnings every time.
+fn log_sync(r: &accounts::SyncReport, seen: &mut std::collections::BTreeSet<String>) {
+    // A safety stop holding a change back is a warning every cycle it persists (its notice is
+    // not repeated separately).
+    for h in &r.plan.holds {
+        tracing::warn!("accounts: held by {}: {}", h.label(), h.message);
+    }
+    let notices = r
+        .plan
+        .notices
+        .iter()
+        .filter(|n| r.plan.holds.iter().all(|h| h.code != n.code))
+        .map(|n| format!("accounts: {}: {}", n.code, n.message));
+    let rejections = r.plan.rejections.iter().map(|j| {
+        format!(
+            "accounts: rejected {:?} from {}: {} ({})",
+            j.value,
+            j.principal,
+            j.reason.as_str(),
+            j.detail
+        )
+    });
+    let now: std::collections::BTreeSet<String> = notices.chain(rejections).collect();
+    for line in &now {
+        if seen.contains(line) {
+            tracing::debug!("{line}");
+        } else {
+            tracing::warn!("{line}");
+        }
+    }
+    for p in &r.read.problems {
+        tracing::warn!("accounts: {p}");
+    }
+    *seen = now;
+}
+
+/// The accounts loop: a first sync after a random splay, then one every
+/// `accounts.interval` (jittered) and one right after each reload.
+pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut settings = ctx.settings.borrow_and_update().clone();
+    ctx.aws.get(&settings).await;
+    let splay = settings.accounts.splay.mul_f64(fastrand::f64());
+    tracing::info!(
+        "accounts: first sync in {}",
+        humantime::format_duration(Duration::from_secs(splay.as_secs()))
+    );
+    let mut wait = splay;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            changed = ctx.settings.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                settings = ctx.settings.borrow_and_update().clone();
+                tracing::info!("accounts: configuration reloaded; syncing now");
+            }
+            () = stopped(&mut ctx.stop) => return Ok(()),
+        }
+        wait = jittered(settings.accounts.interval);
+        if !settings.accounts.enabled {
+            ctx.heartbeats.idle("accounts", "accounts: disabled".into());
+            continue;
+        }
+        ctx.heartbeats.busy("accounts");
+        // Loaded again when the identity or region was missing (see SharedAws::get), so one
+        // bad start does not leave the daemon unable to verify its ledger for good.
+        let aws = ctx.aws.get(&settings).await;
+        let status = match accounts::sync(
+            &settings,
+            Some(aws.as_ref()),
+            ctx.clock.as_ref(),
+            Mode::Apply {
+                allow_mass_retire: false,
+                trust_inherited: false,
+            },
+        )
+        .await
+        {
+            Ok(r) => {
+                let changes = r.applied.as_ref().map_or(0, |a| {
+                    a.results.iter().filter(|x| x.step.is_change()).count()
+                });
+                let failed = r.applied.as_ref().map_or(0, accounts::Applied::failed);
+                log_sync(&r, &mut seen);
+                let line = format!(
+                    "accounts: {} managed, last sync {} {}{}{}{}",
+                    r.managed,
+                    clock::rfc3339(r.at),
+                    if failed == 0 { "ok" } else { "with failures" },
+                    if r.plan.holds.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            ", held ({})",
+                            r.plan
+                                .holds
+                                .iter()
+                                .map(|h| h.code.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    },
+                    if changes > 0 {
+                        format!(", {changes} change(s)")
+                    } else {
+                        String::new()
+                    },
+                    if r.read.complete {
+                        ""
+                    } else {
+                        ", source read incomplete"
+                    }
+                );
+                tracing::info!("{line}");
+                line
+            }
+            Err(e) => {
+                tracing::error!("accounts: sync failed: {e}");
+                format!(
+                    "accounts: last sync {} failed: {e}",
+                    clock::rfc3339(ctx.clock.now())
+                )
+            }
+        };
+        ctx.heartbeats.idle("accounts", status);
+        ctx.notifier.status(&ctx.heartbeats.line());
+    }
+}
