@@ -30,11 +30,8 @@ fn check_unit(unit: &Path) -> Output {
 fn a_unit_without_hardening_fails_the_security_gate() {
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("unsafe.service");
-    std::fs::write(
-        &unit,
-        "[Unit]\nDescription=no hardening\n[Service]\nExecStart=/usr/bin/true\n",
-    )
-    .unwrap();
+    let text_of_unit = "[Unit]\nDescription=no hardening\n[Service]\nExecStart=/usr/bin/true\n";
+    std::fs::write(&unit, text_of_unit).unwrap();
     let out = check_unit(&unit);
     let text = text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -53,14 +50,10 @@ fn our_unit_passes_the_security_gate() {
 fn lint_without_rustfmt(ci: Option<&str>) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let cargo = dir.path().join("cargo");
-    std::fs::write(
-        &cargo,
-        "#!/bin/sh\necho \"no such command: $1\" >&2\nexit 101\n",
-    )
-    .unwrap();
-    let mut perms = std::fs::metadata(&cargo).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&cargo, perms).unwrap();
+    let script = "#!/bin/sh\necho \"no such command: $1\" >&2\nexit 101\n";
+    std::fs::write(&cargo, script).unwrap();
+    let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(&cargo, executable).unwrap();
     let mut cmd = Command::new(root().join("scripts/lint.sh"));
     cmd.env(
         "PATH",

@@ -6,8 +6,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use toml::Spanned;
+use serde::Serialize;
 
 use super::fragments::DurationValue;
 use super::{
@@ -16,34 +15,17 @@ use super::{
 };
 use crate::names;
 
-/// `[accounts]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
-pub struct AccountsFragment {
-    pub enabled: Option<Spanned<bool>>,
-    pub source: Option<Spanned<SourceKind>>,
-    pub file: Option<Spanned<String>>,
-    pub iam_path_prefix: Option<Spanned<String>>,
-    pub iam_page_size: Option<Spanned<u32>>,
-    pub read_session_preferences: Option<Spanned<bool>>,
-    pub interval: Option<Spanned<DurationValue>>,
-    pub splay: Option<Spanned<DurationValue>>,
-    pub extra: Option<Spanned<Vec<String>>>,
-    pub host_groups: Option<Spanned<Vec<String>>>,
-    pub allowed_groups: Option<Spanned<Vec<String>>>,
-    pub sudo_group: Option<Spanned<String>>,
-    pub shell: Option<Spanned<String>>,
-    pub uid_range: Option<Spanned<Vec<i64>>>,
-    pub retire_grace: Option<Spanned<DurationValue>>,
-    pub retire_confirmations: Option<Spanned<u32>>,
-    pub max_retire_fraction: Option<Spanned<f64>>,
-    pub remove_home: Option<Spanned<bool>>,
-    pub stop_timeout: Option<Spanned<DurationValue>>,
-    pub tool_timeout: Option<Spanned<DurationValue>>,
-    pub reserved_names: Option<Spanned<Vec<String>>>,
-    pub primary_group: Option<Spanned<String>>,
-    pub lookup_timeout: Option<Spanned<DurationValue>>,
+fragment! {
+    /// `[accounts]` as written: every key optional, with its span.
+    AccountsFragment {
+        enabled: bool, source: SourceKind, file: String, iam_path_prefix: String,
+        iam_page_size: u32, read_session_preferences: bool, interval: DurationValue,
+        splay: DurationValue, extra: Vec<String>, host_groups: Vec<String>,
+        allowed_groups: Vec<String>, sudo_group: String, shell: String, uid_range: Vec<i64>,
+        retire_grace: DurationValue, retire_confirmations: u32, max_retire_fraction: f64,
+        remove_home: bool, stop_timeout: DurationValue, tool_timeout: DurationValue,
+        reserved_names: Vec<String>, primary_group: String, lookup_timeout: DurationValue,
+    }
 }
 
 /// Where the desired accounts come from.
@@ -171,11 +153,9 @@ fn iam_path_prefix(p: &Picked<String>) -> Result<String, String> {
 }
 
 fn user_names(p: &Picked<Vec<String>>) -> Result<Vec<String>, String> {
-    for n in &p.value {
-        if let Err(e) = names::check_syntax(n) {
-            return Err(format!("`{n}`: {e}"));
-        }
-    }
+    p.value
+        .iter()
+        .try_for_each(|n| names::check_syntax(n).map_err(|e| format!("`{n}`: {e}")))?;
     Ok(p.value.clone())
 }
 
@@ -229,15 +209,11 @@ fn fraction(p: &Picked<f64>) -> Result<f64, String> {
 }
 
 fn reserved_names(p: &Picked<Vec<String>>) -> Result<Vec<String>, String> {
-    for n in &p.value {
-        let name = n.strip_suffix('*').unwrap_or(n);
-        if name.is_empty() && n.ends_with('*') {
-            return Err("`*` alone would reserve every name; give a prefix like `svc-*`".into());
-        }
-        if let Err(e) = names::check_syntax(name) {
-            return Err(format!("`{n}`: {e} (a name, or a prefix ending in `*`)"));
-        }
-    }
+    p.value.iter().try_for_each(|n| match n.strip_suffix('*') {
+        Some("") => Err("`*` alone would reserve every name; give a prefix like `svc-*`".into()),
+        prefix => names::check_syntax(prefix.unwrap_or(n))
+            .map_err(|e| format!("`{n}`: {e} (a name, or a prefix ending in `*`)")),
+    })?;
     Ok(p.value.clone())
 }
 

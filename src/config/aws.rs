@@ -2,22 +2,17 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use toml::Spanned;
+use serde::Serialize;
 
 use super::fragments::DurationValue;
 use super::{Picked, Resolver, duration_in, duration_str, endpoint, in_range};
 
-/// `[aws]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
-pub struct AwsFragment {
-    pub region: Option<Spanned<String>>,
-    pub endpoint_url: Option<Spanned<String>>,
-    pub imds_endpoint: Option<Spanned<String>>,
-    pub call_timeout: Option<Spanned<DurationValue>>,
-    pub max_attempts: Option<Spanned<u32>>,
+fragment! {
+    /// `[aws]` as written: every key optional, with its span.
+    AwsFragment {
+        region: String, endpoint_url: String, imds_endpoint: String,
+        call_timeout: DurationValue, max_attempts: u32,
+    }
 }
 
 /// `[aws]`: how to reach AWS.

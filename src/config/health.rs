@@ -2,37 +2,22 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use toml::Spanned;
+use serde::Serialize;
 
 use super::fragments::DurationValue;
 use super::{Picked, Resolver, absolute_path, as_is, duration_in, duration_str, in_range};
 
-/// `[health]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
-pub struct HealthFragment {
-    pub enabled: Option<Spanned<bool>>,
-    pub interval: Option<Spanned<DurationValue>>,
-    pub network_interval: Option<Spanned<DurationValue>>,
-    pub timeout: Option<Spanned<DurationValue>>,
-    pub services: Option<Spanned<Vec<String>>>,
-    pub required_services: Option<Spanned<Vec<String>>>,
-    pub endpoint_port: Option<Spanned<u16>>,
-    pub extra_ca_file: Option<Spanned<String>>,
-    pub min_agent_version: Option<Spanned<String>>,
-    pub log_window: Option<Spanned<DurationValue>>,
-    pub max_clock_skew: Option<Spanned<DurationValue>>,
-    pub disk_warning_mib: Option<Spanned<u64>>,
-    pub disk_critical_mib: Option<Spanned<u64>>,
-    pub fix: Option<Spanned<bool>>,
-    pub fix_min_interval: Option<Spanned<DurationValue>>,
-    pub prometheus_textfile: Option<Spanned<String>>,
-    pub inventory: Option<Spanned<bool>>,
-    pub inventory_min_interval: Option<Spanned<DurationValue>>,
-    pub inventory_max_age: Option<Spanned<DurationValue>>,
-    pub inventory_splay: Option<Spanned<DurationValue>>,
+fragment! {
+    /// `[health]` as written: every key optional, with its span.
+    HealthFragment {
+        enabled: bool, interval: DurationValue, network_interval: DurationValue,
+        timeout: DurationValue, services: Vec<String>, required_services: Vec<String>,
+        endpoint_port: u16, extra_ca_file: String, min_agent_version: String,
+        log_window: DurationValue, max_clock_skew: DurationValue, disk_warning_mib: u64,
+        disk_critical_mib: u64, fix: bool, fix_min_interval: DurationValue,
+        prometheus_textfile: String, inventory: bool, inventory_min_interval: DurationValue,
+        inventory_max_age: DurationValue, inventory_splay: DurationValue,
+    }
 }
 
 /// `[health]`: the agent health capability.
@@ -97,17 +82,12 @@ impl Default for HealthSettings {
             interval: Duration::from_secs(60),
             network_interval: Duration::from_secs(600),
             timeout: Duration::from_secs(5),
-            services: [
-                "ssm",
-                "ssmmessages",
-                "ec2messages",
-                "s3",
-                "logs",
-                "kms",
-                "sts",
-            ]
-            .map(String::from)
-            .to_vec(),
+            // Every service but `monitoring` (CloudWatch metrics: few hosts need it).
+            services: HEALTH_SERVICES
+                .iter()
+                .filter(|s| **s != "monitoring")
+                .map(|s| s.to_string())
+                .collect(),
             required_services: vec!["ssm".into(), "ssmmessages".into()],
             endpoint_port: 443,
             extra_ca_file: String::new(),

@@ -28,6 +28,21 @@ macro_rules! key {
     };
 }
 
+/// A section's fragment: the struct one file's `[section]` table is read into, every key
+/// optional and spanned (for file:line:column), unknown keys refused. Keys in the order the
+/// error for an unknown key lists them.
+macro_rules! fragment {
+    ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Default, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(missing_docs)]
+        pub struct $name {
+            $(pub $field: Option<toml::Spanned<$ty>>,)*
+        }
+    };
+}
+
 /// [`key!`] for several keys of one section, in order.
 macro_rules! keys {
     ($r:expr, $section:ident, $settings:expr, { $($field:ident => $check:expr),* $(,)? }) => {

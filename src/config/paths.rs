@@ -2,45 +2,22 @@
 
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-use toml::Spanned;
+use serde::Serialize;
 
 use super::{Resolver, absolute, absolute_path};
 
-/// `[paths]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
-pub struct PathsFragment {
-    pub state_dir: Option<Spanned<String>>,
-    pub home_base: Option<Spanned<String>>,
-    pub skel: Option<Spanned<String>>,
-    pub sudoers_file: Option<Spanned<String>>,
-    pub sudoers_main: Option<Spanned<String>>,
-    pub passwd: Option<Spanned<String>>,
-    pub group: Option<Spanned<String>>,
-    pub login_defs: Option<Spanned<String>>,
-    pub machine_id: Option<Spanned<String>>,
-    pub proc: Option<Spanned<String>>,
-    pub cgroup: Option<Spanned<String>>,
-    pub subuid: Option<Spanned<String>>,
-    pub subgid: Option<Spanned<String>>,
-    pub nsswitch: Option<Spanned<String>>,
-    pub sysusers_dirs: Option<Spanned<Vec<String>>>,
-    pub useradd: Option<Spanned<String>>,
-    pub usermod: Option<Spanned<String>>,
-    pub userdel: Option<Spanned<String>>,
-    pub groupadd: Option<Spanned<String>>,
-    pub visudo: Option<Spanned<String>>,
-    pub mkhomedir_helper: Option<Spanned<String>>,
-    pub agent_bin_dir: Option<Spanned<String>>,
-    pub agent_snap_dir: Option<Spanned<String>>,
-    pub agent_state_dir: Option<Spanned<String>>,
-    pub agent_log_dir: Option<Spanned<String>>,
-    pub agent_config_dir: Option<Spanned<String>>,
-    pub systemctl: Option<Spanned<String>>,
-    pub snap: Option<Spanned<String>>,
-    pub systemd_run_dir: Option<Spanned<String>>,
+fragment! {
+    /// `[paths]` as written: every key optional, with its span.
+    PathsFragment {
+        state_dir: String, home_base: String, skel: String, sudoers_file: String,
+        sudoers_main: String, passwd: String, group: String, login_defs: String,
+        machine_id: String, proc: String, cgroup: String, subuid: String, subgid: String,
+        nsswitch: String, sysusers_dirs: Vec<String>, useradd: String, usermod: String,
+        userdel: String, groupadd: String, visudo: String, mkhomedir_helper: String,
+        agent_bin_dir: String, agent_snap_dir: String, agent_state_dir: String,
+        agent_log_dir: String, agent_config_dir: String, systemctl: String, snap: String,
+        systemd_run_dir: String,
+    }
 }
 
 /// `[paths]`: every host path the daemon reads or writes, so tests can point it elsewhere.
