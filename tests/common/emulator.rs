@@ -1,0 +1,183 @@
+//! The local AWS emulator (moto + a strict IMDSv2 stub, `tests/emulator/emulator.py`) as a
+//! process of the test, with its control endpoints.
+
+use super::*;
+
+/// The emulator process.
+pub struct Emulator {
+    child: Child,
+    /// moto's base URL.
+    pub moto: String,
+    /// The IMDS stub's base URL.
+    pub imds: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Emulator {
+    /// Starts the emulator with the default instance identity.
+    pub fn start() -> Self {
+        Self::start_with(serde_json::json!({}))
+    }
+
+    /// Starts the emulator with an IMDS config (see `tests/emulator/emulator.py`).
+    pub fn start_with(imds: Value) -> Self {
+        Self::start_in(None, imds)
+    }
+
+    /// Starts the emulator inside a network namespace (its URLs are then only reachable there).
+    pub fn start_in(ns: Option<&NetNs>, imds: Value) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("imds.json");
+        std::fs::write(&cfg, imds.to_string()).unwrap();
+        let mut cmd = match ns {
+            Some(ns) => ns.command(python()),
+            None => Command::new(python()),
+        };
+        let mut child = cmd
+            .arg(repo().join("tests/emulator/emulator.py"))
+            .args(["--exit-on-stdin-eof", "--imds-config"])
+            .arg(&cfg)
+            .arg("--log")
+            .arg(dir.path().join("emulator.log"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start the emulator");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("emulator did not start ({e}): {line:?}"));
+        Self {
+            child,
+            moto: v["moto"].as_str().unwrap().to_string(),
+            imds: v["imds"].as_str().unwrap().to_string(),
+            _dir: dir,
+        }
+    }
+
+    /// Replaces the fault rules (`[]` clears).
+    pub fn faults(&self, rules: Value) {
+        let (status, body) = http(&self.moto, "POST", "/_emulator/faults", Some(&rules));
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Request counts per `service:Action`.
+    pub fn stats(&self) -> Value {
+        serde_json::from_str(&http(&self.moto, "GET", "/_emulator/stats", None).1).unwrap()
+    }
+
+    /// Zeroes the request counts.
+    pub fn reset_stats(&self) {
+        http(&self.moto, "POST", "/_emulator/stats/reset", None);
+        http(&self.imds, "POST", "/_emulator/imds/stats/reset", None);
+    }
+
+    /// Request counts of the IMDS stub per path.
+    pub fn imds_stats(&self) -> Value {
+        serde_json::from_str(&http(&self.imds, "GET", "/_emulator/imds/stats", None).1).unwrap()
+    }
+
+    /// Merges into the IMDS stub's live config.
+    pub fn imds_config(&self, v: Value) {
+        let (status, body) = http(&self.imds, "POST", "/_emulator/imds/config", Some(&v));
+        assert_eq!(status, 200, "{body}");
+    }
+
+    fn sdk(&self) -> aws_config::SdkConfig {
+        block_on(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .endpoint_url(&self.moto)
+                .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                    "test", "test", None, None, "tests",
+                ))
+                .load(),
+        )
+    }
+
+    /// An IAM client on the emulator.
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::new(&self.sdk())
+    }
+
+    /// Creates an IAM user with tags.
+    pub fn user(&self, name: &str, path: &str, tags: &[(&str, &str)]) {
+        let iam = self.iam();
+        let mut req = iam.create_user().user_name(name).path(path);
+        for (k, v) in tags {
+            req = req.tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key(*k)
+                    .value(*v)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        block_on(req.send()).unwrap();
+    }
+
+    /// Creates an IAM role with tags.
+    pub fn role(&self, name: &str, tags: &[(&str, &str)]) {
+        let iam = self.iam();
+        let mut req = iam
+            .create_role()
+            .role_name(name)
+            .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[]}"#);
+        for (k, v) in tags {
+            req = req.tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key(*k)
+                    .value(*v)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        block_on(req.send()).unwrap();
+    }
+
+    /// Sets (adds or replaces) one tag of a user.
+    pub fn tag_user(&self, name: &str, key: &str, value: &str) {
+        let tag = aws_sdk_iam::types::Tag::builder()
+            .key(key)
+            .value(value)
+            .build()
+            .unwrap();
+        block_on(self.iam().tag_user().user_name(name).tags(tag).send()).unwrap();
+    }
+
+    /// Removes one tag of a user.
+    pub fn untag_user(&self, name: &str, key: &str) {
+        block_on(self.iam().untag_user().user_name(name).tag_keys(key).send()).unwrap();
+    }
+
+    /// Writes the Session Manager preferences document.
+    pub fn preferences(&self, enabled: bool, default_user: &str) {
+        let ssm = aws_sdk_ssm::Client::new(&self.sdk());
+        let content = serde_json::json!({
+            "schemaVersion": "1.0",
+            "description": "Session Manager preferences",
+            "sessionType": "Standard_Stream",
+            "inputs": {"runAsEnabled": enabled, "runAsDefaultUser": default_user},
+        })
+        .to_string();
+        block_on(
+            ssm.create_document()
+                .name("SSM-SessionManagerRunShell")
+                .document_type(aws_sdk_ssm::types::DocumentType::Session)
+                .document_format(aws_sdk_ssm::types::DocumentFormat::Json)
+                .content(content)
+                .send(),
+        )
+        .unwrap();
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
