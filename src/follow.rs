@@ -111,7 +111,7 @@ impl Follower {
     /// A follower resumed from `<state_dir>/<name>`, or a new one when the file does not exist.
     /// A file that cannot be read or parsed is an error naming it: the caller decides whether
     /// to start over (and possibly read lines again).
-    pub fn load(prefix: &str, state_dir: &Path, name: &str) -> Result<Self, String> {
+    pub fn load(prefix: &str, state_dir: &Path, name: &str) -> Result<Self, state::LoadError> {
         Ok(match state::load_json::<Offsets>(state_dir, name)? {
             Some(offsets) => Self::resume(prefix, &offsets),
             None => Self::new(prefix),
@@ -265,7 +265,8 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         std::fs::write(state.path().join("follow.json"), "{").unwrap();
         let e = Follower::load("app.log", state.path(), "follow.json").unwrap_err();
-        assert!(e.contains("follow.json"), "{e}");
+        assert!(e.to_string().contains("follow.json"), "{e}");
+        assert_eq!(e.reason(), "invalid");
         // Absent: a new follower.
         assert!(Follower::load("app.log", state.path(), "none.json").is_ok());
     }

@@ -44,6 +44,11 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> S
     }
 }
 
+/// Creates `dir` and its parents when missing.
+pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
+    fs::create_dir_all(dir).map_err(io_err("cannot create", dir))
+}
+
 /// Writes `data` to `path` atomically with permission bits `mode`.
 ///
 /// The temporary file is `.<name>.tmp*` in the same directory: a name with a dot, so tools that
@@ -242,20 +247,61 @@ pub(crate) fn save_json<T: serde::Serialize>(
     write_atomic(&state_dir.join(name), &text, mode)
 }
 
-/// Reads `<state_dir>/<name>` as JSON; `Ok(None)` when it does not exist, `Err` (with the path)
-/// when it cannot be read or is not what it should be.
+/// A JSON file that could not be loaded, with its path.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file exists but cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The file is not the JSON document it should be.
+    #[error("{} is not valid: {source}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What the parser found.
+        source: serde_json::Error,
+    },
+}
+
+impl LoadError {
+    /// A stable slug for scripts and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LoadError::Read { .. } => "unreadable",
+            LoadError::Invalid { .. } => "invalid",
+        }
+    }
+}
+
+/// Reads `path` as JSON; `Ok(None)` when it does not exist, an error naming the path when it
+/// cannot be read or is not what it should be.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, LoadError> {
+    match fs::read_to_string(path) {
+        Ok(t) => serde_json::from_str(&t)
+            .map(Some)
+            .map_err(|source| LoadError::Invalid {
+                path: path.to_path_buf(),
+                source,
+            }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// [`read_json`] of `<state_dir>/<name>`.
 pub(crate) fn load_json<T: serde::de::DeserializeOwned>(
     state_dir: &Path,
     name: &str,
-) -> Result<Option<T>, String> {
-    let path = state_dir.join(name);
-    match fs::read_to_string(&path) {
-        Ok(t) => serde_json::from_str(&t)
-            .map(Some)
-            .map_err(|e| format!("{} is not valid: {e}", path.display())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
+) -> Result<Option<T>, LoadError> {
+    read_json(&state_dir.join(name))
 }
 
 /// What the accounts capability last mapped, for the health capability's Run As readiness check
@@ -309,7 +355,7 @@ pub mod run_as {
     }
 
     /// Reads the map; `Ok(None)` when the accounts capability has not written one.
-    pub fn load(state_dir: &Path) -> Result<Option<RunAsMap>, String> {
+    pub fn load(state_dir: &Path) -> Result<Option<RunAsMap>, super::LoadError> {
         super::load_json(state_dir, FILE_NAME)
     }
 }
@@ -386,7 +432,7 @@ pub mod accounts_status {
     }
 
     /// Reads the status; `Ok(None)` when no sync has recorded one.
-    pub fn load(state_dir: &Path) -> Result<Option<AccountsStatus>, String> {
+    pub fn load(state_dir: &Path) -> Result<Option<AccountsStatus>, super::LoadError> {
         super::load_json(state_dir, FILE_NAME)
     }
 }

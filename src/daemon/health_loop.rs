@@ -32,17 +32,10 @@ fn write_outputs(settings: &Settings, r: &report::Report, unix: u64) {
     let dir = &settings.paths.state_dir;
     let mut json = report::json(r).into_bytes();
     json.push(b'\n');
-    if let Err(e) = std::fs::create_dir_all(dir)
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            crate::state::write_atomic(&dir.join(REPORT_FILE), &json, 0o644)
-                .map_err(|e| e.to_string())
-        })
+    if let Err(e) = crate::state::ensure_dir(dir)
+        .and_then(|()| crate::state::write_atomic(&dir.join(REPORT_FILE), &json, 0o644))
     {
-        tracing::warn!(
-            "health: cannot write {}: {e}",
-            dir.join(REPORT_FILE).display()
-        );
+        tracing::warn!("health: {e}");
     }
     let textfile = &settings.health.prometheus_textfile;
     if !textfile.is_empty()

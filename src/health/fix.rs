@@ -116,7 +116,7 @@ pub enum Refusal {
     UnitState(String),
     /// The attempt could not be recorded (so the rate limit could not hold).
     #[error("cannot record the attempt ({0})")]
-    CannotRecord(String),
+    CannotRecord(crate::state::StateError),
     /// The blocking fix task did not finish.
     #[error("the fix task failed: {0}")]
     Task(String),
@@ -274,17 +274,13 @@ fn run(settings: &Settings, action: Action, now: SystemTime) -> FixOutcome {
     let state = FixState {
         last_attempt: Some(crate::clock::rfc3339(now)),
     };
-    if let Err(e) = std::fs::create_dir_all(&paths.own_state_dir)
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            crate::state::write_atomic(
-                &paths.own_state_dir.join(STATE_FILE),
-                serde_json::to_string(&state).unwrap_or_default().as_bytes(),
-                0o600,
-            )
-            .map_err(|e| e.to_string())
-        })
-    {
+    if let Err(e) = crate::state::ensure_dir(&paths.own_state_dir).and_then(|()| {
+        crate::state::write_atomic(
+            &paths.own_state_dir.join(STATE_FILE),
+            serde_json::to_string(&state).unwrap_or_default().as_bytes(),
+            0o600,
+        )
+    }) {
         return refuse(Refusal::CannotRecord(e));
     }
     let verb = action.verb();

@@ -1,12 +1,12 @@
 //! Who the agent is and with which credentials: IMDSv2 (EC2), the hybrid registration, the
 //! agent's `runtimeconfig/identity_config.json`, and the instance profile. Verdicts are pure.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
 use super::model::{CheckResult, Status};
+use crate::state::LoadError;
 
 /// What IMDS says (filled by the caller).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,21 +56,12 @@ pub struct Registration {
     pub region: String,
 }
 
-/// Reads a JSON file; `Ok(None)` when it does not exist.
-pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, String> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => serde_json::from_str(&t)
-            .map(Some)
-            .map_err(|e| format!("{} is not valid: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
-}
+pub use crate::state::read_json;
 
 /// The `identity` check: EC2 through IMDSv2, or a hybrid registration.
 pub fn identity_verdict(
     ec2: &Ec2,
-    registration: &Result<Option<Registration>, String>,
+    registration: &Result<Option<Registration>, LoadError>,
     agent: Option<&AgentIdentity>,
 ) -> CheckResult {
     const ID: &str = "identity";
@@ -108,7 +99,7 @@ pub fn identity_verdict(
             ),
             "on EC2: allow IMDSv2 (hop limit, HttpTokens); elsewhere: `amazon-ssm-agent -register -code … -id … -region …`",
         ),
-        Err(e) => CheckResult::new(ID, Status::Unknown, e.clone(), ""),
+        Err(e) => CheckResult::new(ID, Status::Unknown, e.to_string(), ""),
     }
 }
 
@@ -125,7 +116,7 @@ const EXPIRY_WARNING: Duration = Duration::from_secs(10 * 60);
 
 /// The `credentials.agent` check: the agent's own credential state.
 pub fn agent_credentials_verdict(
-    agent: &Result<Option<AgentIdentity>, String>,
+    agent: &Result<Option<AgentIdentity>, LoadError>,
     now: SystemTime,
 ) -> CheckResult {
     const ID: &str = "credentials.agent";
@@ -143,7 +134,7 @@ pub fn agent_credentials_verdict(
             return CheckResult::new(
                 ID,
                 Status::Warning,
-                e.clone(),
+                e.to_string(),
                 "restart the agent; it rewrites the file",
             );
         }
@@ -252,6 +243,7 @@ pub fn instance_profile_verdict(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn fixture(name: &str) -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -259,7 +251,7 @@ mod tests {
             .join(name)
     }
 
-    fn agent(dir: &str) -> Result<Option<AgentIdentity>, String> {
+    fn agent(dir: &str) -> Result<Option<AgentIdentity>, LoadError> {
         read_json(&fixture(dir).join("runtimeconfig/identity_config.json"))
     }
 
@@ -314,7 +306,8 @@ mod tests {
             problem: Some("connection refused".into()),
             ..Default::default()
         };
-        let reg: Result<Option<Registration>, String> = read_json(&fixture("onprem/registration"));
+        let reg: Result<Option<Registration>, LoadError> =
+            read_json(&fixture("onprem/registration"));
         let v = identity_verdict(&off, &reg, None);
         assert_eq!(v.status, Status::Ok, "{v:?}");
         assert!(v.detail.contains("mi-"), "{v:?}");

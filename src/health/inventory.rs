@@ -71,13 +71,12 @@ pub fn load(state_dir: &Path) -> Sent {
 }
 
 /// Saves it.
-pub fn save(state_dir: &Path, s: &Sent) -> Result<(), String> {
+pub fn save(state_dir: &Path, s: &Sent) -> Result<(), crate::state::StateError> {
     crate::state::write_atomic(
         &state_dir.join(STATE_FILE),
         serde_json::to_string(s).unwrap_or_default().as_bytes(),
         0o600,
     )
-    .map_err(|e| e.to_string())
 }
 
 /// Whether to send now (pure).

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use super::model::{CheckResult, Status};
 use crate::aws::ssm::RunAsPreferences;
+use crate::state::LoadError;
 use crate::state::accounts_status::AccountsStatus;
 use crate::state::run_as::RunAsMap;
 
@@ -62,7 +63,7 @@ pub fn preferences_verdict(
 
 /// The `runas.users` check: every mapped user exists; unusable tag values are named.
 pub fn users_verdict(
-    map: &Result<Option<RunAsMap>, String>,
+    map: &Result<Option<RunAsMap>, LoadError>,
     run_as_on: Option<bool>,
     exists: UserExists<'_>,
 ) -> CheckResult {
@@ -75,7 +76,7 @@ pub fn users_verdict(
                 "no Run As map (the accounts capability has not synced here): nothing to check",
             );
         }
-        Err(e) => return CheckResult::new(ID, Status::Unknown, e.clone(), ""),
+        Err(e) => return CheckResult::new(ID, Status::Unknown, e.to_string(), ""),
     };
     let mut failing = Vec::new();
     let mut unknown = Vec::new();
@@ -140,14 +141,14 @@ pub fn users_verdict(
 /// retirement, a blocked one or an unverified ledger is seen where health is watched, not only
 /// in the daemon's log.
 pub fn sync_verdict(
-    status: &Result<Option<AccountsStatus>, String>,
+    status: &Result<Option<AccountsStatus>, LoadError>,
     enabled: bool,
     interval: Duration,
     now: SystemTime,
 ) -> CheckResult {
     const ID: &str = "accounts.sync";
     let s = match status {
-        Err(e) => return CheckResult::new(ID, Status::Unknown, e.clone(), ""),
+        Err(e) => return CheckResult::new(ID, Status::Unknown, e.to_string(), ""),
         Ok(None) if enabled => {
             return CheckResult::ok(
                 ID,
@@ -397,9 +398,16 @@ mod tests {
             Status::Ok
         );
         assert_eq!(sync_verdict(&Ok(None), true, i, now).status, Status::Ok);
-        assert_eq!(
-            sync_verdict(&Err("not valid".into()), true, i, now).status,
-            Status::Unknown
+        let invalid = LoadError::Invalid {
+            path: "/var/lib/ssm-companion/accounts-status.json".into(),
+            source: serde_json::from_str::<u8>("x").unwrap_err(),
+        };
+        let v = sync_verdict(&Err(invalid), true, i, now);
+        assert_eq!(v.status, Status::Unknown);
+        assert!(
+            v.detail
+                .starts_with("/var/lib/ssm-companion/accounts-status.json is not valid: "),
+            "{v:?}"
         );
     }
 }
