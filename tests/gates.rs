@@ -196,6 +196,27 @@ fn capabilities_never_name_each_other() {
 }
 
 #[test]
+fn sdk_clients_are_built_only_in_aws() {
+    let src = root().join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let outside: Vec<String> = files
+        .iter()
+        .filter(|f| owner(&src, f) != "aws")
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            text.lines()
+                .any(|l| l.contains("aws_sdk_") && l.contains("Client::new("))
+        })
+        .map(|f| f.strip_prefix(root()).unwrap().display().to_string())
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "build SDK clients with crate::aws::clients, not in: {outside:?}"
+    );
+}
+
+#[test]
 fn the_module_scan_sees_every_form_of_naming() {
     let text = "use crate::{accounts::names, render::{clean, table}};\n// crate::health in a comment\nlet x = crate::health::run();\nuse ssm_companion::audit;\n";
     assert_eq!(

@@ -39,7 +39,7 @@ pub async fn read(settings: &AccountsSettings, sdk: Option<&aws_config::SdkConfi
         SourceKind::Iam => match sdk {
             Some(sdk) => {
                 read_iam(
-                    &aws_sdk_iam::Client::new(sdk),
+                    &crate::aws::clients::iam(sdk),
                     &settings.iam_path_prefix,
                     settings.iam_page_size,
                 )
@@ -65,7 +65,7 @@ pub async fn read(settings: &AccountsSettings, sdk: Option<&aws_config::SdkConfi
         match sdk {
             Some(sdk) => {
                 read.api_calls += 1;
-                match crate::aws::ssm::session_preferences(&aws_sdk_ssm::Client::new(sdk)).await {
+                match crate::aws::ssm::session_preferences(&crate::aws::clients::ssm(sdk)).await {
                     Ok(Some(p)) => {
                         if let Some(u) = &p.default_user {
                             read.claims.push(Claim {

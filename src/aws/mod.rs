@@ -246,6 +246,27 @@ impl Aws {
     }
 }
 
+/// The SDK clients, built in one place from an [`SdkConfig`] (its region, credentials,
+/// endpoint, timeouts and retries): a capability asks for a client here, never builds one.
+pub mod clients {
+    use aws_config::SdkConfig;
+
+    /// IAM (`GetAccountAuthorizationDetails`).
+    pub fn iam(sdk: &SdkConfig) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::new(sdk)
+    }
+
+    /// SSM (the Session Manager preferences, Inventory).
+    pub fn ssm(sdk: &SdkConfig) -> aws_sdk_ssm::Client {
+        aws_sdk_ssm::Client::new(sdk)
+    }
+
+    /// STS (`GetCallerIdentity`).
+    pub fn sts(sdk: &SdkConfig) -> aws_sdk_sts::Client {
+        aws_sdk_sts::Client::new(sdk)
+    }
+}
+
 async fn sdk_config(settings: &AwsSettings, region: Region, imds: imds::Client) -> SdkConfig {
     let credentials = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
         .region(region.clone())

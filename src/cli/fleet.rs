@@ -14,7 +14,7 @@ pub(super) fn health(cli: &Cli, json: bool, stale_after: Duration) -> Result<Exi
         .block_on(async {
             let aws = Aws::load(&settings.aws).await;
             match aws.sdk() {
-                Some(sdk) => fleet::read(&aws_sdk_ssm::Client::new(sdk)).await,
+                Some(sdk) => fleet::read(&crate::aws::clients::ssm(sdk)).await,
                 None => Err(aws.sdk.err().map(|e| e.to_string()).unwrap_or_default()),
             }
         })

@@ -96,7 +96,7 @@ async fn send_inventory(ctx: &mut TaskContext, settings: &Settings, aws: &Aws, r
         () = tokio::time::sleep(delay) => {}
         () = stopped(&mut ctx.stop) => return,
     }
-    let record = match inventory::send(&aws_sdk_ssm::Client::new(sdk), &instance, r, now).await {
+    let record = match inventory::send(&crate::aws::clients::ssm(sdk), &instance, r, now).await {
         Ok(hash) => {
             tracing::info!("health: sent {} for {instance}", report::INVENTORY_TYPE);
             inventory::Sent::success(now, hash)

@@ -363,7 +363,7 @@ pub async fn network_checks(
                     .unwrap_or_default(),
             ),
             Some(sdk) => {
-                let client = aws_sdk_sts::Client::new(sdk);
+                let client = aws::clients::sts(sdk);
                 let wait = h.timeout * 2;
                 match tokio::time::timeout(wait, aws::sts::caller_identity(&client)).await {
                     Ok(Ok(id)) => StsOutcome::Answer(id),
@@ -383,7 +383,7 @@ pub async fn network_checks(
         let Some(sdk) = aws.sdk() else {
             return Err("no AWS configuration".to_string());
         };
-        let client = aws_sdk_ssm::Client::new(sdk);
+        let client = aws::clients::ssm(sdk);
         match tokio::time::timeout(h.timeout * 2, aws::ssm::session_preferences(&client)).await {
             Ok(r) => r,
             Err(_) => Err("no answer from SSM".into()),
