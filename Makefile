@@ -32,8 +32,7 @@ fmt:
 	cargo fmt --all
 
 lint:
-	cargo fmt --all --check
-	cargo clippy --locked --all-targets --all-features -- -D warnings
+	./scripts/lint.sh
 
 cross:
 	./cross/build.sh
