@@ -12,11 +12,17 @@ pub fn clean(s: &str) -> String {
     s.escape_debug().to_string()
 }
 
-/// Renders rows as an aligned table (the last column is not padded).
+/// Renders rows as an aligned table (the last column is not padded), every cell escaped with
+/// [`clean`].
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    // Every cell is escaped here: values may come from other hosts (Inventory) or tags.
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| clean(c)).collect())
+        .collect();
     let n = header.len();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
+    for r in &rows {
         for (i, c) in r.iter().enumerate().take(n.saturating_sub(1)) {
             widths[i] = widths[i].max(c.chars().count());
         }
@@ -35,7 +41,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     };
     line(&mut header.iter().copied());
-    for r in rows {
+    for r in &rows {
         line(&mut r.iter().map(String::as_str));
     }
     out

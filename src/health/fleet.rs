@@ -268,6 +268,32 @@ mod tests {
     }
 
     #[test]
+    fn other_hosts_values_cannot_drive_the_terminal() {
+        // Any instance role can PutInventory: its rows are untrusted. Clear-screen, an OSC 52
+        // clipboard write and a line break that fakes a healthy summary.
+        let v = FleetView {
+            instances: vec![instance(
+                "i-1\u{1b}[2J",
+                Some("2026-12-05T00:00:00Z\u{1b}]52;c;Y3VybCBldmls\u{7}".into()),
+                &[
+                    row("overall", "critical", "3.3.987.0\n0 instance(s): ALL OK"),
+                    row("agent.service\u{9b}31m", "critical", ""),
+                ],
+            )],
+        };
+        let t = text(&v);
+        assert!(
+            !t.chars().any(|c| c.is_control() && c != '\n'),
+            "a control character reached the terminal: {t:?}"
+        );
+        assert!(
+            !t.lines().any(|l| l.starts_with("0 instance(s)")),
+            "a value started a line of its own: {t}"
+        );
+        assert!(t.contains("i-1\\u{1b}[2J"), "the value is shown, escaped: {t}");
+    }
+
+    #[test]
     fn summarises_the_fleet() {
         let v = FleetView {
             instances: vec![
