@@ -314,6 +314,9 @@ fn daemon_writes_health_json_textfile_and_inventory() {
         ),
     )
     .unwrap();
+    // The record of the last send cannot be written (a full disk, say): the rate limit must
+    // hold all the same.
+    std::fs::create_dir_all(host.state.join("health-inventory.json")).unwrap();
     let mut daemon = Command::new(repo().join("scripts/private-userdb.sh"))
         .arg(host.dir().join("db"))
         .arg(bin())
@@ -374,8 +377,9 @@ fn daemon_writes_health_json_textfile_and_inventory() {
         rows.iter()
             .any(|r| r["Check"] == "agent.version" && r["Value"] == "3.3.987.0")
     );
-    // Unchanged reports are not sent again within inventory_min_interval.
-    std::thread::sleep(Duration::from_secs(6));
+    // Unchanged reports are not sent again within inventory_min_interval, even though the
+    // record of the send could not be written.
+    std::thread::sleep(Duration::from_secs(12));
     let inv: Value =
         serde_json::from_str(&common::http(&emu.moto, "GET", "/_emulator/inventory", None).1)
             .unwrap();

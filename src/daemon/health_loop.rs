@@ -20,6 +20,9 @@ use crate::health::{self, CheckResult, LocalFacts, Status, inventory, report};
 pub const REPORT_FILE: &str = "health.json";
 
 struct State {
+    /// The last Inventory send, also kept here: the rate limit holds when its record cannot be
+    /// written (a full disk).
+    sent: Option<inventory::Sent>,
     follower: Follower,
     digest: Digest,
     local: Vec<CheckResult>,
@@ -68,10 +71,16 @@ fn log_changes(r: &report::Report, last: &mut BTreeMap<String, Status>) {
     }
 }
 
-async fn send_inventory(ctx: &mut TaskContext, settings: &Settings, aws: &Aws, r: &report::Report) {
+async fn send_inventory(
+    ctx: &mut TaskContext,
+    settings: &Settings,
+    aws: &Aws,
+    r: &report::Report,
+    sent: &mut Option<inventory::Sent>,
+) {
     let dir = &settings.paths.state_dir;
     let now = ctx.clock.now();
-    let last = inventory::load(dir);
+    let last = sent.clone().unwrap_or_else(|| inventory::load(dir));
     let hash = report::status_hash(r);
     if !inventory::due(
         &last,
@@ -111,8 +120,11 @@ async fn send_inventory(ctx: &mut TaskContext, settings: &Settings, aws: &Aws, r
         }
     };
     if let Err(e) = inventory::save(dir, &record) {
-        tracing::warn!("health: cannot record the inventory send: {e}");
+        tracing::warn!(
+            "health: cannot record the inventory send (the limit holds until a restart): {e}"
+        );
     }
+    *sent = Some(record);
 }
 
 /// The health loop: local checks every `health.interval`, network checks every
@@ -121,6 +133,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
     let mut settings: Arc<Settings> = ctx.settings.borrow_and_update().clone();
     let mut aws = ctx.aws.get(&settings).await;
     let mut st = State {
+        sent: None,
         follower: Follower::default(),
         digest: Digest::default(),
         local: Vec::new(),
@@ -201,7 +214,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             }
         }
         if h.inventory {
-            send_inventory(&mut ctx, &settings, &aws, &r).await;
+            send_inventory(&mut ctx, &settings, &aws, &r, &mut st.sent).await;
         }
         let problems = r.checks.iter().filter(|c| c.status != Status::Ok).count();
         ctx.heartbeats.idle(

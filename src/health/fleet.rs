@@ -290,7 +290,10 @@ mod tests {
             !t.lines().any(|l| l.starts_with("0 instance(s)")),
             "a value started a line of its own: {t}"
         );
-        assert!(t.contains("i-1\\u{1b}[2J"), "the value is shown, escaped: {t}");
+        assert!(
+            t.contains("i-1\\u{1b}[2J"),
+            "the value is shown, escaped: {t}"
+        );
     }
 
     #[test]
