@@ -60,11 +60,21 @@ pub const HEALTH_CHANGE: &str = "3d9c1e8a7b5f4c2e8d0a6b4f2e1c9d7a";
 /// `MESSAGE_ID` of health remediations (`--fix`).
 pub const HEALTH_FIX: &str = "8e4b2f6a1c3d4e5f9a7b0c2d4e6f8a1b";
 
-/// Records a check whose status changed.
+/// Records a check whose status changed: an error when it turned critical, a warning for
+/// warning and unknown, info when it is ok again.
 pub fn health_change(check: &str, from: &str, to: &str, detail: &str) {
     let message = format!("health {check}: {from} -> {to}: {detail}");
     match to {
         "ok" => tracing::info!(
+            target: TARGET,
+            message_id = HEALTH_CHANGE,
+            ssm_companion_check = check,
+            ssm_companion_from = from,
+            ssm_companion_status = to,
+            "{message}"
+        ),
+        // Journal priority err: what monitoring of the journal pages on.
+        "critical" => tracing::error!(
             target: TARGET,
             message_id = HEALTH_CHANGE,
             ssm_companion_check = check,

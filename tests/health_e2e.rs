@@ -408,6 +408,15 @@ fn daemon_writes_health_json_textfile_and_inventory() {
     }
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(status_of(&doc, "agent.service").0, "critical");
+    // A critical change is an error (journal priority err), not a warning; a check still
+    // unknown at start is not a change.
+    let log = stderr.lock().unwrap().clone();
+    let line = log
+        .lines()
+        .find(|l| l.contains("health agent.service: ok -> critical"))
+        .unwrap_or_default();
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(!log.contains("unknown -> unknown"), "{log}");
 
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon.id() as i32),

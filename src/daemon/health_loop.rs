@@ -52,14 +52,20 @@ fn write_outputs(settings: &Settings, r: &report::Report, unix: u64) {
     }
 }
 
+/// Whether a check's status is worth an event: a change, or at start a warning or critical
+/// (a check still unknown at start is not news: `unknown -> unknown`).
+fn is_change(before: Option<Status>, now: Status) -> bool {
+    match before {
+        Some(b) => b != now,
+        None => matches!(now, Status::Warning | Status::Critical),
+    }
+}
+
 /// Logs every check whose status changed as a journal event (non-ok ones at start).
 fn log_changes(r: &report::Report, last: &mut BTreeMap<String, Status>) {
     for c in &r.checks {
         let before = last.insert(c.id.clone(), c.status);
-        let changed = match before {
-            Some(b) => b != c.status,
-            None => c.status != Status::Ok,
-        };
+        let changed = is_change(before, c.status);
         if changed {
             crate::events::health_change(
                 &c.id,
@@ -222,5 +228,22 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             format!("health: {} ({problems} check(s) not ok)", r.overall),
         );
         ctx.notifier.status(&ctx.heartbeats.line());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_news_is_logged() {
+        assert!(!is_change(None, Status::Ok));
+        assert!(
+            !is_change(None, Status::Unknown),
+            "unknown -> unknown at start"
+        );
+        assert!(is_change(None, Status::Warning) && is_change(None, Status::Critical));
+        assert!(is_change(Some(Status::Ok), Status::Unknown));
+        assert!(!is_change(Some(Status::Critical), Status::Critical));
     }
 }
