@@ -111,24 +111,10 @@ pub fn installed(paths: &HealthPaths) -> (Option<Install>, CheckResult) {
             ),
         );
     };
-    let mut problems = Vec::new();
-    for name in REQUIRED {
-        let p = install.bin(name);
-        match std::fs::metadata(&p) {
-            Err(_) => problems.push(format!("{} is missing", p.display())),
-            Ok(m) if m.uid() != 0 => problems.push(format!(
-                "{} is owned by uid {}, not root",
-                p.display(),
-                m.uid()
-            )),
-            Ok(m) if m.mode() & 0o022 != 0 => problems.push(format!(
-                "{} is writable by group or others (mode {:o})",
-                p.display(),
-                m.mode() & 0o777
-            )),
-            Ok(_) => {}
-        }
-    }
+    let problems: Vec<String> = REQUIRED
+        .iter()
+        .filter_map(|name| binary_problem(&install.bin(name)))
+        .collect();
     let result = if problems.is_empty() {
         CheckResult::ok(
             ID,
@@ -143,6 +129,25 @@ pub fn installed(paths: &HealthPaths) -> (Option<Install>, CheckResult) {
         )
     };
     (Some(install), result)
+}
+
+/// What makes one of the agent's binaries unsafe to have (and to run as root): missing, not
+/// owned by root, or writable by group or others (the agent's own rule for its workers).
+pub fn binary_problem(p: &Path) -> Option<String> {
+    match std::fs::metadata(p) {
+        Err(_) => Some(format!("{} is missing", p.display())),
+        Ok(m) if m.uid() != 0 => Some(format!(
+            "{} is owned by uid {}, not root",
+            p.display(),
+            m.uid()
+        )),
+        Ok(m) if m.mode() & 0o022 != 0 => Some(format!(
+            "{} is writable by group or others (mode {:o})",
+            p.display(),
+            m.mode() & 0o777
+        )),
+        Ok(_) => None,
+    }
 }
 
 /// Parses `SSM Agent version: 3.3.987.0`.
@@ -189,6 +194,18 @@ pub fn version(
         );
     };
     let bin = install.bin("amazon-ssm-agent");
+    // Never run as root what agent.installed calls unsafe: whoever could write it would be root.
+    if let Some(why) = binary_problem(&bin) {
+        return (
+            None,
+            CheckResult::new(
+                ID,
+                Status::Unknown,
+                format!("`{} -version` not run: {why}", bin.display()),
+                "see agent.installed",
+            ),
+        );
+    }
     let out = match exec::run(&bin, &[OsStr::new("-version")], None, timeout) {
         Ok(o) => o,
         Err(e) => {
@@ -431,6 +448,32 @@ pub fn config(dir: &Path) -> (AgentConfig, CheckResult) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_binary_reported_unsafe_is_never_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let marker = d.path().join("ran");
+        let bin = d.path().join("amazon-ssm-agent");
+        std::fs::write(
+            &bin,
+            format!(
+                "#!/bin/sh\ntouch {}\necho 'SSM Agent version: 3.3.987.0'\n",
+                marker.display()
+            ),
+        )
+        .unwrap();
+        // Writable by anyone: whoever wrote it would run code as root.
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let install = Install {
+            kind: "deb/rpm",
+            dir: d.path().to_path_buf(),
+        };
+        let (v, r) = version(Some(&install), "", Duration::from_secs(5));
+        assert!(!marker.exists(), "the unsafe binary was run");
+        assert_eq!((v, r.status), (None, Status::Unknown), "{r:?}");
+        assert!(r.detail.contains("not run"), "{r:?}");
+    }
 
     #[test]
     fn versions() {
