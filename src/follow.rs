@@ -129,7 +129,8 @@ impl Follower {
             if !name.starts_with(&self.prefix) {
                 continue;
             }
-            let Ok(mut f) = std::fs::File::open(e.path()) else {
+            // Never blocks on a FIFO in the log's place; only regular files are followed.
+            let Ok(mut f) = state::open_regular(&e.path()) else {
                 continue;
             };
             // fstat the open file: a rename between listing and opening cannot mix two files.
@@ -269,6 +270,24 @@ mod tests {
         assert_eq!(e.reason(), "invalid");
         // Absent: a new follower.
         assert!(Follower::load("app.log", state.path(), "none.json").is_ok());
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_a_log_is_skipped_not_waited_on() {
+        let d = tempfile::tempdir().unwrap();
+        append(&d.path().join("app.log"), "a\n");
+        let fifo = d.path().join("app.log.1");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let dir = d.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut f = Follower::new("app.log");
+            let _ = tx.send(f.poll(&dir, 1 << 20).map(|c| texts(&c)).ok());
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the follower hung on a FIFO");
+        assert_eq!(got.as_deref(), Some("a\n"));
     }
 
     #[test]

@@ -185,6 +185,41 @@ impl StateDir {
 mod tests {
     use super::*;
 
+    /// A FIFO where a JSON file should be would block a reader for ever; a link to /dev/zero
+    /// would fill memory. Both are refused at once, naming the file.
+    #[test]
+    fn only_regular_files_are_read_and_never_without_a_cap() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("identity_config.json");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let f = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_json::<serde_json::Value>(&f).map_err(|e| e.to_string()));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("reading a FIFO hung");
+        let e = got.unwrap_err();
+        assert!(
+            e.contains("not a regular file") && e.contains("identity_config.json"),
+            "{e}"
+        );
+        let zero = d.path().join("zero.json");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let e = read_json::<serde_json::Value>(&zero)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let big = d.path().join("big.json");
+        let len = usize::try_from(MAX_READ + 1).unwrap();
+        fs::write(&big, vec![b' '; len]).unwrap();
+        let e = read_json::<serde_json::Value>(&big)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("larger than"), "{e}");
+    }
+
     #[test]
     fn atomic_write_replaces_content_and_sets_mode() {
         let d = tempfile::tempdir().unwrap();
@@ -278,10 +313,46 @@ impl LoadError {
     }
 }
 
+/// The most a state or agent file is read into memory (a link to `/dev/zero` cannot fill it).
+pub const MAX_READ: u64 = 16 << 20;
+
+/// Opens `path` for reading only if it is a regular file, without blocking: a FIFO (or a
+/// device) in its place is refused at once instead of hanging the reader.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)?;
+    if f.metadata()?.is_file() {
+        Ok(f)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))
+    }
+}
+
+/// Reads a regular file ([`open_regular`]) of at most [`MAX_READ`] bytes as text.
+pub fn read_capped(path: &Path) -> io::Result<String> {
+    use std::io::Read as _;
+    let mut buf = Vec::new();
+    open_regular(path)?
+        .take(MAX_READ + 1)
+        .read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_READ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {} MiB", MAX_READ >> 20),
+        ));
+    }
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 /// Reads `path` as JSON; `Ok(None)` when it does not exist, an error naming the path when it
 /// cannot be read or is not what it should be.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, LoadError> {
-    match fs::read_to_string(path) {
+    match read_capped(path) {
         Ok(t) => serde_json::from_str(&t)
             .map(Some)
             .map_err(|source| LoadError::Invalid {

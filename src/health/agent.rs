@@ -362,7 +362,7 @@ pub fn config(dir: &Path) -> (AgentConfig, CheckResult) {
         ..AgentConfig::default()
     };
     let path = dir.join("amazon-ssm-agent.json");
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::state::read_capped(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return (

@@ -365,7 +365,7 @@ pub fn errors_verdict(d: &Digest, window: Duration) -> CheckResult {
 
 /// Reads from `offset` to the end (at most `limit` bytes, from the end).
 fn read_from(path: &Path, offset: u64, limit: u64) -> std::io::Result<(String, u64)> {
-    let mut f = std::fs::File::open(path)?;
+    let mut f = crate::state::open_regular(path)?;
     let len = f.metadata()?.len();
     let start = offset.min(len).max(len.saturating_sub(limit));
     f.seek(SeekFrom::Start(start))?;
