@@ -10,6 +10,8 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -546,6 +548,38 @@ fn real_systemd_runs_the_agent_unit_and_doctor_fixes_a_stopped_agent() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // A drop-in makes the agent run as nobody: systemd says all is well, but Run As and
+    // ssm-user need a root agent.
+    let _ = Command::new("pkill")
+        .args(["-f", &d.bin.display().to_string()])
+        .status();
+    std::fs::set_permissions(&d.log, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = sd.exec(&[
+        "sh",
+        "-c",
+        "mkdir -p /run/systemd/system/amazon-ssm-agent.service.d && printf '[Service]\\nUser=nobody\\n' > /run/systemd/system/amazon-ssm-agent.service.d/user.conf && systemctl daemon-reload && systemctl restart amazon-ssm-agent.service",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let doc = loop {
+        let (_, doc) = doctor(&[]);
+        if status_of(&doc, "agent.worker").0 == "ok" {
+            break doc;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never came up as nobody: {doc:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (s, detail) = status_of(&doc, "agent.service");
+    assert_eq!(s, "critical", "{detail}");
+    assert!(detail.contains("not root"), "{detail}");
     let _ = Command::new("pkill")
         .args(["-f", &d.bin.display().to_string()])
         .status();

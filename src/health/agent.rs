@@ -248,6 +248,32 @@ pub fn version(
     (Some(v), result)
 }
 
+/// Under systemd, `agent.service` from the unit's state, made critical when the core agent runs
+/// as another user than root (a `User=` drop-in): systemd sees nothing wrong, but Run As and
+/// `ssm-user` need a root agent.
+pub fn with_root_check(
+    service: CheckResult,
+    install: Option<&Install>,
+    procs: &[Proc],
+) -> CheckResult {
+    let Some(install) = install else {
+        return service;
+    };
+    let core_exe = install.bin("amazon-ssm-agent");
+    match procs.iter().find(|p| p.exe == core_exe && p.uid != 0) {
+        Some(c) => CheckResult::new(
+            "agent.service",
+            Status::Critical,
+            format!(
+                "the agent runs as uid {}, not root (pid {}): Run As and ssm-user fail",
+                c.uid, c.pid
+            ),
+            "remove `User=` from the agent's unit (`systemctl cat amazon-ssm-agent`), then restart it",
+        ),
+        None => service,
+    }
+}
+
 /// Process-level state: the core agent and its worker. Without systemd, this is also how the
 /// service is judged (`agent.service`).
 pub fn processes_verdict(
@@ -448,6 +474,29 @@ pub fn config(dir: &Path) -> (AgentConfig, CheckResult) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_non_root_agent_is_critical_under_systemd_too() {
+        let install = Install {
+            kind: "deb/rpm",
+            dir: "/usr/bin".into(),
+        };
+        let core = |uid| Proc {
+            pid: 7,
+            ppid: 1,
+            uid,
+            exe: "/usr/bin/amazon-ssm-agent".into(),
+        };
+        let ok = CheckResult::ok("agent.service", "running");
+        let v = with_root_check(ok.clone(), Some(&install), &[core(65534)]);
+        assert_eq!(v.status, Status::Critical);
+        assert!(
+            v.detail.contains("uid 65534") && v.remedy.contains("User="),
+            "{v:?}"
+        );
+        assert_eq!(with_root_check(ok.clone(), Some(&install), &[core(0)]), ok);
+        assert_eq!(with_root_check(ok.clone(), None, &[core(65534)]), ok);
+    }
 
     #[test]
     fn a_binary_reported_unsafe_is_never_run() {

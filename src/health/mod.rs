@@ -164,7 +164,11 @@ pub fn local_checks(
                 "",
             ));
         } else {
-            out.push(systemd::service_verdict(&units));
+            out.push(agent::with_root_check(
+                systemd::service_verdict(&units),
+                install.as_ref(),
+                &procs,
+            ));
             facts.unit = units.into_iter().find(|u| u.load_state == "loaded");
         }
     }
