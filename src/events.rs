@@ -64,32 +64,25 @@ pub const HEALTH_FIX: &str = "8e4b2f6a1c3d4e5f9a7b0c2d4e6f8a1b";
 /// warning and unknown, info when it is ok again.
 pub fn health_change(check: &str, from: &str, to: &str, detail: &str) {
     let message = format!("health {check}: {from} -> {to}: {detail}");
+    // tracing needs the level as a constant: one call per level, the same fields.
+    macro_rules! change {
+        ($level:expr) => {
+            tracing::event!(
+                target: TARGET,
+                $level,
+                message_id = HEALTH_CHANGE,
+                ssm_companion_check = check,
+                ssm_companion_from = from,
+                ssm_companion_status = to,
+                "{message}"
+            )
+        };
+    }
     match to {
-        "ok" => tracing::info!(
-            target: TARGET,
-            message_id = HEALTH_CHANGE,
-            ssm_companion_check = check,
-            ssm_companion_from = from,
-            ssm_companion_status = to,
-            "{message}"
-        ),
+        "ok" => change!(tracing::Level::INFO),
         // Journal priority err: what monitoring of the journal pages on.
-        "critical" => tracing::error!(
-            target: TARGET,
-            message_id = HEALTH_CHANGE,
-            ssm_companion_check = check,
-            ssm_companion_from = from,
-            ssm_companion_status = to,
-            "{message}"
-        ),
-        _ => tracing::warn!(
-            target: TARGET,
-            message_id = HEALTH_CHANGE,
-            ssm_companion_check = check,
-            ssm_companion_from = from,
-            ssm_companion_status = to,
-            "{message}"
-        ),
+        "critical" => change!(tracing::Level::ERROR),
+        _ => change!(tracing::Level::WARN),
     }
 }
 
