@@ -13,6 +13,8 @@ pub struct Status {
     pub ppid: Option<u32>,
     /// The state letter (`State:`): `R`, `S`, `Z`…
     pub state: Option<char>,
+    /// The process group (the first value of `NSpgid:`, as this procfs sees it).
+    pub pgid: Option<u32>,
 }
 
 impl Status {
@@ -29,6 +31,7 @@ impl Status {
                 .unwrap_or_default(),
             ppid: field("PPid:").and_then(|v| v.split_whitespace().next()?.parse().ok()),
             state: field("State:").and_then(|s| s.trim_start().chars().next()),
+            pgid: field("NSpgid:").and_then(|v| v.split_whitespace().next()?.parse().ok()),
         }
     }
 
@@ -90,7 +93,7 @@ mod tests {
 
     fn status(state: &str, uids: &str) -> Status {
         Status::parse(&format!(
-            "Name:\tsh\nState:\t{state}\nTgid:\t42\nPPid:\t7\nUid:\t{uids}\nGid:\t0\t0\t0\t0\n"
+            "Name:\tsh\nState:\t{state}\nTgid:\t42\nPPid:\t7\nUid:\t{uids}\nGid:\t0\t0\t0\t0\nNSpgid:\t40\n"
         ))
     }
 
@@ -99,7 +102,7 @@ mod tests {
         let all = "20001\t20001\t20001\t20001";
         let s = status("S (sleeping)", all);
         assert!(s.owned_by(20001) && !s.is_dead());
-        assert_eq!((s.uid(), s.ppid), (Some(20001), Some(7)));
+        assert_eq!((s.uid(), s.ppid, s.pgid), (Some(20001), Some(7), Some(40)));
         // A setuid program keeps the user as its real UID.
         let s = status("R (running)", "20001\t0\t0\t0");
         assert!(s.owned_by(20001) && s.owned_by(0));

@@ -4,7 +4,7 @@
 //! fixed argv, `--` before every name, never a shell, through [`crate::exec`]); tests of the
 //! apply logic use an in-memory host (`accounts::apply` tests).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -235,21 +235,41 @@ pub const KILL_DEADLINE: Duration = Duration::from_secs(10);
 /// The processes of `uid` under `proc`: live PIDs, and the number of zombies (see
 /// [`ShadowHost::pids_of`]).
 fn processes_of(proc: &Path, uid: u32) -> (Vec<nix::unistd::Pid>, usize) {
+    let (live, zombies, _) = scan(proc, uid);
+    (live, zombies)
+}
+
+/// One scan of `proc` for `uid`: its live PIDs, its zombies, and the process groups whose every
+/// live member is `uid`'s (a group with anyone else's process in it is not among them).
+fn scan(proc: &Path, uid: u32) -> (Vec<nix::unistd::Pid>, usize, Vec<u32>) {
     let me = std::process::id();
     let mut live = Vec::new();
     let mut zombies = 0;
+    // pgid → whether every live member seen is uid's.
+    let mut groups: BTreeMap<u32, bool> = BTreeMap::new();
     for pid in procfs::pids(proc).into_iter().filter(|&pid| pid != me) {
         let status = procfs::status(proc, pid);
-        if !status.owned_by(uid) {
+        if status.is_dead() {
+            zombies += usize::from(status.owned_by(uid));
             continue;
         }
-        if status.is_dead() {
-            zombies += 1;
-        } else {
+        let ours = status.owned_by(uid);
+        if let Some(g) = status.pgid {
+            *groups.entry(g).or_insert(true) &= ours;
+        }
+        if ours {
             live.extend(i32::try_from(pid).ok().map(nix::unistd::Pid::from_raw));
         }
     }
-    (live, zombies)
+    let own_groups = groups
+        .into_iter()
+        // Never our own group (this process is left out of the scan above).
+        .filter(|&(g, all_ours)| {
+            all_ours && g > 1 && i64::from(g) != i64::from(nix::unistd::getpgrp().as_raw())
+        })
+        .map(|(g, _)| g)
+        .collect();
+    (live, zombies, own_groups)
 }
 
 fn os(s: &str) -> &OsStr {
@@ -461,7 +481,7 @@ impl Host for ShadowHost {
         }
         let mut spent = Duration::ZERO;
         loop {
-            let (live, zombies) = self.pids_of(uid);
+            let (live, zombies, own_groups) = scan(&self.paths.proc, uid);
             if live.is_empty() && zombies == 0 {
                 return Ok(seen.len());
             }
@@ -477,6 +497,15 @@ impl Host for ShadowHost {
                     uid,
                     pids: live.iter().map(|p| p.as_raw()).collect(),
                 });
+            }
+            // A whole group of the user's processes at once: the kernel lets no fork in that
+            // group escape a group kill, while a chain of forks can outrun rounds of
+            // per-process kills on a busy machine. Groups shared with anyone else are left to
+            // the per-process kills.
+            for g in own_groups {
+                if let Ok(g) = i32::try_from(g) {
+                    let _ = kill(nix::unistd::Pid::from_raw(-g), Signal::SIGKILL);
+                }
             }
             for p in live {
                 seen.insert(p.as_raw());
@@ -559,6 +588,29 @@ mod tests {
         assert_eq!(home_state(&d.path().join("link")), HomeState::Symlink);
         std::fs::write(d.path().join("file"), b"").unwrap();
         assert_eq!(home_state(&d.path().join("file")), HomeState::NotADirectory);
+    }
+
+    #[test]
+    fn only_groups_of_the_users_processes_alone_are_killed_as_groups() {
+        let d = tempfile::tempdir().unwrap();
+        let proc_ = |pid: u32, uid: u32, pgid: u32, state: &str| {
+            let dir = d.path().join(pid.to_string());
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join("status"),
+                format!("State:\t{state}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nNSpgid:\t{pgid}\n"),
+            )
+            .unwrap();
+        };
+        proc_(101, 20001, 100, "S (sleeping)"); // the user's own group
+        proc_(102, 20001, 100, "R (running)");
+        proc_(201, 20001, 200, "S (sleeping)"); // shared with root's process: not as a group
+        proc_(202, 0, 200, "S (sleeping)");
+        proc_(301, 20001, 300, "Z (zombie)");
+        let (live, zombies, groups) = scan(d.path(), 20001);
+        let mut live: Vec<i32> = live.iter().map(|p| p.as_raw()).collect();
+        live.sort_unstable();
+        assert_eq!((live, zombies, groups), (vec![101, 102, 201], 1, vec![100]));
     }
 
     #[test]
