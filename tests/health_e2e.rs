@@ -600,3 +600,81 @@ fn doctor_refuses_to_run_as_another_user_with_unknown() {
     assert!(stderr.contains("`doctor` must run as root"), "{stderr}");
     assert!(out.stdout.is_empty(), "no half report");
 }
+
+/// When DNS fails for every endpoint and for the AWS calls, the table says the root cause once
+/// with the endpoints under it, and no check blames a permission or the security groups: the
+/// remedies follow the kind of failure the real SDK and probes met.
+#[test]
+fn a_dns_outage_is_one_root_cause_with_dns_remedies() {
+    require_root!();
+    let ns = NetNs::new();
+    let emu = Emulator::start_in(
+        Some(&ns),
+        serde_json::json!({"instance_id": INSTANCE, "region": "us-east-1"}),
+    );
+    let mut host = Host::new();
+    host.netns = Some(ns.name.clone());
+    let d = AgentDirs::new(host.dir());
+    let agent = StandInAgent::start(&d.bin, &d.log_file(), 60, "");
+    // The AWS calls go to a name that does not resolve either.
+    std::fs::write(
+        &host.config,
+        format!(
+            "[aws]\nendpoint_url = \"http://moto.us-east-1.amazonaws.invalid:5000\"\nimds_endpoint = \"{}\"\nmax_attempts = 1\n[health]\ntimeout = \"2s\"\n{}",
+            emu.imds,
+            d.paths_toml(&host.state)
+        ),
+    )
+    .unwrap();
+    // A resolver that never answers: every lookup fails within a second.
+    let doctor = |args: &str| {
+        let script = format!(
+            "printf 'nameserver 10.213.0.250\\noptions timeout:1 attempts:1\\n' > /etc/resolv.conf; SSM_COMPANION_VENDOR_CONFIG_DIR={v} {bin} --config {cfg} doctor {args}",
+            v = host.dir().join("vendor").display(),
+            bin = bin().display(),
+            cfg = host.config.display()
+        );
+        String::from_utf8_lossy(&host.sh(&script).stdout).into_owned()
+    };
+    let stdout = doctor("--json");
+    let doc: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let all = doc["checks"].as_array().unwrap();
+    let endpoints: Vec<&Value> = all
+        .iter()
+        .filter(|c| c["id"].as_str().unwrap().starts_with("endpoint."))
+        .collect();
+    assert_eq!(endpoints.len(), 7, "{stdout}");
+    for c in &endpoints {
+        assert_eq!(c["cause"], "dns", "{c}");
+    }
+    let check = |id: &str| {
+        all.iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no {id}: {stdout}"))
+    };
+    // The SDK's own DNS failure is recognised: the DNS remedy, not a permission.
+    for id in ["sts.identity", "runas.preferences"] {
+        let c = check(id);
+        assert_eq!(c["cause"], "dns", "{c}");
+        let remedy = c["remedy"].as_str().unwrap();
+        assert!(remedy.contains("DNS"), "{c}");
+        assert!(!remedy.contains("grant"), "{c}");
+    }
+    let table = doctor("");
+    assert_eq!(
+        table
+            .matches("DNS resolution fails for all 7 AWS endpoints")
+            .count(),
+        1,
+        "{table}"
+    );
+    assert_eq!(
+        table.matches("fix: check the VPC's DNS resolution").count(),
+        // Once for the endpoints, once each for the two AWS calls.
+        3,
+        "{table}"
+    );
+    assert!(!table.contains("security group"), "{table}");
+    assert!(!table.contains("\\n"), "no literal \\n: {table}");
+    drop(agent);
+}

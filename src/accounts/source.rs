@@ -80,8 +80,13 @@ pub async fn read(settings: &AccountsSettings, sdk: Option<&aws_config::SdkConfi
                     Ok(None) => {}
                     Err(e) => {
                         read.complete = false;
+                        let grant = if e.fault.is_access_denied() {
+                            format!("; grant {}", crate::aws::ssm::PREFERENCES_PERMISSION)
+                        } else {
+                            String::new()
+                        };
                         read.problems.push(format!(
-                            "{e} (so this read is incomplete; or set accounts.read_session_preferences = false)"
+                            "{e} (so this read is incomplete{grant}; or set accounts.read_session_preferences = false)"
                         ));
                     }
                 }

@@ -20,6 +20,7 @@ use aws_sdk_iam::operation::RequestId;
 
 use crate::config::AwsSettings;
 
+pub mod fault;
 pub mod ssm;
 pub mod sts;
 

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::sdk_error;
+use super::fault::{CallError, Fault};
 
 /// The Session Manager preferences document.
 pub const PREFERENCES_DOCUMENT: &str = "SSM-SessionManagerRunShell";
@@ -16,10 +16,15 @@ pub struct RunAsPreferences {
     pub default_user: Option<String>,
 }
 
-/// Reads `runAsEnabled`/`runAsDefaultUser`. `Ok(None)` when the document does not exist.
+/// The permission [`session_preferences`] needs.
+pub const PREFERENCES_PERMISSION: &str = "ssm:GetDocument on SSM-SessionManagerRunShell";
+
+/// Reads `runAsEnabled`/`runAsDefaultUser`. `Ok(None)` when the document does not exist. The
+/// error says what kind of failure it was, so callers name the permission only when it is the
+/// permission that is missing.
 pub async fn session_preferences(
     client: &aws_sdk_ssm::Client,
-) -> Result<Option<RunAsPreferences>, String> {
+) -> Result<Option<RunAsPreferences>, CallError> {
     let doc = match client
         .get_document()
         .name(PREFERENCES_DOCUMENT)
@@ -33,13 +38,20 @@ pub async fn session_preferences(
             {
                 return Ok(None);
             }
-            return Err(format!(
-                "cannot read the Session Manager preferences (SSM GetDocument {PREFERENCES_DOCUMENT}), grant ssm:GetDocument on it: {}",
-                sdk_error(&e)
-            ));
+            let mut err = CallError::from_sdk(&e);
+            err.message = format!(
+                "cannot read the Session Manager preferences (SSM GetDocument {PREFERENCES_DOCUMENT}): {}",
+                err.message
+            );
+            return Err(err);
         }
     };
-    parse_preferences(doc.content().unwrap_or_default()).map(Some)
+    parse_preferences(doc.content().unwrap_or_default())
+        .map(Some)
+        .map_err(|message| CallError {
+            fault: Fault::BadContent,
+            message,
+        })
 }
 
 /// Parses the preferences document content (JSON).

@@ -10,10 +10,6 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserialization
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
-use aws_credential_types::provider::error::CredentialsError;
-use aws_sdk_sts::error::ProvideErrorMetadata;
-
-use super::sdk_error;
 use crate::clock::{Clock, SystemClock};
 
 /// Who the credentials belong to, and AWS's clock.
@@ -29,25 +25,8 @@ pub struct CallerIdentity {
     pub local_date: Option<SystemTime>,
 }
 
-/// Why `GetCallerIdentity` failed, as far as the health checks care.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// No credentials could be loaded (none configured, or the provider failed).
-    NoCredentials,
-    /// AWS rejected the request's time: the clock is off.
-    RequestTime,
-    /// Anything else (network, permissions, throttling, …).
-    Other,
-}
-
-/// A failed `GetCallerIdentity`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// What kind of failure.
-    pub kind: FailureKind,
-    /// The rendered error.
-    pub message: String,
-}
+/// A failed `GetCallerIdentity`: its kind and the rendered error.
+pub type Failure = super::fault::CallError;
 
 /// Keeps the `Date` header of the response it sees, with this host's time of arrival.
 #[derive(Debug, Clone, Default)]
@@ -81,27 +60,6 @@ pub fn parse_http_date(s: &str) -> Option<SystemTime> {
 }
 
 /// Whether an error (or one of its causes) is a credentials provider's failure.
-fn is_credentials_error(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(c) = cur {
-        if c.downcast_ref::<CredentialsError>().is_some() {
-            return true;
-        }
-        cur = c.source();
-    }
-    false
-}
-
-/// Whether a service error says the request's time is off. AWS words it as `Signature expired:
-/// … is now earlier than …` or `Signature not yet current: … is still later than …`
-/// (`SignatureDoesNotMatch`), or with the codes `RequestExpired` / `RequestTimeTooSkewed`.
-pub fn is_request_time_error(code: Option<&str>, message: Option<&str>) -> bool {
-    matches!(code, Some("RequestExpired" | "RequestTimeTooSkewed"))
-        || message.is_some_and(|m| {
-            m.contains("Signature expired") || m.contains("Signature not yet current")
-        })
-}
-
 /// Calls `GetCallerIdentity` (no permission needed) and reads the response's `Date`.
 pub async fn caller_identity(client: &aws_sdk_sts::Client) -> Result<CallerIdentity, Failure> {
     let date = DateHeader::default();
@@ -111,20 +69,7 @@ pub async fn caller_identity(client: &aws_sdk_sts::Client) -> Result<CallerIdent
         .interceptor(date.clone())
         .send()
         .await
-        .map_err(|e| {
-            let kind = if is_credentials_error(&e) {
-                FailureKind::NoCredentials
-            } else if e.as_service_error().is_some() && is_request_time_error(e.code(), e.message())
-            {
-                FailureKind::RequestTime
-            } else {
-                FailureKind::Other
-            };
-            Failure {
-                kind,
-                message: sdk_error(&e),
-            }
-        })?;
+        .map_err(|e| Failure::from_sdk(&e))?;
     let stamped = date.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let (server_date, local_date) = match stamped {
         Some((d, at)) => (parse_http_date(&d), Some(at)),
@@ -141,34 +86,14 @@ pub async fn caller_identity(client: &aws_sdk_sts::Client) -> Result<CallerIdent
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::fault::Fault;
+    use aws_credential_types::provider::error::CredentialsError;
 
     #[test]
     fn http_dates() {
         let t = parse_http_date("Sun, 29 Nov 2026 17:44:49 GMT").unwrap();
         assert_eq!(crate::clock::rfc3339(t), "2026-11-29T17:44:49Z");
         assert!(parse_http_date("yesterday").is_none());
-    }
-
-    #[test]
-    fn request_time_errors() {
-        assert!(is_request_time_error(
-            Some("SignatureDoesNotMatch"),
-            Some(
-                "Signature expired: 20261129T100000Z is now earlier than 20261129T101000Z (20261129T102000Z - 10 min.)"
-            )
-        ));
-        assert!(is_request_time_error(
-            Some("SignatureDoesNotMatch"),
-            Some(
-                "Signature not yet current: 20261129T103000Z is still later than 20261129T102500Z"
-            )
-        ));
-        assert!(is_request_time_error(Some("RequestExpired"), None));
-        // A wrong secret key is not the clock.
-        assert!(!is_request_time_error(
-            Some("SignatureDoesNotMatch"),
-            Some("The request signature we calculated does not match the signature you provided.")
-        ));
     }
 
     #[derive(Debug)]
@@ -198,6 +123,92 @@ mod tests {
         let e = caller_identity(&aws_sdk_sts::Client::from_conf(conf))
             .await
             .unwrap_err();
-        assert_eq!(e.kind, FailureKind::NoCredentials, "{e:?}");
+        assert_eq!(e.fault, Fault::NoCredentials, "{e:?}");
+    }
+
+    /// Serves one canned HTTP answer to every connection on a loopback port.
+    async fn answering(status: &'static str, body: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = vec![0; 64 * 1024];
+                let _ = s.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    async fn call(url: &str) -> Failure {
+        let conf = aws_sdk_sts::Config::builder()
+            .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+            .region(aws_sdk_sts::config::Region::new("us-east-1"))
+            .endpoint_url(url)
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "AKIDEXAMPLE",
+                "secret",
+                None,
+                None,
+                "test",
+            ))
+            .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
+            .build();
+        caller_identity(&aws_sdk_sts::Client::from_conf(conf))
+            .await
+            .unwrap_err()
+    }
+
+    fn error_xml(code: &str) -> String {
+        format!(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>m</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"
+        )
+    }
+
+    #[tokio::test]
+    async fn every_kind_of_failure_of_a_real_sdk_call_is_classified() {
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let cases: Vec<(&str, &str, Fault)> = vec![
+            (
+                "400 Bad Request",
+                leak(error_xml("Throttling")),
+                Fault::Aws {
+                    code: "Throttling".into(),
+                    status: 400,
+                },
+            ),
+            (
+                "403 Forbidden",
+                leak(error_xml("AccessDenied")),
+                Fault::Aws {
+                    code: "AccessDenied".into(),
+                    status: 403,
+                },
+            ),
+            (
+                "502 Bad Gateway",
+                "<html>proxy error</html>",
+                Fault::Http(502),
+            ),
+            ("200 OK", "not xml at all", Fault::Garbled),
+        ];
+        for (status, body, want) in cases {
+            let e = call(&answering(status, body).await).await;
+            assert_eq!(e.fault, want, "{status}: {e:?}");
+        }
+        assert!(
+            call(&answering("400 Bad Request", leak(error_xml("Throttling"))).await)
+                .await
+                .fault
+                .is_transient()
+        );
+        // Nothing listens on the discard port of loopback: refused.
+        let refused = call("http://127.0.0.1:9").await;
+        assert_eq!(refused.fault, Fault::Connect, "{refused:?}");
     }
 }

@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod model;
 pub mod network;
 pub mod proxy;
+pub mod remedy;
 pub mod report;
 pub mod runas;
 pub mod systemd;
@@ -25,6 +26,7 @@ pub mod systemd;
 use std::ffi::OsStr;
 use std::time::{Duration, SystemTime};
 
+use crate::aws::fault::{CallError, Fault};
 use crate::aws::{self, Aws};
 use crate::config::Settings;
 use crate::exec;
@@ -385,12 +387,22 @@ pub async fn network_checks(
 
     let prefs = async {
         let Some(sdk) = aws.sdk() else {
-            return Err("no AWS configuration".to_string());
+            return Err(CallError {
+                fault: Fault::NoConfig,
+                message: "no AWS configuration".into(),
+            });
         };
         let client = aws::clients::ssm(sdk);
-        match tokio::time::timeout(h.timeout * 2, aws::ssm::session_preferences(&client)).await {
+        let wait = h.timeout * 2;
+        match tokio::time::timeout(wait, aws::ssm::session_preferences(&client)).await {
             Ok(r) => r,
-            Err(_) => Err("no answer from SSM".into()),
+            Err(_) => Err(CallError {
+                fault: Fault::Timeout,
+                message: format!(
+                    "no answer from SSM within {}",
+                    humantime::format_duration(wait)
+                ),
+            }),
         }
     };
 
@@ -447,6 +459,13 @@ pub enum StsOutcome {
     TimedOut(Duration),
 }
 
+/// `GetCallerIdentity` needs no permission.
+const STS_CALL: remedy::Call<'static> = remedy::Call {
+    service: "sts",
+    permission: None,
+    proxy: None,
+};
+
 /// The `sts.identity` and `clock.skew` verdicts of an STS call. `dhm`: the agent runs on
 /// Default Host Management credentials, which other processes cannot use, so our having no
 /// credentials says nothing about the agent (credentials.agent checks the agent's own).
@@ -481,7 +500,7 @@ pub fn sts_verdicts(
                 "",
             ),
         ),
-        StsOutcome::Failed(e) if e.kind == aws::sts::FailureKind::NoCredentials => {
+        StsOutcome::Failed(e) if e.fault == Fault::NoCredentials => {
             let detail = if dhm {
                 format!(
                     "ssm-companion has no AWS credentials of its own (the agent uses Default Host Management credentials, which other processes cannot use): {}",
@@ -501,23 +520,25 @@ pub fn sts_verdicts(
             )
         }
         StsOutcome::Failed(e) => {
-            let skew = if e.kind == aws::sts::FailureKind::RequestTime {
+            let skew = if e.fault == Fault::RequestTime {
                 CheckResult::new(
                     SKEW,
                     Status::Critical,
                     format!("AWS rejected the request's time: {}", e.message),
-                    "fix time synchronisation (chrony/systemd-timesyncd; on EC2 169.254.169.123)",
+                    remedy::remedy(&e.fault, &STS_CALL),
                 )
+                .caused_by(&e.fault)
             } else {
                 no_signed()
             };
             (
                 CheckResult::new(
                     ID,
-                    Status::Critical,
+                    remedy::status(&e.fault, Status::Critical),
                     format!("a signed STS call failed: {}", e.message),
-                    "check the credentials (instance profile) and the path to sts",
-                ),
+                    remedy::remedy(&e.fault, &STS_CALL),
+                )
+                .caused_by(&e.fault),
                 skew,
             )
         }
@@ -529,8 +550,9 @@ pub fn sts_verdicts(
                     "no answer from STS within {}",
                     humantime::format_duration(*wait)
                 ),
-                "check the path to sts (endpoint.sts)",
-            ),
+                remedy::remedy(&Fault::Timeout, &STS_CALL),
+            )
+            .caused_by(&Fault::Timeout),
             no_signed(),
         ),
         StsOutcome::Answer(id) => {
@@ -672,12 +694,12 @@ mod tests {
 
     #[test]
     fn sts_verdicts_for_every_outcome() {
-        use aws::sts::{CallerIdentity, Failure, FailureKind};
+        use aws::sts::{CallerIdentity, Failure};
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let max = Duration::from_secs(60);
-        let failed = |kind, message: &str| {
+        let failed = |fault, message: &str| {
             StsOutcome::Failed(Failure {
-                kind,
+                fault,
                 message: message.into(),
             })
         };
@@ -686,7 +708,7 @@ mod tests {
         assert!(id.detail.contains("no region") && id.remedy.contains("aws.region"));
         // No credentials of our own: unknown, never critical; with Default Host Management
         // the detail says why the agent's credentials do not help.
-        let none = failed(FailureKind::NoCredentials, "no provider");
+        let none = failed(Fault::NoCredentials, "no provider");
         let (id, _) = sts_verdicts(&none, false, t, max);
         assert_eq!(id.status, Status::Unknown);
         assert!(!id.detail.contains("Default Host Management"));
@@ -694,7 +716,7 @@ mod tests {
         assert!(id.detail.contains("Default Host Management"), "{id:?}");
         // The request's time rejected: the clock is critical too.
         let (id, skew) = sts_verdicts(
-            &failed(FailureKind::RequestTime, "Signature expired"),
+            &failed(Fault::RequestTime, "Signature expired"),
             false,
             t,
             max,
@@ -704,10 +726,34 @@ mod tests {
             (Status::Critical, Status::Critical)
         );
         assert!(skew.detail.contains("Signature expired"));
-        let (id, skew) = sts_verdicts(&failed(FailureKind::Other, "AccessDenied"), false, t, max);
+        let denied = Fault::Aws {
+            code: "AccessDenied".into(),
+            status: 403,
+        };
+        let (id, skew) = sts_verdicts(&failed(denied, "AccessDenied"), false, t, max);
         assert_eq!(
             (id.status, skew.status),
             (Status::Critical, Status::Unknown)
+        );
+        assert_eq!(id.cause.as_deref(), Some("aws:AccessDenied"));
+        // Throttled: it passes by itself — a warning with a retry remedy, not critical.
+        let throttled = Fault::Aws {
+            code: "Throttling".into(),
+            status: 400,
+        };
+        let (id, _) = sts_verdicts(
+            &failed(throttled, "Throttling: Rate exceeded"),
+            false,
+            t,
+            max,
+        );
+        assert_eq!(id.status, Status::Warning, "{id:?}");
+        assert!(id.remedy.contains("throttled"), "{id:?}");
+        // DNS on the way to STS: the DNS remedy, not the credentials one.
+        let (id, _) = sts_verdicts(&failed(Fault::Dns, "dns error"), false, t, max);
+        assert!(
+            id.remedy.contains("DNS") && !id.remedy.contains("credentials"),
+            "{id:?}"
         );
         let (id, _) = sts_verdicts(
             &StsOutcome::TimedOut(Duration::from_secs(10)),

@@ -87,6 +87,11 @@ pub struct CheckResult {
     /// One line: what to do (empty when ok).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub remedy: String,
+    /// What kind of failure it was, when a call or probe failed (`dns`, `tcp`, `proxy`, `tls`,
+    /// `timeout`, `credentials`, `clock`, `aws:<code>`, `http:<status>`, …): checks that share
+    /// a cause are reported under it once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 impl CheckResult {
@@ -102,7 +107,14 @@ impl CheckResult {
             status,
             detail: detail.into(),
             remedy: remedy.into(),
+            cause: None,
         }
+    }
+
+    /// The same result with the kind of failure that caused it.
+    pub fn caused_by(mut self, fault: &crate::aws::fault::Fault) -> Self {
+        self.cause = Some(fault.label());
+        self
     }
 
     /// An ok result.

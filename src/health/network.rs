@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use super::agent::AgentConfig;
 use super::model::{CheckResult, Status};
 use super::proxy::{Proxy, parse_proxy_url, redact};
+use crate::aws::fault::Fault;
 
 /// The DNS domain of a region (reference/ssm-agent.md §9).
 pub fn domain(region: &str) -> &'static str {
@@ -96,6 +97,17 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The kind of failure a failed step is (a failed TCP connect through a proxy is a dead
+    /// proxy: [`super::remedy`] says so from the probe's proxy).
+    pub fn fault(self) -> Fault {
+        match self {
+            Phase::Dns => Fault::Dns,
+            Phase::Tcp => Fault::Connect,
+            Phase::Proxy => Fault::Proxy,
+            Phase::Tls => Fault::Tls,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Phase::Dns => "DNS",
@@ -352,20 +364,15 @@ pub fn verdict(service: &str, p: &Probe, required: bool) -> CheckResult {
             } else {
                 Status::Warning
             };
-            let remedy = match phase {
-                Phase::Dns => {
-                    "check the VPC's DNS resolution (enableDnsSupport), the resolver, and for private subnets an interface VPC endpoint with private DNS"
-                }
-                Phase::Tcp => {
-                    "allow outbound HTTPS (443) in security groups and network ACLs, through a NAT gateway or a VPC endpoint"
-                }
-                Phase::Proxy => {
-                    "check the proxy the agent uses (https_proxy) and that it allows CONNECT to AWS endpoints"
-                }
-                Phase::Tls => {
-                    "something between this host and AWS breaks TLS (an inspecting proxy or firewall); trust its CA (health.extra_ca_file) or exempt AWS endpoints"
-                }
-            };
+            let fault = phase.fault();
+            let remedy = super::remedy::remedy(
+                &fault,
+                &super::remedy::Call {
+                    service,
+                    permission: None,
+                    proxy: p.proxy.as_deref(),
+                },
+            );
             let need = if required {
                 ""
             } else {
@@ -381,6 +388,7 @@ pub fn verdict(service: &str, p: &Probe, required: bool) -> CheckResult {
                 ),
                 remedy,
             )
+            .caused_by(&fault)
         }
     }
 }
@@ -461,6 +469,30 @@ mod tests {
         .await;
         assert_eq!(p.error.as_ref().map(|e| e.0), Some(Phase::Dns), "{p:?}");
         assert_eq!(verdict("kms", &p, false).status, Status::Warning);
+    }
+
+    #[tokio::test]
+    async fn a_dead_proxy_gets_the_proxy_remedy_not_the_security_group_one() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let proxy = Proxy {
+            https: Some(format!("http://127.0.0.1:{port}")),
+            ..Proxy::default()
+        };
+        let p = probe(
+            "ssm.us-east-1.amazonaws.com",
+            443,
+            Duration::from_secs(2),
+            tls_config("").unwrap(),
+            Some(&proxy),
+        )
+        .await;
+        assert_eq!(p.error.as_ref().map(|e| e.0), Some(Phase::Tcp), "{p:?}");
+        let v = verdict("ssm", &p, true);
+        assert!(v.remedy.contains("proxy"), "{v:?}");
+        assert!(!v.remedy.contains("security group"), "{v:?}");
+        assert_eq!(v.cause.as_deref(), Some("tcp"));
     }
 
     #[tokio::test]

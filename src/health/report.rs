@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::model::{CheckResult, Status};
-use crate::render::{clean, table};
+use crate::render::table;
 
 /// The `schema` of the JSON report (`doctor --json`, `health.json`).
 pub const SCHEMA: &str = "ssm-companion/health/v1";
@@ -64,27 +64,146 @@ pub fn text(r: &Report) -> String {
         Status::Unknown,
         Status::Ok,
     ];
-    let rows: Vec<Vec<String>> = order
-        .iter()
-        .flat_map(|s| r.checks.iter().filter(move |c| c.status == *s))
-        .flat_map(|c| {
-            let mut rows = vec![vec![
-                c.status.as_str().to_uppercase(),
-                c.id.clone(),
-                clean(&c.detail),
-            ]];
-            if !c.remedy.is_empty() && c.status != Status::Ok {
-                rows.push(vec![
-                    String::new(),
-                    String::new(),
-                    format!("fix: {}", clean(&c.remedy)),
-                ]);
+    let groups = endpoint_groups(&r.checks);
+    let mut done: Vec<&str> = Vec::new();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for s in order {
+        for c in r.checks.iter().filter(|c| c.status == s) {
+            if done.contains(&c.id.as_str()) {
+                continue;
             }
-            rows
-        })
-        .collect();
+            match groups
+                .iter()
+                .find(|g| g.members.iter().any(|m| m.id == c.id))
+            {
+                Some(g) => {
+                    done.extend(g.members.iter().map(|m| m.id.as_str()));
+                    group_rows(&mut rows, g);
+                }
+                None => check_rows(&mut rows, c),
+            }
+        }
+    }
     out.push_str(&table(&["STATUS", "CHECK", "DETAIL"], &rows));
     out
+}
+
+/// Failed endpoint checks that share a cause (two or more): one root cause, said once.
+struct Group<'a> {
+    cause: &'a str,
+    status: Status,
+    members: Vec<&'a CheckResult>,
+    /// How many endpoints were probed in all.
+    of: usize,
+}
+
+fn endpoint_groups(checks: &[CheckResult]) -> Vec<Group<'_>> {
+    let endpoints: Vec<&CheckResult> = checks
+        .iter()
+        .filter(|c| c.id.starts_with("endpoint."))
+        .collect();
+    let mut groups: Vec<Group<'_>> = Vec::new();
+    for c in &endpoints {
+        let Some(cause) = c.cause.as_deref().filter(|_| c.status != Status::Ok) else {
+            continue;
+        };
+        match groups.iter_mut().find(|g| g.cause == cause) {
+            Some(g) => {
+                g.status = g.status.worst(c.status);
+                g.members.push(c);
+            }
+            None => groups.push(Group {
+                cause,
+                status: c.status,
+                members: vec![c],
+                of: endpoints.len(),
+            }),
+        }
+    }
+    groups.retain(|g| g.members.len() >= 2);
+    groups
+}
+
+fn group_rows(rows: &mut Vec<Vec<String>>, g: &Group<'_>) {
+    let what = match g.cause {
+        "dns" => "DNS resolution fails",
+        "tcp" => "TCP connections fail",
+        "proxy" => "the proxy refuses CONNECT",
+        "tls" => "TLS handshakes fail",
+        "timeout" => "nothing answers in time",
+        _ => "the same failure",
+    };
+    let n = g.members.len();
+    let scope = if n == g.of {
+        format!("all {n} AWS endpoints")
+    } else {
+        format!("{n} of {} AWS endpoints", g.of)
+    };
+    push_lines(
+        rows,
+        g.status.as_str().to_uppercase(),
+        "endpoint.*".into(),
+        &format!("{what} for {scope} (cause: {}):", g.cause),
+    );
+    for m in &g.members {
+        let tag = if m.status == g.status {
+            String::new()
+        } else {
+            format!(" [{}]", m.status)
+        };
+        push_lines(
+            rows,
+            String::new(),
+            String::new(),
+            &format!("  {}{tag}: {}", m.id, m.detail),
+        );
+    }
+    // Members share a cause; their remedies differ only when some went through a proxy.
+    let mut remedies: Vec<&str> = g.members.iter().map(|m| m.remedy.as_str()).collect();
+    remedies.dedup();
+    for remedy in remedies.into_iter().filter(|x| !x.is_empty()) {
+        push_lines(
+            rows,
+            String::new(),
+            String::new(),
+            &format!("fix: {remedy}"),
+        );
+    }
+}
+
+fn check_rows(rows: &mut Vec<Vec<String>>, c: &CheckResult) {
+    push_lines(
+        rows,
+        c.status.as_str().to_uppercase(),
+        c.id.clone(),
+        &c.detail,
+    );
+    if !c.remedy.is_empty() && c.status != Status::Ok {
+        push_lines(
+            rows,
+            String::new(),
+            String::new(),
+            &format!("fix: {}", c.remedy),
+        );
+    }
+}
+
+/// One row per line of `text` (an error chain prints as indented lines, not a literal `\n`);
+/// each line is made safe to print by the table.
+fn push_lines(rows: &mut Vec<Vec<String>>, status: String, id: String, text: &str) {
+    let mut lines = text.lines();
+    rows.push(vec![
+        status,
+        id,
+        lines.next().unwrap_or_default().to_string(),
+    ]);
+    for l in lines.filter(|l| !l.trim().is_empty()) {
+        rows.push(vec![
+            String::new(),
+            String::new(),
+            format!("  {}", l.trim_start()),
+        ]);
+    }
 }
 
 /// JSON, pretty-printed.
@@ -235,6 +354,84 @@ mod tests {
             "{t}"
         );
         assert!(lines[5].starts_with("OK"), "{t}");
+    }
+
+    #[test]
+    fn one_cause_for_every_endpoint_is_said_once_with_the_endpoints_under_it() {
+        let dns = crate::aws::fault::Fault::Dns;
+        let mut r = report();
+        r.checks.clear();
+        for (svc, status) in [
+            ("ssm", Status::Critical),
+            ("ssmmessages", Status::Critical),
+            ("ec2messages", Status::Critical),
+            ("kms", Status::Warning),
+        ] {
+            r.checks.push(
+                CheckResult::new(
+                    format!("endpoint.{svc}"),
+                    status,
+                    format!("{svc}.us-east-1.amazonaws.com: DNS failed: no such host"),
+                    "check the VPC's DNS resolution",
+                )
+                .caused_by(&dns),
+            );
+        }
+        r.checks
+            .push(CheckResult::ok("agent.installed", "installed"));
+        let t = text(&r);
+        assert_eq!(
+            t.matches("DNS resolution fails for all 4 AWS endpoints (cause: dns)")
+                .count(),
+            1,
+            "{t}"
+        );
+        // The remedy once, every endpoint listed under the cause, the optional one marked.
+        assert_eq!(
+            t.matches("fix: check the VPC's DNS resolution").count(),
+            1,
+            "{t}"
+        );
+        for svc in ["ssm", "ssmmessages", "ec2messages"] {
+            assert!(
+                t.contains(&format!("  endpoint.{svc}: {svc}.us-east-1")),
+                "{t}"
+            );
+        }
+        assert!(t.contains("endpoint.kms [warning]: kms.us-east-1"), "{t}");
+        assert!(
+            t.lines()
+                .nth(3)
+                .unwrap()
+                .starts_with("CRITICAL  endpoint.*"),
+            "{t}"
+        );
+        // A single failure stays a row of its own.
+        r.checks.truncate(1);
+        let t = text(&r);
+        assert!(!t.contains("endpoint.*"), "{t}");
+        assert!(t.contains("CRITICAL  endpoint.ssm"), "{t}");
+    }
+
+    #[test]
+    fn an_error_chain_prints_as_indented_lines() {
+        let mut r = report();
+        r.checks[1].detail =
+            "a signed STS call failed: dispatch failure\n  caused by: io error\n  caused by: \u{1b}[2Jgone".into();
+        let t = text(&r);
+        assert!(!t.contains("\\n"), "{t}");
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[3].ends_with("a signed STS call failed: dispatch failure"),
+            "{t}"
+        );
+        assert!(
+            lines[4].trim_start().starts_with("caused by: io error"),
+            "{t}"
+        );
+        // Each line is still made safe: the escape sequence is shown, not acted on.
+        assert!(lines[5].contains("\\u{1b}[2J"), "{t}");
+        assert!(!t.contains('\u{1b}'), "{t}");
     }
 
     #[test]

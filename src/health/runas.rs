@@ -6,7 +6,9 @@
 use std::time::{Duration, SystemTime};
 
 use super::model::{CheckResult, Status};
-use crate::aws::ssm::RunAsPreferences;
+use super::remedy;
+use crate::aws::fault::CallError;
+use crate::aws::ssm::{PREFERENCES_PERMISSION, RunAsPreferences};
 use crate::state::LoadError;
 use crate::state::accounts_status::AccountsStatus;
 use crate::state::run_as::RunAsMap;
@@ -16,17 +18,26 @@ pub type UserExists<'a> = &'a dyn Fn(&str) -> Result<bool, String>;
 
 /// The `runas.preferences` check.
 pub fn preferences_verdict(
-    p: &Result<Option<RunAsPreferences>, String>,
+    p: &Result<Option<RunAsPreferences>, CallError>,
     exists: UserExists<'_>,
 ) -> CheckResult {
     const ID: &str = "runas.preferences";
     match p {
+        // The remedy follows the kind of failure: the permission only when it is missing.
         Err(e) => CheckResult::new(
             ID,
             Status::Unknown,
-            e.clone(),
-            "grant ssm:GetDocument on SSM-SessionManagerRunShell",
-        ),
+            e.message.clone(),
+            remedy::remedy(
+                &e.fault,
+                &remedy::Call {
+                    service: "ssm",
+                    permission: Some(PREFERENCES_PERMISSION),
+                    proxy: None,
+                },
+            ),
+        )
+        .caused_by(&e.fault),
         Ok(None) => CheckResult::ok(
             ID,
             "no Session Manager preferences document in this region: Run As is off, sessions run as ssm-user",
@@ -267,10 +278,30 @@ mod tests {
             Status::Ok
         );
         assert_eq!(preferences_verdict(&Ok(None), &exists).status, Status::Ok);
-        assert_eq!(
-            preferences_verdict(&Err("denied".into()), &exists).status,
-            Status::Unknown
+        let failed = |fault| {
+            preferences_verdict(
+                &Err(CallError {
+                    fault,
+                    message: "cannot read the Session Manager preferences".into(),
+                }),
+                &exists,
+            )
+        };
+        let denied = failed(crate::aws::fault::Fault::Aws {
+            code: "AccessDeniedException".into(),
+            status: 400,
+        });
+        assert_eq!(denied.status, Status::Unknown);
+        assert!(
+            denied.remedy.contains("grant ssm:GetDocument"),
+            "{denied:?}"
         );
+        // The call failed on DNS: the DNS remedy, never the permission.
+        let dns = failed(crate::aws::fault::Fault::Dns);
+        assert_eq!(dns.status, Status::Unknown);
+        assert!(!dns.remedy.contains("GetDocument"), "{dns:?}");
+        assert!(dns.remedy.contains("DNS"), "{dns:?}");
+        assert_eq!(dns.cause.as_deref(), Some("dns"));
     }
 
     #[test]
