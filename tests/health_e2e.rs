@@ -41,9 +41,8 @@ fn status_of(doc: &Value, id: &str) -> (String, String) {
         .unwrap_or_else(|| panic!("no check {id} in {doc:#}"))
 }
 
-#[test]
-fn doctor_in_a_network_namespace() {
-    require_root!();
+/// A network namespace with the emulator in it, and a private host whose commands run there.
+fn in_netns() -> (NetNs, Emulator, Host) {
     let ns = NetNs::new();
     let emu = Emulator::start_in(
         Some(&ns),
@@ -51,6 +50,13 @@ fn doctor_in_a_network_namespace() {
     );
     let mut host = Host::new();
     host.netns = Some(ns.name.clone());
+    (ns, emu, host)
+}
+
+#[test]
+fn doctor_in_a_network_namespace() {
+    require_root!();
+    let (ns, emu, host) = in_netns();
     let names = common::endpoint_names(&[
         "ssm",
         "ssmmessages",
@@ -152,13 +158,7 @@ fn doctor_in_a_network_namespace() {
 #[test]
 fn doctor_probes_through_the_agents_proxy_without_leaking_its_password() {
     require_root!();
-    let ns = NetNs::new();
-    let emu = Emulator::start_in(
-        Some(&ns),
-        serde_json::json!({"instance_id": INSTANCE, "region": "us-east-1"}),
-    );
-    let mut host = Host::new();
-    host.netns = Some(ns.name.clone());
+    let (ns, emu, host) = in_netns();
     let proxy_log = host.dir().join("proxy.log");
     let (ca, _listeners) = common::tls_endpoints(
         &ns,
@@ -607,13 +607,7 @@ fn doctor_refuses_to_run_as_another_user_with_unknown() {
 #[test]
 fn a_dns_outage_is_one_root_cause_with_dns_remedies() {
     require_root!();
-    let ns = NetNs::new();
-    let emu = Emulator::start_in(
-        Some(&ns),
-        serde_json::json!({"instance_id": INSTANCE, "region": "us-east-1"}),
-    );
-    let mut host = Host::new();
-    host.netns = Some(ns.name.clone());
+    let (_ns, emu, host) = in_netns();
     let d = AgentDirs::new(host.dir());
     let agent = StandInAgent::start(&d.bin, &d.log_file(), 60, "");
     // The AWS calls go to a name that does not resolve either.
