@@ -82,7 +82,7 @@ fn a_missing_linter_fails_in_ci_and_is_skipped_visibly_elsewhere() {
 
 /// The capabilities: each is `src/<name>/` (or `src/<name>.rs`) and names no other. Adding a
 /// capability adds its name here (docs/development/README.md, "Adding a capability").
-const CAPABILITIES: &[&str] = &["accounts", "health"];
+const CAPABILITIES: &[&str] = &["accounts", "health", "audit"];
 /// The modules that wire capabilities together: they alone may name any of them.
 const WIRING: &[&str] = &["cli", "daemon", "lib.rs"];
 
