@@ -375,6 +375,13 @@ fn daemon_writes_health_json_textfile_and_inventory() {
     );
     let rows = inventory["Content"].as_array().unwrap();
     assert_eq!(rows[0]["Check"], "overall");
+    // The first report sent is a full one: the network checks are in it (a local-only report
+    // said "ok" fleet-wide for a host that could not reach AWS).
+    assert!(
+        rows.iter().any(|r| r["Check"] == "sts.identity"),
+        "the first Inventory report lacks the network checks: {rows:#?}"
+    );
+    assert_eq!(doc["partial"], false, "{doc:#}");
     assert!(
         rows.iter()
             .any(|r| r["Check"] == "agent.version" && r["Value"] == "3.3.987.0")

@@ -181,8 +181,7 @@ fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SpoolError> {
 fn frame(r: &Record) -> Result<Vec<u8>, SpoolError> {
     let source = r.source.as_bytes();
     let position = r.position.as_bytes();
-    let (Ok(sl @ 1..), Ok(pl)) = (u8::try_from(source.len()), u16::try_from(position.len()))
-    else {
+    let (Ok(sl @ 1..), Ok(pl)) = (u8::try_from(source.len()), u16::try_from(position.len())) else {
         return Err(SpoolError::Invalid(format!(
             "a record needs a source name of 1 to 255 bytes (not {}) and a position of at most 65535 bytes (not {})",
             source.len(),

@@ -27,7 +27,8 @@ struct State {
     digest: Digest,
     local: Vec<CheckResult>,
     facts: LocalFacts,
-    network: Vec<CheckResult>,
+    /// The last network run's results; `None` until the first one after the start.
+    network: Option<Vec<CheckResult>>,
     last: BTreeMap<String, Status>,
 }
 
@@ -50,6 +51,13 @@ fn write_outputs(settings: &Settings, r: &report::Report, unix: u64) {
     {
         tracing::warn!("health: cannot write the Prometheus textfile {textfile}: {e}");
     }
+}
+
+/// The checks of a report, and whether it is partial (no network run yet).
+fn assemble(local: &[CheckResult], network: Option<&[CheckResult]>) -> (Vec<CheckResult>, bool) {
+    let mut checks = local.to_vec();
+    checks.extend(network.unwrap_or_default().iter().cloned());
+    (checks, network.is_none())
 }
 
 /// Whether a check's status is worth an event: a change, or at start a warning or critical
@@ -144,7 +152,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
         digest: Digest::default(),
         local: Vec::new(),
         facts: LocalFacts::default(),
-        network: Vec::new(),
+        network: None,
         last: BTreeMap::new(),
     };
     let mut next_local = Instant::now();
@@ -198,12 +206,12 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
         if Instant::now() >= next_network {
             // Loaded again when the identity or the SDK configuration was missing.
             aws = ctx.aws.get(&settings).await;
-            st.network = health::network_checks(&settings, &aws, &st.facts, now).await;
+            st.network = Some(health::network_checks(&settings, &aws, &st.facts, now).await);
             next_network = Instant::now() + jittered(h.network_interval);
         }
-        let mut checks = st.local.clone();
-        checks.extend(st.network.iter().cloned());
-        let r = health::make_report(checks, &st.facts, &aws, now);
+        let (checks, partial) = assemble(&st.local, st.network.as_deref());
+        let mut r = health::make_report(checks, &st.facts, &aws, now);
+        r.partial = partial;
         log_changes(&r, &mut st.last);
         let unix = now
             .duration_since(std::time::UNIX_EPOCH)
@@ -219,7 +227,9 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                 next_local = Instant::now() + Duration::from_secs(30);
             }
         }
-        if h.inventory {
+        // Fleet-wide, only a full report: a local-only one would say "ok" for a host that
+        // cannot reach AWS until the next send (up to inventory_min_interval later).
+        if h.inventory && !r.partial {
             send_inventory(&mut ctx, &settings, &aws, &r, &mut st.sent).await;
         }
         let problems = r.checks.iter().filter(|c| c.status != Status::Ok).count();
@@ -234,6 +244,20 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_before_the_first_network_run_is_partial() {
+        let local = [CheckResult::ok("agent.installed", "")];
+        let (checks, partial) = assemble(&local, None);
+        assert!(partial);
+        assert_eq!(checks.len(), 1);
+        let network = [CheckResult::new("sts.identity", Status::Critical, "", "")];
+        let (checks, partial) = assemble(&local, Some(&network));
+        assert!(!partial);
+        assert_eq!(checks.len(), 2);
+        // A network run that found nothing to check still makes the report whole.
+        assert!(!assemble(&local, Some(&[])).1);
+    }
 
     #[test]
     fn only_news_is_logged() {

@@ -322,6 +322,7 @@ mod tests {
             region: None,
             agent_version: None,
             overall: Status::Ok,
+            partial: false,
             checks: vec![
                 CheckResult::new("agent.installed", installed, "", ""),
                 CheckResult::new("agent.service", service, "", ""),

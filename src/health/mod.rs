@@ -670,6 +670,7 @@ pub fn make_report(
         region: aws.identity.region.clone(),
         agent_version: facts.agent_version.clone(),
         overall: model::overall(&checks),
+        partial: false,
         checks,
     }
 }

@@ -31,6 +31,11 @@ pub struct Report {
     pub agent_version: Option<String>,
     /// The worst status.
     pub overall: Status,
+    /// Only the local checks so far: the daemon has not finished its first network run since it
+    /// started (reports from before this field read as `false`). A partial report is never sent
+    /// to Inventory.
+    #[serde(default)]
+    pub partial: bool,
     /// Every check, in a stable order.
     pub checks: Vec<CheckResult>,
 }
@@ -331,6 +336,7 @@ mod tests {
             region: Some("us-east-1".into()),
             agent_version: Some("3.3.987.0".into()),
             overall: Status::Critical,
+            partial: false,
             checks: vec![
                 CheckResult::ok("agent.installed", "installed"),
                 CheckResult::new(
