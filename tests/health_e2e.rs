@@ -590,6 +590,74 @@ fn real_systemd_runs_the_agent_unit_and_doctor_fixes_a_stopped_agent() {
     let _ = Command::new("pkill")
         .args(["-f", &d.bin.display().to_string()])
         .status();
+
+    // A crash loop: the agent exits at once and systemd waits RestartSec before trying again.
+    // `--fix` must not wait out the delay with a `start`, and the verdict stays critical.
+    let fix_loop = |dropin: &str, sub_state: &str| -> (i32, Value, String) {
+        let script = format!(
+            "printf '{dropin}' > /run/systemd/system/amazon-ssm-agent.service.d/user.conf && systemctl daemon-reload && systemctl restart amazon-ssm-agent.service"
+        );
+        let out = sd.exec(&["sh", "-c", &script]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = sd.exec(&[
+                "systemctl",
+                "show",
+                "-p",
+                "SubState,ActiveState,Result,NRestarts",
+                "amazon-ssm-agent.service",
+            ]);
+            let show = String::from_utf8_lossy(&out.stdout).into_owned();
+            if show.contains(sub_state) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never {sub_state}: {show}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // The earlier fix is forgotten, so the rate limit does not answer first.
+        let _ = std::fs::remove_file(state.join("health-fix.json"));
+        let out = sd.exec(&[
+            target.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "doctor",
+            "--json",
+            "--fix",
+        ]);
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            doc,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, doc, stderr) = fix_loop(
+        "[Service]\\nUser=\\nExecStart=\\nExecStart=/bin/false\\nRestartSec=90\\n",
+        "SubState=auto-restart",
+    );
+    assert_eq!(code, 2, "{doc:#}");
+    assert_eq!(status_of(&doc, "agent.service").0, "critical", "{doc:#}");
+    assert!(
+        stderr.contains("not fixing") && stderr.contains("crash-looping"),
+        "{stderr}"
+    );
+    // Crashing so fast that systemd gave up (its start limit: systemd 252 then says failed,
+    // Result=exit-code, NRestarts=StartLimitBurst): said so, nothing started.
+    let (code, doc, stderr) = fix_loop(
+        "[Unit]\\nStartLimitBurst=3\\nStartLimitIntervalSec=60\\n[Service]\\nUser=\\nExecStart=\\nExecStart=/bin/false\\nRestartSec=100ms\\n",
+        "ActiveState=failed",
+    );
+    assert_eq!(code, 2, "{doc:#}");
+    assert_eq!(status_of(&doc, "agent.service").0, "critical", "{doc:#}");
+    assert!(
+        stderr.contains("stopped restarting") && stderr.contains("reset-failed"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -189,6 +189,20 @@ pub fn refusal(
             unit.job, unit.id
         ));
     }
+    // A crash loop: systemd restarts the unit by itself after RestartSec, and a `start` would
+    // only wait for that restart (and fail with it); the cause is in the agent's own start.
+    if unit.active_state == "activating" && unit.sub_state == "auto-restart" {
+        return Some(format!(
+            "{} is crash-looping: it exited ({}, status {}) and systemd restarts it by itself (restarted {} time(s)); starting it again would not help: the cause is in the agent's start (journalctl -u {} and /var/log/amazon/ssm/errors.log)",
+            unit.id, unit.result, unit.exec_main_status, unit.n_restarts, unit.id
+        ));
+    }
+    if unit.gave_up() {
+        return Some(format!(
+            "{} crashed {} time(s) in a row and systemd stopped restarting it (its start limit); starting it again would crash again: find the cause first (journalctl -u {}), then `systemctl reset-failed {}` and start it",
+            unit.id, unit.n_restarts, unit.id, unit.id
+        ));
+    }
     if action == Action::Start
         && matches!(
             unit.unit_file_state.as_str(),
@@ -381,6 +395,41 @@ mod tests {
         assert!(r.contains("update"), "{r}");
         let stale = Some(UPDATE_LOCK_FRESH * 2);
         assert_eq!(refusal(Action::Start, &unit("enabled", ""), stale), None);
+    }
+
+    /// A unit waiting out RestartSec after a crash (captured from real systemd), and one that
+    /// hit its start limit. Starting either would block or fail, and say nothing new.
+    #[test]
+    fn a_crash_looping_unit_is_left_to_systemd() {
+        let fixture = |name: &str| {
+            let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/systemctl")
+                .join(name);
+            systemd::parse_show(&std::fs::read_to_string(p).unwrap())
+        };
+        let r = refusal(Action::Start, &fixture("activating-auto-restart.txt"), None).unwrap();
+        assert!(
+            r.contains("crash-looping") && r.contains("journalctl -u"),
+            "{r}"
+        );
+        // As systemd 252 leaves a unit whose automatic restarts hit the limit (seen in the
+        // e2e test): failed, Result=exit-code, NRestarts at StartLimitBurst.
+        let mut limited = fixture("failed.txt");
+        (limited.n_restarts, limited.start_limit_burst) = (5, 5);
+        let r = refusal(Action::Start, &limited, None).unwrap();
+        assert!(
+            r.contains("stopped restarting") && r.contains("reset-failed"),
+            "{r}"
+        );
+        let v = systemd::service_verdict(&[limited.clone()]);
+        assert_eq!(v.status, Status::Critical);
+        assert!(!v.remedy.starts_with("systemctl start"), "{v:?}");
+        // After a manual start systemd says so itself.
+        limited.n_restarts = 0;
+        limited.result = "start-limit-hit".into();
+        assert!(refusal(Action::Start, &limited, None).is_some());
+        // A plain failure is started again.
+        assert_eq!(refusal(Action::Start, &fixture("failed.txt"), None), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::model::{CheckResult, Status};
 
 /// The properties we ask `systemctl show` for.
-pub const PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,UnitFileState,FragmentPath,MainPID,NRestarts,ExecMainStatus,ExecMainCode,Result,Job";
+pub const PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,UnitFileState,FragmentPath,MainPID,NRestarts,ExecMainStatus,ExecMainCode,Result,Job,StartLimitBurst";
 
 /// The service units the agent is installed as: deb/rpm, then snap.
 pub const UNITS: [&str; 2] = [
@@ -38,6 +38,20 @@ pub struct UnitState {
     pub result: String,
     /// `Job`: the id of a queued or running systemd job for the unit, empty when none.
     pub job: String,
+    /// `StartLimitBurst`: starts allowed within `StartLimitIntervalSec`.
+    pub start_limit_burst: u32,
+}
+
+impl UnitState {
+    /// systemd stopped restarting the unit after repeated crashes: `Result=start-limit-hit`
+    /// after a manual start, or — as systemd 252 leaves an automatic restart that hit the limit
+    /// — `failed` with `Result=exit-code` and `NRestarts` at `StartLimitBurst`.
+    pub fn gave_up(&self) -> bool {
+        self.result == "start-limit-hit"
+            || (self.active_state == "failed"
+                && self.start_limit_burst > 0
+                && self.n_restarts >= self.start_limit_burst)
+    }
 }
 
 /// Parses `systemctl show` output (`Key=Value` lines; unknown keys ignored).
@@ -56,6 +70,7 @@ pub fn parse_show(text: &str) -> UnitState {
         exec_main_status: get("ExecMainStatus").parse().unwrap_or(0),
         result: get("Result"),
         job: get("Job"),
+        start_limit_burst: get("StartLimitBurst").parse().unwrap_or(0),
     }
 }
 
@@ -143,6 +158,18 @@ pub fn service_verdict(units: &[UnitState]) -> CheckResult {
             Status::Warning,
             format!("{} is {} ({})", u.id, u.active_state, u.sub_state),
             "check again in a minute",
+        ),
+        ("failed", _) if u.gave_up() => CheckResult::new(
+            ID,
+            Status::Critical,
+            format!(
+                "{} crashed {} time(s) in a row and systemd stopped restarting it (its start limit): the instance is not reachable through Session Manager",
+                u.id, u.n_restarts
+            ),
+            format!(
+                "find the cause in journalctl -u {} and /var/log/amazon/ssm/errors.log, then systemctl reset-failed {} and start it",
+                u.id, u.id
+            ),
         ),
         (state, sub) => CheckResult::new(
             ID,
