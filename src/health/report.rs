@@ -165,6 +165,7 @@ fn group_rows(rows: &mut Vec<Vec<String>>, g: &Group<'_>) {
     }
     // Members share a cause; their remedies differ only when some went through a proxy.
     let mut remedies: Vec<&str> = g.members.iter().map(|m| m.remedy.as_str()).collect();
+    remedies.sort_unstable();
     remedies.dedup();
     for remedy in remedies.into_iter().filter(|x| !x.is_empty()) {
         push_lines(
