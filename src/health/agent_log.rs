@@ -173,6 +173,32 @@ pub const SIGNATURES: &[Signature] = &[
     },
 ];
 
+/// The longest excerpt kept of a failure line, in characters.
+const EXCERPT_CHARS: usize = 300;
+
+/// A failure line's first [`EXCERPT_CHARS`] characters. When an `AccessDenied` line is longer,
+/// its head is joined by " … " to the permission and resource it names ("is not authorized to
+/// perform: ACTION on resource: ARN"), which a long role name would otherwise push out.
+fn excerpt(line: &str) -> String {
+    const DENIED: &str = "is not authorized to perform";
+    if line.chars().count() <= EXCERPT_CHARS {
+        return line.to_string();
+    }
+    let Some(at) = line.find(DENIED) else {
+        return line.chars().take(EXCERPT_CHARS).collect();
+    };
+    let denied = &line[at..];
+    let denied = denied.find(" because").map_or(denied, |end| &denied[..end]);
+    if line[..at + denied.len()].chars().count() <= EXCERPT_CHARS {
+        // The permission and resource already fit.
+        return line.chars().take(EXCERPT_CHARS).collect();
+    }
+    let tail: String = denied.chars().take(EXCERPT_CHARS / 2 + 50).collect();
+    let head_chars = EXCERPT_CHARS - 3 - tail.chars().count();
+    let head: String = line.chars().take(head_chars).collect();
+    format!("{head} … {tail}")
+}
+
 /// What the log says, condensed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Digest {
@@ -182,7 +208,7 @@ pub struct Digest {
     pub last_ping_failed: bool,
     /// The first and last record seen.
     pub span: Option<(SystemTime, SystemTime)>,
-    /// Per failure key: how many times, the last time, and the last line's first 300 characters.
+    /// Per failure key: how many times, the last time, and the last line's excerpt ([`excerpt`]).
     pub failures: BTreeMap<&'static str, (u32, SystemTime, String)>,
     /// The last `Starting Core Agent` (the core starts its worker right after: not a crash).
     pub core_start: Option<SystemTime>,
@@ -231,14 +257,7 @@ impl Digest {
                 if at_start {
                     continue;
                 }
-                let excerpt: String = r
-                    .message
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .chars()
-                    .take(300)
-                    .collect();
+                let excerpt = excerpt(r.message.lines().next().unwrap_or(""));
                 let e = self
                     .failures
                     .entry(sig.key)
@@ -526,6 +545,29 @@ mod tests {
             assert_eq!(v.status, Status::Critical, "{file}: {v:?}");
             assert!(v.detail.contains(key), "{file}: {v:?}");
         }
+    }
+
+    #[test]
+    fn an_access_denied_excerpt_keeps_the_action_and_resource() {
+        // The core's 2-line WARN in the agent's format, with a 64-character role name: the
+        // permission and the resource come after the first 300 characters of the line.
+        let role = "ssm-managed-production-web-tier-instance-role-eu-west-1-abcdefgh";
+        assert_eq!(role.len(), 64);
+        let line = format!(
+            "2026-04-08 06:40:11 WARN [EC2RoleProvider] Failed to connect to Systems Manager with instance profile role credentials. Err: retrieved credentials failed to report to ssm. RequestId: 0d6c2e8a-1b7f-4e0a-9c53-3f1e2d4b5a6c Error: AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/{role}/i-0123456789abcdef0 is not authorized to perform: ssm:UpdateInstanceInformation on resource: arn:aws:ec2:eu-west-1:123456789012:instance/i-0123456789abcdef0 because no identity-based policy allows the ssm:UpdateInstanceInformation action\n\tstatus code: 400, request id: 0d6c2e8a-1b7f-4e0a-9c53-3f1e2d4b5a6c\n"
+        );
+        let mut d = Digest::default();
+        d.add(&parse(&line));
+        let (_, _, excerpt) = &d.failures["access-denied"];
+        assert!(excerpt.chars().count() <= 300, "{excerpt}");
+        assert!(
+            excerpt.starts_with("[EC2RoleProvider] Failed to connect"),
+            "{excerpt}"
+        );
+        assert!(
+            excerpt.contains("is not authorized to perform: ssm:UpdateInstanceInformation on resource: arn:aws:ec2:eu-west-1:123456789012:instance/i-0123456789abcdef0"),
+            "{excerpt}"
+        );
     }
 
     #[test]
