@@ -747,3 +747,97 @@ fn a_dns_outage_is_one_root_cause_with_dns_remedies() {
     assert!(!table.contains("\\n"), "no literal \\n: {table}");
     drop(agent);
 }
+
+/// A hibernating agent stays "hibernating" after `health.log_window`: `doctor` reads
+/// `hibernate.log` (UTC lines, as current agents write it), and remembers the last failure in
+/// its state directory so a later run — a new process — still names the cause, never "restart
+/// the agent".
+#[test]
+fn a_hibernation_is_never_forgotten() {
+    require_root!();
+    let emu = Emulator::start_with(serde_json::json!({"instance_id": INSTANCE}));
+    let host = Host::new();
+    let d = AgentDirs::new(host.dir());
+    std::fs::write(
+        &host.config,
+        format!(
+            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\n[health]\nservices = []\n{}",
+            emu.moto,
+            emu.imds,
+            d.paths_toml(&host.state)
+        ),
+    )
+    .unwrap();
+    let local = |ago: u64| {
+        (chrono::Local::now() - chrono::Duration::seconds(ago as i64))
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    let utc = |ago: u64| {
+        (chrono::Utc::now() - chrono::Duration::seconds(ago as i64))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    let main_log = d.log.join("amazon-ssm-agent.log");
+    let hibernating = format!(
+        "{} INFO [ssm-agent-worker] [HealthCheck] HealthCheck reporting agent health.\n{} INFO [ssm-agent-worker] Entering SSM Agent hibernate - AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/app/i-0123456789abcdef0 is not authorized to perform: ssm:UpdateInstanceInformation\n",
+        local(7300),
+        local(7200)
+    );
+    std::fs::write(&main_log, &hibernating).unwrap();
+    std::fs::write(
+        d.log.join("hibernate.log"),
+        format!(
+            "{} INFO Agent is in hibernate mode. Reducing logging. Logging will be reduced to one log per backoff period\n{} ERROR Health ping failed with error - AccessDeniedException: not authorized to perform: ssm:UpdateInstanceInformation\n",
+            utc(7190),
+            utc(600)
+        ),
+    )
+    .unwrap();
+    let health = |doc: &Value| {
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "agent.log.health")
+            .cloned()
+            .unwrap()
+    };
+    // Two hours after the hibernation line: outside the 30-minute window.
+    let c = health(&host.json(&["doctor", "--json"], 2));
+    assert_eq!(c["status"], "critical", "{c}");
+    assert!(
+        c["detail"].as_str().unwrap().contains("hibernating since"),
+        "{c}"
+    );
+    let remedy = c["remedy"].as_str().unwrap();
+    assert!(remedy.contains("ssm:UpdateInstanceInformation"), "{c}");
+    assert!(!remedy.contains("restart the agent"), "{c}");
+
+    // A failure seen within the window is remembered by one run and named by the next, after
+    // the window (and the process) are gone and hibernate.log was rotated away.
+    std::fs::remove_file(d.log.join("hibernate.log")).unwrap();
+    std::fs::write(
+        &main_log,
+        format!(
+            "{} INFO [ssm-agent-worker] [HealthCheck] HealthCheck reporting agent health.\n{} INFO [ssm-agent-worker] Entering SSM Agent hibernate - AccessDeniedException: is not authorized to perform: ssm:UpdateInstanceInformation\n",
+            local(1300),
+            local(1200)
+        ),
+    )
+    .unwrap();
+    host.json(&["doctor", "--json"], 2);
+    std::fs::write(&main_log, &hibernating).unwrap();
+    let c = health(&host.json(&["doctor", "--json"], 2));
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("last known failure (hibernation"),
+        "{c}"
+    );
+    assert!(
+        !c["remedy"].as_str().unwrap().contains("restart the agent"),
+        "{c}"
+    );
+}

@@ -44,10 +44,21 @@ fn parse_head(line: &str) -> Option<(SystemTime, String, &str)> {
         || !b[..20].is_ascii()
         || b[4] != b'-'
         || b[7] != b'-'
-        || b[10] != b' '
+        || !matches!(b[10], b' ' | b'T')
         || b[13] != b':'
         || b[16] != b':'
     {
+        return None;
+    }
+    // `hibernate.log` of current agents: `%UTCDateT%UTCTimeZ` (2026-04-08T06:40:12Z), in UTC.
+    if b[10] == b'T' && b[19] == b'Z' {
+        let naive = chrono::NaiveDateTime::parse_from_str(&line[..19], "%Y-%m-%dT%H:%M:%S").ok()?;
+        let rest = line[20..].trim_start();
+        let (level, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+        return is_level(level)
+            .then(|| (SystemTime::from(naive.and_utc()), level.to_string(), msg));
+    }
+    if b[10] != b' ' {
         return None;
     }
     let (stamp, rest) = match line[19..].strip_prefix('.') {
@@ -61,13 +72,17 @@ fn parse_head(line: &str) -> Option<(SystemTime, String, &str)> {
     let time = chrono::Local.from_local_datetime(&naive).earliest()?;
     let rest = rest.trim_start();
     let (level, msg) = rest.split_once(' ').unwrap_or((rest, ""));
-    if !matches!(
-        level,
-        "TRACE" | "DEBUG" | "INFO" | "WARN" | "ERROR" | "CRITICAL"
-    ) {
+    if !is_level(level) {
         return None;
     }
     Some((SystemTime::from(time), level.to_string(), msg))
+}
+
+fn is_level(s: &str) -> bool {
+    matches!(
+        s,
+        "TRACE" | "DEBUG" | "INFO" | "WARN" | "ERROR" | "CRITICAL"
+    )
 }
 
 /// Splits text into records; a continuation line before the first record is dropped.
@@ -179,7 +194,7 @@ const EXCERPT_CHARS: usize = 300;
 /// A failure line's first [`EXCERPT_CHARS`] characters. When an `AccessDenied` line is longer,
 /// its head is joined by " … " to the permission and resource it names ("is not authorized to
 /// perform: ACTION on resource: ARN"), which a long role name would otherwise push out.
-fn excerpt(line: &str) -> String {
+pub(crate) fn excerpt(line: &str) -> String {
     const DENIED: &str = "is not authorized to perform";
     if line.chars().count() <= EXCERPT_CHARS {
         return line.to_string();
@@ -277,7 +292,28 @@ impl Digest {
 }
 
 /// The `agent.log.health` check: the worker's periodic health line is recent.
+/// `cause`: why the agent is silent, when known ([`super::hibernate::cause`]); a stale or missing
+/// report then says it and its remedy instead of "restart the agent".
 pub fn freshness_verdict(
+    d: &Digest,
+    now: SystemTime,
+    frequency_minutes: u32,
+    log_present: bool,
+    cause: Option<&super::hibernate::Cause>,
+) -> CheckResult {
+    let v = freshness(d, now, frequency_minutes, log_present);
+    match cause {
+        Some(c) if v.status != Status::Ok && log_present => CheckResult::new(
+            v.id,
+            Status::Critical,
+            format!("{}; {}", v.detail, c.detail),
+            c.remedy.clone(),
+        ),
+        _ => v,
+    }
+}
+
+fn freshness(
     d: &Digest,
     now: SystemTime,
     frequency_minutes: u32,
@@ -512,7 +548,7 @@ mod tests {
     fn healthy_fixture() {
         let d = digest("healthy.log");
         let last = d.last_health.unwrap();
-        let v = freshness_verdict(&d, last + Duration::from_secs(120), 5, true);
+        let v = freshness_verdict(&d, last + Duration::from_secs(120), 5, true, None);
         assert_eq!(v.status, Status::Ok, "{v:?}");
         assert_eq!(
             errors_verdict(&d, Duration::from_secs(1800)).status,
@@ -521,9 +557,9 @@ mod tests {
             d.failures
         );
         // Thirty minutes of silence: critical.
-        let v = freshness_verdict(&d, last + Duration::from_secs(1800), 5, true);
+        let v = freshness_verdict(&d, last + Duration::from_secs(1800), 5, true, None);
         assert_eq!(v.status, Status::Critical);
-        let v = freshness_verdict(&d, last + Duration::from_secs(15 * 60), 5, true);
+        let v = freshness_verdict(&d, last + Duration::from_secs(15 * 60), 5, true, None);
         assert_eq!(v.status, Status::Warning);
     }
 
@@ -606,11 +642,11 @@ mod tests {
         ) + &line("10:00:00", "[amazon-ssm-agent] Starting Core Agent");
         let mut d = Digest::default();
         d.add(&parse(&text));
-        let v = freshness_verdict(&d, at("10:02:00"), 5, true);
+        let v = freshness_verdict(&d, at("10:02:00"), 5, true, None);
         assert_eq!(v.status, Status::Ok, "{v:?}");
         assert!(v.detail.contains("started"), "{v:?}");
         // Past the grace, the old report is what counts.
-        let v = freshness_verdict(&d, at("10:30:00"), 5, true);
+        let v = freshness_verdict(&d, at("10:30:00"), 5, true, None);
         assert_eq!(v.status, Status::Critical, "{v:?}");
     }
 

@@ -13,6 +13,7 @@ pub mod agent_log;
 pub mod disk;
 pub mod fix;
 pub mod fleet;
+pub mod hibernate;
 pub mod identity;
 pub mod inventory;
 pub mod model;
@@ -215,11 +216,19 @@ pub fn local_checks(
             (&owned, present)
         }
     };
+    // Why a silent agent is silent: hibernate.log, or the last failure remembered across log
+    // windows and restarts.
+    let cause = hibernate::cause(
+        hibernate::read(log_dir).as_ref(),
+        hibernate::remember(&paths.own_state_dir, d).as_ref(),
+        d.last_health,
+    );
     out.push(agent_log::freshness_verdict(
         d,
         now,
         facts.agent_config.health_frequency_minutes,
         present,
+        cause.as_ref(),
     ));
     out.push(agent_log::errors_verdict(d, h.log_window));
 
