@@ -59,7 +59,13 @@ pub struct Follower {
     partial: BTreeMap<FileId, Vec<u8>>,
     /// Whether the files have been seen once (new files found later are read from the start).
     started: bool,
+    /// Files in the middle of a line longer than [`MAX_LINE`]: skipped up to its newline.
+    skipping: std::collections::BTreeSet<FileId>,
 }
+
+/// The longest line handed out: a longer one (binary garbage, a runaway writer) is dropped whole
+/// instead of growing the follower's memory until its newline comes.
+pub const MAX_LINE: usize = 1 << 20;
 
 impl Follower {
     /// A follower that starts now: the first [`Follower::poll`] reads the recent history of the
@@ -70,6 +76,7 @@ impl Follower {
             files: BTreeMap::new(),
             partial: BTreeMap::new(),
             started: false,
+            skipping: Default::default(),
         }
     }
 
@@ -85,6 +92,7 @@ impl Follower {
                 .collect(),
             partial: BTreeMap::new(),
             started: true,
+            skipping: Default::default(),
         }
     }
 
@@ -161,14 +169,32 @@ impl Follower {
                 (&mut f).take(len - from).read_to_end(&mut partial)?;
             }
             seen.insert(id, len);
+            if self.skipping.contains(&id) {
+                // The rest of an oversized line: dropped up to its end.
+                match partial.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        partial.drain(..=i);
+                        self.skipping.remove(&id);
+                    }
+                    None => partial.clear(),
+                }
+            }
             match partial.iter().rposition(|&b| b == b'\n') {
                 Some(i) => {
-                    let rest = partial.split_off(i + 1);
+                    let mut rest = partial.split_off(i + 1);
                     chunks.push(Chunk {
                         name,
                         text: String::from_utf8_lossy(&partial).into_owned(),
                     });
+                    if rest.len() > MAX_LINE {
+                        rest.clear();
+                        self.skipping.insert(id);
+                    }
                     self.partial.insert(id, rest);
+                }
+                None if partial.len() > MAX_LINE => {
+                    self.skipping.insert(id);
+                    self.partial.insert(id, Vec::new());
                 }
                 None => {
                     self.partial.insert(id, partial);
@@ -176,6 +202,7 @@ impl Follower {
             }
         }
         self.partial.retain(|id, _| seen.contains_key(id));
+        self.skipping.retain(|id| seen.contains_key(id));
         self.files = seen;
         self.started = true;
         Ok(chunks)
@@ -194,6 +221,25 @@ mod tests {
             .open(path)
             .unwrap();
         f.write_all(s.as_bytes()).unwrap();
+    }
+
+    /// An unterminated line longer than MAX_LINE is dropped whole, in whatever pieces it
+    /// arrives; the lines around it are handed out and memory stays bounded.
+    #[test]
+    fn an_oversized_line_is_skipped_not_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("app.log");
+        append(&log, "before\n");
+        let mut f = Follower::new("app.log");
+        assert_eq!(texts(&f.poll(d.path(), 1 << 30).unwrap()), "before\n");
+        let junk = "x".repeat(MAX_LINE / 2 + 1);
+        for _ in 0..3 {
+            append(&log, &junk);
+            assert_eq!(texts(&f.poll(d.path(), 1 << 30).unwrap()), "");
+            assert!(f.partial.values().all(|p| p.len() <= MAX_LINE));
+        }
+        append(&log, "still junk\nafter\n");
+        assert_eq!(texts(&f.poll(d.path(), 1 << 30).unwrap()), "after\n");
     }
 
     fn texts(chunks: &[Chunk]) -> String {

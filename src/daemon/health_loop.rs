@@ -24,6 +24,8 @@ struct State {
     /// written (a full disk).
     sent: Option<inventory::Sent>,
     follower: Follower,
+    /// The digest was seeded by a backward read of the log (the first run).
+    seeded: bool,
     digest: Digest,
     local: Vec<CheckResult>,
     facts: LocalFacts,
@@ -149,6 +151,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
     let mut st = State {
         sent: None,
         follower: Follower::default(),
+        seeded: false,
         digest: Digest::default(),
         local: Vec::new(),
         facts: LocalFacts::default(),
@@ -183,13 +186,29 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
         let now = ctx.clock.now();
         if Instant::now() >= next_local {
             let s = settings.clone();
+            let seeded = st.seeded;
+            st.seeded = true;
             let mut follower = std::mem::take(&mut st.follower);
             let mut digest = std::mem::take(&mut st.digest);
             let run = tokio::task::spawn_blocking(move || {
                 let dir = &s.paths.agent_log_dir;
                 let present = dir.join(agent_log::LOG_FILE).exists();
-                if let Ok(records) = follower.poll(dir, health::LOG_READ_LIMIT) {
-                    digest.add(&records);
+                if seeded {
+                    if let Ok(records) = follower.poll(dir, health::LOG_READ_LIMIT) {
+                        digest.add(&records);
+                    }
+                } else {
+                    // The first run: note where every file ends, then read backwards as far as
+                    // it matters (a busy log's tail alone could hide the last health line).
+                    let _ = follower.poll(dir, 0);
+                    let freq = health::agent::config(&s.paths.agent_config_dir)
+                        .0
+                        .health_frequency_minutes;
+                    let (window_start, horizon) =
+                        health::log_horizon(now, s.health.log_window, freq);
+                    let recent = agent_log::read_back(dir, window_start, horizon);
+                    digest.add(&recent.records);
+                    digest.started = recent.started;
                 }
                 digest.prune(now, s.health.log_window);
                 let (results, facts) = health::local_checks(&s, now, Some((&digest, present)));

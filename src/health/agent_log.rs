@@ -227,6 +227,9 @@ pub struct Digest {
     pub failures: BTreeMap<&'static str, (u32, SystemTime, String)>,
     /// The last `Starting Core Agent` (the core starts its worker right after: not a crash).
     pub core_start: Option<SystemTime>,
+    /// The log's very first record, when it was read ([`Recent::started`]): only then can a
+    /// log without a health line be called young.
+    pub started: Option<SystemTime>,
 }
 
 impl Digest {
@@ -331,13 +334,11 @@ fn freshness(
     let period = Duration::from_secs(u64::from(frequency_minutes.max(5)) * 60);
     let fresh = period * 2 + Duration::from_secs(60);
     let Some(last) = d.last_health else {
-        return match d.span {
-            Some((first, _)) if now.duration_since(first).is_ok_and(|a| a < fresh) => {
-                CheckResult::ok(
-                    ID,
-                    "no health report yet: the log is younger than two health periods",
-                )
-            }
+        return match d.started {
+            Some(first) if now.duration_since(first).is_ok_and(|a| a < fresh) => CheckResult::ok(
+                ID,
+                "no health report yet: the log is younger than two health periods",
+            ),
             _ => CheckResult::new(
                 ID,
                 Status::Critical,
@@ -419,35 +420,6 @@ pub fn errors_verdict(d: &Digest, window: Duration) -> CheckResult {
 }
 
 /// Reads from `offset` to the end (at most `limit` bytes, from the end).
-fn read_from(path: &Path, offset: u64, limit: u64) -> std::io::Result<(String, u64)> {
-    let mut f = crate::state::open_regular(path)?;
-    let len = f.metadata()?.len();
-    let start = offset.min(len).max(len.saturating_sub(limit));
-    f.seek(SeekFrom::Start(start))?;
-    let mut buf = Vec::new();
-    f.take(len - start).read_to_end(&mut buf)?;
-    Ok((String::from_utf8_lossy(&buf).into_owned(), len))
-}
-
-/// The newest rotated log: seelog numbers rolls upwards, so the highest `amazon-ssm-agent.log.N`.
-fn newest_rotated(dir: &Path) -> Option<PathBuf> {
-    let prefix = format!("{LOG_FILE}.");
-    std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let n: u64 = e
-                .file_name()
-                .to_string_lossy()
-                .strip_prefix(&prefix)?
-                .parse()
-                .ok()?;
-            Some((n, e.path()))
-        })
-        .max_by_key(|(n, _)| *n)
-        .map(|(_, p)| p)
-}
-
 /// Where a log file sits in time: seelog's rotated files (`.N`, higher is newer) come before
 /// the current file.
 fn file_order(name: &str) -> (bool, u64) {
@@ -460,24 +432,155 @@ fn file_order(name: &str) -> (bool, u64) {
     }
 }
 
-/// One-shot read for `doctor`: the tail of the newest rotated file and of the current one
-/// (each at most `limit` bytes), parsed.
-pub fn read_recent(dir: &Path, limit: u64) -> (bool, Vec<Record>) {
-    let current = dir.join(LOG_FILE);
-    let present = current.exists();
-    let mut text = String::new();
-    if let Some(old) = newest_rotated(dir)
-        && let Ok((t, _)) = read_from(&old, 0, limit)
-    {
-        text.push_str(&t);
-        if !text.ends_with('\n') {
-            text.push('\n');
+/// Lines longer than this are skipped, not parsed (an unterminated line of binary garbage must
+/// neither hide the records around it nor fill memory). The agent's longest real records (SDK
+/// errors with an HTML body) are a few KiB.
+pub const MAX_LINE: usize = 64 << 10;
+/// The block size of the backward scan.
+const BLOCK: u64 = 1 << 20;
+
+/// The files of the log, newest first: the current one, then seelog's rolls (`.N`, higher is
+/// newer).
+fn files_newest_first(dir: &Path) -> Vec<PathBuf> {
+    let mut rolled: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    match file_order(&name) {
+                        (false, n) if name.starts_with(&format!("{LOG_FILE}.")) => {
+                            Some((n, e.path()))
+                        }
+                        _ => None,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rolled.sort_by_key(|r| std::cmp::Reverse(r.0));
+    std::iter::once(dir.join(LOG_FILE))
+        .chain(rolled.into_iter().map(|(_, p)| p))
+        .collect()
+}
+
+/// Reads one file backwards by blocks, handing whole lines (newest first) to `line` until it
+/// returns `false`; lines over [`MAX_LINE`] are skipped. Returns whether it reached the start.
+fn lines_backwards(path: &Path, line: &mut dyn FnMut(&str) -> bool) -> std::io::Result<bool> {
+    let mut f = crate::state::open_regular(path)?;
+    let mut end = f.metadata()?.len();
+    // The bytes after the last newline seen (the start of a line whose head is further back).
+    let mut carry: Vec<u8> = Vec::new();
+    let mut oversized = false;
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        let mut block = vec![0; usize::try_from(end - start).unwrap_or(0)];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut block)?;
+        end = start;
+        block.append(&mut carry);
+        let mut rest = block.as_slice();
+        while let Some(i) = rest.iter().rposition(|&b| b == b'\n') {
+            let l = &rest[i + 1..];
+            rest = &rest[..i];
+            if !oversized && l.len() <= MAX_LINE && !line(&String::from_utf8_lossy(l)) {
+                return Ok(false);
+            }
+            oversized = false;
+        }
+        if rest.len() > MAX_LINE {
+            // Keep nothing of a line that long; its head (further back) is skipped too.
+            oversized = true;
+            carry.clear();
+        } else {
+            carry = rest.to_vec();
         }
     }
-    if let Ok((t, _)) = read_from(&current, 0, limit) {
-        text.push_str(&t);
+    if !oversized && !carry.is_empty() && carry.len() <= MAX_LINE {
+        return Ok(line(&String::from_utf8_lossy(&carry)));
     }
-    (present, parse(&text))
+    Ok(true)
+}
+
+/// What [`read_back`] found.
+#[derive(Debug, Default)]
+pub struct Recent {
+    /// The current log file exists.
+    pub present: bool,
+    /// The records, oldest first.
+    pub records: Vec<Record>,
+    /// The time of the log's very first record, when the scan reached it (the log is young).
+    pub started: Option<SystemTime>,
+}
+
+/// Whether a record can change a verdict (health lines, API errors, core starts, failures):
+/// only these are kept from a backward scan.
+fn matters(r: &Record) -> bool {
+    r.message.contains(HEALTH_LINE)
+        || r.message.contains(API_ERROR)
+        || r.message.contains("Starting Core Agent")
+        || SIGNATURES
+            .iter()
+            .any(|s| s.needles.iter().any(|n| r.message.contains(n)))
+}
+
+/// One-shot read for `doctor` and the daemon's first run: the log read backwards, newest file
+/// first and each by blocks, until both the last health line and the start of the failure
+/// window (`window_start`) are behind, or `horizon` (nothing older can change a verdict) —
+/// however much was written since, and whatever lies between: an oversized line or binary
+/// garbage is skipped, never taken for the end of the log. Only the records that matter are
+/// kept, so a busy log costs reading time, not memory.
+pub fn read_back(dir: &Path, window_start: SystemTime, horizon: SystemTime) -> Recent {
+    let mut out = Recent {
+        present: dir.join(LOG_FILE).exists(),
+        ..Recent::default()
+    };
+    // Lines newest first; a record's continuation lines come before its head.
+    let mut pending: Vec<String> = Vec::new();
+    let mut kept: Vec<Record> = Vec::new();
+    let mut oldest = None;
+    let mut health_seen = false;
+    let mut reached_start = true;
+    for path in files_newest_first(dir) {
+        let mut stop = false;
+        // An unreadable or vanished file (a FIFO, a roll removed meanwhile) is skipped.
+        let _ = lines_backwards(&path, &mut |l| {
+            match parse_head(l) {
+                Some((time, level, msg)) => {
+                    let mut message = msg.to_string();
+                    for c in pending.drain(..).rev() {
+                        message.push('\n');
+                        message.push_str(&c);
+                    }
+                    let r = Record {
+                        time,
+                        level,
+                        message,
+                    };
+                    health_seen |= r.message.contains(HEALTH_LINE);
+                    oldest = Some(time);
+                    if matters(&r) {
+                        kept.push(r);
+                    }
+                    stop = time < horizon || (health_seen && time < window_start);
+                }
+                // Continuation lines (bounded: a flood of garbage keeps the last few).
+                None if pending.len() < 64 => pending.push(l.to_string()),
+                None => {}
+            }
+            !stop
+        });
+        pending.clear();
+        if stop {
+            reached_start = false;
+            break;
+        }
+    }
+    kept.reverse();
+    if reached_start {
+        out.started = oldest;
+    }
+    out.records = kept;
+    out
 }
 
 /// Follows the log (the daemon) with a [`follow::Follower`]: every `amazon-ssm-agent.log*`
@@ -606,6 +709,75 @@ mod tests {
         );
     }
 
+    fn stamp(t: SystemTime) -> String {
+        chrono::DateTime::<chrono::Local>::from(t)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    }
+
+    /// Reads a log dir as `doctor` does and judges freshness (every 5 min, 30 min window).
+    fn judge(dir: &Path, now: SystemTime) -> CheckResult {
+        let (window_start, horizon) = crate::health::log_horizon(now, Duration::from_secs(1800), 5);
+        let recent = read_back(dir, window_start, horizon);
+        let mut d = Digest::default();
+        d.add(&recent.records);
+        d.started = recent.started;
+        d.prune(now, Duration::from_secs(1800));
+        freshness_verdict(&d, now, 5, recent.present, None)
+    }
+
+    /// 13 MB of DEBUG lines after a hibernation line and a 15-minute silence of the health
+    /// line: the 8 MiB tail held no health line and its first record looked like a young log.
+    #[test]
+    fn a_busy_log_is_judged_on_its_last_health_line_not_its_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ago = |s: u64| stamp(now - Duration::from_secs(s));
+        let mut text = format!(
+            "{} INFO [amazon-ssm-agent] Starting Core Agent\n{} INFO [ssm-agent-worker] [HealthCheck] {HEALTH_LINE}\n{} INFO [ssm-agent-worker] Entering SSM Agent hibernate - AccessDeniedException: denied\n",
+            ago(3000),
+            ago(1500),
+            ago(1490)
+        );
+        let debug = " DEBUG [ssm-agent-worker] [MessageService] polling for messages, nothing to do here yet\n";
+        let lines = 13_000_000 / (debug.len() + 19);
+        for i in 0..lines {
+            text.push_str(&ago(900 - (900 * i as u64) / lines as u64));
+            text.push_str(debug);
+        }
+        std::fs::write(d.path().join(LOG_FILE), &text).unwrap();
+        assert!(text.len() > 13_000_000);
+        let v = judge(d.path(), now);
+        assert_eq!(v.status, Status::Critical, "{v:?}");
+        assert!(v.detail.contains("last health report 25m"), "{v:?}");
+    }
+
+    /// A recent health line followed by an unterminated 10 MiB line, or by binary garbage:
+    /// the oversized line is skipped, the health line found.
+    #[test]
+    fn an_oversized_line_or_garbage_after_the_last_report_is_skipped() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let head = format!(
+            "{} INFO [ssm-agent-worker] [HealthCheck] {HEALTH_LINE}\n",
+            stamp(now - Duration::from_secs(60))
+        );
+        let mut garbage: Vec<u8> = (0..9u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
+            .collect();
+        // A few newlines: mostly lines far over MAX_LINE, some short garbage lines.
+        for i in (0..garbage.len()).step_by(3 << 20) {
+            garbage[i] = b'\n';
+        }
+        for tail in [vec![b'x'; 10 << 20], garbage] {
+            let d = tempfile::tempdir().unwrap();
+            let mut bytes = head.clone().into_bytes();
+            bytes.extend_from_slice(&tail);
+            std::fs::write(d.path().join(LOG_FILE), &bytes).unwrap();
+            let v = judge(d.path(), now);
+            assert_eq!(v.status, Status::Ok, "{v:?}");
+        }
+    }
+
     #[test]
     fn old_failures_age_out() {
         let mut d = digest("hibernating.log");
@@ -622,7 +794,13 @@ mod tests {
 
     #[test]
     fn doctor_reads_across_a_rollover() {
-        let (present, records) = read_recent(&fixtures().join("rollover"), 1 << 20);
+        let Recent {
+            present, records, ..
+        } = read_back(
+            &fixtures().join("rollover"),
+            SystemTime::UNIX_EPOCH,
+            SystemTime::UNIX_EPOCH,
+        );
         assert!(present);
         let mut d = Digest::default();
         d.add(&records);

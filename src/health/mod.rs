@@ -34,8 +34,25 @@ use crate::exec;
 pub use model::{CheckResult, Status};
 pub use report::Report;
 
-/// How much of the agent's log `doctor` reads (from the end of each file).
+/// How much of the agent's log the daemon's follower reads at most per file and run (the
+/// first run reads backwards to [`log_horizon`] instead).
 pub const LOG_READ_LIMIT: u64 = 8 << 20;
+
+/// How far back the agent's log matters: the start of the failure window, and the horizon
+/// beyond which nothing can change a verdict (a health report older than four periods is
+/// critical whatever came before), with a minute's margin.
+pub fn log_horizon(
+    now: SystemTime,
+    window: Duration,
+    frequency_minutes: u32,
+) -> (SystemTime, SystemTime) {
+    let period = Duration::from_secs(60 * u64::from(frequency_minutes.max(5)));
+    let back = |d: Duration| {
+        now.checked_sub(d + Duration::from_secs(60))
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    };
+    (back(window), back(window.max(period * 4)))
+}
 
 /// Every check id, in report order.
 pub const CHECK_ORDER: [&str; 17] = [
@@ -208,9 +225,16 @@ pub fn local_checks(
     let (d, present) = match digest {
         Some((d, present)) => (d, present),
         None => {
-            let (present, records) = agent_log::read_recent(log_dir, LOG_READ_LIMIT);
+            let (window_start, horizon) = log_horizon(
+                now,
+                h.log_window,
+                facts.agent_config.health_frequency_minutes,
+            );
+            let recent = agent_log::read_back(log_dir, window_start, horizon);
+            let present = recent.present;
             let mut d = agent_log::Digest::default();
-            d.add(&records);
+            d.add(&recent.records);
+            d.started = recent.started;
             d.prune(now, h.log_window);
             owned = d;
             (&owned, present)
