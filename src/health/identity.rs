@@ -140,10 +140,16 @@ pub fn agent_credentials_verdict(
         }
     };
     if a.credential_source.is_empty() || a.credential_source.eq_ignore_ascii_case("none") {
+        // Say what the file holds: an empty value is not the agent's literal `None`.
+        let shown = if a.credential_source.is_empty() {
+            "empty"
+        } else {
+            a.credential_source.as_str()
+        };
         return CheckResult::new(
             ID,
             Status::Critical,
-            "the agent has no credentials (CredentialSource None)",
+            format!("the agent has no credentials (CredentialSource {shown})"),
             "attach an instance profile with AmazonSSMManagedInstanceCore, or enable Default Host Management",
         );
     }
@@ -280,6 +286,11 @@ mod tests {
             assert_eq!(v.status, Status::Critical, "{dir}: {v:?}");
             assert!(v.detail.contains("no credentials"), "{dir}: {v:?}");
         }
+        // An empty CredentialSource is reported as empty, not as the literal `None`.
+        let v = agent_credentials_verdict(&agent("ec2-initial"), now);
+        assert!(v.detail.contains("CredentialSource empty"), "{v:?}");
+        let v = agent_credentials_verdict(&agent("ec2-source-none"), now);
+        assert!(v.detail.contains("CredentialSource None"), "{v:?}");
         assert_eq!(
             agent_credentials_verdict(&Ok(None), now).status,
             Status::Unknown
