@@ -46,6 +46,8 @@ pub mod health;
 pub mod iam_policy;
 /// tracing setup: stderr shaped for journald, structured events to the journal.
 pub mod logging;
+/// Lookups that can hang (DNS, users through NSS) on a small fixed pool of threads.
+pub mod lookup;
 /// The user and group name rule, and the names that belong to the system.
 pub mod names;
 /// Scanning `/proc`: processes, their UIDs, state and executable.

@@ -841,3 +841,73 @@ fn a_hibernation_is_never_forgotten() {
         "{c}"
     );
 }
+
+/// Name lookups that never return (an NSS module that hangs, as a stuck LDAP/SSSD source
+/// does, enabled only in the private /etc): `doctor` still ends within its deadlines — it does
+/// not wait for the stuck lookup threads at exit — and says why the endpoints failed.
+#[test]
+fn a_hung_name_service_never_holds_doctor_past_its_deadlines() {
+    require_root!();
+    let emu = Emulator::start_with(serde_json::json!({"instance_id": INSTANCE}));
+    let host = Host::new();
+    let d = AgentDirs::new(host.dir());
+    let _agent = StandInAgent::start(&d.bin, &d.log_file(), 60, "");
+    let lib = host.dir().join("nss");
+    std::fs::create_dir_all(&lib).unwrap();
+    let out = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(lib.join("libnss_hang.so.2"))
+        .arg(repo().join("tests/support/nss-hang.c"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        &host.config,
+        format!(
+            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\nmax_attempts = 1\n[health]\ntimeout = \"2s\"\nservices = [\"ssm\", \"ssmmessages\", \"ec2messages\"]\n{}",
+            emu.moto,
+            emu.imds,
+            d.paths_toml(&host.state)
+        ),
+    )
+    .unwrap();
+    host.sh_ok(&format!(
+        "echo {} > /etc/ld.so.conf.d/zz-nss-hang.conf && ldconfig && sed -i 's/^hosts:.*/hosts: hang files dns/' /etc/nsswitch.conf && grep -q '^hosts: hang' /etc/nsswitch.conf",
+        lib.display()
+    ));
+    let started = Instant::now();
+    let out = host.ssmc_env(
+        &["doctor", "--json"],
+        &[(
+            "SSM_COMPANION_VENDOR_CONFIG_DIR",
+            host.dir().join("vendor").to_str().unwrap(),
+        )],
+    );
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let doc: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    for id in [
+        "endpoint.ssm",
+        "endpoint.ssmmessages",
+        "endpoint.ec2messages",
+    ] {
+        let (s, detail) = status_of(&doc, id);
+        assert_ne!(s, "ok", "{id}: {detail}");
+        assert!(
+            detail.contains("DNS failed: no answer within 2s"),
+            "{id}: {detail}"
+        );
+    }
+    // The probes get one timeout, the signed AWS calls two: the run is bounded by those, not
+    // by the lookups that never end (a coarse bound on a busy machine).
+    assert!(
+        took < Duration::from_secs(8),
+        "doctor took {took:?} with hung lookups"
+    );
+    eprintln!("doctor with hung NSS: {took:?}");
+}

@@ -17,6 +17,10 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::operation::RequestId;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::{ConnectorBuilder, tls};
+use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 use crate::config::AwsSettings;
 
@@ -294,7 +298,41 @@ async fn sdk_config(settings: &AwsSettings, region: Region, imds: imds::Client) 
     if !settings.endpoint_url.is_empty() {
         loader = loader.endpoint_url(&settings.endpoint_url);
     }
-    loader.load().await
+    loader
+        .http_client(https_client(settings.call_timeout))
+        .load()
+        .await
+}
+
+/// The SDK's name resolution on [`crate::lookup`]'s fixed pool: a resolver that never answers
+/// costs a call its deadline, never a blocking thread per call.
+#[derive(Debug, Clone)]
+struct PoolResolver(Duration);
+
+impl ResolveDns for PoolResolver {
+    fn resolve_dns<'a>(&'a self, name: &'a str) -> DnsFuture<'a> {
+        DnsFuture::new(async move {
+            crate::lookup::resolve(name, 0, self.0)
+                .await
+                .map_err(ResolveDnsError::new)
+        })
+    }
+}
+
+/// The SDK's default HTTPS client (hyper, rustls with aws-lc, the proxy from the environment),
+/// resolving names through [`PoolResolver`].
+fn https_client(timeout: Duration) -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut b = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ));
+        b.set_connector_settings(settings.cloned());
+        if let Some(c) = components {
+            b.set_sleep_impl(c.sleep_impl());
+        }
+        b.set_proxy_config(Some(ProxyConfig::from_env()));
+        b.build_with_resolver(PoolResolver(timeout))
+    })
 }
 
 /// Renders any error with its chain of causes, one after the other (the plain `Display` of SDK

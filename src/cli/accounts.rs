@@ -1,6 +1,6 @@
 //! `ssm-companion accounts plan|apply|list`.
 
-use super::{Cli, Error, ExitCode, exit, load, must_be_root, out, outln, runtime};
+use super::{Cli, Error, ExitCode, block_on, exit, load, must_be_root, out, outln};
 use crate::accounts::{self, Mode, report};
 use crate::aws::Aws;
 use crate::clock::SystemClock;
@@ -25,10 +25,10 @@ pub(super) fn sync(cli: &Cli, mode: Mode, json: bool, detailed: bool) -> Result<
         Mode::Plan => "`accounts plan`",
         Mode::Apply { .. } => "`accounts apply`",
     })?;
-    let report = runtime()?.block_on(async {
+    let report = block_on(async {
         let aws = Aws::load(&settings.aws).await;
         accounts::sync(&settings, Some(&aws), &SystemClock, mode).await
-    })?;
+    })??;
     if json {
         outln(report::sync_json(&report))?;
     } else {

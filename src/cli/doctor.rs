@@ -1,6 +1,6 @@
 //! `ssm-companion doctor [--json] [--fix]`: every health check once.
 
-use super::{Cli, Error, ExitCode, load, note, out, outln, require_root, runtime};
+use super::{Cli, Error, ExitCode, block_on, load, note, out, outln, require_root};
 use crate::clock::{Clock, SystemClock};
 use crate::health;
 
@@ -14,7 +14,7 @@ pub(super) fn run(cli: &Cli, json: bool, fix: bool) -> Result<ExitCode, Error> {
         "the agent's state (/var/lib/amazon/ssm, mode 0700) and its process environment are root's",
         health::Status::Unknown.exit_code(),
     )?;
-    let report = runtime()?.block_on(async {
+    let report = block_on(async {
         let aws = health::load_aws(&settings).await;
         let clock = SystemClock;
         let mut report = health::doctor(&settings, &aws, clock.now()).await;
@@ -23,7 +23,7 @@ pub(super) fn run(cli: &Cli, json: bool, fix: bool) -> Result<ExitCode, Error> {
             report = health::doctor(&settings, &aws, clock.now()).await;
         }
         report
-    });
+    })?;
     if json {
         outln(health::report::json(&report))?;
     } else {

@@ -141,6 +141,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(Error::Runtime)
 }
 
+/// Runs `f` to completion on a [`runtime`], then leaves without waiting for blocking threads
+/// still inside a call that outlived its deadline (dropping the runtime would wait for them:
+/// a `doctor` bounded by its timeouts must not end only when a hung lookup does).
+fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, Error> {
+    let rt = runtime()?;
+    let out = rt.block_on(f);
+    rt.shutdown_background();
+    Ok(out)
+}
+
 /// Refuses to go on unless running as root.
 fn require_root(what: &'static str, why: &'static str, code: ExitCode) -> Result<(), Error> {
     if nix::unistd::geteuid().is_root() {

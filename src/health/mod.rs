@@ -289,7 +289,7 @@ async fn lookup_users(
     names: Vec<String>,
     timeout: Duration,
 ) -> std::collections::HashMap<String, Result<bool, String>> {
-    let task = tokio::task::spawn_blocking(move || {
+    let task = crate::lookup::run(timeout, move || {
         names
             .into_iter()
             .map(|n| {
@@ -298,11 +298,8 @@ async fn lookup_users(
             })
             .collect::<std::collections::HashMap<_, _>>()
     });
-    match tokio::time::timeout(timeout, task).await {
-        Ok(Ok(m)) => m,
-        // On expiry the thread finishes (or hangs) on its own; nothing waits for it.
-        _ => std::collections::HashMap::new(),
-    }
+    // On expiry the pool's thread finishes (or hangs) on its own; nothing waits for it.
+    task.await.unwrap_or_default()
 }
 
 /// The network checks (async, in parallel, each bounded by `health.timeout`).

@@ -203,8 +203,10 @@ pub async fn probe(
         .filter(|x| !x.bypass(host))
         .and_then(|x| x.https.clone());
     // Resolve the endpoint even through a proxy: a private answer tells about VPC endpoints.
-    match bounded(timeout, tokio::net::lookup_host((host, port))).await {
-        Ok(addrs) => p.addrs = addrs.map(|a| a.ip()).collect(),
+    // On the lookup pool: a resolver that never answers costs this probe its timeout, never
+    // a thread per run.
+    match crate::lookup::resolve(host, port, timeout).await {
+        Ok(addrs) => p.addrs = addrs,
         Err(e) if via.is_none() => {
             p.error = Some((Phase::Dns, e));
             return p;

@@ -1,0 +1,16 @@
+/* An NSS module whose host lookups never return, as a hung LDAP/SSSD/DNS source does.
+ * Built by tests/health_e2e.rs into a private directory and enabled only inside a private
+ * mount namespace (hosts: hang in an overlaid /etc/nsswitch.conf, the directory added to an
+ * overlaid ld.so.cache); never installed on the host. */
+#include <unistd.h>
+
+static int hang(void) {
+    for (;;)
+        pause();
+    return 0;
+}
+
+int _nss_hang_gethostbyname4_r(void) { return hang(); }
+int _nss_hang_gethostbyname3_r(void) { return hang(); }
+int _nss_hang_gethostbyname2_r(void) { return hang(); }
+int _nss_hang_gethostbyname_r(void) { return hang(); }
