@@ -379,6 +379,103 @@ pub struct AgentConfig {
     pub region: Option<String>,
 }
 
+/// The fields health reads from `amazon-ssm-agent.json`, as the agent's decoder sees them.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Fields {
+    health_frequency: Option<i64>,
+    endpoints: BTreeMap<String, String>,
+    service_domain: Option<String>,
+    region: Option<String>,
+}
+
+/// Go's `encoding/json` key lookup: the exact name, else the first that matches ignoring case.
+fn go_get<'a>(
+    obj: &'a serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Option<&'a serde_json::Value> {
+    obj.get(key).or_else(|| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+/// A section (`"Ssm": {…}`): absent or `null` is none; anything but an object fails decoding.
+fn section<'a>(
+    root: &'a serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<Option<&'a serde_json::Map<String, serde_json::Value>>, String> {
+    match go_get(root, name) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Object(o)) => Ok(Some(o)),
+        Some(other) => Err(format!("`{name}` is {}, not an object", kind(other))),
+    }
+}
+
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// A string field: `null` leaves the default; another type fails decoding.
+fn string_field(
+    sec: &serde_json::Map<String, serde_json::Value>,
+    sname: &str,
+    key: &str,
+) -> Result<Option<String>, String> {
+    match go_get(sec, key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone()).filter(|s| !s.is_empty())),
+        Some(other) => Err(format!("`{sname}.{key}` is {}, not a string", kind(other))),
+    }
+}
+
+fn decode(v: &serde_json::Value) -> Result<Fields, String> {
+    let serde_json::Value::Object(root) = v else {
+        return Err(format!("the document is {}, not an object", kind(v)));
+    };
+    let mut f = Fields::default();
+    if let Some(ssm) = section(root, "Ssm")? {
+        f.health_frequency = match go_get(ssm, "HealthFrequencyMinutes") {
+            None | Some(serde_json::Value::Null) => None,
+            // Go's int: a whole number that fits (10.0 and 1e3 fail as they do in Go).
+            Some(serde_json::Value::Number(n)) => Some(n.as_i64().ok_or_else(|| {
+                format!("`Ssm.HealthFrequencyMinutes` is {n}, not a whole number")
+            })?),
+            Some(other) => {
+                return Err(format!(
+                    "`Ssm.HealthFrequencyMinutes` is {}, not a number",
+                    kind(other)
+                ));
+            }
+        };
+    }
+    for (name, svc) in [
+        ("Ssm", "ssm"),
+        ("Mgs", "ssmmessages"),
+        ("Mds", "ec2messages"),
+        ("S3", "s3"),
+        ("Kms", "kms"),
+    ] {
+        if let Some(sec) = section(root, name)?
+            && let Some(e) = string_field(sec, name, "Endpoint")?
+        {
+            f.endpoints.insert(svc.into(), e);
+        }
+    }
+    if let Some(agent) = section(root, "Agent")? {
+        f.service_domain = string_field(agent, "Agent", "ServiceDomain")?;
+        f.region = string_field(agent, "Agent", "Region")?;
+    }
+    Ok(f)
+}
+
 /// Reads `amazon-ssm-agent.json`: a missing file is fine (defaults); invalid JSON is a warning,
 /// because the agent then silently runs with all defaults.
 pub fn config(dir: &Path) -> (AgentConfig, CheckResult) {
@@ -431,32 +528,39 @@ pub fn config(dir: &Path) -> (AgentConfig, CheckResult) {
             );
         }
     };
-    let s = |a: &str, b: &str| {
-        v.get(a)
-            .and_then(|x| x.get(b))
-            .and_then(|x| x.as_str())
-            .filter(|x| !x.is_empty())
-    };
-    if let Some(f) = v
-        .get("Ssm")
-        .and_then(|x| x.get("HealthFrequencyMinutes"))
-        .and_then(|x| x.as_u64())
-    {
-        cfg.health_frequency_minutes = u32::try_from(f.clamp(5, 60)).unwrap_or(5);
-    }
-    for (section, svc) in [
-        ("Ssm", "ssm"),
-        ("Mgs", "ssmmessages"),
-        ("Mds", "ec2messages"),
-        ("S3", "s3"),
-        ("Kms", "kms"),
-    ] {
-        if let Some(e) = s(section, "Endpoint") {
-            cfg.endpoints.insert(svc.into(), e.to_string());
+    // Decoded as the agent's Go decoder does (agent/appconfig: json.Unmarshal into its structs):
+    // keys match case-insensitively (an exact match first); a value of the wrong type fails the
+    // whole file ("Failed to unmarshal config override. Fall back to default.").
+    let fields = match decode(&v) {
+        Ok(f) => f,
+        Err(e) => {
+            return (
+                cfg,
+                CheckResult::new(
+                    ID,
+                    Status::Warning,
+                    format!(
+                        "{}: {e}; the agent cannot decode the file (it logs \"Failed to unmarshal config override. Fall back to default.\") and runs with every default",
+                        path.display()
+                    ),
+                    format!(
+                        "fix the value's type in {} (compare with amazon-ssm-agent.json.template)",
+                        path.display()
+                    ),
+                ),
+            );
         }
+    };
+    // Out of 5..=60 the agent takes its default, 5 (appconfig_parser.go, getNumericValue).
+    if let Some(f) = fields.health_frequency {
+        cfg.health_frequency_minutes = u32::try_from(f)
+            .ok()
+            .filter(|f| (5..=60).contains(f))
+            .unwrap_or(5);
     }
-    cfg.service_domain = s("Agent", "ServiceDomain").map(str::to_string);
-    cfg.region = s("Agent", "Region").map(str::to_string);
+    cfg.endpoints = fields.endpoints;
+    cfg.service_domain = fields.service_domain;
+    cfg.region = fields.region;
     let mut detail = format!("{} is valid", path.display());
     if !cfg.endpoints.is_empty() {
         detail.push_str(&format!(
@@ -559,21 +663,53 @@ mod tests {
             "{r:?}"
         );
         assert_eq!(c.health_frequency_minutes, 5);
-        std::fs::write(
-            d.path().join("amazon-ssm-agent.json"),
-            r#"{"Ssm":{"HealthFrequencyMinutes":90,"Endpoint":"vpce-1.ssm.us-east-1.vpce.amazonaws.com"},"Mgs":{"Endpoint":""}}"#,
-        )
-        .unwrap();
-        let (c, r) = config(d.path());
-        assert_eq!(
-            c.health_frequency_minutes, 60,
-            "clamped like the agent does"
-        );
+        // Out of range: the agent's default (5), not the nearest bound.
+        let (c, r) = config(&fixtures.join("etc-frequency-out-of-range"));
+        assert_eq!(c.health_frequency_minutes, 5, "the agent falls back to 5");
         assert_eq!(
             c.endpoints.get("ssm").map(String::as_str),
             Some("vpce-1.ssm.us-east-1.vpce.amazonaws.com")
         );
         assert!(!c.endpoints.contains_key("ssmmessages"));
+        assert!(r.detail.contains("endpoint overrides"));
+    }
+
+    #[test]
+    fn the_agent_config_is_decoded_as_the_agents_go_decoder_does() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agent-state");
+        // A value of the wrong type fails the whole file: every default, and a warning.
+        let (c, r) = config(&fixtures.join("etc-wrong-type"));
+        assert_eq!(r.status, Status::Warning, "{r:?}");
+        assert!(
+            r.detail
+                .contains("`Ssm.HealthFrequencyMinutes` is a string"),
+            "{r:?}"
+        );
+        assert!(r.detail.contains("Fall back to default"), "{r:?}");
+        assert_eq!((c.health_frequency_minutes, c.region), (5, None));
+        // Keys match whatever their case.
+        let (c, r) = config(&fixtures.join("etc-lowercase-keys"));
+        assert_eq!(r.status, Status::Ok, "{r:?}");
+        assert_eq!(c.health_frequency_minutes, 15);
+        assert_eq!(c.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            c.endpoints.get("ssm").map(String::as_str),
+            Some("vpce-2.ssm.eu-west-1.vpce.amazonaws.com")
+        );
+        // Other shapes the decoder refuses, and null, which it skips.
+        for (doc, refused) in [
+            (r#"{"Ssm":"x"}"#, true),
+            (r#"{"Ssm":{"HealthFrequencyMinutes":10.5}}"#, true),
+            (r#"{"Agent":{"Region":7}}"#, true),
+            (r#"[]"#, true),
+            (r#"{"Ssm":null,"Agent":{"Region":null}}"#, false),
+        ] {
+            assert_eq!(
+                decode(&serde_json::from_str(doc).unwrap()).is_err(),
+                refused,
+                "{doc}"
+            );
+        }
         assert!(r.detail.contains("endpoint overrides"));
     }
 
