@@ -911,3 +911,72 @@ fn a_hung_name_service_never_holds_doctor_past_its_deadlines() {
     );
     eprintln!("doctor with hung NSS: {took:?}");
 }
+
+/// A healthy hybrid (on-premises, `mi-…`) host: no IMDS, the agent registered and sharing its
+/// credentials (`ShareFile`). `doctor` signs with those credentials and reports ok — it used to
+/// stay unknown (exit 3) for ever, speaking of Default Host Management.
+#[test]
+fn a_healthy_hybrid_host_is_ok() {
+    require_root!();
+    let emu = Emulator::start_with(serde_json::json!({"instance_id": INSTANCE}));
+    let host = Host::new();
+    let d = AgentDirs::new(host.dir());
+    let _agent = StandInAgent::start(&d.bin, &d.log_file(), 60, "");
+    let creds = host.dir().join("agent-credentials");
+    std::fs::write(
+        &creds,
+        "[default]\naws_access_key_id = AKIAHYBRIDEXAMPLE\naws_secret_access_key = secret\naws_session_token = token\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.state.join("registration"),
+        r#"{"ManagedInstanceID":"mi-0123456789abcdef0","Region":"us-east-1"}"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.state.join("runtimeconfig")).unwrap();
+    let expires = (chrono::Utc::now() + chrono::Duration::minutes(50))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    std::fs::write(
+        d.state.join("runtimeconfig/identity_config.json"),
+        format!(
+            r#"{{"SchemaVersion":"1.1","InstanceId":"mi-0123456789abcdef0","IdentityType":"OnPrem","ShareFile":"{}","ShareProfile":"","CredentialsExpiresAt":"{expires}","CredentialSource":"SSM"}}"#,
+            creds.display()
+        ),
+    )
+    .unwrap();
+    // IMDS answers nothing here: a closed port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let imds = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    std::fs::write(
+        &host.config,
+        format!(
+            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{imds}\"\n[health]\nservices = []\n{}",
+            emu.moto,
+            d.paths_toml(&host.state)
+        ),
+    )
+    .unwrap();
+    let out = host.ssmc(&["doctor", "--json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let doc: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(!stdout.contains("Default Host Management"), "{stdout}");
+    assert!(
+        !stdout.contains("AKIAHYBRID"),
+        "no key is printed: {stdout}"
+    );
+    for id in [
+        "identity",
+        "credentials.agent",
+        "credentials.instance_profile",
+        "sts.identity",
+        "clock.skew",
+    ] {
+        let (s, detail) = status_of(&doc, id);
+        assert_eq!(s, "ok", "{id}: {detail}\n{doc:#}");
+    }
+    assert_eq!(doc["instance_id"], "mi-0123456789abcdef0", "{doc:#}");
+    assert_ne!(out.status.code(), Some(3), "{doc:#}");
+}

@@ -14,6 +14,7 @@ use aws_config::imds;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::operation::RequestId;
@@ -185,6 +186,25 @@ pub fn env_region() -> Option<String> {
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
 }
 
+/// The agent's credentials file on a hybrid host (`identity_config.json`'s `ShareFile` and
+/// `ShareProfile`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedCredentials {
+    /// The file.
+    pub file: std::path::PathBuf,
+    /// The profile in it (`default` when the agent names none).
+    pub profile: String,
+}
+
+/// What amazon-ssm-agent knows that helps where IMDS does not answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentHints {
+    /// The agent's region (its config, or the hybrid registration).
+    pub region: Option<String>,
+    /// The credentials the agent shares on a hybrid host.
+    pub shared_credentials: Option<SharedCredentials>,
+}
+
 /// Everything a capability needs to call AWS.
 #[derive(Debug, Clone)]
 pub struct Aws {
@@ -202,12 +222,14 @@ impl Aws {
     /// environment or IMDSv2; the default credential chain (with our IMDS client); the endpoint
     /// override; deadlines and retries. Never fails: what is missing is said in the fields.
     pub async fn load(settings: &AwsSettings) -> Self {
-        Self::load_with_region_hint(settings, None).await
+        Self::load_with_agent_hints(settings, AgentHints::default()).await
     }
 
-    /// [`Aws::load`], with a last-resort region (what amazon-ssm-agent itself uses, for hybrid
-    /// hosts where neither the config, the environment nor IMDS names one).
-    pub async fn load_with_region_hint(settings: &AwsSettings, hint: Option<String>) -> Self {
+    /// [`Aws::load`], with what amazon-ssm-agent itself uses on hybrid hosts: a last-resort
+    /// region (where neither the config, the environment nor IMDS names one), and the
+    /// credentials file it shares, used when IMDS gives no instance.
+    pub async fn load_with_agent_hints(settings: &AwsSettings, hints: AgentHints) -> Self {
+        let hint = hints.region;
         let imds = match imds_client(settings) {
             Ok(c) => c,
             Err(e) => {
@@ -230,8 +252,12 @@ impl Aws {
             .or_else(env_region)
             .or_else(|| identity.region.clone())
             .or(hint.filter(|r| !r.is_empty()));
+        // Off EC2, a hybrid agent's credentials are those it shares (`Profile.ShareCreds`).
+        let shared = hints
+            .shared_credentials
+            .filter(|_| identity.instance_id.is_none());
         let sdk = match region {
-            Some(r) => Ok(sdk_config(settings, Region::new(r), imds).await),
+            Some(r) => Ok(sdk_config(settings, Region::new(r), imds, shared).await),
             None => Err(AwsError::NoRegion(
                 imds_problem
                     .clone()
@@ -272,12 +298,37 @@ pub mod clients {
     }
 }
 
-async fn sdk_config(settings: &AwsSettings, region: Region, imds: imds::Client) -> SdkConfig {
-    let credentials = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
-        .region(region.clone())
-        .imds_client(imds)
-        .build()
-        .await;
+// aws-config's names for the profile-file types are deprecated aliases of aws-runtime's; they
+// are the same types, and aws-runtime is not worth a direct dependency for two names.
+#[allow(deprecated)]
+async fn sdk_config(
+    settings: &AwsSettings,
+    region: Region,
+    imds: imds::Client,
+    shared: Option<SharedCredentials>,
+) -> SdkConfig {
+    let credentials = match shared {
+        Some(s) => SharedCredentialsProvider::new(
+            aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .profile_files(
+                    aws_config::profile::profile_file::ProfileFiles::builder()
+                        .with_file(
+                            aws_config::profile::profile_file::ProfileFileKind::Credentials,
+                            s.file,
+                        )
+                        .build(),
+                )
+                .profile_name(s.profile)
+                .build(),
+        ),
+        None => SharedCredentialsProvider::new(
+            aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                .region(region.clone())
+                .imds_client(imds)
+                .build()
+                .await,
+        ),
+    };
     let attempt = settings.call_timeout / settings.max_attempts.max(1);
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(region)

@@ -35,13 +35,26 @@ pub struct AgentIdentity {
     /// `CredentialsExpiresAt` (RFC 3339).
     #[serde(default)]
     pub credentials_expires_at: String,
+    /// `ShareFile`: where the agent shares its credentials (hybrid: the agent user's
+    /// `~/.aws/credentials`; Default Host Management: its own file).
+    #[serde(default)]
+    pub share_file: String,
+    /// `ShareProfile`: the profile in it.
+    #[serde(default)]
+    pub share_profile: String,
 }
 
 impl AgentIdentity {
     /// The agent runs on Default Host Management credentials (`CredentialSource` `SSM`): only
     /// the agent can use them, not other processes of the host.
     pub fn default_host_management(&self) -> bool {
-        self.credential_source.eq_ignore_ascii_case("SSM")
+        // A hybrid agent's source is `SSM` too (its registration's credentials): not DHM.
+        self.credential_source.eq_ignore_ascii_case("SSM") && !self.hybrid()
+    }
+
+    /// A hybrid (on-premises) registration (`IdentityType` `OnPrem`).
+    pub fn hybrid(&self) -> bool {
+        self.identity_type.eq_ignore_ascii_case("OnPrem")
     }
 }
 
@@ -196,15 +209,33 @@ pub struct InstanceProfile {
 }
 
 /// The `credentials.instance_profile` check (EC2 only).
+/// `hybrid`: a hybrid registration is known (its credentials come from the registration, not an
+/// instance profile).
 pub fn instance_profile_verdict(
     ec2: &Ec2,
     profile: &Result<InstanceProfile, String>,
     agent: Option<&AgentIdentity>,
+    hybrid: bool,
     now: SystemTime,
 ) -> CheckResult {
     const ID: &str = "credentials.instance_profile";
     if ec2.instance_id.is_none() {
-        return CheckResult::ok(ID, "not on EC2 (no instance profile to check)");
+        if hybrid {
+            return CheckResult::ok(
+                ID,
+                "a hybrid (on-premises) instance: its credentials come from its registration, not an instance profile",
+            );
+        }
+        // No answer is not "not on EC2": IMDS may be off, blocked or out of hops.
+        return match &ec2.problem {
+            Some(why) => CheckResult::new(
+                ID,
+                Status::Unknown,
+                format!("IMDS did not answer ({why}): the instance profile cannot be checked"),
+                "on EC2: enable IMDS (HttpEndpoint), allow IMDSv2 tokens with a hop limit that reaches this host (containers need 2), and let 169.254.169.254 through host firewalls; off EC2: register the instance (hybrid activation)",
+            ),
+            None => CheckResult::ok(ID, "not on EC2 (no instance profile to check)"),
+        };
     }
     let p = match profile {
         Ok(p) => p,
@@ -342,34 +373,64 @@ mod tests {
             })
         };
         assert_eq!(
-            instance_profile_verdict(&ec2, &p(Some("r"), Some("2026-11-29T18:00:00Z")), None, now)
-                .status,
+            instance_profile_verdict(
+                &ec2,
+                &p(Some("r"), Some("2026-11-29T18:00:00Z")),
+                None,
+                false,
+                now
+            )
+            .status,
             Status::Ok
         );
         assert_eq!(
-            instance_profile_verdict(&ec2, &p(Some("r"), Some("2026-11-29T12:05:00Z")), None, now)
-                .status,
+            instance_profile_verdict(
+                &ec2,
+                &p(Some("r"), Some("2026-11-29T12:05:00Z")),
+                None,
+                false,
+                now
+            )
+            .status,
             Status::Warning
         );
         assert_eq!(
-            instance_profile_verdict(&ec2, &p(Some("r"), Some("2026-11-29T11:00:00Z")), None, now)
-                .status,
+            instance_profile_verdict(
+                &ec2,
+                &p(Some("r"), Some("2026-11-29T11:00:00Z")),
+                None,
+                false,
+                now
+            )
+            .status,
             Status::Critical
         );
         assert_eq!(
-            instance_profile_verdict(&ec2, &p(None, None), None, now).status,
+            instance_profile_verdict(&ec2, &p(None, None), None, false, now).status,
             Status::Warning
         );
         let dhmc = AgentIdentity {
             credential_source: "SSM".into(),
             ..Default::default()
         };
-        let v = instance_profile_verdict(&ec2, &p(None, None), Some(&dhmc), now);
+        let v = instance_profile_verdict(&ec2, &p(None, None), Some(&dhmc), false, now);
         assert_eq!(v.status, Status::Ok, "{v:?}");
         assert!(v.detail.contains("Default Host Management"), "{v:?}");
         assert_eq!(
-            instance_profile_verdict(&Ec2::default(), &p(None, None), None, now).status,
+            instance_profile_verdict(&Ec2::default(), &p(None, None), None, false, now).status,
             Status::Ok
         );
+        // IMDS only down is not "not on EC2"; a hybrid instance needs no profile.
+        let down = Ec2 {
+            problem: Some("connect timeout to 169.254.169.254".into()),
+            ..Ec2::default()
+        };
+        let v = instance_profile_verdict(&down, &p(None, None), None, false, now);
+        assert_eq!(v.status, Status::Unknown, "{v:?}");
+        assert!(!v.detail.contains("not on EC2"), "{v:?}");
+        assert!(v.remedy.contains("hop limit"), "{v:?}");
+        let v = instance_profile_verdict(&down, &p(None, None), None, true, now);
+        assert_eq!(v.status, Status::Ok, "{v:?}");
+        assert!(v.detail.contains("hybrid"), "{v:?}");
     }
 }

@@ -408,11 +408,12 @@ pub async fn network_checks(
                 }
             }
         };
-        let dhm = facts
-            .agent_identity
-            .as_ref()
-            .is_some_and(identity::AgentIdentity::default_host_management);
-        sts_verdicts(&outcome, dhm, now, h.max_clock_skew)
+        sts_verdicts(
+            &outcome,
+            facts.agent_identity.as_ref(),
+            now,
+            h.max_clock_skew,
+        )
     };
 
     let prefs = async {
@@ -437,10 +438,16 @@ pub async fn network_checks(
     };
 
     let (profile, endpoints, (sts_id, skew), prefs) = tokio::join!(profile, endpoints, sts, prefs);
+    let hybrid = matches!(&registration, Ok(Some(r)) if !r.managed_instance_id.is_empty())
+        || facts
+            .agent_identity
+            .as_ref()
+            .is_some_and(identity::AgentIdentity::hybrid);
     out.push(identity::instance_profile_verdict(
         &ec2,
         &profile,
         facts.agent_identity.as_ref(),
+        hybrid,
         now,
     ));
     out.extend(endpoints);
@@ -496,12 +503,13 @@ const STS_CALL: remedy::Call<'static> = remedy::Call {
     proxy: None,
 };
 
-/// The `sts.identity` and `clock.skew` verdicts of an STS call. `dhm`: the agent runs on
-/// Default Host Management credentials, which other processes cannot use, so our having no
-/// credentials says nothing about the agent (credentials.agent checks the agent's own).
+/// The `sts.identity` and `clock.skew` verdicts of an STS call. `agent`: the agent's identity —
+/// with Default Host Management its credentials are its own, so our having none says nothing
+/// about the agent (credentials.agent checks the agent's own); on a hybrid host ours are the
+/// ones the agent shares.
 pub fn sts_verdicts(
     outcome: &StsOutcome,
-    dhm: bool,
+    agent: Option<&identity::AgentIdentity>,
     now: SystemTime,
     max_skew: Duration,
 ) -> (CheckResult, CheckResult) {
@@ -531,6 +539,27 @@ pub fn sts_verdicts(
             ),
         ),
         StsOutcome::Failed(e) if e.fault == Fault::NoCredentials => {
+            if let Some(a) = agent.filter(|a| a.hybrid()) {
+                let shared = if a.share_file.is_empty() {
+                    "it shares none (Profile.ShareCreds is off)".to_string()
+                } else {
+                    format!("shared in {}", a.share_file)
+                };
+                return (
+                    CheckResult::new(
+                        ID,
+                        Status::Unknown,
+                        format!(
+                            "this hybrid instance's AWS credentials are the agent's ({shared}) and ssm-companion could not use them: {}",
+                            e.message
+                        ),
+                        "keep Profile.ShareCreds = true in amazon-ssm-agent.json (the default) so the agent shares its credentials, or set AWS credentials for ssm-companion",
+                    )
+                    .caused_by(&e.fault),
+                    no_signed(),
+                );
+            }
+            let dhm = agent.is_some_and(identity::AgentIdentity::default_host_management);
             let detail = if dhm {
                 format!(
                     "ssm-companion has no AWS credentials of its own (the agent uses Default Host Management credentials, which other processes cannot use): {}",
@@ -648,15 +677,34 @@ pub fn agent_region(settings: &Settings) -> Option<String> {
         })
 }
 
-/// The AWS plumbing for the health checks: [`Aws::load`] with the agent's region as the
-/// last resort.
+/// The credentials a hybrid agent shares (`Profile.ShareCreds`, default on): the file and
+/// profile its `identity_config.json` names, for an `OnPrem` identity (blocking: one small file).
+pub fn agent_shared_credentials(settings: &Settings) -> Option<aws::SharedCredentials> {
+    let paths = settings.paths.health();
+    let id = identity::read_json::<identity::AgentIdentity>(
+        &paths.state_dir.join("runtimeconfig/identity_config.json"),
+    )
+    .ok()
+    .flatten()?;
+    (id.hybrid() && !id.share_file.is_empty()).then(|| aws::SharedCredentials {
+        file: id.share_file.into(),
+        profile: Some(id.share_profile)
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "default".into()),
+    })
+}
+
+/// The AWS plumbing for the health checks (and the daemon): [`Aws::load`] with what the agent
+/// knows — its region as the last resort, and on a hybrid host the credentials it shares.
 pub async fn load_aws(settings: &Settings) -> Aws {
     let s = settings.clone();
-    let hint = tokio::task::spawn_blocking(move || agent_region(&s))
-        .await
-        .ok()
-        .flatten();
-    Aws::load_with_region_hint(&settings.aws, hint).await
+    let hints = tokio::task::spawn_blocking(move || aws::AgentHints {
+        region: agent_region(&s),
+        shared_credentials: agent_shared_credentials(&s),
+    })
+    .await
+    .unwrap_or_default();
+    Aws::load_with_agent_hints(&settings.aws, hints).await
 }
 
 /// Runs every check once (`doctor`).
@@ -734,21 +782,40 @@ mod tests {
                 message: message.into(),
             })
         };
-        let (id, skew) = sts_verdicts(&StsOutcome::NoConfig("no region".into()), false, t, max);
+        let (id, skew) = sts_verdicts(&StsOutcome::NoConfig("no region".into()), None, t, max);
         assert_eq!((id.status, skew.status), (Status::Unknown, Status::Unknown));
         assert!(id.detail.contains("no region") && id.remedy.contains("aws.region"));
         // No credentials of our own: unknown, never critical; with Default Host Management
         // the detail says why the agent's credentials do not help.
         let none = failed(Fault::NoCredentials, "no provider");
-        let (id, _) = sts_verdicts(&none, false, t, max);
+        let (id, _) = sts_verdicts(&none, None, t, max);
         assert_eq!(id.status, Status::Unknown);
         assert!(!id.detail.contains("Default Host Management"));
-        let (id, _) = sts_verdicts(&none, true, t, max);
+        let dhm = identity::AgentIdentity {
+            credential_source: "SSM".into(),
+            identity_type: "EC2".into(),
+            ..Default::default()
+        };
+        let (id, _) = sts_verdicts(&none, Some(&dhm), t, max);
         assert!(id.detail.contains("Default Host Management"), "{id:?}");
+        // A hybrid agent's source is SSM too, but it shares its credentials: say that.
+        let hybrid = identity::AgentIdentity {
+            credential_source: "SSM".into(),
+            identity_type: "OnPrem".into(),
+            share_file: "/root/.aws/credentials".into(),
+            ..Default::default()
+        };
+        let (id, _) = sts_verdicts(&none, Some(&hybrid), t, max);
+        assert!(!id.detail.contains("Default Host Management"), "{id:?}");
+        assert!(
+            id.detail.contains("shared in /root/.aws/credentials"),
+            "{id:?}"
+        );
+        assert!(id.remedy.contains("ShareCreds"), "{id:?}");
         // The request's time rejected: the clock is critical too.
         let (id, skew) = sts_verdicts(
             &failed(Fault::RequestTime, "Signature expired"),
-            false,
+            None,
             t,
             max,
         );
@@ -761,7 +828,7 @@ mod tests {
             code: "AccessDenied".into(),
             status: 403,
         };
-        let (id, skew) = sts_verdicts(&failed(denied, "AccessDenied"), false, t, max);
+        let (id, skew) = sts_verdicts(&failed(denied, "AccessDenied"), None, t, max);
         assert_eq!(
             (id.status, skew.status),
             (Status::Critical, Status::Unknown)
@@ -774,24 +841,19 @@ mod tests {
         };
         let (id, _) = sts_verdicts(
             &failed(throttled, "Throttling: Rate exceeded"),
-            false,
+            None,
             t,
             max,
         );
         assert_eq!(id.status, Status::Warning, "{id:?}");
         assert!(id.remedy.contains("throttled"), "{id:?}");
         // DNS on the way to STS: the DNS remedy, not the credentials one.
-        let (id, _) = sts_verdicts(&failed(Fault::Dns, "dns error"), false, t, max);
+        let (id, _) = sts_verdicts(&failed(Fault::Dns, "dns error"), None, t, max);
         assert!(
             id.remedy.contains("DNS") && !id.remedy.contains("credentials"),
             "{id:?}"
         );
-        let (id, _) = sts_verdicts(
-            &StsOutcome::TimedOut(Duration::from_secs(10)),
-            false,
-            t,
-            max,
-        );
+        let (id, _) = sts_verdicts(&StsOutcome::TimedOut(Duration::from_secs(10)), None, t, max);
         assert!(
             id.status == Status::Critical && id.detail.contains("10s"),
             "{id:?}"
@@ -804,12 +866,12 @@ mod tests {
                 local_date: None,
             })
         };
-        let (id, skew) = sts_verdicts(&answer(Some(t)), false, t, max);
+        let (id, skew) = sts_verdicts(&answer(Some(t)), None, t, max);
         assert_eq!((id.status, skew.status), (Status::Ok, Status::Ok));
         assert!(id.detail.contains("123456789012"));
-        let (_, skew) = sts_verdicts(&answer(Some(t + Duration::from_secs(300))), false, t, max);
+        let (_, skew) = sts_verdicts(&answer(Some(t + Duration::from_secs(300))), None, t, max);
         assert_eq!(skew.status, Status::Critical);
-        let (_, skew) = sts_verdicts(&answer(None), false, t, max);
+        let (_, skew) = sts_verdicts(&answer(None), None, t, max);
         assert_eq!(skew.status, Status::Unknown);
     }
 
