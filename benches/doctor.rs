@@ -1,6 +1,6 @@
 //! `cargo bench --bench doctor` (root): wall time of a full `doctor` when all is well, when
 //! every endpoint times out, and when DNS is slow (a resolver that never answers, 3 attempts of
-//! 5 s: 15 s per lookup) — the probes run in parallel and every lookup is abandoned at its
+//! 5 s: 15 s per lookup) and when NSS hangs (lookups never return) — the probes run in parallel and every lookup is abandoned at its
 //! deadline, so it stays bounded by the timeouts — and the idle RSS/CPU of the daemon with health enabled (`BENCH_IDLE_SECS`, default 600).
 //! Uses the integration tests' harness: a network namespace with TLS listeners, the emulator,
 //! the stand-in agent.
@@ -43,6 +43,8 @@ enum Net {
     Swallowed,
     /// No name is in /etc/hosts and the resolver never answers (15 s per lookup).
     SlowDns,
+    /// Host-name lookups never return (an NSS module that hangs).
+    HungNss,
 }
 
 fn doctor_runs(timeout: &str, net: Net, runs: usize) -> (Duration, i32) {
@@ -57,8 +59,11 @@ fn doctor_runs(timeout: &str, net: Net, runs: usize) -> (Duration, i32) {
     let aws_endpoint = match net {
         Net::Well => emu.moto.clone(),
         Net::Swallowed => "https://10.213.0.99".to_string(),
-        Net::SlowDns => "https://sts.us-east-1.amazonaws.com".to_string(),
+        Net::SlowDns | Net::HungNss => "https://sts.us-east-1.amazonaws.com".to_string(),
     };
+    if net == Net::HungNss {
+        host.hang_host_lookups();
+    }
     std::fs::write(
         &host.config,
         format!(
@@ -76,6 +81,7 @@ fn doctor_runs(timeout: &str, net: Net, runs: usize) -> (Duration, i32) {
             "printf 'nameserver 10.213.0.250\\noptions timeout:5 attempts:3\\n' > /etc/resolv.conf"
                 .to_string()
         }
+        Net::HungNss => "true".to_string(),
     };
     let script = format!(
         "{setup}; SSM_COMPANION_VENDOR_CONFIG_DIR={v} {bin} --config {cfg} doctor --json >/dev/null",
@@ -174,6 +180,7 @@ fn main() {
         ("every endpoint times out", Net::Swallowed, "2s"),
         ("every endpoint times out", Net::Swallowed, "5s"),
         ("slow DNS (15 s per lookup)", Net::SlowDns, "5s"),
+        ("hung NSS (lookups never return)", Net::HungNss, "5s"),
     ] {
         let (t, code) = doctor_runs(timeout, net, 5);
         println!("| {name} | {timeout} | {:.2} s | {code} |", t.as_secs_f64());

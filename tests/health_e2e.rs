@@ -852,19 +852,6 @@ fn a_hung_name_service_never_holds_doctor_past_its_deadlines() {
     let host = Host::new();
     let d = AgentDirs::new(host.dir());
     let _agent = StandInAgent::start(&d.bin, &d.log_file(), 60, "");
-    let lib = host.dir().join("nss");
-    std::fs::create_dir_all(&lib).unwrap();
-    let out = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(lib.join("libnss_hang.so.2"))
-        .arg(repo().join("tests/support/nss-hang.c"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     std::fs::write(
         &host.config,
         format!(
@@ -875,10 +862,7 @@ fn a_hung_name_service_never_holds_doctor_past_its_deadlines() {
         ),
     )
     .unwrap();
-    host.sh_ok(&format!(
-        "echo {} > /etc/ld.so.conf.d/zz-nss-hang.conf && ldconfig && sed -i 's/^hosts:.*/hosts: hang files dns/' /etc/nsswitch.conf && grep -q '^hosts: hang' /etc/nsswitch.conf",
-        lib.display()
-    ));
+    host.hang_host_lookups();
     let started = Instant::now();
     let out = host.ssmc_env(
         &["doctor", "--json"],

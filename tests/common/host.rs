@@ -78,6 +78,29 @@ impl Host {
             .unwrap()
     }
 
+    /// Makes host-name lookups in this host's private /etc hang for ever: an NSS module that
+    /// never returns (`tests/support/nss-hang.c`, built here) first on the `hosts:` line, found
+    /// through the private ld.so.cache. Nothing outside the namespace changes.
+    pub fn hang_host_lookups(&self) {
+        let lib = self.dir().join("nss");
+        std::fs::create_dir_all(&lib).unwrap();
+        let out = Command::new("gcc")
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(lib.join("libnss_hang.so.2"))
+            .arg(repo().join("tests/support/nss-hang.c"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.sh_ok(&format!(
+            "echo {} > /etc/ld.so.conf.d/zz-nss-hang.conf && ldconfig && sed -i 's/^hosts:.*/hosts: hang files dns/' /etc/nsswitch.conf && grep -q '^hosts: hang' /etc/nsswitch.conf",
+            lib.display()
+        ));
+    }
+
     /// Runs a shell script and returns its stdout; panics when it fails.
     pub fn sh_ok(&self, script: &str) -> String {
         let out = self.sh(script);
