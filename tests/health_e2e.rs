@@ -41,6 +41,20 @@ fn status_of(doc: &Value, id: &str) -> (String, String) {
         .unwrap_or_else(|| panic!("no check {id} in {doc:#}"))
 }
 
+/// Writes the host's config: the emulator's endpoints, `[health]` lines, the agent's paths.
+fn write_config(host: &Host, emu: &Emulator, d: &AgentDirs, health: &str) {
+    std::fs::write(
+        &host.config,
+        format!(
+            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\nmax_attempts = 1\n[health]\n{health}{}",
+            emu.moto,
+            emu.imds,
+            d.paths_toml(&host.state)
+        ),
+    )
+    .unwrap();
+}
+
 /// A network namespace with the emulator in it, and a private host whose commands run there.
 fn in_netns() -> (NetNs, Emulator, Host) {
     let ns = NetNs::new();
@@ -267,16 +281,7 @@ fn doctor_flags_a_hibernating_or_stopped_agent() {
     let emu = Emulator::start_with(serde_json::json!({"instance_id": INSTANCE}));
     let host = Host::new();
     let d = AgentDirs::new(host.dir());
-    std::fs::write(
-        &host.config,
-        format!(
-            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\n[health]\nservices = []\n{}",
-            emu.moto,
-            emu.imds,
-            d.paths_toml(&host.state)
-        ),
-    )
-    .unwrap();
+    write_config(&host, &emu, &d, "services = []\n");
     let agent = StandInAgent::start(&d.bin, &d.log_file(), 60, "hibernate");
     let doc = host.json(&["doctor", "--json"], 2);
     let (s, detail) = status_of(&doc, "agent.log.errors");
@@ -758,16 +763,7 @@ fn a_hibernation_is_never_forgotten() {
     let emu = Emulator::start_with(serde_json::json!({"instance_id": INSTANCE}));
     let host = Host::new();
     let d = AgentDirs::new(host.dir());
-    std::fs::write(
-        &host.config,
-        format!(
-            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\n[health]\nservices = []\n{}",
-            emu.moto,
-            emu.imds,
-            d.paths_toml(&host.state)
-        ),
-    )
-    .unwrap();
+    write_config(&host, &emu, &d, "services = []\n");
     let local = |ago: u64| {
         (chrono::Local::now() - chrono::Duration::seconds(ago as i64))
             .format("%Y-%m-%d %H:%M:%S")
@@ -852,16 +848,12 @@ fn a_hung_name_service_never_holds_doctor_past_its_deadlines() {
     let host = Host::new();
     let d = AgentDirs::new(host.dir());
     let _agent = StandInAgent::start(&d.bin, &d.log_file(), 60, "");
-    std::fs::write(
-        &host.config,
-        format!(
-            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\nmax_attempts = 1\n[health]\ntimeout = \"2s\"\nservices = [\"ssm\", \"ssmmessages\", \"ec2messages\"]\n{}",
-            emu.moto,
-            emu.imds,
-            d.paths_toml(&host.state)
-        ),
-    )
-    .unwrap();
+    write_config(
+        &host,
+        &emu,
+        &d,
+        "timeout = \"2s\"\nservices = [\"ssm\", \"ssmmessages\", \"ec2messages\"]\n",
+    );
     host.hang_host_lookups();
     let started = Instant::now();
     let out = host.ssmc_env(

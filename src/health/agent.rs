@@ -508,30 +508,13 @@ pub fn config(dir: &Path) -> (AgentConfig, CheckResult) {
             );
         }
     };
-    let v: serde_json::Value = match serde_json::from_str(&text) {
-        Ok(v) => v,
-        Err(e) => {
-            return (
-                cfg,
-                CheckResult::new(
-                    ID,
-                    Status::Warning,
-                    format!(
-                        "{} is not valid JSON ({e}): the agent ignores it and silently runs with every default",
-                        path.display()
-                    ),
-                    format!(
-                        "fix {} (compare with amazon-ssm-agent.json.template)",
-                        path.display()
-                    ),
-                ),
-            );
-        }
-    };
     // Decoded as the agent's Go decoder does (agent/appconfig: json.Unmarshal into its structs):
-    // keys match case-insensitively (an exact match first); a value of the wrong type fails the
-    // whole file ("Failed to unmarshal config override. Fall back to default.").
-    let fields = match decode(&v) {
+    // keys match case-insensitively (an exact match first); invalid JSON or a value of the wrong
+    // type fails the whole file ("Failed to unmarshal config override. Fall back to default.").
+    let decoded = serde_json::from_str::<serde_json::Value>(&text)
+        .map_err(|e| format!("not valid JSON ({e})"))
+        .and_then(|v| decode(&v));
+    let fields = match decoded {
         Ok(f) => f,
         Err(e) => {
             return (
@@ -540,11 +523,11 @@ pub fn config(dir: &Path) -> (AgentConfig, CheckResult) {
                     ID,
                     Status::Warning,
                     format!(
-                        "{}: {e}; the agent cannot decode the file (it logs \"Failed to unmarshal config override. Fall back to default.\") and runs with every default",
+                        "{}: {e}; the agent cannot decode the file (it logs \"Failed to unmarshal config override. Fall back to default.\") and silently runs with every default",
                         path.display()
                     ),
                     format!(
-                        "fix the value's type in {} (compare with amazon-ssm-agent.json.template)",
+                        "fix {} (compare with amazon-ssm-agent.json.template)",
                         path.display()
                     ),
                 ),
