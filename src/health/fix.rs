@@ -413,9 +413,9 @@ mod tests {
             "{r}"
         );
         // As systemd 252 leaves a unit whose automatic restarts hit the limit (seen in the
-        // e2e test): failed, Result=exit-code, NRestarts at StartLimitBurst.
+        // e2e test): failed, Result=exit-code, NRestarts at StartLimitBurst or one less.
         let mut limited = fixture("failed.txt");
-        (limited.n_restarts, limited.start_limit_burst) = (5, 5);
+        (limited.n_restarts, limited.start_limit_burst) = (2, 3);
         let r = refusal(Action::Start, &limited, None).unwrap();
         assert!(
             r.contains("stopped restarting") && r.contains("reset-failed"),

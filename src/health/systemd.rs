@@ -44,13 +44,11 @@ pub struct UnitState {
 
 impl UnitState {
     /// systemd stopped restarting the unit after repeated crashes: `Result=start-limit-hit`
-    /// after a manual start, or — as systemd 252 leaves an automatic restart that hit the limit
-    /// — `failed` with `Result=exit-code` and `NRestarts` at `StartLimitBurst`.
+    /// after a manual start, or — as systemd 252 leaves automatic restarts that hit the limit —
+    /// `failed` with `Result=exit-code` after automatic restarts (`NRestarts` is then
+    /// `StartLimitBurst` or one less, the first start counting too: both seen).
     pub fn gave_up(&self) -> bool {
-        self.result == "start-limit-hit"
-            || (self.active_state == "failed"
-                && self.start_limit_burst > 0
-                && self.n_restarts >= self.start_limit_burst)
+        self.result == "start-limit-hit" || (self.active_state == "failed" && self.n_restarts > 0)
     }
 }
 
