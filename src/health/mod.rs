@@ -5,7 +5,7 @@
 //! **local** ones (files, processes, systemd, the agent's log, disk) and **network** ones (IMDS,
 //! DNS/TCP/TLS per endpoint, a signed STS call and the clock, the Session Manager preferences and
 //! Run As users). Every probe has a deadline and the network ones run in parallel, so a `doctor`
-//! where everything times out still ends within about three timeouts. Verdicts are pure functions
+//! where everything times out ends within one `health.timeout` of its network phase. Verdicts are pure functions
 //! of what was read; each check has a stable id documented in docs/usage/health.md.
 
 pub mod agent;
@@ -289,6 +289,9 @@ async fn lookup_users(
     names: Vec<String>,
     timeout: Duration,
 ) -> std::collections::HashMap<String, Result<bool, String>> {
+    if names.is_empty() {
+        return std::collections::HashMap::new();
+    }
     let task = crate::lookup::run(timeout, move || {
         names
             .into_iter()
@@ -302,7 +305,11 @@ async fn lookup_users(
     task.await.unwrap_or_default()
 }
 
-/// The network checks (async, in parallel, each bounded by `health.timeout`).
+/// The least a late Run As user lookup is given, when the preferences that name the user came
+/// back at the end of the budget.
+const MIN_LOOKUP: Duration = Duration::from_millis(250);
+
+/// The network checks (async, in parallel, all ended by `health.timeout` from their start).
 pub async fn network_checks(
     settings: &Settings,
     aws: &Aws,
@@ -312,6 +319,15 @@ pub async fn network_checks(
     let h = &settings.health;
     let paths = settings.paths.health();
     let mut out = Vec::new();
+    // One budget for the whole phase: every probe, call and lookup runs in parallel and ends by
+    // this deadline, so a run takes `health.timeout` however DNS, NSS or the network misbehave.
+    let deadline = tokio::time::Instant::now() + h.timeout;
+    let waited = || {
+        format!(
+            "no answer within health.timeout ({})",
+            humantime::format_duration(h.timeout)
+        )
+    };
 
     let ec2 = identity::Ec2 {
         instance_id: aws.identity.instance_id.clone(),
@@ -344,9 +360,10 @@ pub async fn network_checks(
             return Ok(identity::InstanceProfile::default());
         }
         let client = aws::imds_client(&settings.aws).map_err(|e| e.to_string())?;
-        aws::instance_profile(&client)
-            .await
-            .map(|(role, expiration)| identity::InstanceProfile { role, expiration })
+        match tokio::time::timeout_at(deadline, aws::instance_profile(&client)).await {
+            Ok(r) => r.map(|(role, expiration)| identity::InstanceProfile { role, expiration }),
+            Err(_) => Err(format!("IMDS: {}", waited())),
+        }
     };
 
     let endpoints = async {
@@ -400,11 +417,10 @@ pub async fn network_checks(
             ),
             Some(sdk) => {
                 let client = aws::clients::sts(sdk);
-                let wait = h.timeout * 2;
-                match tokio::time::timeout(wait, aws::sts::caller_identity(&client)).await {
+                match tokio::time::timeout_at(deadline, aws::sts::caller_identity(&client)).await {
                     Ok(Ok(id)) => StsOutcome::Answer(id),
                     Ok(Err(failure)) => StsOutcome::Failed(failure),
-                    Err(_) => StsOutcome::TimedOut(wait),
+                    Err(_) => StsOutcome::TimedOut(h.timeout),
                 }
             }
         };
@@ -424,20 +440,40 @@ pub async fn network_checks(
             });
         };
         let client = aws::clients::ssm(sdk);
-        let wait = h.timeout * 2;
-        match tokio::time::timeout(wait, aws::ssm::session_preferences(&client)).await {
+        match tokio::time::timeout_at(deadline, aws::ssm::session_preferences(&client)).await {
             Ok(r) => r,
             Err(_) => Err(CallError {
                 fault: Fault::Timeout,
-                message: format!(
-                    "no answer from SSM within {}",
-                    humantime::format_duration(wait)
-                ),
+                message: format!("SSM: {}", waited()),
             }),
         }
     };
+    // The Run As users: the mapped ones at once, the preferences' default user as soon as the
+    // preferences answer (with what is left of the budget, and never less than a moment).
+    let map = crate::state::run_as::load(&paths.own_state_dir);
+    let mapped: Vec<String> = map
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
+        .map(|m| m.mapped.iter().map(|u| u.user.clone()).collect())
+        .unwrap_or_default();
+    let mapped_found = lookup_users(mapped, h.timeout);
+    let prefs = async {
+        let prefs = prefs.await;
+        let default_user = match &prefs {
+            Ok(Some(p)) => p.default_user.clone(),
+            _ => None,
+        };
+        let left = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(MIN_LOOKUP);
+        let found = lookup_users(default_user.into_iter().collect(), left).await;
+        (prefs, found)
+    };
 
-    let (profile, endpoints, (sts_id, skew), prefs) = tokio::join!(profile, endpoints, sts, prefs);
+    let (profile, endpoints, (sts_id, skew), (prefs, mut found), mapped_found) =
+        tokio::join!(profile, endpoints, sts, prefs, mapped_found);
+    found.extend(mapped_found);
     let hybrid = matches!(&registration, Ok(Some(r)) if !r.managed_instance_id.is_empty())
         || facts
             .agent_identity
@@ -453,19 +489,6 @@ pub async fn network_checks(
     out.extend(endpoints);
     out.push(sts_id);
     out.push(skew);
-    let map = crate::state::run_as::load(&paths.own_state_dir);
-    let mut names: Vec<String> = map
-        .as_ref()
-        .ok()
-        .and_then(Option::as_ref)
-        .map(|m| m.mapped.iter().map(|u| u.user.clone()).collect())
-        .unwrap_or_default();
-    if let Ok(Some(p)) = &prefs
-        && let Some(u) = &p.default_user
-    {
-        names.push(u.clone());
-    }
-    let found = lookup_users(names, h.timeout).await;
     let exists = |u: &str| {
         found.get(u).cloned().unwrap_or_else(|| {
             Err(format!(
@@ -480,7 +503,66 @@ pub async fn network_checks(
         .ok()
         .map(|p| p.as_ref().is_some_and(|p| p.enabled));
     out.push(runas::users_verdict(&map, run_as_on, &exists));
+    let own_endpoints =
+        settings.aws.endpoint_url.is_empty() && std::env::var_os("AWS_ENDPOINT_URL").is_none();
+    attribute_timeouts(&mut out, own_endpoints);
     out
+}
+
+/// A signed call that ran out of time while the probes found why: its name did not resolve, or
+/// nothing connected. The call's cause and remedy become the probe's — the one of its own
+/// service's endpoint when the SDK calls the standard endpoint (`own_endpoints`), or the one
+/// every endpoint shares — so the remedy is the network's, not "nothing answered in time".
+pub fn attribute_timeouts(out: &mut [CheckResult], own_endpoints: bool) {
+    /// A network cause, its remedy, and whose it is.
+    type Explained = (String, String, String);
+    const NETWORK: [&str; 4] = ["dns", "tcp", "proxy", "tls"];
+    let network_cause = |c: &CheckResult| {
+        c.cause
+            .as_deref()
+            .filter(|l| NETWORK.contains(l))
+            .map(str::to_string)
+    };
+    let endpoints: Vec<&CheckResult> = out
+        .iter()
+        .filter(|c| c.id.starts_with("endpoint."))
+        .collect();
+    let shared = endpoints.first().and_then(|first| {
+        let cause = network_cause(first)?;
+        endpoints
+            .iter()
+            .all(|c| network_cause(c).as_ref() == Some(&cause))
+            .then(|| (cause, first.remedy.clone(), "every endpoint".to_string()))
+    });
+    let found: Vec<(&str, Option<Explained>)> =
+        [("sts.identity", "sts"), ("runas.preferences", "ssm")]
+            .into_iter()
+            .map(|(call, service)| {
+                let id = format!("endpoint.{service}");
+                let own = endpoints
+                    .iter()
+                    .find(|c| own_endpoints && c.id == id)
+                    .and_then(|c| network_cause(c).map(|l| (l, c.remedy.clone(), id)));
+                (call, own.or_else(|| shared.clone()))
+            })
+            .collect();
+    for (call, source) in found {
+        let Some((cause, remedy, whose)) = source else {
+            continue;
+        };
+        if let Some(c) = out
+            .iter_mut()
+            .find(|c| c.id == call && c.cause.as_deref() == Some("timeout"))
+        {
+            c.detail = format!(
+                "{}: the {} failure {whose} has",
+                c.detail,
+                cause.to_uppercase()
+            );
+            c.remedy = remedy;
+            c.cause = Some(cause);
+        }
+    }
 }
 
 /// What the signed STS call (`GetCallerIdentity`) gave.
@@ -756,6 +838,60 @@ pub fn make_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn failed(id: &str, cause: &str, remedy: &str) -> CheckResult {
+        let mut c = CheckResult::new(id, Status::Critical, "x", remedy);
+        c.cause = Some(cause.into());
+        c
+    }
+
+    #[test]
+    fn a_timed_out_call_takes_the_network_cause_the_probes_found() {
+        let calls = || {
+            vec![
+                failed("sts.identity", "timeout", "nothing answered in time"),
+                failed("runas.preferences", "timeout", "nothing answered in time"),
+            ]
+        };
+        // Its own endpoint's cause, when the SDK calls the standard endpoint.
+        let mut out = vec![
+            failed("endpoint.sts", "dns", "check the VPC's DNS"),
+            failed("endpoint.ssm", "tcp", "check the security group"),
+            CheckResult::ok("endpoint.s3", ""),
+        ];
+        out.extend(calls());
+        attribute_timeouts(&mut out, true);
+        assert_eq!(out[3].cause.as_deref(), Some("dns"));
+        assert_eq!(out[3].remedy, "check the VPC's DNS");
+        assert!(out[3].detail.ends_with("the DNS failure endpoint.sts has"));
+        assert_eq!(out[4].cause.as_deref(), Some("tcp"));
+        // A custom endpoint was not probed: only a cause every endpoint shares counts.
+        let mut custom = out[..3].to_vec();
+        custom.extend(calls());
+        attribute_timeouts(&mut custom, false);
+        assert_eq!(custom[3].cause.as_deref(), Some("timeout"));
+        let mut all = vec![
+            failed("endpoint.sts", "dns", "check the VPC's DNS"),
+            failed("endpoint.ssm", "dns", "check the VPC's DNS"),
+        ];
+        all.extend(calls());
+        attribute_timeouts(&mut all, false);
+        assert_eq!(all[2].cause.as_deref(), Some("dns"));
+        assert!(
+            all[2]
+                .detail
+                .ends_with("the DNS failure every endpoint has")
+        );
+        // An AWS answer is never re-labelled; an endpoint that timed out explains nothing.
+        let mut answered = vec![
+            failed("endpoint.sts", "timeout", "r"),
+            failed("sts.identity", "aws:AccessDenied", "grant"),
+            failed("runas.preferences", "timeout", "nothing answered in time"),
+        ];
+        attribute_timeouts(&mut answered, true);
+        assert_eq!(answered[1].cause.as_deref(), Some("aws:AccessDenied"));
+        assert_eq!(answered[2].cause.as_deref(), Some("timeout"));
+    }
 
     #[test]
     fn clock() {

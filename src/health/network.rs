@@ -135,15 +135,25 @@ pub struct Probe {
     pub error: Option<(Phase, String)>,
 }
 
+/// `f` until `deadline`; on expiry the message names the probe's whole `budget` (every step of
+/// a probe shares one deadline).
 async fn bounded<T, E: std::fmt::Display>(
-    d: Duration,
+    deadline: tokio::time::Instant,
+    budget: Duration,
     f: impl Future<Output = Result<T, E>>,
 ) -> Result<T, String> {
-    match tokio::time::timeout(d, f).await {
+    match tokio::time::timeout_at(deadline, f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("timed out after {}", humantime::format_duration(d))),
+        Err(_) => Err(spent(budget)),
     }
+}
+
+fn spent(budget: Duration) -> String {
+    format!(
+        "timed out: the probe's {} were spent",
+        humantime::format_duration(budget)
+    )
 }
 
 /// `user:password` as Basic authentication wants it: the URL's percent-encoding undone in each
@@ -156,8 +166,13 @@ pub fn basic_credentials(userinfo: &str) -> Vec<u8> {
     out
 }
 
-/// Connects to the first address that answers, all within `timeout`.
-async fn connect_any(addrs: &[IpAddr], port: u16, timeout: Duration) -> Result<TcpStream, String> {
+/// Connects to the first address that answers, all before `deadline`.
+async fn connect_any(
+    addrs: &[IpAddr],
+    port: u16,
+    deadline: tokio::time::Instant,
+    budget: Duration,
+) -> Result<TcpStream, String> {
     let attempt = async {
         let mut last = String::from("no address");
         for ip in addrs {
@@ -168,22 +183,22 @@ async fn connect_any(addrs: &[IpAddr], port: u16, timeout: Duration) -> Result<T
         }
         Err(last)
     };
-    match tokio::time::timeout(timeout, attempt).await {
+    match tokio::time::timeout_at(deadline, attempt).await {
         Ok(r) => r,
         Err(_) => Err(format!(
-            "{}: timed out after {}",
+            "{}: {}",
             addrs
                 .iter()
                 .map(|a| format!("{a}:{port}"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            humantime::format_duration(timeout)
+            spent(budget)
         )),
     }
 }
 
-/// Probes `host:port`: DNS, TCP (every address in turn, or the proxy and CONNECT), TLS. Each
-/// step is bounded by `timeout`.
+/// Probes `host:port`: DNS, TCP (every address in turn, or the proxy and CONNECT), TLS — all
+/// within `timeout` together, so a probe never outlasts it however its steps are slow.
 pub async fn probe(
     host: &str,
     port: u16,
@@ -191,6 +206,7 @@ pub async fn probe(
     tls: Arc<rustls::ClientConfig>,
     proxy: Option<&Proxy>,
 ) -> Probe {
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut p = Probe {
         host: host.to_string(),
         addrs: vec![],
@@ -202,10 +218,11 @@ pub async fn probe(
     let via = proxy
         .filter(|x| !x.bypass(host))
         .and_then(|x| x.https.clone());
-    // Resolve the endpoint even through a proxy: a private answer tells about VPC endpoints.
-    // On the lookup pool: a resolver that never answers costs this probe its timeout, never
-    // a thread per run.
-    match crate::lookup::resolve(host, port, timeout).await {
+    // Resolve the endpoint even through a proxy: a private answer tells about VPC endpoints
+    // (then only a quarter of the budget: the proxy resolves it anyway). On the lookup pool: a
+    // resolver that never answers costs this probe its timeout, never a thread per run.
+    let dns_budget = if via.is_some() { timeout / 4 } else { timeout };
+    match crate::lookup::resolve(host, port, dns_budget).await {
         Ok(addrs) => p.addrs = addrs,
         Err(e) if via.is_none() => {
             p.error = Some((Phase::Dns, e));
@@ -215,7 +232,7 @@ pub async fn probe(
     }
     let start = Instant::now();
     let stream = match &via {
-        None => match connect_any(&p.addrs, port, timeout).await {
+        None => match connect_any(&p.addrs, port, deadline, timeout).await {
             Ok(s) => s,
             Err(e) => {
                 p.error = Some((Phase::Tcp, e));
@@ -241,14 +258,29 @@ pub async fn probe(
                 ));
                 return p;
             }
-            let mut s =
-                match bounded(timeout, TcpStream::connect((px.host.as_str(), px.port))).await {
+            // The proxy's own name, on the lookup pool too (tokio's resolver would leave a
+            // blocking thread in a hung lookup).
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let proxy_addrs = match px.host.trim_matches(['[', ']']).parse::<IpAddr>() {
+                Ok(ip) => Ok(vec![ip]),
+                Err(_) => crate::lookup::resolve(&px.host, px.port, left).await,
+            };
+            let mut s = match proxy_addrs {
+                Ok(addrs) => match connect_any(&addrs, px.port, deadline, timeout).await {
                     Ok(s) => s,
                     Err(e) => {
                         p.error = Some((Phase::Tcp, format!("proxy {}:{}: {e}", px.host, px.port)));
                         return p;
                     }
-                };
+                },
+                Err(e) => {
+                    p.error = Some((
+                        Phase::Proxy,
+                        format!("proxy {}: name lookup failed: {e}", px.host),
+                    ));
+                    return p;
+                }
+            };
             let auth = px
                 .userinfo
                 .as_ref()
@@ -275,7 +307,7 @@ pub async fn probe(
                 }
                 Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf).into_owned())
             };
-            match bounded(timeout, connect).await {
+            match bounded(deadline, timeout, connect).await {
                 Ok(head) if head.split_whitespace().nth(1) == Some("200") => s,
                 Ok(head) => {
                     p.error = Some((
@@ -304,7 +336,7 @@ pub async fn probe(
     };
     let start = Instant::now();
     let connector = tokio_rustls::TlsConnector::from(tls);
-    match bounded(timeout, connector.connect(name, stream)).await {
+    match bounded(deadline, timeout, connector.connect(name, stream)).await {
         Ok(s) => {
             let (_, conn) = s.get_ref();
             let version = conn

@@ -82,6 +82,12 @@ impl Host {
     /// never returns (`tests/support/nss-hang.c`, built here) first on the `hosts:` line, found
     /// through the private ld.so.cache. Nothing outside the namespace changes.
     pub fn hang_host_lookups(&self) {
+        self.hang_lookups(&["hosts"]);
+    }
+
+    /// Makes the named NSS databases (`hosts`, `passwd`) hang: the hanging module first on
+    /// their lines in the private /etc/nsswitch.conf.
+    pub fn hang_lookups(&self, databases: &[&str]) {
         let lib = self.dir().join("nss");
         std::fs::create_dir_all(&lib).unwrap();
         let out = Command::new("gcc")
@@ -95,10 +101,16 @@ impl Host {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        self.sh_ok(&format!(
-            "echo {} > /etc/ld.so.conf.d/zz-nss-hang.conf && ldconfig && sed -i 's/^hosts:.*/hosts: hang files dns/' /etc/nsswitch.conf && grep -q '^hosts: hang' /etc/nsswitch.conf",
+        let mut script = format!(
+            "echo {} > /etc/ld.so.conf.d/zz-nss-hang.conf && ldconfig",
             lib.display()
-        ));
+        );
+        for db in databases {
+            script.push_str(&format!(
+                " && sed -i 's/^{db}:[[:space:]]*/{db}: hang /' /etc/nsswitch.conf && grep -q '^{db}: hang' /etc/nsswitch.conf"
+            ));
+        }
+        self.sh_ok(&script);
     }
 
     /// Runs a shell script and returns its stdout; panics when it fails.
