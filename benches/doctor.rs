@@ -168,6 +168,95 @@ fn idle(secs: u64) -> String {
     row
 }
 
+/// The daemon's thread count over `runs` network runs with every name lookup hung (hosts and
+/// passwd): each SIGHUP starts a run, and the daemon's own debug line says when it is done.
+/// Returns (threads after the first run, the most seen, after the last).
+fn threads_over_network_runs(runs: usize) -> (usize, usize, usize) {
+    use std::io::BufRead;
+    let emu = Emulator::start_with(serde_json::json!({"instance_id": INSTANCE}));
+    let host = Host::new();
+    let d = AgentDirs::new(host.dir());
+    let _agent = StandInAgent::start(&d.bin, &d.log_file(), 60, "");
+    std::fs::write(
+        &host.config,
+        format!(
+            "[aws]\nendpoint_url = \"https://sts.us-east-1.amazonaws.com\"\nimds_endpoint = \"{}\"\nmax_attempts = 1\n[accounts]\nenabled = false\n[health]\ntimeout = \"1s\"\n{}",
+            emu.imds,
+            d.paths_toml(&host.state)
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(&host.state).unwrap();
+    std::fs::write(
+        host.state.join("run-as-map.json"),
+        r#"{"generated_at":"2026-12-05T00:00:00Z","complete":true,"mapped":[{"user":"alice","principals":["arn:aws:iam::123456789012:user/alice"]}],"unusable":[]}"#,
+    )
+    .unwrap();
+    host.hang_lookups(&["hosts", "passwd"]);
+    let mut daemon = Command::new(common::repo().join("scripts/private-userdb.sh"))
+        .arg(host.dir().join("db"))
+        .arg(bin())
+        .arg("--config")
+        .arg(&host.config)
+        .arg("run")
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("SSM_COMPANION_LOG", "debug")
+        .env("SSM_COMPANION_VENDOR_CONFIG_DIR", host.dir().join("vendor"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = daemon.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("health: network checks done") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    // private-userdb.sh execs the daemon: the same pid.
+    let pid = daemon.id();
+    let wait_run = || {
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("a network run within 60 s")
+    };
+    wait_run();
+    let threads = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .unwrap()
+            .trim()
+            .parse::<usize>()
+            .unwrap()
+    };
+    let first = threads();
+    let mut most = first;
+    let mut last = first;
+    for _ in 1..runs {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap();
+        wait_run();
+        last = threads();
+        most = most.max(last);
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = daemon.wait();
+    (first, most, last)
+}
+
 fn main() {
     if !common::is_root() {
         eprintln!("doctor bench: needs root (network namespaces, private user databases)");
@@ -185,6 +274,14 @@ fn main() {
         let (t, code) = doctor_runs(timeout, net, 5);
         println!("| {name} | {timeout} | {:.2} s | {code} |", t.as_secs_f64());
     }
+    let runs = std::env::var("BENCH_NETWORK_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    let (first, most, last) = threads_over_network_runs(runs);
+    println!(
+        "\nDaemon threads over {runs} network runs with every lookup hung (timeout 1s): after the first {first}, most {most}, after the last {last}"
+    );
     let secs = std::env::var("BENCH_IDLE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

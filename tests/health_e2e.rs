@@ -193,7 +193,7 @@ fn doctor_probes_through_the_agents_proxy_without_leaking_its_password() {
     std::fs::write(
         &host.config,
         format!(
-            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\nmax_attempts = 1\n[health]\ntimeout = \"2s\"\nservices = [\"ssm\", \"sts\"]\nextra_ca_file = \"{}\"\n{}",
+            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\nmax_attempts = 1\n[health]\ntimeout = \"2s\"\nservices = [\"ssm\", \"sts\"]\nlatest_agent_check = false\nextra_ca_file = \"{}\"\n{}",
             emu.moto,
             emu.imds,
             ca.display(),
@@ -272,6 +272,196 @@ fn doctor_probes_through_the_agents_proxy_without_leaking_its_password() {
     assert_eq!(s, "critical", "{detail}");
     assert!(detail.contains("proxy CONNECT failed"), "{detail}");
     assert!(detail.contains("407"), "{detail}");
+    drop(agent);
+}
+
+/// `agent.latest`: the region's latest release read over real TLS from the release bucket's
+/// name (an HTTPS listener in the network namespace), once a day, through the agent's proxy;
+/// hostile or missing answers never fail the run, never reach the output, never hold it.
+#[test]
+fn the_latest_agent_release_is_read_once_a_day_and_never_fails_the_run() {
+    require_root!();
+    let (ns, emu, host) = in_netns();
+    let web = host.dir().join("web");
+    let answers = web.join("answers");
+    std::fs::create_dir_all(&answers).unwrap();
+    let answer =
+        |path: &str, raw: &[u8]| std::fs::write(answers.join(path.replace('/', "_")), raw).unwrap();
+    let ok = |body: &str| {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    answer(
+        "/amazon-ssm-us-east-1/latest/VERSION",
+        ok("3.3.1142.0\n").as_bytes(),
+    );
+    answer("/old/VERSION", ok("3.5.100.0").as_bytes());
+    answer("/major/VERSION", ok("4.0.1.0").as_bytes());
+    answer(
+        "/escapes/VERSION",
+        ok("\u{1b}[2J\u{1b}]52;c;QUxMIE9L\u{7}ALL OK 3.3.1142.0").as_bytes(),
+    );
+    let mut huge = b"HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n".to_vec();
+    huge.extend(std::iter::repeat_n(b'9', 1 << 20));
+    answer("/huge/VERSION", &huge);
+    answer(
+        "/truncated/VERSION",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n3.3",
+    );
+    answer("/hang/VERSION", b"HANG");
+    answer(
+        "/forbidden/VERSION",
+        b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
+    );
+    let proxy_log = host.dir().join("proxy.log");
+    let (ca, _listeners) = common::tls_endpoints(
+        &ns,
+        host.dir(),
+        &common::endpoint_names(&["ssm", "s3"]),
+        &[
+            "--http-dir".into(),
+            web.display().to_string(),
+            "--proxy".into(),
+            "10.213.0.4:3128".into(),
+            "--proxy-upstream".into(),
+            "10.213.0.1:443".into(),
+            "--proxy-auth".into(),
+            "ops:pw".into(),
+            "--proxy-log".into(),
+            proxy_log.display().to_string(),
+        ],
+    );
+    let d = AgentDirs::new(host.dir());
+    let config = |url_path: &str| {
+        let url = if url_path.is_empty() {
+            String::new()
+        } else {
+            format!("https://s3.us-east-1.amazonaws.com{url_path}")
+        };
+        std::fs::write(
+            &host.config,
+            format!(
+                "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\nmax_attempts = 1\n[health]\ntimeout = \"2s\"\nservices = [\"ssm\"]\nlatest_agent_url = \"{url}\"\nextra_ca_file = \"{}\"\n{}",
+                emu.moto,
+                emu.imds,
+                ca.display(),
+                d.paths_toml(&host.state)
+            ),
+        )
+        .unwrap();
+    };
+    let doctor = || {
+        let script = format!(
+            "grep -q s3.us-east-1 /etc/hosts || printf '10.213.0.1 s3.us-east-1.amazonaws.com ssm.us-east-1.amazonaws.com\\n' >> /etc/hosts; SSM_COMPANION_VENDOR_CONFIG_DIR={v} {bin} --config {cfg} doctor --json",
+            v = host.dir().join("vendor").display(),
+            bin = bin().display(),
+            cfg = host.config.display()
+        );
+        let started = Instant::now();
+        let out = host.sh(&script);
+        let took = started.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let doc: Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+        let (s, detail) = status_of(&doc, "agent.latest");
+        (s, detail, stdout, took)
+    };
+    let requests = || {
+        std::fs::read_to_string(web.join("requests.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let agent = StandInAgent::start(&d.bin, &d.log_file(), 60, "");
+
+    // The region's bucket, read once, then from the day's cache.
+    config("");
+    let (s, detail, _, _) = doctor();
+    assert_eq!(s, "ok", "{detail}");
+    assert!(
+        detail.contains("the latest release in us-east-1 is 3.3.1142.0 (read now)"),
+        "{detail}"
+    );
+    assert!(detail.contains("agent 3.3.987.0"), "{detail}");
+    let (s, detail, _, _) = doctor();
+    assert_eq!(s, "ok", "{detail}");
+    assert!(detail.contains("read within the last day"), "{detail}");
+    assert_eq!(
+        requests(),
+        ["GET /amazon-ssm-us-east-1/latest/VERSION HTTP/1.1"],
+        "one read a day"
+    );
+
+    // Behind: two minor versions, or a major one, warn (exit 1); never critical.
+    for (path, needle) in [
+        ("/old/VERSION", "2 minor versions behind"),
+        ("/major/VERSION", "a major version behind"),
+    ] {
+        config(path);
+        let (s, detail, _, _) = doctor();
+        assert_eq!(s, "warning", "{path}: {detail}");
+        assert!(detail.contains(needle), "{path}: {detail}");
+    }
+
+    // Hostile and missing answers: ok, said, nothing of them printed, bounded by the timeout.
+    for (path, needle) in [
+        ("/escapes/VERSION", "not a version"),
+        ("/huge/VERSION", "longer than 256 bytes"),
+        ("/truncated/VERSION", "broke off"),
+        ("/forbidden/VERSION", "HTTP 403"),
+        ("/missing/VERSION", "HTTP 404"),
+        ("/hang/VERSION", "no answer within"),
+    ] {
+        config(path);
+        let (s, detail, stdout, took) = doctor();
+        assert_eq!(s, "ok", "{path}: {detail}");
+        assert!(detail.contains("could not be read"), "{path}: {detail}");
+        assert!(detail.contains(needle), "{path}: {detail}");
+        assert!(
+            !stdout.contains("ALL OK") && !stdout.contains("\\u001b") && !stdout.contains("99999"),
+            "{path}: the answer reached the output: {detail}"
+        );
+        // timeout = 2s for the whole network phase (a coarse bound on a busy machine).
+        assert!(
+            took < Duration::from_secs(5),
+            "{path}: doctor took {took:?}"
+        );
+        // Not tried again within the hour.
+        let (_, detail, _, _) = doctor();
+        assert!(
+            detail.contains("tried again an hour later"),
+            "{path}: {detail}"
+        );
+    }
+    assert_eq!(
+        requests().iter().filter(|r| r.contains("/hang/")).count(),
+        1,
+        "a failed read waits an hour"
+    );
+    drop(agent);
+
+    // Through the agent's proxy (its environment), as the agent would read it.
+    config("/via-proxy/VERSION");
+    answer("/via-proxy/VERSION", ok("3.3.1142.0").as_bytes());
+    let agent = StandInAgent::start_with_env(
+        &d.bin,
+        &d.log_file(),
+        60,
+        "",
+        &[("https_proxy", "http://ops:pw@10.213.0.4:3128")],
+    );
+    let (s, detail, _, _) = doctor();
+    assert_eq!(s, "ok", "{detail}");
+    assert!(detail.contains("read now"), "{detail}");
+    let seen = std::fs::read_to_string(&proxy_log).unwrap();
+    assert!(
+        seen.lines()
+            .any(|l| l == "CONNECT s3.us-east-1.amazonaws.com:443 ok"),
+        "{seen}"
+    );
     drop(agent);
 }
 

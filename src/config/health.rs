@@ -17,6 +17,7 @@ fragment! {
         disk_critical_mib: u64, fix: bool, fix_min_interval: DurationValue,
         prometheus_textfile: String, inventory: bool, inventory_min_interval: DurationValue,
         inventory_max_age: DurationValue, inventory_splay: DurationValue,
+        latest_agent_check: bool, latest_agent_url: String, max_minor_versions_behind: u32,
     }
 }
 
@@ -31,7 +32,7 @@ pub struct HealthSettings {
     /// `network_interval`; default "10m": DNS/TCP/TLS per endpoint, STS, clock skew, preferences.
     #[serde(with = "duration_str")]
     pub network_interval: Duration,
-    /// `timeout`; default "5s": each network step (DNS, TCP, TLS, an AWS call).
+    /// `timeout`; default "5s": the network phase, all of it (DNS, TCP, TLS, the AWS calls, NSS).
     #[serde(with = "duration_str")]
     pub timeout: Duration,
     /// `services`; default all seven: endpoints to probe.
@@ -73,6 +74,15 @@ pub struct HealthSettings {
     /// `inventory_splay`; default "30s": a random delay up to this before each send.
     #[serde(with = "duration_str")]
     pub inventory_splay: Duration,
+    /// `latest_agent_check`; default true: compare the installed agent with the region's latest
+    /// release (`agent.latest`), read at most once a day.
+    pub latest_agent_check: bool,
+    /// `latest_agent_url`; default "": the region's release bucket,
+    /// `https://s3.<region>.<domain>/amazon-ssm-<region>/latest/VERSION`.
+    pub latest_agent_url: String,
+    /// `max_minor_versions_behind`; default 1: an agent more minor versions behind the latest
+    /// release (or a major version behind) is a warning.
+    pub max_minor_versions_behind: u32,
 }
 
 impl Default for HealthSettings {
@@ -98,6 +108,9 @@ impl Default for HealthSettings {
             disk_critical_mib: 50,
             fix: false,
             fix_min_interval: Duration::from_secs(900),
+            latest_agent_check: true,
+            latest_agent_url: String::new(),
+            max_minor_versions_behind: 1,
             prometheus_textfile: String::new(),
             inventory: false,
             inventory_min_interval: Duration::from_secs(1800),
@@ -160,6 +173,21 @@ fn version(p: &Picked<String>) -> Result<String, String> {
     }
 }
 
+fn https_url(p: &Picked<String>) -> Result<String, String> {
+    let v = p.value.trim();
+    let rest = v.strip_prefix("https://").unwrap_or_default();
+    let host = rest.split('/').next().unwrap_or_default();
+    if v.is_empty() {
+        Ok(String::new())
+    } else if host.is_empty() || !rest.contains('/') {
+        Err(format!(
+            "`{v}` is not an https:// URL of a file (https://host/path/VERSION); leave it empty for the region's release bucket"
+        ))
+    } else {
+        Ok(v.to_string())
+    }
+}
+
 fn textfile(p: &Picked<String>) -> Result<String, String> {
     if p.value.is_empty() {
         Ok(String::new())
@@ -196,5 +224,8 @@ pub(super) fn resolve(r: &mut Resolver<'_>, h: &mut HealthSettings) {
         inventory_min_interval => duration_in(Duration::from_secs(60), Duration::from_secs(24 * 3600)),
         inventory_splay => duration_in(Duration::ZERO, Duration::from_secs(3600)),
         inventory_max_age => duration_in(Duration::from_secs(600), Duration::from_secs(7 * 24 * 3600)),
+        latest_agent_check => as_is,
+        latest_agent_url => https_url,
+        max_minor_versions_behind => in_range(0, 1000, "minor versions"),
     });
 }

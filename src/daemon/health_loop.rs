@@ -225,7 +225,12 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
         if Instant::now() >= next_network {
             // Loaded again when the identity or the SDK configuration was missing.
             aws = ctx.aws.get(&settings).await;
+            let started = Instant::now();
             st.network = Some(health::network_checks(&settings, &aws, &st.facts, now).await);
+            tracing::debug!(
+                "health: network checks done in {} ms",
+                started.elapsed().as_millis()
+            );
             next_network = Instant::now() + jittered(h.network_interval);
         }
         let (checks, partial) = assemble(&st.local, st.network.as_deref());

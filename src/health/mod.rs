@@ -19,6 +19,7 @@ pub mod inventory;
 pub mod model;
 pub mod network;
 pub mod proxy;
+pub mod release;
 pub mod remedy;
 pub mod report;
 pub mod runas;
@@ -55,9 +56,10 @@ pub fn log_horizon(
 }
 
 /// Every check id, in report order.
-pub const CHECK_ORDER: [&str; 17] = [
+pub const CHECK_ORDER: [&str; 18] = [
     "agent.installed",
     "agent.version",
+    "agent.latest",
     "agent.service",
     "agent.worker",
     "agent.config",
@@ -471,9 +473,50 @@ pub async fn network_checks(
         (prefs, found)
     };
 
-    let (profile, endpoints, (sts_id, skew), (prefs, mut found), mapped_found) =
-        tokio::join!(profile, endpoints, sts, prefs, mapped_found);
+    let latest = async {
+        if !h.latest_agent_check {
+            return CheckResult::ok(
+                release::ID,
+                "not checked (health.latest_agent_check = false)",
+            );
+        }
+        let url = match (&region, h.latest_agent_url.as_str()) {
+            (_, u) if !u.is_empty() => u.to_string(),
+            (Some(r), _) => release::url(r),
+            (None, _) => {
+                return CheckResult::ok(
+                    release::ID,
+                    "no region known: cannot name the release bucket",
+                );
+            }
+        };
+        let found = match network::tls_config(&h.extra_ca_file) {
+            Ok(tls) => {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                release::latest(
+                    &url,
+                    &paths.own_state_dir,
+                    now,
+                    left,
+                    tls,
+                    facts.proxy.as_ref(),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        release::verdict(
+            facts.agent_version.as_deref(),
+            &found,
+            region.as_deref().unwrap_or("this region"),
+            h.max_minor_versions_behind,
+        )
+    };
+
+    let (profile, endpoints, (sts_id, skew), (prefs, mut found), mapped_found, latest) =
+        tokio::join!(profile, endpoints, sts, prefs, mapped_found, latest);
     found.extend(mapped_found);
+    out.push(latest);
     let hybrid = matches!(&registration, Ok(Some(r)) if !r.managed_instance_id.is_empty())
         || facts
             .agent_identity

@@ -108,7 +108,8 @@ impl Phase {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    /// How the step is named in a detail (`DNS`, `TCP`, …).
+    pub fn as_str(self) -> &'static str {
         match self {
             Phase::Dns => "DNS",
             Phase::Tcp => "TCP",
@@ -207,6 +208,23 @@ pub async fn probe(
     proxy: Option<&Proxy>,
 ) -> Probe {
     let deadline = tokio::time::Instant::now() + timeout;
+    open(host, port, deadline, timeout, tls, proxy).await.0
+}
+
+/// A TLS connection made the way [`probe`] makes one.
+pub type Connection = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// Connects to `host:port` as [`probe`] does (the proxy when `proxy` says so), every step ended by
+/// `deadline` (`budget` is how long that was, for the messages); the connection when every step
+/// worked.
+pub async fn open(
+    host: &str,
+    port: u16,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    tls: Arc<rustls::ClientConfig>,
+    proxy: Option<&Proxy>,
+) -> (Probe, Option<Connection>) {
     let mut p = Probe {
         host: host.to_string(),
         addrs: vec![],
@@ -226,7 +244,7 @@ pub async fn probe(
         Ok(addrs) => p.addrs = addrs,
         Err(e) if via.is_none() => {
             p.error = Some((Phase::Dns, e));
-            return p;
+            return (p, None);
         }
         Err(_) => {} // the proxy resolves it
     }
@@ -236,7 +254,7 @@ pub async fn probe(
             Ok(s) => s,
             Err(e) => {
                 p.error = Some((Phase::Tcp, e));
-                return p;
+                return (p, None);
             }
         },
         Some(url) => {
@@ -246,7 +264,7 @@ pub async fn probe(
                     Phase::Proxy,
                     format!("cannot parse the proxy URL {}", redact(url)),
                 ));
-                return p;
+                return (p, None);
             };
             if px.scheme != "http" {
                 p.error = Some((
@@ -256,7 +274,7 @@ pub async fn probe(
                         px.scheme
                     ),
                 ));
-                return p;
+                return (p, None);
             }
             // The proxy's own name, on the lookup pool too (tokio's resolver would leave a
             // blocking thread in a hung lookup).
@@ -270,7 +288,7 @@ pub async fn probe(
                     Ok(s) => s,
                     Err(e) => {
                         p.error = Some((Phase::Tcp, format!("proxy {}:{}: {e}", px.host, px.port)));
-                        return p;
+                        return (p, None);
                     }
                 },
                 Err(e) => {
@@ -278,7 +296,7 @@ pub async fn probe(
                         Phase::Proxy,
                         format!("proxy {}: name lookup failed: {e}", px.host),
                     ));
-                    return p;
+                    return (p, None);
                 }
             };
             let auth = px
@@ -317,11 +335,11 @@ pub async fn probe(
                             head.lines().next().unwrap_or("nothing")
                         ),
                     ));
-                    return p;
+                    return (p, None);
                 }
                 Err(e) => {
                     p.error = Some((Phase::Proxy, e));
-                    return p;
+                    return (p, None);
                 }
             }
         }
@@ -332,7 +350,7 @@ pub async fn probe(
             Phase::Tls,
             format!("`{host}` is not a valid TLS server name"),
         ));
-        return p;
+        return (p, None);
     };
     let start = Instant::now();
     let connector = tokio_rustls::TlsConnector::from(tls);
@@ -348,10 +366,13 @@ pub async fn probe(
                 .map(|c| format!("{:?}", c.suite()))
                 .unwrap_or_default();
             p.tls = Some((version, suite, start.elapsed()));
+            (p, Some(s))
         }
-        Err(e) => p.error = Some((Phase::Tls, e)),
+        Err(e) => {
+            p.error = Some((Phase::Tls, e));
+            (p, None)
+        }
     }
-    p
 }
 
 fn ms(d: Duration) -> String {

@@ -8,9 +8,14 @@
 error, so a TLS client fails its handshake. --proxy is an HTTP CONNECT proxy: it demands
 `Proxy-Authorization: Basic base64(USER:PASS)` (else 407), tunnels every CONNECT to the upstream
 whatever host was asked for, and appends one line per request to FILE: `CONNECT <target> <auth
-ok|bad|none>`. Prints "ready" once every socket listens, serves until killed or until stdin
-reaches EOF.
+ok|bad|none>`. With --http-dir DIR, a TLS connection's request is read and answered with the
+bytes of DIR/answers/<path, "/" as "_"> sent as they are (a whole raw HTTP answer, any hostile
+one; a file holding exactly HANG is never answered), the request line appended to
+DIR/requests.log; other paths get the 404. Prints "ready" once every socket listens, serves until
+killed or until stdin reaches EOF.
 """
+import os
+import time
 import base64
 import argparse
 import socket
@@ -19,19 +24,42 @@ import sys
 import threading
 
 
-def serve(sock, ctx):
+def serve(sock, ctx, http_dir=None):
     while True:
         conn, _ = sock.accept()
-        threading.Thread(target=handle, args=(conn, ctx), daemon=True).start()
+        threading.Thread(target=handle, args=(conn, ctx, http_dir), daemon=True).start()
 
 
-def handle(conn, ctx):
+def answer(tls, http_dir):
+    head = b""
+    while b"\r\n\r\n" not in head and len(head) < 8192:
+        chunk = tls.recv(1)
+        if not chunk:
+            return None
+        head += chunk
+    line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    with open(os.path.join(http_dir, "requests.log"), "a") as f:
+        f.write(line + "\n")
+    path = (line.split() + ["", ""])[1]
+    name = os.path.join(http_dir, "answers", path.replace("/", "_"))
+    if not os.path.isfile(name):
+        return None
+    with open(name, "rb") as f:
+        data = f.read()
+    if data == b"HANG":
+        while True:
+            time.sleep(3600)
+    return data
+
+
+def handle(conn, ctx, http_dir=None):
     try:
         if ctx is None:
             conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\nnot TLS\r\n")
         else:
             with ctx.wrap_socket(conn, server_side=True) as tls:
-                tls.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                data = answer(tls, http_dir) if http_dir else None
+                tls.sendall(data or b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
     except (OSError, ssl.SSLError):
         pass
     finally:
@@ -116,13 +144,14 @@ def main():
     ap.add_argument("--proxy-upstream")
     ap.add_argument("--proxy-auth")
     ap.add_argument("--proxy-log")
+    ap.add_argument("--http-dir")
     args = ap.parse_args()
     ctx = None
     if args.tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(args.cert, args.key)
     for spec in args.tls:
-        threading.Thread(target=serve, args=(listen(spec), ctx), daemon=True).start()
+        threading.Thread(target=serve, args=(listen(spec), ctx, args.http_dir), daemon=True).start()
     for spec in args.plain:
         threading.Thread(target=serve, args=(listen(spec), None), daemon=True).start()
     if args.proxy:
