@@ -100,6 +100,25 @@ fn doctor_runs(timeout: &str, net: Net, runs: usize) -> (Duration, i32) {
     (median(times), code)
 }
 
+/// `ssm-companion run` in the host's private user database (private-userdb.sh execs it: the
+/// child's pid is the daemon's), logging at `level` to `stderr`.
+fn daemon(host: &Host, level: &str, stderr: Stdio) -> std::process::Child {
+    Command::new(common::repo().join("scripts/private-userdb.sh"))
+        .arg(host.dir().join("db"))
+        .arg(bin())
+        .arg("--config")
+        .arg(&host.config)
+        .arg("run")
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("SSM_COMPANION_LOG", level)
+        .env("SSM_COMPANION_VENDOR_CONFIG_DIR", host.dir().join("vendor"))
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
 fn idle(secs: u64) -> String {
     let emu = Emulator::start_with(serde_json::json!({"instance_id": INSTANCE}));
     let host = Host::new();
@@ -115,19 +134,7 @@ fn idle(secs: u64) -> String {
         ),
     )
     .unwrap();
-    let mut daemon = Command::new(common::repo().join("scripts/private-userdb.sh"))
-        .arg(host.dir().join("db"))
-        .arg(bin())
-        .arg("--config")
-        .arg(&host.config)
-        .arg("run")
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("SSM_COMPANION_VENDOR_CONFIG_DIR", host.dir().join("vendor"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = daemon(&host, "info", Stdio::null());
     let pid = daemon.id();
     let cpu = || {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -193,20 +200,7 @@ fn threads_over_network_runs(runs: usize) -> (usize, usize, usize) {
     )
     .unwrap();
     host.hang_lookups(&["hosts", "passwd"]);
-    let mut daemon = Command::new(common::repo().join("scripts/private-userdb.sh"))
-        .arg(host.dir().join("db"))
-        .arg(bin())
-        .arg("--config")
-        .arg(&host.config)
-        .arg("run")
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("SSM_COMPANION_LOG", "debug")
-        .env("SSM_COMPANION_VENDOR_CONFIG_DIR", host.dir().join("vendor"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut daemon = daemon(&host, "debug", Stdio::piped());
     let (tx, rx) = std::sync::mpsc::channel();
     let stderr = daemon.stderr.take().unwrap();
     std::thread::spawn(move || {
