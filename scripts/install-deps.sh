@@ -6,7 +6,8 @@
 #     namespaces), openssl (test certificates);
 #   - shellcheck, and Rust >= 1.94 (the AWS SDK's MSRV) if cargo is missing or older: Debian's
 #     rustc-web; rustfmt and clippy (rustup components, or Debian's rustfmt-web/rust-web-clippy);
-#   - the AWS emulator's Python venv in .venv (moto, pinned in tests/emulator/requirements.txt).
+#   - the AWS emulator's Python venv in .venv (moto, pinned in tests/emulator/requirements.txt),
+#     with the OCSF validator (pydantic-ocsf, tests/support/requirements-ocsf.txt).
 # Idempotent: installs only what is missing.
 set -eu
 cd "$(dirname "$0")/.."
@@ -69,10 +70,10 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
     fi
 fi
 
-if ! .venv/bin/python -c 'import moto, boto3' >/dev/null 2>&1; then
-    log "creating .venv for the AWS emulator (moto, pinned)"
+if ! .venv/bin/python -c 'import moto, boto3, ocsf' >/dev/null 2>&1; then
+    log "creating .venv for the AWS emulator and the OCSF validator (moto, pydantic-ocsf; pinned)"
     rm -rf .venv
     python3 -m venv .venv
-    .venv/bin/pip install -q --disable-pip-version-check -r tests/emulator/requirements.txt
+    .venv/bin/pip install -q --disable-pip-version-check -r tests/emulator/requirements.txt -r tests/support/requirements-ocsf.txt
 fi
 log "dependencies ready ($(cargo --version))"
