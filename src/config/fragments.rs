@@ -1,5 +1,5 @@
 //! One configuration file as written: every key optional, every value with its span. Each
-//! section's fragment lives with its section (`aws.rs`, `accounts.rs`, `health.rs`,
+//! section's fragment lives with its section (`aws.rs`, `accounts.rs`, `health.rs`, `audit.rs`,
 //! `paths.rs`), next to its defaults, checks and the docs of its keys (also in
 //! `docs/usage/configuration.md`).
 
@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::accounts::AccountsFragment;
+use super::audit::AuditFragment;
 use super::aws::AwsFragment;
 use super::health::HealthFragment;
 use super::paths::PathsFragment;
@@ -19,6 +20,7 @@ pub struct Fragment {
     aws: Option<AwsFragment>,
     accounts: Option<AccountsFragment>,
     health: Option<HealthFragment>,
+    audit: Option<AuditFragment>,
     paths: Option<PathsFragment>,
 }
 
@@ -34,6 +36,10 @@ impl Fragment {
     /// The `[health]` table, if present.
     pub fn health(&self) -> Option<&HealthFragment> {
         self.health.as_ref()
+    }
+    /// The `[audit]` table, if present.
+    pub fn audit(&self) -> Option<&AuditFragment> {
+        self.audit.as_ref()
     }
     /// The `[paths]` table, if present.
     pub fn paths(&self) -> Option<&PathsFragment> {

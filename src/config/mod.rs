@@ -51,6 +51,7 @@ macro_rules! keys {
 }
 
 mod accounts;
+mod audit;
 mod aws;
 mod fragments;
 mod health;
@@ -66,6 +67,7 @@ use serde::Serialize;
 use toml::Spanned;
 
 pub use accounts::{AccountsSettings, SourceKind, uid_range_fits_host};
+pub use audit::{AuditSettings, format_size, parse_size};
 pub use aws::AwsSettings;
 pub use fragments::Fragment;
 pub use health::{HEALTH_SERVICES, HealthSettings};
@@ -149,6 +151,8 @@ pub struct Settings {
     pub accounts: AccountsSettings,
     /// `[health]`
     pub health: HealthSettings,
+    /// `[audit]`
+    pub audit: AuditSettings,
     /// `[paths]`
     pub paths: Paths,
 }
@@ -422,6 +426,7 @@ fn resolve(layers: &[Layer], issues: &mut Vec<Issue>) -> Settings {
     accounts::resolve(&mut r, &mut s.accounts);
     paths::resolve(&mut r, &mut s.paths);
     health::resolve(&mut r, &mut s.health);
+    audit::resolve(&mut r, &mut s.audit);
     s
 }
 

@@ -246,6 +246,35 @@ fn bad_health_values_are_named() {
 }
 
 #[test]
+fn bad_audit_values_are_named() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "etc/config.d/70-a.toml",
+        "[audit]\nenabled = true\nredact = [\"password=\\\\S+\", \"(unclosed\"]\nspool_max = \"1TB\"\nrescan_interval = \"0s\"\n",
+    );
+    let e = load(&opts(d.path(), true)).unwrap_err();
+    let msg = e.to_string();
+    for needle in [
+        "70-a.toml:3:10: key `audit.redact`: pattern 2 `(unclosed` is not a regular expression",
+        "70-a.toml:4:13: key `audit.spool_max`: `1TB` is not a size",
+        "70-a.toml:5:19: key `audit.rescan_interval`",
+    ] {
+        assert!(msg.contains(needle), "missing {needle:?} in:\n{msg}");
+    }
+    assert_eq!(e.issues.len(), 3, "{msg}");
+    write(
+        d.path(),
+        "etc/config.d/70-a.toml",
+        "[audit]\nenabled = true\nspool_max = \"64MiB\"\nredact = [\"token=\\\\S+\"]\n",
+    );
+    let s = load(&opts(d.path(), true)).unwrap().settings;
+    assert!(s.audit.enabled && s.audit.sessions);
+    assert_eq!(s.audit.spool_max, 64 << 20);
+    assert_eq!(s.audit.redact, ["token=\\S+"]);
+}
+
+#[test]
 fn uid_range_must_fit_login_defs_and_miss_subordinate_ranges() {
     let d = tempfile::tempdir().unwrap();
     let defs = write(
