@@ -10,34 +10,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Emulator, Host, bin};
-
-/// Reads notifications until one contains `needle` (or panics after `timeout`).
-fn wait_for(
-    sock: &UnixDatagram,
-    needle: &str,
-    timeout: Duration,
-    seen: &mut Vec<String>,
-) -> String {
-    let deadline = Instant::now() + timeout;
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        sock.set_read_timeout(Some(
-            deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(10)),
-        ))
-        .unwrap();
-        if let Ok(n) = sock.recv(&mut buf) {
-            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-            seen.push(msg.clone());
-            if msg.contains(needle) {
-                return msg;
-            }
-        }
-    }
-    panic!("no notification containing {needle:?} within {timeout:?}; seen: {seen:#?}");
-}
+use common::{Emulator, Host, bin, wait_for};
 
 /// Runs a script in the mount namespace of `pid`.
 fn sh_in(pid: u32, script: &str) -> String {

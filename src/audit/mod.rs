@@ -1,9 +1,22 @@
 //! The audit capability: who did what in Session Manager sessions, kept durably on the host and
 //! shipped to S3. Its first part is the durable spool every collector writes into.
 
+pub mod collector;
 pub mod ocsf;
 pub mod session;
 pub mod spool;
+
+use std::path::{Path, PathBuf};
+
+/// The audit directory under the state directory (the spool, the open sessions' details).
+pub fn audit_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("audit")
+}
+
+/// The spool directory.
+pub fn spool_dir(state_dir: &Path) -> PathBuf {
+    audit_dir(state_dir).join("spool")
+}
 
 /// One event of every kind the audit capability emits, built by the same functions the
 /// collectors use, from fixed inputs in the agent's formats: the schema test validates each

@@ -484,47 +484,102 @@ fn frame_len(r: &Record) -> usize {
     HEAD + FIXED + r.source.len() + r.position.len() + r.body.len()
 }
 
-/// Reads up to `max` items (records with seq ≥ `from`, and the damaged ranges among them) from
-/// the spool in `dir`, one segment in memory at a time. No lock is needed: segments are only
-/// appended to, and a reader stops at the end it sees.
-pub fn read(dir: &Path, from: u64, max: usize) -> Result<Vec<Read>, SpoolError> {
+/// The items of one segment in file order: its records with seq ≥ `from`, and its damaged
+/// ranges. `None` when the segment was released meanwhile.
+fn segment_items(p: &Path, from: u64) -> Result<Option<Vec<Read>>, SpoolError> {
+    let buf = match fs::read(p) {
+        Ok(b) => b,
+        // Released by the shipper meanwhile.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("cannot read", p)(e)),
+    };
+    let (records, gaps) = scan(&buf);
+    let mut items: Vec<(u64, Read)> = records
+        .into_iter()
+        .filter(|(_, r)| r.seq >= from)
+        .map(|(off, r)| (off, Read::Record(r)))
+        .collect();
+    items.extend(gaps.into_iter().map(|(offset, bytes)| {
+        (
+            offset,
+            Read::Gap {
+                segment: p.to_path_buf(),
+                offset,
+                bytes,
+            },
+        )
+    }));
+    items.sort_by_key(|(off, _)| *off);
+    Ok(Some(items.into_iter().map(|(_, r)| r).collect()))
+}
+
+/// Calls `f` with every item (records with seq ≥ `from`, and the damaged ranges among them) of
+/// the spool in `dir`, in order, one segment in memory at a time, until `f` returns false. No
+/// lock is needed: segments are only appended to, and a reader stops at the end it sees.
+pub fn visit(dir: &Path, from: u64, mut f: impl FnMut(Read) -> bool) -> Result<(), SpoolError> {
     let segs = segments(dir)?;
-    let mut out = Vec::new();
     for (i, (_, p)) in segs.iter().enumerate() {
         // Skip segments that end before `from`.
         if segs.get(i + 1).is_some_and(|(next, _)| *next <= from) {
             continue;
         }
-        let buf = match fs::read(p) {
-            Ok(b) => b,
-            // Released by the shipper meanwhile.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err("cannot read", p)(e)),
-        };
-        let (records, gaps) = scan(&buf);
-        let mut items: Vec<(u64, Read)> = records
-            .into_iter()
-            .filter(|(_, r)| r.seq >= from)
-            .map(|(off, r)| (off, Read::Record(r)))
-            .collect();
-        items.extend(gaps.into_iter().map(|(offset, bytes)| {
-            (
-                offset,
-                Read::Gap {
-                    segment: p.clone(),
-                    offset,
-                    bytes,
-                },
-            )
-        }));
-        items.sort_by_key(|(off, _)| *off);
-        out.extend(items.into_iter().map(|(_, r)| r));
-        if out.len() >= max {
-            out.truncate(max);
-            break;
+        for item in segment_items(p, from)?.unwrap_or_default() {
+            if !f(item) {
+                return Ok(());
+            }
         }
     }
+    Ok(())
+}
+
+/// Reads up to `max` items from seq `from` on (see [`visit`]).
+pub fn read(dir: &Path, from: u64, max: usize) -> Result<Vec<Read>, SpoolError> {
+    let mut out = Vec::new();
+    if max > 0 {
+        visit(dir, from, |r| {
+            out.push(r);
+            out.len() < max
+        })?;
+    }
     Ok(out)
+}
+
+/// The last `n` records (with the damaged ranges among them), oldest first: read from the last
+/// segment backwards, so a large spool costs only its tail.
+pub fn read_last(dir: &Path, n: usize) -> Result<Vec<Read>, SpoolError> {
+    let mut out: Vec<Read> = Vec::new();
+    let count = |v: &[Read]| v.iter().filter(|r| matches!(r, Read::Record(_))).count();
+    for (_, p) in segments(dir)?.iter().rev() {
+        if count(&out) >= n {
+            break;
+        }
+        let mut items = segment_items(p, 0)?.unwrap_or_default();
+        items.append(&mut out);
+        out = items;
+    }
+    // Keep the last n records and what lies between them.
+    let mut seen = 0;
+    let cut = out
+        .iter()
+        .rposition(|r| {
+            if matches!(r, Read::Record(_)) {
+                seen += 1;
+            }
+            seen > n
+        })
+        .map_or(0, |i| i + 1);
+    Ok(out.split_off(cut))
+}
+
+/// The segment files: how many, and their bytes together.
+pub fn usage(dir: &Path) -> Result<(usize, u64), SpoolError> {
+    let segs = segments(dir)?;
+    let bytes = segs
+        .iter()
+        .filter_map(|(_, p)| fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    Ok((segs.len(), bytes))
 }
 
 #[cfg(test)]
@@ -548,6 +603,33 @@ mod tests {
                 Read::Gap { .. } => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn the_last_records_come_from_the_tail_across_segments() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(d.path(), opts()).unwrap();
+        for i in 0..200u32 {
+            s.append("t", &i.to_string(), &[7; 100]).unwrap();
+        }
+        let seqs = |v: Vec<Read>| {
+            v.into_iter()
+                .filter_map(|r| match r {
+                    Read::Record(r) => Some(r.seq),
+                    Read::Gap { .. } => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let (segments, bytes) = usage(d.path()).unwrap();
+        assert!(segments > 3, "{segments} segments");
+        assert_eq!(bytes, s.used());
+        assert_eq!(
+            seqs(read_last(d.path(), 5).unwrap()),
+            (196..=200).collect::<Vec<_>>()
+        );
+        assert_eq!(seqs(read_last(d.path(), 150).unwrap()).len(), 150);
+        assert_eq!(seqs(read_last(d.path(), 1000).unwrap()).len(), 200);
+        assert!(read_last(d.path(), 0).unwrap().is_empty());
     }
 
     #[test]

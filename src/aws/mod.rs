@@ -130,6 +130,23 @@ pub async fn identity(client: &imds::Client) -> Result<Identity, AwsError> {
     }
 }
 
+/// The AWS account this instance runs in (`dynamic/instance-identity/document`'s `accountId`,
+/// only when it is 12 digits); `None` off EC2 or when IMDS does not answer.
+pub async fn account_id(client: &imds::Client) -> Option<String> {
+    let doc = tokio::time::timeout(
+        IMDS_DEADLINE,
+        client.get("/latest/dynamic/instance-identity/document"),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let v: serde_json::Value = serde_json::from_str(doc.as_ref()).ok()?;
+    v.get("accountId")
+        .and_then(serde_json::Value::as_str)
+        .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_string)
+}
+
 /// The instance profile role attached (IMDS `iam/security-credentials/`) and its credentials'
 /// `Expiration`; `(None, None)` when no role is attached.
 pub async fn instance_profile(

@@ -7,6 +7,7 @@
 //! runtime and no thread, so they also run under qemu-user for cross-built binaries.
 
 mod accounts;
+mod audit;
 mod config_check;
 mod doctor;
 mod fleet;
@@ -80,6 +81,9 @@ pub enum Error {
     /// The fleet's reports could not be read.
     #[error("cannot read the fleet's health: {0}")]
     Fleet(String),
+    /// The audit spool could not be read.
+    #[error("audit: {0}")]
+    Audit(String),
 }
 
 impl Error {
@@ -94,7 +98,8 @@ impl Error {
             | Error::Runtime(_)
             | Error::Accounts(_)
             | Error::Daemon(_)
-            | Error::Fleet(_) => exit::FAILURE,
+            | Error::Fleet(_)
+            | Error::Audit(_) => exit::FAILURE,
         }
     }
 }
@@ -250,6 +255,9 @@ works as a Nagios/Icinga/Sensu check. Check ids are documented in docs/usage/hea
     /// Fleet-wide views, for an operator's machine.
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// Session audit on this host: the spool's state and its events.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print the least-privilege IAM policies for the features this configuration enables.
     #[command(
         long_about = "Print the least-privilege IAM policies for the features the configuration \
@@ -264,6 +272,39 @@ Example: ssm-companion iam-policy --for instance-profile --account 123456789012 
     IamPolicy(IamPolicyArgs),
     /// Print version, target and commit.
     Version(JsonFlag),
+}
+
+/// `audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// The spool: its depth in events and bytes, the oldest unshipped event, the sources and
+    /// their last positions, gaps, the last seal, and the sessions open now.
+    Status(JsonFlag),
+    /// What is happening on this host: the last events in the spool, one line each (or OCSF
+    /// JSON Lines with --json), and with --follow the new ones as they come.
+    #[command(
+        long_about = "Print the last events in the audit spool, oldest first: time, spool \
+sequence number, OCSF class and activity, and a one-line message (`!` marks high severity). With \
+--json each event is printed whole, one OCSF JSON object per line (what is shipped to S3). With \
+--follow, new events are printed as the daemon spools them, until interrupted. Damaged records \
+show as gap events. Reads the spool's files: no daemon is needed.\n\n\
+Example: ssm-companion audit tail -n 50 --follow"
+    )]
+    Tail(AuditTailArgs),
+}
+
+/// `audit tail` options.
+#[derive(Debug, Args)]
+pub struct AuditTailArgs {
+    /// How many of the last events to print first.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub lines: usize,
+    /// Keep printing new events as they are spooled.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// One OCSF event per line (JSON Lines).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `fleet …`
@@ -427,6 +468,8 @@ pub fn main_entry() -> i32 {
         Command::Doctor { json, fix } => doctor::run(&cli, *json, *fix),
         Command::Fleet(FleetCommand::Health(f)) => fleet::health(&cli, f.json, f.stale_after),
         Command::IamPolicy(a) => iam_policy::run(&cli, a),
+        Command::Audit(AuditCommand::Status(f)) => audit::status(&cli, f.json),
+        Command::Audit(AuditCommand::Tail(a)) => audit::tail(&cli, a.lines, a.follow, a.json),
     };
     match done {
         Ok(code) => code,

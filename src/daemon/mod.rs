@@ -11,6 +11,7 @@
 //! - Signal streams are created once, before the loop.
 
 mod accounts_loop;
+mod audit_loop;
 mod aws;
 mod health_loop;
 pub mod notify;
@@ -93,6 +94,10 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability {
         name: "health",
         run: |ctx| Box::pin(health_loop::run(ctx)),
+    },
+    Capability {
+        name: "audit",
+        run: |ctx| Box::pin(audit_loop::run(ctx)),
     },
 ];
 

@@ -16,19 +16,9 @@ pub struct Notifier {
 impl Notifier {
     /// Reads `NOTIFY_SOCKET` and `WATCHDOG_USEC` (with `WATCHDOG_PID`) from the environment.
     pub fn from_env() -> Self {
-        let target = std::env::var("NOTIFY_SOCKET").ok().and_then(|path| {
-            let addr = match path.strip_prefix('@') {
-                Some(abstract_name) => SocketAddr::from_abstract_name(abstract_name.as_bytes()),
-                None => SocketAddr::from_pathname(&path),
-            };
-            match (UnixDatagram::unbound(), addr) {
-                (Ok(sock), Ok(addr)) => Some((sock, addr)),
-                (Err(e), _) | (_, Err(e)) => {
-                    tracing::warn!("NOTIFY_SOCKET={path} is unusable: {e}");
-                    None
-                }
-            }
-        });
+        let target = std::env::var("NOTIFY_SOCKET")
+            .ok()
+            .and_then(|path| Self::target(&path));
         let pid_ok = std::env::var("WATCHDOG_PID")
             .ok()
             .is_none_or(|p| p.trim() == std::process::id().to_string());
@@ -38,6 +28,26 @@ impl Notifier {
             .filter(|u| *u > 0 && pid_ok)
             .map(Duration::from_micros);
         Self { target, watchdog }
+    }
+
+    /// The socket and address for `NOTIFY_SOCKET=path` (`@name`: an abstract socket).
+    fn target(path: &str) -> Option<(UnixDatagram, SocketAddr)> {
+        let addr = match path.strip_prefix('@') {
+            Some(abstract_name) => SocketAddr::from_abstract_name(abstract_name.as_bytes()),
+            None => SocketAddr::from_pathname(path),
+        };
+        // Non-blocking: a manager that stops reading (its queue full) must never stall the
+        // daemon's single thread; such a notification is dropped instead.
+        match (
+            UnixDatagram::unbound().and_then(|s| s.set_nonblocking(true).map(|()| s)),
+            addr,
+        ) {
+            (Ok(sock), Ok(addr)) => Some((sock, addr)),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("NOTIFY_SOCKET={path} is unusable: {e}");
+                None
+            }
+        }
     }
 
     /// The watchdog period systemd expects (`WatchdogSec=`), if enabled.
@@ -50,7 +60,11 @@ impl Notifier {
         if let Some((sock, addr)) = &self.target
             && let Err(e) = sock.send_to_addr(state.as_bytes(), addr)
         {
-            tracing::warn!("cannot notify systemd ({state:?}): {e}");
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                tracing::debug!("systemd's notification queue is full: dropped {state:?}");
+            } else {
+                tracing::warn!("cannot notify systemd ({state:?}): {e}");
+            }
         }
     }
 
@@ -107,6 +121,21 @@ mod tests {
             &buf[..len],
             b"READY=1\nSTATUS=accounts: 2 managed second line"
         );
+    }
+
+    #[test]
+    fn a_manager_that_stops_reading_never_blocks_the_daemon() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("notify");
+        let _server = UnixDatagram::bind(&path).unwrap(); // never read
+        let n = Notifier {
+            target: Notifier::target(path.to_str().unwrap()),
+            watchdog: None,
+        };
+        // Far more than a datagram queue holds: each send returns at once.
+        for i in 0..5000 {
+            n.status(&format!("status {i}"));
+        }
     }
 
     #[test]

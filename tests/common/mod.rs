@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -52,6 +52,33 @@ pub fn python() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// Reads notifications until one contains `needle` (or panics after `timeout`).
+pub fn wait_for(
+    sock: &std::os::unix::net::UnixDatagram,
+    needle: &str,
+    timeout: Duration,
+    seen: &mut Vec<String>,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        sock.set_read_timeout(Some(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(10)),
+        ))
+        .unwrap();
+        if let Ok(n) = sock.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            seen.push(msg.clone());
+            if msg.contains(needle) {
+                return msg;
+            }
+        }
+    }
+    panic!("no notification containing {needle:?} within {timeout:?}; seen: {seen:#?}");
 }
 
 /// Runs a future to completion on a fresh current-thread runtime.

@@ -1,0 +1,259 @@
+//! The audit capability's loop in the daemon: the spool opened in `<state>/audit/spool`, the
+//! session collector run on every inotify wake-up of the agent's `document/state/current/`
+//! directories and at least every `audit.rescan_interval` (the listing is the truth), and the
+//! spool's group commit (`fdatasync` within a second of an append, and at every stop).
+
+use std::path::{Path, PathBuf};
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use notify::Watcher as _;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{TaskContext, TaskError, stopped};
+use crate::audit::collector::{Host, Sessions};
+use crate::audit::ocsf;
+use crate::audit::session;
+use crate::audit::spool::{Options, Spool};
+use crate::audit::{audit_dir, spool_dir};
+use crate::config::Settings;
+
+/// What names this host in every event: the instance (IMDS, or the agent's registration on a
+/// hybrid host, filled in per session), the region, the account (IMDS's identity document), the
+/// host name.
+async fn host(ctx: &TaskContext, settings: &Settings) -> Host {
+    let aws = ctx.aws.get(settings).await;
+    let account = match &aws.identity.instance_id {
+        Some(_) => match crate::aws::imds_client(&settings.aws) {
+            Ok(c) => crate::aws::account_id(&c).await,
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let region = aws
+        .identity
+        .region
+        .clone()
+        .or_else(|| Some(settings.aws.region.clone()).filter(|r| !r.is_empty()));
+    Host {
+        device: ocsf::Device {
+            type_id: if aws.identity.instance_id.is_some() {
+                6
+            } else {
+                1
+            },
+            hostname: nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok()),
+            instance_uid: aws.identity.instance_id.clone(),
+            region: region.clone(),
+        },
+        cloud: Some(ocsf::Cloud {
+            provider: "AWS".into(),
+            region,
+            account: account.map(|uid| ocsf::Account {
+                type_id: 10,
+                uid: Some(uid),
+                name: None,
+            }),
+        }),
+    }
+}
+
+/// Watches the agent's state directory (new instance directories) and every `current/`
+/// directory under it; each event only wakes the loop. Missing directories are left to the
+/// periodic listing (and watched once they exist).
+struct Watch {
+    watcher: Option<notify::RecommendedWatcher>,
+    watched: Vec<PathBuf>,
+}
+
+impl Watch {
+    fn new(wake: Arc<Notify>) -> Self {
+        let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            // Any event, an overflow included, means "list again".
+            wake.notify_one();
+        })
+        .map_err(|e| tracing::warn!("audit: no inotify ({e}): the session files are listed every audit.rescan_interval only"))
+        .ok();
+        Self {
+            watcher,
+            watched: Vec::new(),
+        }
+    }
+
+    fn update(&mut self, agent_state_dir: &Path) {
+        let Some(w) = self.watcher.as_mut() else {
+            return;
+        };
+        let mut want = vec![agent_state_dir.to_path_buf()];
+        want.extend(session::current_dirs(agent_state_dir));
+        for p in &want {
+            if !self.watched.contains(p)
+                && p.is_dir()
+                && w.watch(p, notify::RecursiveMode::NonRecursive).is_ok()
+            {
+                self.watched.push(p.clone());
+            }
+        }
+        // Directories that went away lose their watch by themselves.
+        self.watched.retain(|p| p.is_dir());
+    }
+}
+
+fn now_ms(ctx: &TaskContext) -> i64 {
+    ctx.clock
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .unwrap_or(0)
+}
+
+/// The audit loop (see the module docs). Off while `audit.enabled` is false.
+pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
+    let mut settings: Arc<Settings> = ctx.settings.borrow_and_update().clone();
+    loop {
+        if !settings.audit.enabled {
+            ctx.heartbeats
+                .idle("audit", "audit: off (audit.enabled = false)".into());
+            tokio::select! {
+                changed = ctx.settings.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    settings = ctx.settings.borrow_and_update().clone();
+                    continue;
+                }
+                () = stopped(&mut ctx.stop) => return Ok(()),
+            }
+        }
+        let dir = spool_dir(&settings.paths.state_dir);
+        let opts = Options {
+            max_bytes: settings.audit.spool_max,
+            ..Options::default()
+        };
+        let opened = tokio::task::spawn_blocking(move || Spool::open(&dir, opts))
+            .await
+            .map_err(|source| TaskError::Blocking {
+                what: "audit spool open",
+                source,
+            })?;
+        let mut spool = match opened {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("audit: cannot open the spool: {e}");
+                ctx.heartbeats
+                    .idle("audit", format!("audit: spool unusable: {e}"));
+                tokio::select! {
+                    changed = ctx.settings.changed() => {
+                        if changed.is_err() {
+                            return Ok(());
+                        }
+                        settings = ctx.settings.borrow_and_update().clone();
+                    }
+                    () = tokio::time::sleep(Duration::from_secs(60)) => {}
+                    () = stopped(&mut ctx.stop) => return Ok(()),
+                }
+                continue;
+            }
+        };
+        if spool.truncated() > 0 {
+            tracing::warn!(
+                "audit: the spool's torn tail ({} bytes, from a crash) was cut at open",
+                spool.truncated()
+            );
+        }
+        let agent_state_dir = settings.paths.agent_state_dir.clone();
+        let mut sessions = Sessions::restore(
+            &spool,
+            &agent_state_dir,
+            &audit_dir(&settings.paths.state_dir),
+        );
+        tracing::info!(
+            "audit: on; spool at seq {} ({} bytes), {} session(s) open",
+            spool.next_seq(),
+            spool.used(),
+            sessions.open().len()
+        );
+        let host = host(&ctx, &settings).await;
+        let wake = Arc::new(Notify::new());
+        let mut watch = Watch::new(wake.clone());
+        let mut next_list = Instant::now();
+        let mut sync_due: Option<Instant> = None;
+        let mut last_status = String::new();
+        let reload = loop {
+            let next = sync_due.map_or(next_list, |s| s.min(next_list));
+            tokio::select! {
+                changed = ctx.settings.changed() => break changed.is_ok(),
+                () = stopped(&mut ctx.stop) => break false,
+                () = wake.notified() => {}
+                () = tokio::time::sleep_until(next) => {}
+            }
+            ctx.heartbeats.busy("audit");
+            watch.update(&agent_state_dir);
+            let now = now_ms(&ctx);
+            let h = host.clone();
+            let want_list = settings.audit.sessions;
+            let (back, result) = tokio::task::spawn_blocking(move || {
+                let result = if want_list {
+                    sessions.pass(&mut spool, &h, now).map(Some)
+                } else {
+                    Ok(None)
+                };
+                let synced = spool.sync_if_due();
+                ((spool, sessions), result.and_then(|p| synced.map(|_| p)))
+            })
+            .await
+            .map_err(|source| TaskError::Blocking {
+                what: "audit pass",
+                source,
+            })?;
+            (spool, sessions) = back;
+            match result {
+                Ok(Some(pass)) => {
+                    for e in &pass.spooled {
+                        tracing::info!("audit: {}", e.message);
+                    }
+                    if pass.paused {
+                        tracing::warn!(
+                            "audit: the spool is full (audit.spool_max): session events wait until it has room"
+                        );
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!("audit: {e}"),
+            }
+            sync_due = (spool.durable_seq() + 1 < spool.next_seq())
+                .then(|| Instant::now() + Duration::from_secs(1));
+            next_list = Instant::now() + settings.audit.rescan_interval;
+            let line = format!(
+                "audit: {} session(s) open, spool at seq {}",
+                sessions.open().len(),
+                spool.next_seq()
+            );
+            ctx.heartbeats.idle("audit", line.clone());
+            // STATUS only when it changed: a pass runs every rescan_interval.
+            if line != last_status {
+                ctx.notifier.status(&ctx.heartbeats.line());
+                last_status = line;
+            }
+        };
+        // Stop or reload: everything appended reaches the disk first.
+        let synced = tokio::task::spawn_blocking(move || spool.sync())
+            .await
+            .map_err(|source| TaskError::Blocking {
+                what: "audit spool sync",
+                source,
+            })?;
+        if let Err(e) = synced {
+            tracing::error!("audit: the last records could not be synced: {e}");
+        }
+        if !reload {
+            return Ok(());
+        }
+        settings = ctx.settings.borrow_and_update().clone();
+    }
+}
