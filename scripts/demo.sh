@@ -2,8 +2,9 @@
 # The demo on an embedded default: builds ssm-companion, starts the local AWS emulator (moto and
 # a strict IMDSv2 stub) seeded with example IAM users and roles (examples/demo/seed.json), and
 # runs the daemon against a private user database (a mount namespace with overlays over /etc,
-# /var/log and /var/mail and a private /home). It prints the plan, lets the daemon sync twice,
-# and shows the accounts it made. This machine's own /etc and /home are never changed.
+# /var/log and /var/mail and a private /home). It prints the plan, lets the daemon sync twice
+# while a stand-in Session Manager session starts and ends, and shows the accounts it made and
+# the session's audit events. This machine's own /etc and /home are never changed.
 # Run as root on Debian/Ubuntu. Everything it makes is under .demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,8 +44,14 @@ host_groups = ["web"]
 allowed_groups = ["docker", "ops-sudo"]
 sudo_group = "ops-sudo"
 
+[audit]
+enabled = true
+rescan_interval = "1s"
+
 [paths]
 state_dir = "$DEMO/state"
+# A stand-in for amazon-ssm-agent's state directory: the demo writes a session file there.
+agent_state_dir = "$DEMO/agent"
 EOF
 
 export SSM_COMPANION_VENDOR_CONFIG_DIR="$DEMO/vendor"
@@ -61,10 +68,27 @@ echo; echo "==> ssm-companion config check"
 ssmc config check | sed "s/^/    /"
 echo; echo "==> ssm-companion accounts plan   (what a sync would do; changes nothing)"
 ssmc accounts plan
-echo; echo "==> ssm-companion run   (the daemon: two syncs, then SIGTERM; its log is in .demo/daemon.log)"
+echo; echo "==> ssm-companion run   (the daemon: two syncs and a Session Manager session, then SIGTERM; its log is in .demo/daemon.log)"
 "$BIN" --config "$CFG" run 2>"$DEMO/daemon.log" &
 DAEMON=$!
-sleep 7
+# A stand-in session, as the agent records one: its document-state file written to pending/,
+# renamed into current/ while it runs, deleted when it ends.
+DOCS="$DEMO/agent/i-0123456789abcdef0/document/state"
+SID=alice-0c20c0d902585cf86
+mkdir -p "$DOCS/pending" "$DOCS/current"
+sleep 2
+cat >"$DOCS/pending/$SID" <<JSON
+{"DocumentInformation": {"DocumentID": "$SID", "InstanceID": "i-0123456789abcdef0",
+  "DocumentName": "SSM-SessionManagerRunShell", "RunAsUser": "alice",
+  "SessionOwner": "arn:aws:iam::123456789012:user/alice", "ProcInfo": {"Pid": $$, "StartTime": "$(date -u +%Y-%m-%dT%H:%M:%SZ)"}},
+ "DocumentType": "StartSession",
+ "InstancePluginsInformation": [{"Configuration": {"SessionId": "$SID", "PluginName": "Standard_Stream",
+   "RunAsEnabled": true, "RunAsUser": "alice", "SessionOwner": "arn:aws:iam::123456789012:user/alice"}}]}
+JSON
+mv "$DOCS/pending/$SID" "$DOCS/current/$SID"
+sleep 3
+rm "$DOCS/current/$SID"
+sleep 2
 kill -TERM "$DAEMON"
 wait "$DAEMON"
 sed "s/^/    [daemon] /" "$DEMO/daemon.log" | grep -v "^    \[daemon\] $" | head -n 40
@@ -78,6 +102,10 @@ echo "    sudo for alice: $(sudo -l -U alice | tail -n 1 | sed "s/^ *//")"
 echo "    ec2-user (not ours, untouched): $(getent passwd ec2-user)"
 echo; echo "==> ssm-companion accounts plan --detailed-exitcode   (exit 0: nothing left to do)"
 ssmc accounts plan --detailed-exitcode >/dev/null && echo "    converged"
+echo; echo "==> ssm-companion audit tail   (the session, as OCSF events in the spool; --json prints them whole)"
+ssmc audit tail | sed "s/^/    /"
+echo; echo "==> ssm-companion audit status"
+ssmc audit status | sed "s/^/    /"
 ' demo "$BIN" "$DEMO/config.toml" "$DEMO"
 
 echo
