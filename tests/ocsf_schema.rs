@@ -45,14 +45,19 @@ fn every_event_kind_is_valid_ocsf() {
         events.len()
     );
     let kinds: std::collections::BTreeSet<u64> = events.iter().map(|e| e.type_uid).collect();
-    for want in [300_201, 300_202, 100_899] {
+    for want in [300_201, 300_202, 300_207, 100_701, 100_899] {
         assert!(kinds.contains(&want), "no example of type {want}");
     }
 }
 
 #[test]
 fn the_validator_refuses_what_is_not_ocsf() {
-    let good = serde_json::to_value(&examples()[0]).unwrap();
+    // A session start (Authentication: Logon), whose class requires `user`.
+    let start = examples()
+        .into_iter()
+        .find(|e| e.type_uid == 300_201)
+        .unwrap();
+    let good = serde_json::to_value(&start).unwrap();
     let spoil = |f: &dyn Fn(&mut serde_json::Value)| {
         let mut v = good.clone();
         f(&mut v);

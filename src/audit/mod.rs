@@ -3,6 +3,7 @@
 
 pub mod collector;
 pub mod ocsf;
+pub mod privilege;
 pub mod session;
 pub mod spool;
 
@@ -71,7 +72,46 @@ pub fn examples() -> Vec<ocsf::Event> {
         session_type: "Port".into(),
         ..shell.clone()
     };
+    let journal = |message: &str, tool: &str, cmdline: &str| privilege::Entry {
+        cursor: "s=4c1d0e2f3a4b5c6d;i=2a1;b=77e0f1a2b3c4d5e6;m=1f2e3d;t=640a1b2c3d4e5;x=9f8e7d6c"
+            .into(),
+        realtime_us: shell.started_ms * 1000 + 30_000_000,
+        identifier: tool.into(),
+        message: message.into(),
+        pid: Some(4301),
+        uid: Some(0),
+        comm: tool.into(),
+        cmdline: cmdline.into(),
+    };
+    let privileged = |e: privilege::Entry| match privilege::parse(&e) {
+        privilege::Parsed::Use(u) => {
+            privilege::event(&u, &e, Some(&shell.id), &device, Some(&cloud))
+        }
+        // The fixed lines above are real sudo/su lines: always a use.
+        other => ocsf::gap(
+            0,
+            &ocsf::Origin {
+                source: "journal".into(),
+                position: format!("{other:?}"),
+            },
+            &device,
+            None,
+            None,
+            "not a privilege use",
+        ),
+    };
     vec![
+        privileged(journal(
+            "alice : TTY=pts/0 ; PWD=/usr/bin ; USER=root ; COMMAND=/usr/bin/systemctl restart nginx",
+            "sudo",
+            "sudo systemctl restart nginx",
+        )),
+        privileged(journal(
+            "alice : 3 incorrect password attempts ; TTY=pts/0 ; PWD=/usr/bin ; USER=root ; COMMAND=/bin/cat /etc/shadow",
+            "sudo",
+            "sudo cat /etc/shadow",
+        )),
+        privileged(journal("(to root) alice on pts/0", "su", "su -")),
         session::start_event(&shell, &device, Some(&cloud)),
         session::end_event(&shell, shell.started_ms + 754_000, &device, Some(&cloud)),
         session::start_event(&elevated, &device, Some(&cloud)),

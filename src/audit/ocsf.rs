@@ -6,6 +6,8 @@
 //! | a session starts / ends | Authentication (3002) | Logon (1) / Logoff (2) |
 //! | a session fails to start (Run As user missing, …) | Authentication (3002) | Logon (1), `status_id` Failure (2) |
 //! | an account is created, repaired, retired, deleted, given or denied sudo | Account Change (3001) | Create (1), Other (99), Lock (9), Delete (6), Attach/Detach Policy (7/8) |
+//! | `sudo` runs a command (or is refused) | Process Activity (1007) | Launch (1), `status_id` Failure when refused |
+//! | `su` switches user (or is refused) | Authentication (3002) | Account Switch (7) |
 //! | events were lost (a source that cannot pause, a damaged record) | Event Log Activity (1008) | Other (99), `status_id` Failure |
 //!
 //! `metadata.uid` is deterministic: the same source position always gives the same id, so a
@@ -75,6 +77,9 @@ pub struct Event {
     /// The process that started the session (`ssm-session-worker`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub logon_process: Option<Process>,
+    /// The process launched (Process Activity: what sudo ran, as whom, where).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub process: Option<Process>,
     /// 10 Remote Interactive (a shell), 3 Network (port forwarding), 4 Batch (commands).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub logon_type_id: Option<u32>,
@@ -245,6 +250,15 @@ pub struct Process {
     /// The command line.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub cmd_line: Option<String>,
+    /// The user it runs as.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub user: Option<User>,
+    /// Its working directory.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub working_directory: Option<String>,
+    /// The Session Manager session it belongs to.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub session: Option<Session>,
 }
 
 /// `service`.
@@ -277,6 +291,8 @@ pub enum Class {
     AccountChange,
     /// 1008, System Activity.
     EventLogActivity,
+    /// 1007, System Activity.
+    ProcessActivity,
 }
 
 impl Class {
@@ -285,6 +301,7 @@ impl Class {
             Class::Authentication => 3002,
             Class::AccountChange => 3001,
             Class::EventLogActivity => 1008,
+            Class::ProcessActivity => 1007,
         }
     }
 
@@ -293,13 +310,14 @@ impl Class {
             Class::Authentication => "Authentication",
             Class::AccountChange => "Account Change",
             Class::EventLogActivity => "Event Log Activity",
+            Class::ProcessActivity => "Process Activity",
         }
     }
 
     fn category(self) -> (u32, &'static str) {
         match self {
             Class::Authentication | Class::AccountChange => (3, "Identity & Access Management"),
-            Class::EventLogActivity => (1, "System Activity"),
+            Class::EventLogActivity | Class::ProcessActivity => (1, "System Activity"),
         }
     }
 }
@@ -368,6 +386,7 @@ pub fn event(
         user: None,
         session: None,
         logon_process: None,
+        process: None,
         logon_type_id: None,
         is_remote: None,
         service: None,

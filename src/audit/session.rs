@@ -374,7 +374,7 @@ fn base(
     e.logon_process = s.worker_pid.map(|pid| ocsf::Process {
         pid: Some(pid),
         name: Some("ssm-session-worker".into()),
-        cmd_line: None,
+        ..ocsf::Process::default()
     });
     e.logon_type_id = Some(logon_type(&s.session_type));
     e.is_remote = Some(true);
