@@ -50,6 +50,30 @@ pub struct Pass {
     pub unreadable: BTreeMap<String, String>,
 }
 
+/// The checkpoint naming `open` (at most [`MAX_TRACKED`] sessions).
+fn checkpoint(open: &BTreeMap<String, SessionInfo>) -> String {
+    let c = Checkpoint {
+        open: open
+            .iter()
+            .take(MAX_TRACKED)
+            .map(|(id, s)| (id.clone(), s.started_ms))
+            .collect(),
+    };
+    serde_json::to_string(&c).unwrap_or_default()
+}
+
+/// Writes the open sessions' details (a failure is logged: the ends then name only the session).
+fn save_details(path: &Path, open: &BTreeMap<String, SessionInfo>) {
+    if let Err(e) =
+        crate::state::ensure_dir(path.parent().unwrap_or(Path::new("."))).and_then(|()| {
+            let json = serde_json::to_vec(open).unwrap_or_default();
+            crate::state::write_atomic(path, &json, 0o600)
+        })
+    {
+        tracing::warn!("audit: cannot save the open sessions' details: {e}");
+    }
+}
+
 /// The collector's state.
 #[derive(Debug)]
 pub struct Sessions {
@@ -114,29 +138,6 @@ impl Sessions {
         &self.open
     }
 
-    fn checkpoint(&self) -> String {
-        let c = Checkpoint {
-            open: self
-                .open
-                .iter()
-                .take(MAX_TRACKED)
-                .map(|(id, s)| (id.clone(), s.started_ms))
-                .collect(),
-        };
-        serde_json::to_string(&c).unwrap_or_default()
-    }
-
-    fn save_details(&self) {
-        if let Err(e) = crate::state::ensure_dir(self.details.parent().unwrap_or(Path::new(".")))
-            .and_then(|()| {
-                let json = serde_json::to_vec(&self.open).unwrap_or_default();
-                crate::state::write_atomic(&self.details, &json, 0o600)
-            })
-        {
-            tracing::warn!("audit: cannot save the open sessions' details: {e}");
-        }
-    }
-
     /// Lists the session files, spools a start for each new session and an end for each one
     /// gone (`now_ms` is its end), and moves the checkpoint with each record.
     pub fn pass(
@@ -157,55 +158,35 @@ impl Sessions {
             ..Pass::default()
         };
         for change in session::reconcile(&self.open, &listing) {
-            let (mut event, id, started) = match &change {
-                Change::Start(s) => (
-                    session::start_event(s, &self.device(host, s), host.cloud.as_ref()),
-                    s.id.clone(),
-                    Some((**s).clone()),
-                ),
-                Change::End(s) => (
-                    session::end_event(s, now_ms, &self.device(host, s), host.cloud.as_ref()),
-                    s.id.clone(),
-                    None,
-                ),
-            };
-            // Apply, then spool with the checkpoint that includes this change; undo if refused.
-            let before = match started {
-                Some(s) => {
-                    let prev = self.open.insert(id.clone(), s);
-                    self.save_details();
-                    (true, prev)
+            // Spool with the checkpoint that includes this change; keep it only once spooled.
+            let mut open = self.open.clone();
+            let mut event = match &change {
+                Change::Start(s) => {
+                    open.insert(s.id.clone(), (**s).clone());
+                    // The details first: whatever a checkpoint names has them.
+                    save_details(&self.details, &open);
+                    session::start_event(s, &self.device(host, s), host.cloud.as_ref())
                 }
-                None => (false, self.open.remove(&id)),
+                Change::End(s) => {
+                    open.remove(&s.id);
+                    session::end_event(s, now_ms, &self.device(host, s), host.cloud.as_ref())
+                }
             };
             event.metadata.sequence = Some(spool.next_seq());
             let body = serde_json::to_vec(&event).unwrap_or_default();
-            match spool.append(SOURCE, &self.checkpoint(), &body) {
+            match spool.append(SOURCE, &checkpoint(&open), &body) {
                 Ok(_) => {
-                    if !before.0 {
-                        self.save_details();
+                    self.open = open;
+                    if matches!(change, Change::End(_)) {
+                        save_details(&self.details, &self.open);
                     }
                     pass.spooled.push(event);
                 }
-                Err(e) => {
-                    match before {
-                        (true, prev) => {
-                            self.open.remove(&id);
-                            if let Some(p) = prev {
-                                self.open.insert(id, p);
-                            }
-                        }
-                        (false, Some(prev)) => {
-                            self.open.insert(id, prev);
-                        }
-                        (false, None) => {}
-                    }
-                    if matches!(e, SpoolError::Full { .. }) {
-                        pass.paused = true;
-                        return Ok(pass);
-                    }
-                    return Err(e);
+                Err(SpoolError::Full { .. }) => {
+                    pass.paused = true;
+                    return Ok(pass);
                 }
+                Err(e) => return Err(e),
             }
         }
         Ok(pass)

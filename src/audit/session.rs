@@ -396,6 +396,15 @@ fn base(
     e
 }
 
+/// The owner as a message names it.
+fn owner_text(s: &SessionInfo) -> &str {
+    if s.owner.is_empty() {
+        "an unknown principal"
+    } else {
+        &s.owner
+    }
+}
+
 /// The session start event (Authentication: Logon).
 pub fn start_event(
     s: &SessionInfo,
@@ -414,11 +423,7 @@ pub fn start_event(
     e.message = format!(
         "session {} started: {} as `{}`{} ({})",
         s.id,
-        if s.owner.is_empty() {
-            "an unknown principal"
-        } else {
-            &s.owner
-        },
+        owner_text(s),
         s.user,
         if s.run_as_elevated {
             " (runAsElevated: a root shell)"
@@ -457,11 +462,7 @@ pub fn end_event(
     e.message = format!(
         "session {} ended: {} as `{}` after {}",
         s.id,
-        if s.owner.is_empty() {
-            "an unknown principal"
-        } else {
-            &s.owner
-        },
+        owner_text(s),
         s.user,
         humantime::format_duration(std::time::Duration::from_secs(
             u64::try_from(duration / 1000).unwrap_or(0)
