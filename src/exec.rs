@@ -224,6 +224,33 @@ pub fn run_ok(
     }
 }
 
+/// Starts `program args…` to run beside the daemon (a follower: `journalctl --follow`) under the
+/// rules of [`run`] — an absolute path, a cleared environment, its own process group, never a
+/// shell — with stdout and stderr piped. The child is killed when the handle is dropped.
+pub fn spawn(program: &Path, args: &[String]) -> Result<tokio::process::Child, ExecError> {
+    let argv = Argv(
+        std::iter::once(program.as_os_str().to_os_string())
+            .chain(args.iter().map(OsString::from))
+            .collect(),
+    );
+    if !program.is_absolute() {
+        return Err(ExecError::NotAbsolute(program.to_path_buf()));
+    }
+    tracing::debug!(argv = %argv, "exec: starting");
+    tokio::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| ExecError::Spawn { argv, source })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,6 +87,29 @@ pub fn program_path(proc: &Path, pid: u32) -> Option<PathBuf> {
     s.starts_with('/').then(|| PathBuf::from(s))
 }
 
+/// The controlling terminal of process `pid` (`tty_nr`, the 7th field of `/proc/<pid>/stat`,
+/// read after the command name's closing parenthesis: the name may hold spaces and `)`); `None`
+/// when the process has none or is gone.
+pub fn tty_nr(proc: &Path, pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(proc.join(pid.to_string()).join("stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // After the name: state, ppid, pgrp, session, tty_nr.
+    let tty: i64 = rest.split_whitespace().nth(4)?.parse().ok()?;
+    u32::try_from(tty).ok().filter(|t| *t != 0)
+}
+
+/// The arguments of process `pid` (`/proc/<pid>/cmdline`, lossily decoded); empty when it is
+/// gone or a kernel thread.
+pub fn cmdline(proc: &Path, pid: u32) -> Vec<String> {
+    let Ok(raw) = std::fs::read(proc.join(pid.to_string()).join("cmdline")) else {
+        return Vec::new();
+    };
+    raw.split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,9 +45,14 @@ fn state_file(id: &str, user: &str, pid: u32) -> String {
 
 /// The agent's move: written to `pending/`, renamed into `current/`.
 fn start_session(state: &Path, id: &str, user: &str) {
+    start_session_of(state, id, user, std::process::id());
+}
+
+/// The same, naming the session's worker process.
+fn start_session_of(state: &Path, id: &str, user: &str, worker: u32) {
     let docs = state.join(INSTANCE).join("document/state");
     let pending = docs.join("pending").join(id);
-    std::fs::write(&pending, state_file(id, user, std::process::id())).unwrap();
+    std::fs::write(&pending, state_file(id, user, worker)).unwrap();
     std::fs::rename(&pending, docs.join("current").join(id)).unwrap();
 }
 
@@ -225,4 +230,187 @@ fn sessions_are_recorded_once_across_kill_9_and_restarts() {
         assert!(!log.contains("panicked"), "{log}");
     }
     assert!(log2.contains("audit: on; spool at seq 3"), "{log2}");
+}
+
+/// Waits until the daemon's STATUS says the spool reached `seq` (or more: one pass may spool
+/// several events) with `open` sessions; the spool's content is then checked by `audit tail`.
+fn wait_for_seq(sock: &UnixDatagram, open: usize, seq: u64, seen: &mut Vec<String>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let want = format!("audit: {open} session(s) open, spool at seq ");
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no STATUS with {want}>={seq}; seen: {seen:#?}"
+        );
+        let msg = wait_for(sock, &want, left, seen);
+        let at: u64 = msg
+            .split(&want)
+            .nth(1)
+            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if at >= seq {
+            return;
+        }
+    }
+}
+
+/// The session an event names: `session` (su, sessions) or `process.session` (sudo).
+fn session_of(e: &Value) -> &str {
+    e["session"]["uid"]
+        .as_str()
+        .or(e["process"]["session"]["uid"].as_str())
+        .unwrap_or_default()
+}
+
+#[test]
+fn sudo_and_su_in_a_session_are_attributed_by_its_terminal_and_read_once_across_kill_9() {
+    require_root!();
+    let host = Host::with_journal();
+    let d = AgentDirs::new(host.dir());
+    for sub in ["pending", "current"] {
+        std::fs::create_dir_all(d.state.join(INSTANCE).join("document/state").join(sub)).unwrap();
+    }
+    std::fs::write(
+        &host.config,
+        format!(
+            "[aws]\nimds_endpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\n[accounts]\nenabled = false\n[health]\nenabled = false\n[audit]\nenabled = true\nrescan_interval = \"1s\"\n{}",
+            d.paths_toml(&host.state)
+        ),
+    )
+    .unwrap();
+    // nobody may run sudo without a password prompt, and is refused: sudo logs the refusal.
+    host.sh_ok(
+        "echo 'Defaults:nobody !authenticate' > /etc/sudoers.d/zz-test && chmod 440 /etc/sudoers.d/zz-test && visudo -c -q",
+    );
+    let worker_bin = host.dir().join("ssm-session-worker");
+    let out = std::process::Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&worker_bin)
+        .arg(common::repo().join("tests/support/ssm-session-worker.c"))
+        .arg("-lutil")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let notify = host.dir().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    let mut seen = Vec::new();
+    let mut daemon = host.daemon(&notify, &[]);
+    let log1 = drain(&mut daemon);
+    wait_for(
+        &sock,
+        "audit: 0 session(s) open",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+
+    // The session: its shell on a real pts waits for a gate, then uses sudo and su; a second
+    // gate runs one more sudo while the daemon is down.
+    let id = "alice-0c20c0d902585cf86";
+    let gate = |n: u32| host.dir().join(format!("gate{n}"));
+    let script = format!(
+        "until [ -e {g1} ]; do sleep 0.05; done
+         python3 -c \"$FORGE\"
+         sudo -u nobody /usr/bin/id
+         su -s /bin/sh -c 'sudo -n /usr/bin/id' nobody
+         until [ -e {g2} ]; do sleep 0.05; done
+         sudo -u nobody /usr/bin/true
+         touch {done}
+         sleep 600",
+        g1 = gate(1).display(),
+        g2 = gate(2).display(),
+        done = gate(3).display(),
+    );
+    // A line shaped like sudo's from another program, alive while journald reads who sent it.
+    let forge = "import socket, time; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(b'<85>sudo: alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/forged', '/dev/log'); time.sleep(0.5)";
+    let script = format!("FORGE=\"{forge}\"\n{script}");
+    let mut worker = host.spawn(&worker_bin, &[id, &script]);
+    start_session_of(&d.state, id, "root", worker.id());
+    wait_for_seq(&sock, 1, 2, &mut seen);
+    std::fs::write(gate(1), "").unwrap();
+    // The start, sudo, su and sudo's refusal: the forged line is not one.
+    wait_for_seq(&sock, 1, 5, &mut seen);
+
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let log1 = log1.join().unwrap();
+    std::fs::write(gate(2), "").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !gate(3).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session's second sudo did not run"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut daemon = host.daemon(&notify, &[]);
+    let log2 = drain(&mut daemon);
+    // Only the sudo run while it was down is new.
+    wait_for_seq(&sock, 1, 6, &mut seen);
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    end_session(&d.state, id);
+    wait_for_seq(&sock, 0, 7, &mut seen);
+
+    let events = tail(&host);
+    let summary: Vec<String> = events
+        .iter()
+        .map(|(_, _, e)| format!("{} {}", e["message"].as_str().unwrap(), session_of(e)))
+        .collect();
+    let expect_msgs = [
+        "started:",
+        "sudo: root ran `/usr/bin/id` as nobody",
+        "su: root became nobody",
+        "sudo refused: nobody ran `/usr/bin/id` as root (user NOT in sudoers)",
+        "sudo: root ran `/usr/bin/true` as nobody",
+        "ended:",
+    ];
+    assert_eq!(events.len(), expect_msgs.len(), "{summary:#?}\n{log1}");
+    for (e, want) in summary.iter().zip(expect_msgs) {
+        assert!(
+            e.contains(want) && e.ends_with(id),
+            "{want} in session {id}: {summary:#?}"
+        );
+    }
+    let sudo = &events[1].2;
+    assert_eq!(sudo["class_uid"], 1007);
+    assert_eq!(sudo["process"]["session"]["terminal"], "pts/0");
+    assert_eq!(sudo["actor"]["user"]["name"], "root");
+    assert_eq!(sudo["process"]["user"]["name"], "nobody");
+    assert_eq!(
+        sudo["actor"]["process"]["cmd_line"],
+        "sudo -u nobody /usr/bin/id"
+    );
+    assert_eq!(events[3].2["status_id"], 2, "{:#}", events[3].2);
+    assert_eq!(events[2].2["class_uid"], 3002);
+    assert!(
+        !summary.iter().any(|s| s.contains("forged")),
+        "{summary:#?}"
+    );
+    assert!(
+        log1.contains("came from `/usr/bin/python3"),
+        "the forged line is reported: {log1}"
+    );
+    let seqs: Vec<i64> = events
+        .iter()
+        .map(|(_, _, e)| e["metadata"]["sequence"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=6).collect::<Vec<_>>());
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    daemon.wait().unwrap();
+    let log2 = log2.join().unwrap();
+    for log in [&log1, &log2] {
+        assert!(!log.contains("panicked"), "{log}");
+    }
 }

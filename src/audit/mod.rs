@@ -2,6 +2,8 @@
 //! shipped to S3. Its first part is the durable spool every collector writes into.
 
 pub mod collector;
+pub mod journal;
+pub mod lineage;
 pub mod ocsf;
 pub mod privilege;
 pub mod session;
@@ -81,6 +83,7 @@ pub fn examples() -> Vec<ocsf::Event> {
         pid: Some(4301),
         uid: Some(0),
         comm: tool.into(),
+        exe: format!("/usr/bin/{tool}"),
         cmdline: cmdline.into(),
     };
     let privileged = |e: privilege::Entry| match privilege::parse(&e) {

@@ -8,9 +8,13 @@
 //! | su, accepted | `(to nobody) root on pts/0` |
 //! | su, refused | `FAILED SU (to root) alice on pts/0` |
 //!
-//! Only entries the kernel attributes to the real programs count: `_COMM` is `sudo` or `su` and
-//! `_UID` is 0 (both setuid root). Anyone can `logger -t sudo` a line that looks like sudo's; such
-//! an entry is reported as [`Parsed::Forged`], never as privilege use. A line's fields are
+//! Only entries the kernel attributes to the real programs count: `_EXE` is the system's `sudo` or
+//! `su` (`/usr/bin`, `/bin`, `/usr/sbin`, `/sbin`) and `_COMM` matches. `_UID` does not tell: it
+//! is the real UID of whoever ran sudo (`65534` for nobody's sudo, accepted or refused; measured
+//! with sudo 1.9.13). Anyone can `logger -t sudo` a line that looks like sudo's, or run a copy
+//! named `sudo`; such an entry is reported as [`Parsed::Forged`], never as privilege use. When
+//! journald could not read the sender's `/proc` entry (the sender had exited: `_EXE` and `_COMM`
+//! both missing) the use is kept and marked `unverified`. A line's fields are
 //! user-controlled in part (the working directory, the command's arguments can hold ` ; USER=`):
 //! the fields are read left to right, the command is everything after the first `COMMAND=`, and
 //! a line where a field marker appears twice is marked ambiguous — the command sudo was invoked
@@ -37,6 +41,8 @@ pub struct Entry {
     pub uid: Option<u32>,
     /// `_COMM`.
     pub comm: String,
+    /// `_EXE`.
+    pub exe: String,
     /// `_CMDLINE`.
     pub cmdline: String,
 }
@@ -74,6 +80,7 @@ impl Entry {
             pid: number("_PID").and_then(|n| u32::try_from(n).ok()),
             uid: number("_UID").and_then(|n| u32::try_from(n).ok()),
             comm: text(v, "_COMM"),
+            exe: text(v, "_EXE"),
             cmdline: text(v, "_CMDLINE"),
         })
     }
@@ -115,6 +122,10 @@ pub struct Use {
     /// The sudo/su process.
     #[serde(default)]
     pub pid: Option<u32>,
+    /// journald could not tell which program sent the line (it had exited): it is shaped like
+    /// sudo's or su's, but the kernel did not vouch for it.
+    #[serde(default)]
+    pub unverified: bool,
 }
 
 /// What an entry is.
@@ -124,7 +135,7 @@ pub enum Parsed {
     Use(Box<Use>),
     /// A line shaped like sudo's or su's from another program (`logger -t sudo`): who sent it.
     Forged {
-        /// `_COMM` of the sender.
+        /// `_EXE` of the sender (`_COMM` when journald gave no `_EXE`).
         comm: String,
         /// `_UID` of the sender.
         uid: Option<u32>,
@@ -165,6 +176,7 @@ fn parse_sudo(message: &str) -> Option<Use> {
             .any(|m| message.matches(m).count() > 1),
         invocation: String::new(),
         pid: None,
+        unverified: false,
     };
     let mut known = false;
     for field in head.split(" ; ").map(str::trim).filter(|f| !f.is_empty()) {
@@ -220,6 +232,7 @@ fn parse_su(message: &str) -> Option<Use> {
         ambiguous: false,
         invocation: String::new(),
         pid: None,
+        unverified: false,
     })
 }
 
@@ -238,10 +251,19 @@ pub fn parse(e: &Entry) -> Parsed {
     let Some(mut u) = parsed else {
         return Parsed::Other;
     };
-    // The kernel's word: the real program, running as root (setuid).
-    if e.comm != tool || e.uid != Some(0) {
+    // The kernel's word: the system's program (a copy elsewhere is not setuid root).
+    let trusted = ["/usr/bin/", "/bin/", "/usr/sbin/", "/sbin/"]
+        .iter()
+        .any(|dir| e.exe.strip_prefix(dir) == Some(tool));
+    if e.exe.is_empty() && e.comm.is_empty() {
+        u.unverified = true;
+    } else if !trusted || e.comm != tool {
         return Parsed::Forged {
-            comm: e.comm.clone(),
+            comm: if e.exe.is_empty() {
+                e.comm.clone()
+            } else {
+                e.exe.clone()
+            },
             uid: e.uid,
         };
     }
@@ -343,6 +365,10 @@ pub fn event(
             ..ocsf::Process::default()
         }),
     });
+    if u.unverified {
+        ev.message
+            .push_str(" [unverified: journald could not tell which program sent it]");
+    }
     ev = ev.with_status(u.accepted, u.reason.clone());
     ev.metadata.original_event_uid = Some(e.cursor.clone());
     let mut unmapped = serde_json::Map::new();
@@ -352,6 +378,7 @@ pub fn event(
             "tty": u.tty,
             "run_group": u.run_group,
             "ambiguous": u.ambiguous,
+            "unverified": u.unverified,
         }),
     );
     ev.unmapped = Some(unmapped);
@@ -371,6 +398,7 @@ mod tests {
             pid: Some(4321),
             uid: Some(0),
             comm: identifier.into(),
+            exe: format!("/usr/bin/{identifier}"),
             cmdline: format!("{identifier} -u nobody id"),
         }
     }
@@ -454,14 +482,32 @@ mod tests {
             "mallory : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/true",
         );
         forged.comm = "logger".into();
+        forged.exe = "/usr/bin/logger".into();
         forged.uid = Some(1000);
         assert_eq!(
             parse(&forged),
             Parsed::Forged {
-                comm: "logger".into(),
+                comm: "/usr/bin/logger".into(),
                 uid: Some(1000)
             }
         );
+        // A program that named itself sudo (prctl), and a copy of sudo elsewhere (not setuid).
+        for exe in ["/usr/bin/python3", "/tmp/sudo", "/usr/bin/sudoedit", ""] {
+            let mut named = forged.clone();
+            named.comm = "sudo".into();
+            named.exe = exe.into();
+            assert!(matches!(parse(&named), Parsed::Forged { .. }), "{exe}");
+        }
+        // The real sudo run by an ordinary user: `_UID` is theirs.
+        let mut real = forged.clone();
+        real.comm = "sudo".into();
+        real.exe = "/bin/sudo".into();
+        let u = used(&real);
+        assert!(!u.unverified);
+        // journald lost the sender's /proc entry: kept, unverified.
+        real.comm = String::new();
+        real.exe = String::new();
+        assert!(used(&real).unverified);
         for (id, msg) in [
             (
                 "sudo",

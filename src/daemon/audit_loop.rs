@@ -12,11 +12,13 @@ use notify::Watcher as _;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::audit_journal::{Follower, Next};
 use super::{TaskContext, TaskError, stopped};
-use crate::audit::collector::{Host, Sessions};
+use crate::audit::collector::{Host, Pass, Sessions};
+use crate::audit::journal::{self, Batch, Line};
 use crate::audit::ocsf;
 use crate::audit::session;
-use crate::audit::spool::{Options, Spool};
+use crate::audit::spool::{Options, Spool, SpoolError};
 use crate::audit::{audit_dir, spool_dir};
 use crate::config::Settings;
 
@@ -70,11 +72,29 @@ struct Watch {
     watched: Vec<PathBuf>,
 }
 
+/// Whether an inotify event means "list again": a file created, renamed, written, removed, or
+/// an overflow. Opening and reading do not — the listing itself opens the directory and the
+/// files, and waking on that would list for ever.
+fn wakes(event: &notify::Event) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode};
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Any
+        | EventKind::Create(_)
+        | EventKind::Modify(_)
+        | EventKind::Remove(_)
+        | EventKind::Other => true,
+    }
+}
+
 impl Watch {
     fn new(wake: Arc<Notify>) -> Self {
-        let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
-            // Any event, an overflow included, means "list again".
-            wake.notify_one();
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if res.as_ref().map_or(true, wakes) {
+                wake.notify_one();
+            }
         })
         .map_err(|e| tracing::warn!("audit: no inotify ({e}): the session files are listed every audit.rescan_interval only"))
         .ok();
@@ -110,6 +130,34 @@ fn now_ms(ctx: &TaskContext) -> i64 {
         .ok()
         .and_then(|d| i64::try_from(d.as_millis()).ok())
         .unwrap_or(0)
+}
+
+/// One turn of the loop, on the blocking pool: the session files listed (so a session's start
+/// is spooled before what happened in it), then the journal lines handled.
+fn work(
+    spool: &mut Spool,
+    sessions: &mut Sessions,
+    list: bool,
+    lines: &[Line],
+    host: &Host,
+    now: i64,
+) -> Result<(Option<Pass>, Batch), SpoolError> {
+    let pass = if list {
+        Some(sessions.pass(spool, host, now)?)
+    } else {
+        None
+    };
+    let batch = if lines.is_empty() {
+        Batch::default()
+    } else {
+        let workers = sessions
+            .open()
+            .values()
+            .filter_map(|s| Some((s.worker_pid?, s.id.clone())))
+            .collect();
+        journal::handle(lines, spool, host, Path::new("/proc"), &workers, now)?
+    };
+    Ok((pass, batch))
 }
 
 /// The audit loop (see the module docs). Off while `audit.enabled` is false.
@@ -181,16 +229,31 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
         let host = host(&ctx, &settings).await;
         let wake = Arc::new(Notify::new());
         let mut watch = Watch::new(wake.clone());
+        let mut journal = Follower::new();
         let mut next_list = Instant::now();
         let mut sync_due: Option<Instant> = None;
         let mut last_status = String::new();
         let reload = loop {
-            let next = sync_due.map_or(next_list, |s| s.min(next_list));
+            if settings.audit.privilege {
+                journal.ensure_started(spool.position(journal::SOURCE));
+            }
+            let next = [
+                sync_due,
+                journal.restart_at().filter(|_| settings.audit.privilege),
+            ]
+            .into_iter()
+            .flatten()
+            .fold(next_list, Instant::min);
+            let mut lines = Vec::new();
             tokio::select! {
                 changed = ctx.settings.changed() => break changed.is_ok(),
                 () = stopped(&mut ctx.stop) => break false,
                 () = wake.notified() => {}
                 () = tokio::time::sleep_until(next) => {}
+                got = journal.next(), if journal.is_running() => match got {
+                    Next::Lines(l) => lines = l,
+                    Next::Ended => journal.ended().await,
+                },
             }
             ctx.heartbeats.busy("audit");
             watch.update(&agent_state_dir);
@@ -198,11 +261,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             let h = host.clone();
             let want_list = settings.audit.sessions;
             let (back, result) = tokio::task::spawn_blocking(move || {
-                let result = if want_list {
-                    sessions.pass(&mut spool, &h, now).map(Some)
-                } else {
-                    Ok(None)
-                };
+                let result = work(&mut spool, &mut sessions, want_list, &lines, &h, now);
                 let synced = spool.sync_if_due();
                 ((spool, sessions), result.and_then(|p| synced.map(|_| p)))
             })
@@ -213,22 +272,41 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             })?;
             (spool, sessions) = back;
             match result {
-                Ok(Some(pass)) => {
-                    for e in &pass.spooled {
+                Ok((pass, batch)) => {
+                    for e in pass.iter().flat_map(|p| &p.spooled).chain(&batch.spooled) {
                         tracing::info!("audit: {}", e.message);
                     }
-                    if pass.paused {
+                    for (comm, uid) in &batch.forged {
+                        tracing::warn!(
+                            "audit: a journal line shaped like sudo's or su's came from `{comm}` (uid {}), not from sudo or su: not recorded as privilege use",
+                            uid.map_or("unknown".into(), |u| u.to_string())
+                        );
+                    }
+                    if !batch.spooled.is_empty() {
+                        journal.spooled();
+                    }
+                    if pass.as_ref().is_some_and(|p| p.paused) {
                         tracing::warn!(
                             "audit: the spool is full (audit.spool_max): session events wait until it has room"
                         );
                     }
+                    if batch.paused {
+                        tracing::warn!(
+                            "audit: the spool is full (audit.spool_max): the journal is read again from the last entry spooled once it has room"
+                        );
+                        journal.pause(settings.audit.rescan_interval);
+                    }
                 }
-                Ok(None) => {}
                 Err(e) => tracing::error!("audit: {e}"),
+            }
+            if !settings.audit.privilege {
+                journal.stop();
             }
             sync_due = (spool.durable_seq() + 1 < spool.next_seq())
                 .then(|| Instant::now() + Duration::from_secs(1));
-            next_list = Instant::now() + settings.audit.rescan_interval;
+            if Instant::now() >= next_list {
+                next_list = Instant::now() + settings.audit.rescan_interval;
+            }
             let line = format!(
                 "audit: {} session(s) open, spool at seq {}",
                 sessions.open().len(),
@@ -241,6 +319,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                 last_status = line;
             }
         };
+        journal.stop();
         // Stop or reload: everything appended reaches the disk first.
         let synced = tokio::task::spawn_blocking(move || spool.sync())
             .await
@@ -255,5 +334,33 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             return Ok(());
         }
         settings = ctx.settings.borrow_and_update().clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
+
+    #[test]
+    fn reading_the_session_files_does_not_wake_the_loop() {
+        let wake = |kind| wakes(&notify::Event::new(kind));
+        for quiet in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+        ] {
+            assert!(!wake(quiet), "{quiet:?}");
+        }
+        for loud in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Other,
+        ] {
+            assert!(wake(loud), "{loud:?}");
+        }
     }
 }

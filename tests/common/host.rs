@@ -12,6 +12,21 @@ pub struct Host {
     pub config: PathBuf,
     /// The state directory (outside the namespace's overlays, so it persists).
     pub state: PathBuf,
+    /// The process holding the namespace every command joins ([`Host::with_journal`]).
+    holder: Option<std::process::Child>,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // SIGTERM: the holder stops its journald and ends.
+        if let Some(mut h) = self.holder.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(h.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = h.wait();
+        }
+    }
 }
 
 impl Host {
@@ -29,7 +44,36 @@ impl Host {
             netns: None,
             config,
             state,
+            holder: None,
         }
+    }
+
+    /// A host whose commands all run in one namespace with its own journald, /dev and devpts
+    /// (`PRIVATE_JOURNAL=1 scripts/private-userdb.sh`): sudo and su log to that journal, and
+    /// pseudo-terminals are numbered from pts/0.
+    pub fn with_journal() -> Self {
+        let mut host = Self::new();
+        let mut c = host.userdb();
+        c.env("PRIVATE_JOURNAL", "1")
+            .args(["/bin/sleep", "infinity"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        host.holder = Some(c.spawn().unwrap());
+        // Ready when journald's socket shows in the namespace.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = host.sh("test -S /run/systemd/journal/socket");
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the private journald did not start: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        host
     }
 
     /// The scratch directory of this host.
@@ -50,14 +94,26 @@ impl Host {
     }
 
     fn userdb(&self) -> Command {
-        let mut c = match &self.netns {
-            Some(ns) => {
+        let mut c = match (&self.holder, &self.netns) {
+            (Some(h), _) => {
+                let mut c = Command::new("nsenter");
+                c.args(["--target", &h.id().to_string(), "--mount", "--"]);
+                c.env_clear()
+                    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                    .env("HOME", "/root")
+                    .env(
+                        "SSM_COMPANION_VENDOR_CONFIG_DIR",
+                        self.dir.path().join("vendor"),
+                    );
+                return c;
+            }
+            (None, Some(ns)) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns])
                     .arg(repo().join("scripts/private-userdb.sh"));
                 c
             }
-            None => Command::new(repo().join("scripts/private-userdb.sh")),
+            (None, None) => Command::new(repo().join("scripts/private-userdb.sh")),
         };
         c.arg(self.dir.path().join("db"));
         c.env_clear()
@@ -111,6 +167,17 @@ impl Host {
             ));
         }
         self.sh_ok(&script);
+    }
+
+    /// Starts `program args…` in this host's namespace (stdout and stderr to null).
+    pub fn spawn(&self, program: &Path, args: &[&str]) -> std::process::Child {
+        let mut c = self.userdb();
+        c.arg(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c.spawn().unwrap()
     }
 
     /// Runs a shell script and returns its stdout; panics when it fails.
