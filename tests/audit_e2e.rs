@@ -414,3 +414,71 @@ fn sudo_and_su_in_a_session_are_attributed_by_its_terminal_and_read_once_across_
         assert!(!log.contains("panicked"), "{log}");
     }
 }
+
+#[test]
+fn account_changes_reach_the_spool_with_the_principal_that_caused_them() {
+    require_root!();
+    let host = Host::with_journal();
+    let d = AgentDirs::new(host.dir());
+    let list = host.dir().join("accounts.json");
+    std::fs::write(
+        &list,
+        r#"{"account": [{"name": "dave", "principals": ["arn:aws:iam::123456789012:user/dave"]}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        &host.config,
+        format!(
+            "[aws]\nimds_endpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\n[accounts]\nsource = \"file\"\nfile = \"{}\"\nsplay = \"0s\"\nread_session_preferences = false\n[health]\nenabled = false\n[audit]\nenabled = true\nrescan_interval = \"1s\"\n{}",
+            list.display(),
+            d.paths_toml(&host.state)
+        ),
+    )
+    .unwrap();
+    // Someone else's entry with the same MESSAGE_ID: not an account change of ours.
+    host.sh_ok(&format!(
+        "python3 -c \"import socket, time; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(b'MESSAGE=account create mallory\\nMESSAGE_ID={}\\nSSM_COMPANION_ACTION=create\\nSSM_COMPANION_USER=mallory\\n', '/run/systemd/journal/socket'); time.sleep(0.5)\"",
+        "a6f2c4d1b8e94c0e9d57c1f3e2b8a901"
+    ));
+    let notify = host.dir().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    let mut seen = Vec::new();
+    let mut daemon = host.daemon(&notify, &[]);
+    let log = drain(&mut daemon);
+    // The daemon's accounts capability creates dave; its journal entry comes back as an event.
+    wait_for_seq(&sock, 0, 2, &mut seen);
+    assert_eq!(
+        host.getent("dave").map(|e| e[0].clone()),
+        Some("dave".into())
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    daemon.wait().unwrap();
+    let log = log.join().unwrap();
+    let events = tail(&host);
+    let changes: Vec<&Value> = events
+        .iter()
+        .map(|(_, _, e)| e)
+        .filter(|e| e["class_uid"] == 3001)
+        .collect();
+    let create = changes
+        .iter()
+        .find(|e| e["activity_name"] == "Create")
+        .unwrap_or_else(|| panic!("no Create in {events:#?}\n{log}"));
+    assert_eq!(create["user"]["name"], "dave");
+    assert_eq!(
+        create["actor"]["user"]["uid"], "arn:aws:iam::123456789012:user/dave",
+        "{create:#}"
+    );
+    assert_eq!(create["status_id"], 1);
+    assert!(
+        !events
+            .iter()
+            .any(|(_, _, e)| e["user"]["name"] == "mallory"),
+        "{events:#?}"
+    );
+    assert!(log.contains("came from `python3`"), "{log}");
+}

@@ -1,4 +1,5 @@
-//! The journal source: sudo and su entries read from `journalctl -o json --follow`, parsed
+//! The journal source: sudo and su entries, and ssm-companion's own account changes
+//! ([`super::account`]), read from `journalctl -o json --follow`, parsed
 //! ([`super::privilege`]), attributed to a session ([`super::lineage`]) and spooled with the
 //! entry's cursor as the source's position — the checkpoint is the record itself, so a restart
 //! resumes `--after-cursor` the last entry spooled: nothing lost, nothing twice.
@@ -11,10 +12,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::collector::Host;
-use super::lineage;
 use super::ocsf;
 use super::privilege::{self, Entry, Parsed};
 use super::spool::{Spool, SpoolError};
+use super::{account, lineage};
 
 /// The spool source name of journal events.
 pub const SOURCE: &str = "journal";
@@ -43,9 +44,13 @@ pub fn argv(cursor: Option<&str>, since_cursor: bool) -> Vec<String> {
         },
         (None, _) => a.extend(["--boot".into(), "--no-tail".into()]),
     }
+    // Matches on one field are or-ed, `+` ors the groups: sudo and su, or ssm-companion's own
+    // account changes.
     a.extend([
         "SYSLOG_IDENTIFIER=sudo".into(),
         "SYSLOG_IDENTIFIER=su".into(),
+        "+".into(),
+        format!("MESSAGE_ID={}", crate::events::ACCOUNT_CHANGE),
     ]);
     a
 }
@@ -114,23 +119,35 @@ pub fn handle(
                     batch.unreadable += 1;
                     continue;
                 };
-                match privilege::parse(&entry) {
-                    Parsed::Use(u) => {
-                        position.clone_from(&entry.cursor);
-                        let session = lineage::session_of(proc, u.pid, u.tty.as_deref(), workers);
-                        privilege::event(
-                            &u,
-                            &entry,
-                            session.as_deref(),
-                            &host.device,
-                            host.cloud.as_ref(),
-                        )
-                    }
-                    Parsed::Forged { comm, uid } => {
-                        batch.forged.push((comm, uid));
+                if entry.fields.get("MESSAGE_ID").map(String::as_str)
+                    == Some(crate::events::ACCOUNT_CHANGE)
+                {
+                    if !account::trusted(&entry) {
+                        batch.forged.push((entry.comm.clone(), entry.uid));
                         continue;
                     }
-                    Parsed::Other => continue,
+                    position.clone_from(&entry.cursor);
+                    account::event(&entry, &host.device, host.cloud.as_ref())
+                } else {
+                    match privilege::parse(&entry) {
+                        Parsed::Use(u) => {
+                            position.clone_from(&entry.cursor);
+                            let session =
+                                lineage::session_of(proc, u.pid, u.tty.as_deref(), workers);
+                            privilege::event(
+                                &u,
+                                &entry,
+                                session.as_deref(),
+                                &host.device,
+                                host.cloud.as_ref(),
+                            )
+                        }
+                        Parsed::Forged { comm, uid } => {
+                            batch.forged.push((comm, uid));
+                            continue;
+                        }
+                        Parsed::Other => continue,
+                    }
                 }
             }
         };
@@ -233,8 +250,13 @@ mod tests {
         assert!(a.contains(&format!("--after-cursor={c}")));
         assert!(!a.contains(&"--boot".to_string()));
         assert_eq!(
-            &a[a.len() - 2..],
-            ["SYSLOG_IDENTIFIER=sudo", "SYSLOG_IDENTIFIER=su"]
+            &a[a.len() - 4..],
+            [
+                "SYSLOG_IDENTIFIER=sudo",
+                "SYSLOG_IDENTIFIER=su",
+                "+",
+                "MESSAGE_ID=a6f2c4d1b8e94c0e9d57c1f3e2b8a901"
+            ]
         );
         let since = argv(Some(c), true);
         assert!(since.contains(&format!("--since=@{}", 0x6620e5f400000_u64 / 1_000_000)));

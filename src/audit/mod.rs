@@ -1,6 +1,7 @@
 //! The audit capability: who did what in Session Manager sessions, kept durably on the host and
 //! shipped to S3. Its first part is the durable spool every collector writes into.
 
+pub mod account;
 pub mod collector;
 pub mod journal;
 pub mod lineage;
@@ -19,6 +20,28 @@ pub fn audit_dir(state_dir: &Path) -> PathBuf {
 /// The spool directory.
 pub fn spool_dir(state_dir: &Path) -> PathBuf {
     audit_dir(state_dir).join("spool")
+}
+
+/// An account change as the accounts capability writes it to the journal.
+fn account_change(device: &ocsf::Device, cloud: &ocsf::Cloud) -> ocsf::Event {
+    let v = serde_json::json!({
+        "__CURSOR": "s=4c1d0e2f3a4b5c6d;i=2b7;b=77e0f1a2b3c4d5e6;m=1f2e4a;t=640a1b2c3d4e5;x=1a2b3c4d",
+        "__REALTIME_TIMESTAMP": "1796464790000000",
+        "MESSAGE": "account create alice: uid 2001, home /home/alice",
+        "MESSAGE_ID": crate::events::ACCOUNT_CHANGE,
+        "SSM_COMPANION_ACTION": "create",
+        "SSM_COMPANION_USER": "alice",
+        "SSM_COMPANION_UID": "2001",
+        "SSM_COMPANION_PRINCIPALS": "arn:aws:iam::123456789012:user/alice",
+        "SSM_COMPANION_OUTCOME": "done",
+        "_COMM": "ssm-companion", "_UID": "0", "_PID": "812",
+        "_CMDLINE": "/usr/bin/ssm-companion run",
+    });
+    match privilege::Entry::from_json(&v) {
+        Some(e) => account::event(&e, device, Some(cloud)),
+        // The fixed entry above has a cursor: always an entry.
+        None => ocsf::gap(0, &ocsf::Origin::default(), device, None, None, "no entry"),
+    }
 }
 
 /// One event of every kind the audit capability emits, built by the same functions the
@@ -84,6 +107,7 @@ pub fn examples() -> Vec<ocsf::Event> {
         uid: Some(0),
         comm: tool.into(),
         exe: format!("/usr/bin/{tool}"),
+        fields: Default::default(),
         cmdline: cmdline.into(),
     };
     let privileged = |e: privilege::Entry| match privilege::parse(&e) {
@@ -115,6 +139,7 @@ pub fn examples() -> Vec<ocsf::Event> {
             "sudo cat /etc/shadow",
         )),
         privileged(journal("(to root) alice on pts/0", "su", "su -")),
+        account_change(&device, &cloud),
         session::start_event(&shell, &device, Some(&cloud)),
         session::end_event(&shell, shell.started_ms + 754_000, &device, Some(&cloud)),
         session::start_event(&elevated, &device, Some(&cloud)),

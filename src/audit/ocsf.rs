@@ -323,7 +323,7 @@ impl Class {
 }
 
 /// Where an event came from: the collector, its position in its source, and the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Origin {
     /// The collector (`sessions`, `journal`, `accounts`, `spool`).
     pub source: String,

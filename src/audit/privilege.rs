@@ -45,6 +45,8 @@ pub struct Entry {
     pub exe: String,
     /// `_CMDLINE`.
     pub cmdline: String,
+    /// `MESSAGE_ID` and the `SSM_COMPANION_*` fields (ssm-companion's own entries).
+    pub fields: std::collections::BTreeMap<String, String>,
 }
 
 fn text(v: &serde_json::Value, key: &str) -> String {
@@ -82,6 +84,15 @@ impl Entry {
             comm: text(v, "_COMM"),
             exe: text(v, "_EXE"),
             cmdline: text(v, "_CMDLINE"),
+            fields: v
+                .as_object()
+                .map(|o| {
+                    o.keys()
+                        .filter(|k| *k == "MESSAGE_ID" || k.starts_with("SSM_COMPANION_"))
+                        .map(|k| (k.clone(), text(v, k)))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 }
@@ -400,6 +411,7 @@ mod tests {
             comm: identifier.into(),
             exe: format!("/usr/bin/{identifier}"),
             cmdline: format!("{identifier} -u nobody id"),
+            fields: Default::default(),
         }
     }
 

@@ -278,7 +278,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                     }
                     for (comm, uid) in &batch.forged {
                         tracing::warn!(
-                            "audit: a journal line shaped like sudo's or su's came from `{comm}` (uid {}), not from sudo or su: not recorded as privilege use",
+                            "audit: a journal entry shaped like sudo's, su's or ssm-companion's account change came from `{comm}` (uid {}), not from that program: not recorded",
                             uid.map_or("unknown".into(), |u| u.to_string())
                         );
                     }
