@@ -482,3 +482,74 @@ fn account_changes_reach_the_spool_with_the_principal_that_caused_them() {
     );
     assert!(log.contains("came from `python3`"), "{log}");
 }
+
+#[test]
+fn a_run_as_failure_is_an_event_and_gets_the_wanted_user_created_at_once() {
+    require_root!();
+    let host = Host::new();
+    let d = AgentDirs::new(host.dir());
+    let list = host.dir().join("accounts.json");
+    std::fs::write(&list, r#"{"account": []}"#).unwrap();
+    std::fs::write(
+        &host.config,
+        format!(
+            "[aws]\nimds_endpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\n[accounts]\nsource = \"file\"\nfile = \"{}\"\nsplay = \"0s\"\ninterval = \"1h\"\nread_session_preferences = false\n[health]\nenabled = false\n[audit]\nenabled = true\nrescan_interval = \"1s\"\n{}",
+            list.display(),
+            d.paths_toml(&host.state)
+        ),
+    )
+    .unwrap();
+    let notify = host.dir().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    let mut seen = Vec::new();
+    let mut daemon = host.daemon(&notify, &[]);
+    let log = drain(&mut daemon);
+    wait_for(&sock, "accounts: 0 managed", Duration::from_secs(30), &mut seen);
+
+    // erin's tag arrives after the sync; her first session fails, as the agent logs it.
+    std::fs::write(
+        &list,
+        r#"{"account": [{"name": "erin", "principals": ["arn:aws:iam::123456789012:user/erin"]}]}"#,
+    )
+    .unwrap();
+    let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S");
+    let id = "erin-0c20c0d902585cf86";
+    std::fs::write(
+        d.log_file(),
+        format!(
+            "{now} INFO [MGSInteractor] Parsing AgentMessage 0b1c, Payload: {{\"DocumentName\":\"SSM-SessionManagerRunShell\",\"SessionId\":\"{id}\",\"RunAsUser\":\"erin\",\"SessionOwner\":\"arn:aws:iam::123456789012:user/erin\"}}\n\
+             {now} ERROR [ssm-session-worker] [{id}] [DataBackend] [pluginName=Standard_Stream] Unable to start command: failed to start pty since RunAs user erin does not exist\n\n"
+        ),
+    )
+    .unwrap();
+    // The interval is an hour: only the audit's request makes this sync.
+    wait_for(&sock, "accounts: 1 managed", Duration::from_secs(30), &mut seen);
+    assert!(host.getent("erin").is_some());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    daemon.wait().unwrap();
+    let log = log.join().unwrap();
+    let events = tail(&host);
+    let failed = events
+        .iter()
+        .map(|(_, _, e)| e)
+        .find(|e| e["status_id"] == 2 && e["class_uid"] == 3002)
+        .unwrap_or_else(|| panic!("no failed logon in {events:#?}\n{log}"));
+    assert_eq!(failed["session"]["uid"], id);
+    assert_eq!(failed["user"]["name"], "erin");
+    assert_eq!(
+        failed["actor"]["user"]["uid"],
+        "arn:aws:iam::123456789012:user/erin"
+    );
+    assert!(
+        failed["status_detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "{failed:#}"
+    );
+    assert!(log.contains("accounts: created `erin`"), "{log}");
+}

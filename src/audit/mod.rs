@@ -2,6 +2,7 @@
 //! shipped to S3. Its first part is the durable spool every collector writes into.
 
 pub mod account;
+pub mod agentlog;
 pub mod collector;
 pub mod journal;
 pub mod lineage;
@@ -143,6 +144,20 @@ pub fn examples() -> Vec<ocsf::Event> {
         session::start_event(&shell, &device, Some(&cloud)),
         session::end_event(&shell, shell.started_ms + 754_000, &device, Some(&cloud)),
         session::start_event(&elevated, &device, Some(&cloud)),
+        session::failed_event(
+            &session::SessionInfo {
+                id: "erin-0c20c0d902585cf86".into(),
+                owner: "arn:aws:iam::123456789012:user/erin".into(),
+                user: "erin".into(),
+                run_as_requested: "erin".into(),
+                run_as_enabled: true,
+                ..session::SessionInfo::default()
+            },
+            shell.started_ms + 5_000,
+            "Run As user `erin` does not exist on this host",
+            &device,
+            Some(&cloud),
+        ),
         session::start_event(&port, &device, Some(&cloud)),
         ocsf::gap(
             shell.started_ms + 1_000,

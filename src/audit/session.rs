@@ -439,6 +439,35 @@ pub fn start_event(
     e
 }
 
+/// A session that could not start (Authentication: Logon, `status_id` 2), at `at_ms`, with the
+/// agent's reason. Its id is `<session id>/failed`: the same failure read again is the same
+/// event.
+pub fn failed_event(
+    s: &SessionInfo,
+    at_ms: i64,
+    reason: &str,
+    device: &ocsf::Device,
+    cloud: Option<&ocsf::Cloud>,
+) -> ocsf::Event {
+    let mut e = base(
+        s,
+        (1, "Logon"),
+        at_ms,
+        format!("{}/failed", s.id),
+        device,
+        cloud,
+    )
+    .with_status(false, Some(reason.to_string()));
+    e.metadata.log_name = "agent-log".into();
+    e.message = format!(
+        "session {} failed to start: {} as `{}`: {reason}",
+        s.id,
+        owner_text(s),
+        s.user
+    );
+    e
+}
+
 /// The session end event (Authentication: Logoff), at `end_ms`.
 pub fn end_event(
     s: &SessionInfo,

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::requests::SyncRequest;
 use super::{TaskContext, TaskError, jittered, stopped};
 use crate::accounts::{self, Mode};
 use crate::clock;
@@ -46,8 +47,35 @@ fn log_sync(r: &accounts::SyncReport, seen: &mut std::collections::BTreeSet<Stri
     *seen = now;
 }
 
+/// The least time between two syncs asked for by another capability (a session that failed for
+/// want of its Run As user): each reads the source (IAM) again, and a principal retrying a
+/// session must not turn into a stream of IAM calls.
+const MIN_REQUESTED_GAP: Duration = Duration::from_secs(30);
+
+/// Says what became of the users requested syncs asked for.
+fn log_requested(r: &accounts::SyncReport, requested: &[SyncRequest]) {
+    for q in requested {
+        let created = r.applied.as_ref().is_some_and(|a| {
+            a.results
+                .iter()
+                .any(|x| x.step.action() == "create" && x.step.subject() == q.user)
+        });
+        if created {
+            tracing::info!("accounts: created `{}`, which {}", q.user, q.why);
+        } else {
+            tracing::warn!(
+                "accounts: `{}` was not created: {}, and no source wants `{}` on this host (or it was there already); check the principal's SSMSessionRunAs tag and accounts.source",
+                q.user,
+                q.why,
+                q.user
+            );
+        }
+    }
+}
+
 /// The accounts loop: a first sync after a random splay, then one every
-/// `accounts.interval` (jittered) and one right after each reload.
+/// `accounts.interval` (jittered), one right after each reload, and one when another capability
+/// asks (at most one such every 30 s).
 pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
     let mut seen = std::collections::BTreeSet::new();
     let mut settings = ctx.settings.borrow_and_update().clone();
@@ -58,9 +86,24 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
         humantime::format_duration(Duration::from_secs(splay.as_secs()))
     );
     let mut wait = splay;
+    let mut next_requested = tokio::time::Instant::now();
+    let mut requested: Vec<SyncRequest> = Vec::new();
     loop {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
+            () = ctx.requests.wait() => {
+                let now = tokio::time::Instant::now();
+                let new = ctx.requests.take();
+                for q in &new {
+                    tracing::info!("accounts: sync asked for: {}", q.why);
+                }
+                requested.extend(new);
+                if now < next_requested {
+                    // Too soon after the last one: it comes at the end of the gap.
+                    wait = next_requested - now;
+                    continue;
+                }
+            }
             changed = ctx.settings.changed() => {
                 if changed.is_err() {
                     return Ok(());
@@ -71,6 +114,10 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             () = stopped(&mut ctx.stop) => return Ok(()),
         }
         wait = jittered(settings.accounts.interval);
+        let asked = std::mem::take(&mut requested);
+        if !asked.is_empty() {
+            next_requested = tokio::time::Instant::now() + MIN_REQUESTED_GAP;
+        }
         if !settings.accounts.enabled {
             ctx.heartbeats.idle("accounts", "accounts: disabled".into());
             continue;
@@ -96,6 +143,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                 });
                 let failed = r.applied.as_ref().map_or(0, accounts::Applied::failed);
                 log_sync(&r, &mut seen);
+                log_requested(&r, &asked);
                 let line = format!(
                     "accounts: {} managed, last sync {} {}{}{}{}",
                     r.managed,

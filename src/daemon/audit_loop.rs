@@ -13,7 +13,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::audit_journal::{Follower, Next};
+use super::requests::SyncRequest;
 use super::{TaskContext, TaskError, stopped};
+use crate::audit::agentlog::{self, AgentLog};
 use crate::audit::collector::{Host, Pass, Sessions};
 use crate::audit::journal::{self, Batch, Line};
 use crate::audit::ocsf;
@@ -134,18 +136,23 @@ fn now_ms(ctx: &TaskContext) -> i64 {
 
 /// One turn of the loop, on the blocking pool: the session files listed (so a session's start
 /// is spooled before what happened in it), then the journal lines handled.
+#[allow(clippy::too_many_arguments)] // the loop's parts, each used once
 fn work(
     spool: &mut Spool,
     sessions: &mut Sessions,
+    agent_log: &mut AgentLog,
+    agent_log_dir: &Path,
     list: bool,
     lines: &[Line],
     host: &Host,
     now: i64,
-) -> Result<(Option<Pass>, Batch), SpoolError> {
-    let pass = if list {
-        Some(sessions.pass(spool, host, now)?)
+) -> Result<(Option<Pass>, agentlog::Pass, Batch), SpoolError> {
+    let (pass, failed) = if list {
+        let pass = sessions.pass(spool, host, now)?;
+        let failed = agent_log.pass(agent_log_dir, spool, host, sessions.open())?;
+        (Some(pass), failed)
     } else {
-        None
+        (None, agentlog::Pass::default())
     };
     let batch = if lines.is_empty() {
         Batch::default()
@@ -157,7 +164,7 @@ fn work(
             .collect();
         journal::handle(lines, spool, host, Path::new("/proc"), &workers, now)?
     };
-    Ok((pass, batch))
+    Ok((pass, failed, batch))
 }
 
 /// The audit loop (see the module docs). Off while `audit.enabled` is false.
@@ -226,6 +233,8 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             spool.used(),
             sessions.open().len()
         );
+        let mut agent_log = AgentLog::restore(&spool);
+        let agent_log_dir = settings.paths.agent_log_dir.clone();
         let host = host(&ctx, &settings).await;
         let wake = Arc::new(Notify::new());
         let mut watch = Watch::new(wake.clone());
@@ -260,21 +269,60 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             let now = now_ms(&ctx);
             let h = host.clone();
             let want_list = settings.audit.sessions;
+            let log_dir = agent_log_dir.clone();
             let (back, result) = tokio::task::spawn_blocking(move || {
-                let result = work(&mut spool, &mut sessions, want_list, &lines, &h, now);
+                let result = work(
+                    &mut spool,
+                    &mut sessions,
+                    &mut agent_log,
+                    &log_dir,
+                    want_list,
+                    &lines,
+                    &h,
+                    now,
+                );
                 let synced = spool.sync_if_due();
-                ((spool, sessions), result.and_then(|p| synced.map(|_| p)))
+                (
+                    (spool, sessions, agent_log),
+                    result.and_then(|p| synced.map(|_| p)),
+                )
             })
             .await
             .map_err(|source| TaskError::Blocking {
                 what: "audit pass",
                 source,
             })?;
-            (spool, sessions) = back;
+            (spool, sessions, agent_log) = back;
             match result {
-                Ok((pass, batch)) => {
-                    for e in pass.iter().flat_map(|p| &p.spooled).chain(&batch.spooled) {
+                Ok((pass, failed, batch)) => {
+                    for e in pass
+                        .iter()
+                        .flat_map(|p| &p.spooled)
+                        .chain(&failed.spooled)
+                        .chain(&batch.spooled)
+                    {
                         tracing::info!("audit: {}", e.message);
+                    }
+                    // The accounts capability decides whether the user is one it should create.
+                    for f in &failed.failures {
+                        ctx.requests.account_sync(SyncRequest {
+                            user: f.user.clone(),
+                            why: format!(
+                                "session {} of {} failed: Run As user `{}` does not exist",
+                                f.session,
+                                if f.owner.is_empty() {
+                                    "an unknown principal"
+                                } else {
+                                    &f.owner
+                                },
+                                f.user
+                            ),
+                        });
+                    }
+                    if failed.paused {
+                        tracing::warn!(
+                            "audit: the spool is full (audit.spool_max): the agent's log is read again once it has room"
+                        );
                     }
                     for (comm, uid) in &batch.forged {
                         tracing::warn!(

@@ -16,6 +16,7 @@ mod audit_loop;
 mod aws;
 mod health_loop;
 pub mod notify;
+mod requests;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -206,6 +207,8 @@ pub struct TaskContext {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) heartbeats: Arc<Heartbeats>,
     pub(crate) notifier: Arc<Notifier>,
+    /// Requests between capabilities (an accounts sync asked for by audit).
+    pub(crate) requests: Arc<requests::Requests>,
 }
 
 /// ±10 % of `d`, uniformly.
@@ -242,6 +245,7 @@ pub async fn run(
         clock,
         heartbeats: heartbeats.clone(),
         notifier: notifier.clone(),
+        requests: Arc::new(requests::Requests::default()),
     };
     let mut tasks = JoinSet::new();
     for c in CAPABILITIES {
