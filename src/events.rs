@@ -55,6 +55,43 @@ pub fn account_change(
     }
 }
 
+/// `MESSAGE_ID` of audit events that matched an alert rule (fixed forever).
+pub const AUDIT_ALERT: &str = "5b7e2d9c4a1f4e6b8c3d0a9f1e2b7c45";
+
+/// Writes an audit event that matched alert rules (`alert:<name>` labels) to the journal: a
+/// warning, an error from severity High (4) up. Events that matched none are not written.
+pub fn audit_alert(e: &crate::audit::ocsf::Event) {
+    let rules: Vec<&str> = e
+        .metadata
+        .labels
+        .iter()
+        .filter_map(|l| l.strip_prefix("alert:"))
+        .collect();
+    if rules.is_empty() {
+        return;
+    }
+    let rules = rules.join(" ");
+    let message = format!("audit alert [{rules}] ({}): {}", e.severity, e.message);
+    macro_rules! alert {
+        ($level:expr) => {
+            tracing::event!(
+                target: TARGET,
+                $level,
+                message_id = AUDIT_ALERT,
+                ssm_companion_rules = %rules,
+                ssm_companion_severity = %e.severity,
+                ssm_companion_event_uid = %e.metadata.uid,
+                "{message}"
+            )
+        };
+    }
+    if e.severity_id >= 4 {
+        alert!(tracing::Level::ERROR);
+    } else {
+        alert!(tracing::Level::WARN);
+    }
+}
+
 /// `MESSAGE_ID` of health verdict changes (fixed forever).
 pub const HEALTH_CHANGE: &str = "3d9c1e8a7b5f4c2e8d0a6b4f2e1c9d7a";
 /// `MESSAGE_ID` of health remediations (`--fix`).

@@ -388,6 +388,40 @@ fn sudo_and_su_in_a_session_are_attributed_by_its_terminal_and_read_once_across_
         "sudo -u nobody /usr/bin/id"
     );
     assert_eq!(events[3].2["status_id"], 2, "{:#}", events[3].2);
+    // The built-in rules: the session as root is a root shell, every sudo is marked (su to
+    // nobody is no alert); the daemon wrote each marked event to the journal.
+    let alerted: Vec<String> = events
+        .iter()
+        .map(|(_, _, e)| e["metadata"]["labels"].to_string())
+        .collect();
+    assert_eq!(
+        alerted,
+        [
+            "[\"alert:root-shell\"]",
+            "[\"alert:sudo\"]",
+            "null",
+            "[\"alert:sudo\"]",
+            "[\"alert:sudo\"]",
+            "null"
+        ],
+        "{summary:#?}"
+    );
+    assert_eq!(sudo["severity_id"], 3);
+    let journal =
+        host.sh_ok("journalctl --no-pager -q -o json MESSAGE_ID=5b7e2d9c4a1f4e6b8c3d0a9f1e2b7c45");
+    let alerts: Vec<Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(alerts.len(), 4, "{journal}");
+    assert_eq!(alerts[0]["SSM_COMPANION_RULES"], "root-shell");
+    assert_eq!(alerts[0]["PRIORITY"], "3", "high: an error");
+    assert_eq!(alerts[1]["SSM_COMPANION_RULES"], "sudo");
+    assert_eq!(alerts[1]["PRIORITY"], "4", "medium: a warning");
+    assert_eq!(
+        alerts[1]["SSM_COMPANION_EVENT_UID"],
+        sudo["metadata"]["uid"]
+    );
     assert_eq!(events[2].2["class_uid"], 3002);
     assert!(
         !summary.iter().any(|s| s.contains("forged")),
@@ -504,7 +538,12 @@ fn a_run_as_failure_is_an_event_and_gets_the_wanted_user_created_at_once() {
     let mut seen = Vec::new();
     let mut daemon = host.daemon(&notify, &[]);
     let log = drain(&mut daemon);
-    wait_for(&sock, "accounts: 0 managed", Duration::from_secs(30), &mut seen);
+    wait_for(
+        &sock,
+        "accounts: 0 managed",
+        Duration::from_secs(30),
+        &mut seen,
+    );
 
     // erin's tag arrives after the sync; her first session fails, as the agent logs it.
     std::fs::write(
@@ -523,7 +562,12 @@ fn a_run_as_failure_is_an_event_and_gets_the_wanted_user_created_at_once() {
     )
     .unwrap();
     // The interval is an hour: only the audit's request makes this sync.
-    wait_for(&sock, "accounts: 1 managed", Duration::from_secs(30), &mut seen);
+    wait_for(
+        &sock,
+        "accounts: 1 managed",
+        Duration::from_secs(30),
+        &mut seen,
+    );
     assert!(host.getent("erin").is_some());
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon.id() as i32),

@@ -32,6 +32,8 @@ pub struct Host {
     pub device: ocsf::Device,
     /// `cloud`.
     pub cloud: Option<ocsf::Cloud>,
+    /// The alert rules every event is marked with before it is spooled.
+    pub alerts: std::sync::Arc<super::alert::Alerts>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -173,6 +175,7 @@ impl Sessions {
                 }
             };
             event.metadata.sequence = Some(spool.next_seq());
+            host.alerts.mark(&mut event);
             let body = serde_json::to_vec(&event).unwrap_or_default();
             match spool.append(SOURCE, &checkpoint(&open), &body) {
                 Ok(_) => {

@@ -152,6 +152,7 @@ pub fn handle(
             }
         };
         event.metadata.sequence = Some(spool.next_seq());
+        host.alerts.mark(&mut event);
         let body = serde_json::to_vec(&event).unwrap_or_default();
         match spool.append(SOURCE, &position, &body) {
             Ok(_) => batch.spooled.push(event),

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod agentlog;
+pub mod alert;
 pub mod collector;
 pub mod journal;
 pub mod lineage;

@@ -1,8 +1,9 @@
 //! `[audit]`: the audit capability. The keys, their defaults and their checks.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::fragments::DurationValue;
 use super::{Picked, Resolver, as_is, duration_in, duration_str};
@@ -12,8 +13,44 @@ fragment! {
     AuditFragment {
         enabled: bool, sessions: bool, privilege: bool, transcript: bool,
         redact: Vec<String>, spool_max: String, rescan_interval: DurationValue,
+        default_alerts: bool, alert: Vec<AlertValue>,
     }
 }
+
+/// One `[[audit.alert]]` table as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertValue {
+    name: String,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    severity: Option<String>,
+    #[serde(default, rename = "match")]
+    equals: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    regex: BTreeMap<String, String>,
+}
+
+/// An alert rule: events whose fields (dotted paths into the OCSF event) have all the `equals`
+/// values and match all the `regex` patterns are marked with the rule's severity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertRule {
+    /// The rule's name (`metadata.labels` gets `alert:<name>`).
+    pub name: String,
+    /// False: the rule (a built-in one, by its name) is off.
+    pub enabled: bool,
+    /// OCSF `severity_id`: 1 informational … 5 critical.
+    pub severity_id: u32,
+    /// Field path → the exact value (numbers and booleans as written).
+    #[serde(rename = "match")]
+    pub equals: BTreeMap<String, String>,
+    /// Field path → a regular expression the value must match.
+    pub regex: BTreeMap<String, String>,
+}
+
+/// The severity names `[[audit.alert]] severity` takes, in `severity_id` order from 1.
+pub const SEVERITIES: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
 
 /// `[audit]`: who did what in Session Manager sessions.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -37,6 +74,12 @@ pub struct AuditSettings {
     /// says when to list sooner).
     #[serde(with = "duration_str")]
     pub rescan_interval: Duration,
+    /// `default_alerts`; default true: the built-in alert rules (any sudo, su to root, a root
+    /// shell in a session, a runAsElevated session, a Run As failure, sudo granted).
+    pub default_alerts: bool,
+    /// `[[audit.alert]]`; default none: the operator's rules (a rule named like a built-in one
+    /// replaces it; `enabled = false` switches it off).
+    pub alert: Vec<AlertRule>,
 }
 
 impl Default for AuditSettings {
@@ -49,6 +92,8 @@ impl Default for AuditSettings {
             redact: Vec::new(),
             spool_max: 1 << 30,
             rescan_interval: Duration::from_secs(5),
+            default_alerts: true,
+            alert: Vec::new(),
         }
     }
 }
@@ -118,6 +163,86 @@ fn patterns(p: &Picked<Vec<String>>) -> Result<Vec<String>, String> {
     Ok(p.value.clone())
 }
 
+fn alerts(p: &Picked<Vec<AlertValue>>) -> Result<Vec<AlertRule>, String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, a) in p.value.iter().enumerate() {
+        let at = format!("rule {} (`{}`)", i + 1, a.name);
+        let name_ok = !a.name.is_empty()
+            && a.name.len() <= 64
+            && a.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(format!(
+                "rule {}: name `{}` must be 1-64 letters, digits, `-` or `_`",
+                i + 1,
+                a.name
+            ));
+        }
+        if !names.insert(a.name.clone()) {
+            return Err(format!(
+                "{at}: a second rule with this name; give each rule its own name"
+            ));
+        }
+        let severity_id = match a.severity.as_deref() {
+            None => 3,
+            Some(s) => match SEVERITIES.iter().position(|x| *x == s) {
+                Some(i) => u32::try_from(i).unwrap_or(0) + 1,
+                None => {
+                    return Err(format!(
+                        "{at}: severity `{s}` is not one of {}",
+                        SEVERITIES.join(", ")
+                    ));
+                }
+            },
+        };
+        let enabled = a.enabled.unwrap_or(true);
+        if enabled && a.equals.is_empty() && a.regex.is_empty() {
+            return Err(format!(
+                "{at}: no `match` and no `regex`: it would mark every event; give at least one field"
+            ));
+        }
+        let mut equals = BTreeMap::new();
+        for (k, v) in &a.equals {
+            let v = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(format!(
+                        "{at}: match `{k}` is a {}; give a string, a whole number or a boolean",
+                        other.type_str()
+                    ));
+                }
+            };
+            equals.insert(k.clone(), v);
+        }
+        for (k, r) in &a.regex {
+            if let Err(e) = regex::Regex::new(r) {
+                return Err(format!(
+                    "{at}: regex for `{k}`: `{r}` is not a regular expression: {e}"
+                ));
+            }
+        }
+        for k in a.equals.keys().chain(a.regex.keys()) {
+            if k.is_empty() || k.split('.').any(str::is_empty) {
+                return Err(format!(
+                    "{at}: `{k}` is not a field path; write it like `actor.user.name`"
+                ));
+            }
+        }
+        out.push(AlertRule {
+            name: a.name.clone(),
+            enabled,
+            severity_id,
+            equals,
+            regex: a.regex.clone(),
+        });
+    }
+    Ok(out)
+}
+
 /// Resolves `[audit]` from the layers.
 pub(super) fn resolve(r: &mut Resolver<'_>, s: &mut AuditSettings) {
     keys!(r, audit, s, {
@@ -128,6 +253,8 @@ pub(super) fn resolve(r: &mut Resolver<'_>, s: &mut AuditSettings) {
         redact => patterns,
         spool_max => spool_size,
         rescan_interval => duration_in(Duration::from_secs(1), Duration::from_secs(300)),
+        default_alerts => as_is,
+        alert => alerts,
     });
 }
 

@@ -275,6 +275,64 @@ fn bad_audit_values_are_named() {
 }
 
 #[test]
+fn alert_rules_are_checked_and_a_bad_regex_is_located() {
+    let d = tempfile::tempdir().unwrap();
+    let rule = |body: &str| {
+        format!(
+            "[audit]\nenabled = true\n\n[[audit.alert]]\nname = \"ok\"\nmatch = {{ class_uid = 1007 }}\n\n[[audit.alert]]\n{body}\n"
+        )
+    };
+    for (body, needle) in [
+        (
+            "name = \"bad\"\nregex = { \"process.cmd_line\" = \"(unclosed\" }",
+            "70-a.toml:4:1: key `audit.alert`: rule 2 (`bad`): regex for `process.cmd_line`: `(unclosed` is not a regular expression",
+        ),
+        (
+            "name = \"loud\"\nseverity = \"urgent\"\nmatch = { class_uid = 1 }",
+            "rule 2 (`loud`): severity `urgent` is not one of informational, low, medium, high, critical",
+        ),
+        (
+            "name = \"all\"",
+            "rule 2 (`all`): no `match` and no `regex`",
+        ),
+        (
+            "name = \"ok\"\nmatch = { a = 1 }",
+            "a second rule with this name",
+        ),
+        ("name = \"x y\"\nmatch = { a = 1 }", "name `x y` must be"),
+        (
+            "name = \"arr\"\nmatch = { a = [1] }",
+            "match `a` is a array",
+        ),
+        (
+            "name = \"p\"\nmatch = { \"a..b\" = 1 }",
+            "`a..b` is not a field path",
+        ),
+        (
+            "name = \"k\"\nmatch = { a = 1 }\nwhen = 2",
+            "key `audit.alert.when`: unknown key `when`",
+        ),
+    ] {
+        write(d.path(), "etc/config.d/70-a.toml", &rule(body));
+        let e = load(&opts(d.path(), true)).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains(needle), "missing {needle:?} in:\n{msg}");
+    }
+    write(
+        d.path(),
+        "etc/config.d/70-a.toml",
+        &rule(
+            "name = \"sudo\"\nenabled = false\n[[audit.alert]]\nname = \"restarts\"\nseverity = \"high\"\nregex = { \"process.cmd_line\" = 'systemctl\\s+restart' }",
+        ),
+    );
+    let s = load(&opts(d.path(), true)).unwrap().settings;
+    assert_eq!(s.audit.alert.len(), 3);
+    assert!(!s.audit.alert[1].enabled);
+    assert_eq!(s.audit.alert[2].severity_id, 4);
+    assert!(s.audit.default_alerts);
+}
+
+#[test]
 fn uid_range_must_fit_login_defs_and_miss_subordinate_ranges() {
     let d = tempfile::tempdir().unwrap();
     let defs = write(

@@ -16,6 +16,7 @@ use super::audit_journal::{Follower, Next};
 use super::requests::SyncRequest;
 use super::{TaskContext, TaskError, stopped};
 use crate::audit::agentlog::{self, AgentLog};
+use crate::audit::alert::Alerts;
 use crate::audit::collector::{Host, Pass, Sessions};
 use crate::audit::journal::{self, Batch, Line};
 use crate::audit::ocsf;
@@ -63,6 +64,7 @@ async fn host(ctx: &TaskContext, settings: &Settings) -> Host {
                 name: None,
             }),
         }),
+        alerts: Arc::new(Alerts::new(&settings.audit)),
     }
 }
 
@@ -302,6 +304,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                         .chain(&batch.spooled)
                     {
                         tracing::info!("audit: {}", e.message);
+                        crate::events::audit_alert(e);
                     }
                     // The accounts capability decides whether the user is one it should create.
                     for f in &failed.failures {
