@@ -58,20 +58,11 @@ pub fn account_change(
 /// `MESSAGE_ID` of audit events that matched an alert rule (fixed forever).
 pub const AUDIT_ALERT: &str = "5b7e2d9c4a1f4e6b8c3d0a9f1e2b7c45";
 
-/// Writes an audit event that matched alert rules (`alert:<name>` labels) to the journal: a
-/// warning, an error from severity High (4) up. Events that matched none are not written.
-pub fn audit_alert(e: &crate::audit::ocsf::Event) {
-    let rules: Vec<&str> = e
-        .metadata
-        .labels
-        .iter()
-        .filter_map(|l| l.strip_prefix("alert:"))
-        .collect();
-    if rules.is_empty() {
-        return;
-    }
+/// Writes an audit event that matched alert rules to the journal: a warning, an error from
+/// severity High (4) up. `rules`: the rules' names; `uid`: the event's `metadata.uid`.
+pub fn audit_alert(rules: &[&str], severity_id: u32, severity: &str, uid: &str, message: &str) {
     let rules = rules.join(" ");
-    let message = format!("audit alert [{rules}] ({}): {}", e.severity, e.message);
+    let message = format!("audit alert [{rules}] ({severity}): {message}");
     macro_rules! alert {
         ($level:expr) => {
             tracing::event!(
@@ -79,13 +70,13 @@ pub fn audit_alert(e: &crate::audit::ocsf::Event) {
                 $level,
                 message_id = AUDIT_ALERT,
                 ssm_companion_rules = %rules,
-                ssm_companion_severity = %e.severity,
-                ssm_companion_event_uid = %e.metadata.uid,
+                ssm_companion_severity = %severity,
+                ssm_companion_event_uid = %uid,
                 "{message}"
             )
         };
     }
-    if e.severity_id >= 4 {
+    if severity_id >= 4 {
         alert!(tracing::Level::ERROR);
     } else {
         alert!(tracing::Level::WARN);

@@ -19,6 +19,8 @@ pub(crate) use failpoint;
 
 /// The accounts capability: local accounts in step with `SSMSessionRunAs`.
 pub mod accounts;
+/// The agent's log format (records, timestamps), shared by health and audit.
+pub mod agent_log;
 /// The audit capability: session events in a durable spool.
 pub mod audit;
 /// AWS plumbing: IMDSv2 identity, SDK configuration, error rendering.

@@ -21,8 +21,8 @@ use super::collector::Host;
 use super::ocsf;
 use super::session::{self, SessionInfo};
 use super::spool::{Spool, SpoolError};
+use crate::agent_log::{self, LOG_FILE};
 use crate::follow::{Follower, Offsets};
-use crate::health::agent_log::{self, LOG_FILE};
 
 /// The spool source name.
 pub const SOURCE: &str = "agent-log";

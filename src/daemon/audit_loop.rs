@@ -304,7 +304,21 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                         .chain(&batch.spooled)
                     {
                         tracing::info!("audit: {}", e.message);
-                        crate::events::audit_alert(e);
+                        let rules: Vec<&str> = e
+                            .metadata
+                            .labels
+                            .iter()
+                            .filter_map(|l| l.strip_prefix("alert:"))
+                            .collect();
+                        if !rules.is_empty() {
+                            crate::events::audit_alert(
+                                &rules,
+                                e.severity_id,
+                                &e.severity,
+                                &e.metadata.uid,
+                                &e.message,
+                            );
+                        }
                     }
                     // The accounts capability decides whether the user is one it should create.
                     for f in &failed.failures {
