@@ -275,7 +275,7 @@ fn sudo_and_su_in_a_session_are_attributed_by_its_terminal_and_read_once_across_
     std::fs::write(
         &host.config,
         format!(
-            "[aws]\nimds_endpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\n[accounts]\nenabled = false\n[health]\nenabled = false\n[audit]\nenabled = true\nrescan_interval = \"1s\"\n{}",
+            "[aws]\nimds_endpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\n[accounts]\nenabled = false\n[health]\nenabled = false\n[audit]\nenabled = true\nrescan_interval = \"1s\"\nredact = [\"token=\\\\S+\"]\n{}",
             d.paths_toml(&host.state)
         ),
     )
@@ -320,7 +320,7 @@ fn sudo_and_su_in_a_session_are_attributed_by_its_terminal_and_read_once_across_
          sudo -u nobody /usr/bin/id
          su -s /bin/sh -c 'sudo -n /usr/bin/id' nobody
          until [ -e {g2} ]; do sleep 0.05; done
-         sudo -u nobody /usr/bin/true
+         sudo -u nobody /usr/bin/true token=s3cret
          touch {done}
          sleep 600",
         g1 = gate(1).display(),
@@ -368,7 +368,7 @@ fn sudo_and_su_in_a_session_are_attributed_by_its_terminal_and_read_once_across_
         "sudo: root ran `/usr/bin/id` as nobody",
         "su: root became nobody",
         "sudo refused: nobody ran `/usr/bin/id` as root (user NOT in sudoers)",
-        "sudo: root ran `/usr/bin/true` as nobody",
+        "sudo: root ran `/usr/bin/true ***` as nobody",
         "ended:",
     ];
     assert_eq!(events.len(), expect_msgs.len(), "{summary:#?}\n{log1}");
@@ -431,6 +431,20 @@ fn sudo_and_su_in_a_session_are_attributed_by_its_terminal_and_read_once_across_
         log1.contains("came from `/usr/bin/python3"),
         "the forged line is reported: {log1}"
     );
+    // audit.redact: the secret never reached the spool's files.
+    let true_run = &events[4].2;
+    assert_eq!(true_run["process"]["cmd_line"], "/usr/bin/true ***");
+    assert_eq!(
+        true_run["actor"]["process"]["cmd_line"],
+        "sudo -u nobody /usr/bin/true ***"
+    );
+    for f in std::fs::read_dir(host.state.join("audit/spool")).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(6).any(|w| w == b"s3cret"),
+            "a secret in the spool"
+        );
+    }
     let seqs: Vec<i64> = events
         .iter()
         .map(|(_, _, e)| e["metadata"]["sequence"].as_i64().unwrap())

@@ -185,7 +185,7 @@ impl AgentLog {
             let mut event =
                 session::failed_event(&s, f.at_ms, &f.reason, &device, host.cloud.as_ref());
             event.metadata.sequence = Some(spool.next_seq());
-            host.alerts.mark(&mut event);
+            host.prepare(&mut event);
             // The last failure of the pass carries the offsets past everything read; earlier
             // ones the offsets before it (a crash in between reads them again: same events).
             let offsets = if i + 1 == n {

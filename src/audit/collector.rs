@@ -34,6 +34,17 @@ pub struct Host {
     pub cloud: Option<ocsf::Cloud>,
     /// The alert rules every event is marked with before it is spooled.
     pub alerts: std::sync::Arc<super::alert::Alerts>,
+    /// The redaction of command lines (`audit.redact`).
+    pub redact: std::sync::Arc<super::redact::Redactor>,
+}
+
+impl Host {
+    /// What every event goes through before it is spooled: secrets masked, then the alert
+    /// rules (which so never see a secret either).
+    pub fn prepare(&self, event: &mut ocsf::Event) {
+        self.redact.event(event);
+        self.alerts.mark(event);
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -175,7 +186,7 @@ impl Sessions {
                 }
             };
             event.metadata.sequence = Some(spool.next_seq());
-            host.alerts.mark(&mut event);
+            host.prepare(&mut event);
             let body = serde_json::to_vec(&event).unwrap_or_default();
             match spool.append(SOURCE, &checkpoint(&open), &body) {
                 Ok(_) => {

@@ -130,7 +130,8 @@ pub fn handle(
                     account::event(&entry, &host.device, host.cloud.as_ref())
                 } else {
                     match privilege::parse(&entry) {
-                        Parsed::Use(u) => {
+                        Parsed::Use(mut u) => {
+                            host.redact.privilege_use(&mut u);
                             position.clone_from(&entry.cursor);
                             let session =
                                 lineage::session_of(proc, u.pid, u.tty.as_deref(), workers);
@@ -152,7 +153,7 @@ pub fn handle(
             }
         };
         event.metadata.sequence = Some(spool.next_seq());
-        host.alerts.mark(&mut event);
+        host.prepare(&mut event);
         let body = serde_json::to_vec(&event).unwrap_or_default();
         match spool.append(SOURCE, &position, &body) {
             Ok(_) => batch.spooled.push(event),
@@ -227,6 +228,36 @@ impl<R: tokio::io::AsyncBufRead + Unpin> LineReader<R> {
 mod tests {
     use super::*;
     use crate::audit::spool::{self, Options, Read};
+
+    #[test]
+    fn a_secret_in_a_command_is_masked_in_every_field_and_the_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(&dir.path().join("spool"), Options::default()).unwrap();
+        let host = Host {
+            redact: std::sync::Arc::new(crate::audit::redact::Redactor::new(
+                &[r"token=\S+".into()],
+            )),
+            ..Host::default()
+        };
+        let line = Line::Text(
+            serde_json::json!({
+                "__CURSOR": "s=1;i=1", "__REALTIME_TIMESTAMP": "1",
+                "SYSLOG_IDENTIFIER": "sudo",
+                "MESSAGE": "alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/usr/bin/curl token=s3cret",
+                "_PID": "1", "_UID": "1000", "_COMM": "sudo", "_EXE": "/usr/bin/sudo",
+                "_CMDLINE": "sudo curl token=s3cret",
+            })
+            .to_string()
+            .into_bytes(),
+        );
+        let b = handle(&[line], &mut spool, &host, dir.path(), &BTreeMap::new(), 1).unwrap();
+        let json = serde_json::to_string(&b.spooled[0]).unwrap();
+        assert!(!json.contains("s3cret"), "{json}");
+        assert!(
+            b.spooled[0].message.contains("`/usr/bin/curl ***`"),
+            "{json}"
+        );
+    }
 
     fn sudo_line(cursor: &str, comm: &str, uid: u32) -> Line {
         Line::Text(

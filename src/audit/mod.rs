@@ -9,6 +9,7 @@ pub mod journal;
 pub mod lineage;
 pub mod ocsf;
 pub mod privilege;
+pub mod redact;
 pub mod session;
 pub mod spool;
 

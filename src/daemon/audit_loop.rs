@@ -20,6 +20,7 @@ use crate::audit::alert::Alerts;
 use crate::audit::collector::{Host, Pass, Sessions};
 use crate::audit::journal::{self, Batch, Line};
 use crate::audit::ocsf;
+use crate::audit::redact::Redactor;
 use crate::audit::session;
 use crate::audit::spool::{Options, Spool, SpoolError};
 use crate::audit::{audit_dir, spool_dir};
@@ -65,6 +66,7 @@ async fn host(ctx: &TaskContext, settings: &Settings) -> Host {
             }),
         }),
         alerts: Arc::new(Alerts::new(&settings.audit)),
+        redact: Arc::new(Redactor::new(&settings.audit.redact)),
     }
 }
 
