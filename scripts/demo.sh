@@ -3,8 +3,9 @@
 # a strict IMDSv2 stub) seeded with example IAM users and roles (examples/demo/seed.json), and
 # runs the daemon against a private user database (a mount namespace with overlays over /etc,
 # /var/log and /var/mail and a private /home). It prints the plan, lets the daemon sync twice
-# while a stand-in Session Manager session starts and ends, and shows the accounts it made and
-# the session's audit events. This machine's own /etc and /home are never changed.
+# while a stand-in Session Manager session starts, runs sudo on its own pseudo-terminal and ends,
+# and shows the accounts it made and the session's audit events (read from a private journald).
+# This machine's own /etc, /home and journal are never changed.
 # Run as root on Debian/Ubuntu. Everything it makes is under .demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,9 @@ BIN=$PWD/target/release/ssm-companion
 DEMO=$PWD/.demo
 rm -rf "$DEMO"
 mkdir -p "$DEMO/vendor"
+
+echo "==> building the stand-in ssm-session-worker (tests/support/ssm-session-worker.c)"
+gcc -O2 -o "$DEMO/ssm-session-worker" tests/support/ssm-session-worker.c -lutil
 
 echo "==> starting the AWS emulator (moto + IMDSv2 stub) on loopback"
 .venv/bin/python tests/emulator/emulator.py --log "$DEMO/emulator.log" >"$DEMO/emulator.json" 2>"$DEMO/emulator.err" &
@@ -55,8 +59,10 @@ agent_state_dir = "$DEMO/agent"
 EOF
 
 export SSM_COMPANION_VENDOR_CONFIG_DIR="$DEMO/vendor"
+# PRIVATE_JOURNAL=1: the namespace has its own journald and devpts, so sudo logs where the
+# daemon reads, and the session's terminal is a real pts.
 # shellcheck disable=SC2016 # the script runs in the inner bash, which expands its variables
-./scripts/private-userdb.sh "$DEMO/db" /bin/bash -c '
+PRIVATE_JOURNAL=1 ./scripts/private-userdb.sh "$DEMO/db" /bin/bash -c '
 set -euo pipefail
 BIN=$1; CFG=$2; DEMO=$3
 ssmc() { "$BIN" --config "$CFG" "$@"; }
@@ -68,25 +74,29 @@ echo; echo "==> ssm-companion config check"
 ssmc config check | sed "s/^/    /"
 echo; echo "==> ssm-companion accounts plan   (what a sync would do; changes nothing)"
 ssmc accounts plan
-echo; echo "==> ssm-companion run   (the daemon: two syncs and a Session Manager session, then SIGTERM; its log is in .demo/daemon.log)"
+echo; echo "==> ssm-companion run   (the daemon: two syncs and a Session Manager session that runs sudo, then SIGTERM; its log is in .demo/daemon.log)"
 "$BIN" --config "$CFG" run 2>"$DEMO/daemon.log" &
 DAEMON=$!
-# A stand-in session, as the agent records one: its document-state file written to pending/,
-# renamed into current/ while it runs, deleted when it ends.
+# A stand-in session, as the agent runs one: a worker process with the session id as argv[1]
+# and a shell on a pseudo-terminal as the Run As user (alice, made by the first sync), which runs
+# sudo; its document-state file written to pending/, renamed into current/ while it runs,
+# deleted when it ends.
 DOCS="$DEMO/agent/i-0123456789abcdef0/document/state"
 SID=alice-0c20c0d902585cf86
 mkdir -p "$DOCS/pending" "$DOCS/current"
 sleep 2
+"$DEMO/ssm-session-worker" "$SID" "setpriv --reuid=alice --regid=alice --init-groups /bin/sh -c \"sleep 1; sudo -n /usr/bin/systemctl --version >/dev/null; sleep 2\"" >/dev/null &
+WORKER=$!
 cat >"$DOCS/pending/$SID" <<JSON
 {"DocumentInformation": {"DocumentID": "$SID", "InstanceID": "i-0123456789abcdef0",
   "DocumentName": "SSM-SessionManagerRunShell", "RunAsUser": "alice",
-  "SessionOwner": "arn:aws:iam::123456789012:user/alice", "ProcInfo": {"Pid": $$, "StartTime": "$(date -u +%Y-%m-%dT%H:%M:%SZ)"}},
+  "SessionOwner": "arn:aws:iam::123456789012:user/alice", "ProcInfo": {"Pid": $WORKER, "StartTime": "$(date -u +%Y-%m-%dT%H:%M:%SZ)"}},
  "DocumentType": "StartSession",
  "InstancePluginsInformation": [{"Configuration": {"SessionId": "$SID", "PluginName": "Standard_Stream",
    "RunAsEnabled": true, "RunAsUser": "alice", "SessionOwner": "arn:aws:iam::123456789012:user/alice"}}]}
 JSON
 mv "$DOCS/pending/$SID" "$DOCS/current/$SID"
-sleep 3
+wait "$WORKER"
 rm "$DOCS/current/$SID"
 sleep 2
 kill -TERM "$DAEMON"
@@ -102,7 +112,7 @@ echo "    sudo for alice: $(sudo -l -U alice | tail -n 1 | sed "s/^ *//")"
 echo "    ec2-user (not ours, untouched): $(getent passwd ec2-user)"
 echo; echo "==> ssm-companion accounts plan --detailed-exitcode   (exit 0: nothing left to do)"
 ssmc accounts plan --detailed-exitcode >/dev/null && echo "    converged"
-echo; echo "==> ssm-companion audit tail   (the session, as OCSF events in the spool; --json prints them whole)"
+echo; echo "==> ssm-companion audit tail   (the session and its sudo, as OCSF events in the spool; --json prints them whole)"
 ssmc audit tail | sed "s/^/    /"
 echo; echo "==> ssm-companion audit status"
 ssmc audit status | sed "s/^/    /"

@@ -45,7 +45,7 @@ exec unshare --mount --propagation private -- /bin/bash -c '
     ln -s /proc/self/fd /dev/fd
     ln -s /run/systemd/journal/dev-log /dev/log
     umount -l /run/hostdev
-    /lib/systemd/systemd-journald &
+    /lib/systemd/systemd-journald 2>/dev/null &
     J=$!
     for _ in $(seq 100); do
         [ -S /run/systemd/journal/dev-log ] && [ -S /run/systemd/journal/socket ] && break
