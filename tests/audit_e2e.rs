@@ -611,3 +611,73 @@ fn a_run_as_failure_is_an_event_and_gets_the_wanted_user_created_at_once() {
     );
     assert!(log.contains("accounts: created `erin`"), "{log}");
 }
+
+#[test]
+fn a_full_disk_pauses_the_journal_and_loses_nothing_once_space_returns() {
+    require_root!();
+    let host = Host::with_journal();
+    let d = AgentDirs::new(host.dir());
+    // The audit directory on a small tmpfs of the namespace, filled up below.
+    let audit = host.state.join("audit");
+    std::fs::create_dir_all(&audit).unwrap();
+    host.sh_ok(&format!(
+        "mount -t tmpfs -o size=256k tmpfs {}",
+        audit.display()
+    ));
+    std::fs::write(
+        &host.config,
+        format!(
+            "[aws]\nimds_endpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\n[accounts]\nenabled = false\n[health]\nenabled = false\n[audit]\nenabled = true\nrescan_interval = \"1s\"\n{}",
+            d.paths_toml(&host.state)
+        ),
+    )
+    .unwrap();
+    let notify = host.dir().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    let mut seen = Vec::new();
+    let mut daemon = host.daemon(&notify, &[]);
+    let log = drain(&mut daemon);
+    wait_for(
+        &sock,
+        "audit: 0 session(s) open",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    let sudo = |from: u32, to: u32| {
+        host.sh_ok(&format!(
+            "for i in $(seq {from} {to}); do sudo -u nobody /usr/bin/true run-$i; done"
+        ));
+    };
+    sudo(1, 5);
+    wait_for_seq(&sock, 0, 6, &mut seen);
+    // The disk fills up (the filler takes what is left), then 20 more sudo runs.
+    let filler = audit.join("filler");
+    host.sh(&format!("head -c 1M /dev/zero > {}", filler.display()));
+    sudo(6, 25);
+    // Long enough for the daemon to try (it reads the journal within milliseconds).
+    std::thread::sleep(Duration::from_secs(3));
+    // (The tmpfs is the namespace's: remove the filler there.)
+    host.sh_ok(&format!("rm {}", filler.display()));
+    wait_for_seq(&sock, 0, 26, &mut seen);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    daemon.wait().unwrap();
+    let log = log.join().unwrap();
+    assert!(
+        log.contains("No space left on device"),
+        "the disk was never full: {log}"
+    );
+    let events = tail(&host);
+    let runs: Vec<String> = events
+        .iter()
+        .map(|(_, _, e)| e["process"]["cmd_line"].as_str().unwrap().to_string())
+        .collect();
+    let want: Vec<String> = (1..=25).map(|i| format!("/usr/bin/true run-{i}")).collect();
+    assert_eq!(runs, want, "every run once, in order\n{log}");
+    let status = host.json(&["audit", "status", "--json"], 0);
+    assert_eq!(status["spool"]["gaps"], 0, "{status:#}");
+    assert_eq!(status["spool"]["events"], 25, "{status:#}");
+}

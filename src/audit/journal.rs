@@ -79,9 +79,11 @@ pub struct Batch {
     pub forged: Vec<(String, Option<u32>)>,
     /// Lines that were not journal entries (journalctl's own messages, a torn line).
     pub unreadable: usize,
-    /// The spool was full: the lines from the first one not spooled on are dropped, and the
-    /// reader restarts from the last cursor spooled.
+    /// The spool was full, or could not be written (a full disk): the lines from the first
+    /// one not spooled on are dropped, and the reader restarts from the last cursor spooled.
     pub paused: bool,
+    /// Why the spool could not be written (not set for a full spool).
+    pub error: Option<String>,
 }
 
 /// Spools the privilege uses among `lines`. `workers`: the open sessions' worker PIDs (PID →
@@ -161,7 +163,12 @@ pub fn handle(
                 batch.paused = true;
                 return Ok(batch);
             }
-            Err(e) => return Err(e),
+            // A full disk, an I/O error: the lines are read again once the spool takes them.
+            Err(e) => {
+                batch.paused = true;
+                batch.error = Some(e.to_string());
+                return Ok(batch);
+            }
         }
     }
     Ok(batch)

@@ -196,9 +196,18 @@ fn parse_sudo(message: &str) -> Option<Use> {
                 u.tty = tty(v);
                 known = true;
             }
-            Some(("PWD", v)) => u.cwd = Some(v.to_string()),
-            Some(("USER", v)) => u.run_as = v.to_string(),
-            Some(("GROUP", v)) => u.run_group = Some(v.to_string()),
+            Some(("PWD", v)) => {
+                u.cwd = Some(v.to_string());
+                known = true;
+            }
+            Some(("USER", v)) => {
+                u.run_as = v.to_string();
+                known = true;
+            }
+            Some(("GROUP", v)) => {
+                u.run_group = Some(v.to_string());
+                known = true;
+            }
             Some(("ENV" | "TSID" | "CHROOT" | "CWD", _)) => {}
             _ if !known => {
                 // A reason comes before the fields: the attempt was refused.
@@ -208,7 +217,8 @@ fn parse_sudo(message: &str) -> Option<Use> {
             _ => {}
         }
     }
-    // A sudo line always names the terminal and the command; anything else is not one.
+    // A sudo line always has fields and the command (`TTY=` only with a terminal: none under
+    // Run Command, cron or a script); anything else is not one.
     if !known || u.command.is_none() {
         return None;
     }
@@ -484,6 +494,25 @@ mod tests {
             (u.user.as_str(), u.run_as.as_str(), u.accepted),
             ("alice", "root", false)
         );
+    }
+
+    #[test]
+    fn sudo_without_a_terminal_is_still_sudo() {
+        // sudo 1.9.13 run by a script (measured): no TTY= field at all.
+        let u = used(&entry(
+            "sudo",
+            "    root : PWD=/work ; USER=nobody ; COMMAND=/usr/bin/id",
+        ));
+        assert_eq!(
+            (u.user.as_str(), u.run_as.as_str(), u.tty, u.accepted),
+            ("root", "nobody", None, true)
+        );
+        let u = used(&entry(
+            "sudo",
+            "  nobody : user NOT in sudoers ; PWD=/ ; USER=root ; COMMAND=/usr/bin/id",
+        ));
+        assert!(!u.accepted);
+        assert_eq!(u.reason.as_deref(), Some("user NOT in sudoers"));
     }
 
     #[test]

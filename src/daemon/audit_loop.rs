@@ -274,6 +274,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             let h = host.clone();
             let want_list = settings.audit.sessions;
             let log_dir = agent_log_dir.clone();
+            let had_lines = !lines.is_empty();
             let (back, result) = tokio::task::spawn_blocking(move || {
                 let result = work(
                     &mut spool,
@@ -358,13 +359,24 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                         );
                     }
                     if batch.paused {
-                        tracing::warn!(
-                            "audit: the spool is full (audit.spool_max): the journal is read again from the last entry spooled once it has room"
-                        );
+                        match &batch.error {
+                            Some(e) => tracing::error!(
+                                "audit: {e}: the journal is read again from the last entry spooled once the spool can be written"
+                            ),
+                            None => tracing::warn!(
+                                "audit: the spool is full (audit.spool_max): the journal is read again from the last entry spooled once it has room"
+                            ),
+                        }
                         journal.pause(settings.audit.rescan_interval);
                     }
                 }
-                Err(e) => tracing::error!("audit: {e}"),
+                Err(e) => {
+                    tracing::error!("audit: {e}");
+                    // The journal lines of this turn were not spooled: read them again.
+                    if had_lines {
+                        journal.pause(settings.audit.rescan_interval);
+                    }
+                }
             }
             if !settings.audit.privilege {
                 journal.stop();
