@@ -387,9 +387,14 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                 next_list = Instant::now() + settings.audit.rescan_interval;
             }
             let line = format!(
-                "audit: {} session(s) open, spool at seq {}",
+                "audit: {} session(s) open, spool at seq {}, journal {}",
                 sessions.open().len(),
-                spool.next_seq()
+                spool.next_seq(),
+                if settings.audit.privilege {
+                    journal.state.split(':').next().unwrap_or_default()
+                } else {
+                    "off"
+                }
             );
             ctx.heartbeats.idle("audit", line.clone());
             // STATUS only when it changed: a pass runs every rescan_interval.
