@@ -107,14 +107,7 @@ fn sessions_are_recorded_once_across_kill_9_and_restarts() {
     .unwrap();
     std::fs::write(current.join("junk-0002"), b"\x00\xff not json").unwrap();
     nix::unistd::mkfifo(&current.join("fifo-0003"), nix::sys::stat::Mode::S_IRWXU).unwrap();
-    std::fs::write(
-        &host.config,
-        format!(
-            "[aws]\nimds_endpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\n[accounts]\nenabled = false\n[health]\nenabled = false\n[audit]\nenabled = true\nrescan_interval = \"1s\"\n{}",
-            d.paths_toml(&host.state)
-        ),
-    )
-    .unwrap();
+    configure(&host, &d, "enabled = false", "");
     // A session already running when the daemon starts.
     start_session(&d.state, "alice-0c20c0d902585cf86", "alice");
 
@@ -219,12 +212,7 @@ fn sessions_are_recorded_once_across_kill_9_and_restarts() {
     let text = String::from_utf8_lossy(&host.ssmc(&["audit", "status"]).stdout).into_owned();
     assert!(text.contains("open sessions: 1"), "{text}");
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    daemon.wait().unwrap();
+    stop(&mut daemon);
     let log2 = log2.join().unwrap();
     for log in [&log1, &log2] {
         assert!(!log.contains("panicked"), "{log}");
@@ -256,6 +244,30 @@ fn wait_for_seq(sock: &UnixDatagram, open: usize, seq: u64, seen: &mut Vec<Strin
     }
 }
 
+/// Writes the host's config: no AWS (IMDS refused), health off, audit on (listing every
+/// second), the agent's directories of `d`, then `extra` (TOML: `[accounts]`, more `[audit]`
+/// keys go first in `audit`).
+fn configure(host: &Host, d: &AgentDirs, accounts: &str, audit: &str) {
+    std::fs::write(
+        &host.config,
+        format!(
+            "[aws]\nimds_endpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\n[accounts]\n{accounts}\n[health]\nenabled = false\n[audit]\nenabled = true\nrescan_interval = \"1s\"\n{audit}\n{}",
+            d.paths_toml(&host.state)
+        ),
+    )
+    .unwrap();
+}
+
+/// SIGTERM, and waits for the daemon to stop.
+fn stop(daemon: &mut std::process::Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    daemon.wait().unwrap();
+}
+
 /// The session an event names: `session` (su, sessions) or `process.session` (sudo).
 fn session_of(e: &Value) -> &str {
     e["session"]["uid"]
@@ -272,14 +284,7 @@ fn sudo_and_su_in_a_session_are_attributed_by_its_terminal_and_read_once_across_
     for sub in ["pending", "current"] {
         std::fs::create_dir_all(d.state.join(INSTANCE).join("document/state").join(sub)).unwrap();
     }
-    std::fs::write(
-        &host.config,
-        format!(
-            "[aws]\nimds_endpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\n[accounts]\nenabled = false\n[health]\nenabled = false\n[audit]\nenabled = true\nrescan_interval = \"1s\"\nredact = [\"token=\\\\S+\"]\n{}",
-            d.paths_toml(&host.state)
-        ),
-    )
-    .unwrap();
+    configure(&host, &d, "enabled = false", "redact = [\"token=\\\\S+\"]");
     // nobody may run sudo without a password prompt, and is refused: sudo logs the refusal.
     host.sh_ok(
         "echo 'Defaults:nobody !authenticate' > /etc/sudoers.d/zz-test && chmod 440 /etc/sudoers.d/zz-test && visudo -c -q",
@@ -451,12 +456,7 @@ fn sudo_and_su_in_a_session_are_attributed_by_its_terminal_and_read_once_across_
         .collect();
     assert_eq!(seqs, (1..=6).collect::<Vec<_>>());
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    daemon.wait().unwrap();
+    stop(&mut daemon);
     let log2 = log2.join().unwrap();
     for log in [&log1, &log2] {
         assert!(!log.contains("panicked"), "{log}");
@@ -474,15 +474,15 @@ fn account_changes_reach_the_spool_with_the_principal_that_caused_them() {
         r#"{"account": [{"name": "dave", "principals": ["arn:aws:iam::123456789012:user/dave"]}]}"#,
     )
     .unwrap();
-    std::fs::write(
-        &host.config,
-        format!(
-            "[aws]\nimds_endpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\n[accounts]\nsource = \"file\"\nfile = \"{}\"\nsplay = \"0s\"\nread_session_preferences = false\n[health]\nenabled = false\n[audit]\nenabled = true\nrescan_interval = \"1s\"\n{}",
-            list.display(),
-            d.paths_toml(&host.state)
+    configure(
+        &host,
+        &d,
+        &format!(
+            "source = \"file\"\nfile = \"{}\"\nsplay = \"0s\"\nread_session_preferences = false",
+            list.display()
         ),
-    )
-    .unwrap();
+        "",
+    );
     // Someone else's entry with the same MESSAGE_ID: not an account change of ours.
     host.sh_ok(&format!(
         "python3 -c \"import socket, time; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(b'MESSAGE=account create mallory\\nMESSAGE_ID={}\\nSSM_COMPANION_ACTION=create\\nSSM_COMPANION_USER=mallory\\n', '/run/systemd/journal/socket'); time.sleep(0.5)\"",
@@ -499,12 +499,7 @@ fn account_changes_reach_the_spool_with_the_principal_that_caused_them() {
         host.getent("dave").map(|e| e[0].clone()),
         Some("dave".into())
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    daemon.wait().unwrap();
+    stop(&mut daemon);
     let log = log.join().unwrap();
     let events = tail(&host);
     let changes: Vec<&Value> = events
@@ -538,15 +533,15 @@ fn a_run_as_failure_is_an_event_and_gets_the_wanted_user_created_at_once() {
     let d = AgentDirs::new(host.dir());
     let list = host.dir().join("accounts.json");
     std::fs::write(&list, r#"{"account": []}"#).unwrap();
-    std::fs::write(
-        &host.config,
-        format!(
-            "[aws]\nimds_endpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\n[accounts]\nsource = \"file\"\nfile = \"{}\"\nsplay = \"0s\"\ninterval = \"1h\"\nread_session_preferences = false\n[health]\nenabled = false\n[audit]\nenabled = true\nrescan_interval = \"1s\"\n{}",
-            list.display(),
-            d.paths_toml(&host.state)
+    configure(
+        &host,
+        &d,
+        &format!(
+            "source = \"file\"\nfile = \"{}\"\nsplay = \"0s\"\ninterval = \"1h\"\nread_session_preferences = false",
+            list.display()
         ),
-    )
-    .unwrap();
+        "",
+    );
     let notify = host.dir().join("notify.sock");
     let sock = UnixDatagram::bind(&notify).unwrap();
     let mut seen = Vec::new();
@@ -583,12 +578,7 @@ fn a_run_as_failure_is_an_event_and_gets_the_wanted_user_created_at_once() {
         &mut seen,
     );
     assert!(host.getent("erin").is_some());
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    daemon.wait().unwrap();
+    stop(&mut daemon);
     let log = log.join().unwrap();
     let events = tail(&host);
     let failed = events
@@ -624,14 +614,7 @@ fn a_full_disk_pauses_the_journal_and_loses_nothing_once_space_returns() {
         "mount -t tmpfs -o size=256k tmpfs {}",
         audit.display()
     ));
-    std::fs::write(
-        &host.config,
-        format!(
-            "[aws]\nimds_endpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\n[accounts]\nenabled = false\n[health]\nenabled = false\n[audit]\nenabled = true\nrescan_interval = \"1s\"\n{}",
-            d.paths_toml(&host.state)
-        ),
-    )
-    .unwrap();
+    configure(&host, &d, "enabled = false", "");
     let notify = host.dir().join("notify.sock");
     let sock = UnixDatagram::bind(&notify).unwrap();
     let mut seen = Vec::new();
@@ -659,12 +642,7 @@ fn a_full_disk_pauses_the_journal_and_loses_nothing_once_space_returns() {
     // (The tmpfs is the namespace's: remove the filler there.)
     host.sh_ok(&format!("rm {}", filler.display()));
     wait_for_seq(&sock, 0, 26, &mut seen);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    daemon.wait().unwrap();
+    stop(&mut daemon);
     let log = log.join().unwrap();
     assert!(
         log.contains("No space left on device"),

@@ -95,27 +95,25 @@ impl Host {
 
     fn userdb(&self) -> Command {
         let mut c = match (&self.holder, &self.netns) {
+            // Join the namespace the holder keeps (its journald, /dev and /run).
             (Some(h), _) => {
                 let mut c = Command::new("nsenter");
                 c.args(["--target", &h.id().to_string(), "--mount", "--"]);
-                c.env_clear()
-                    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-                    .env("HOME", "/root")
-                    .env(
-                        "SSM_COMPANION_VENDOR_CONFIG_DIR",
-                        self.dir.path().join("vendor"),
-                    );
-                return c;
+                c
             }
             (None, Some(ns)) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns])
                     .arg(repo().join("scripts/private-userdb.sh"));
+                c.arg(self.dir.path().join("db"));
                 c
             }
-            (None, None) => Command::new(repo().join("scripts/private-userdb.sh")),
+            (None, None) => {
+                let mut c = Command::new(repo().join("scripts/private-userdb.sh"));
+                c.arg(self.dir.path().join("db"));
+                c
+            }
         };
-        c.arg(self.dir.path().join("db"));
         c.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("HOME", "/root")
