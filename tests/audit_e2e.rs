@@ -268,6 +268,14 @@ fn stop(daemon: &mut std::process::Child) {
     daemon.wait().unwrap();
 }
 
+/// `actor.process.cmd_line` is `want`, or absent: journald lost the sender's `_CMDLINE`.
+fn assert_invocation(got: &Value, want: &str) {
+    assert!(
+        got.is_null() || got == want,
+        "invocation {got} is neither `{want}` nor absent"
+    );
+}
+
 /// The session an event names: `session` (su, sessions) or `process.session` (sudo).
 fn session_of(e: &Value) -> &str {
     e["session"]["uid"]
@@ -290,18 +298,7 @@ fn sudo_and_su_in_a_session_are_attributed_by_its_terminal_and_read_once_across_
         "echo 'Defaults:nobody !authenticate' > /etc/sudoers.d/zz-test && chmod 440 /etc/sudoers.d/zz-test && visudo -c -q",
     );
     let worker_bin = host.dir().join("ssm-session-worker");
-    let out = std::process::Command::new("gcc")
-        .args(["-O2", "-o"])
-        .arg(&worker_bin)
-        .arg(common::repo().join("tests/support/ssm-session-worker.c"))
-        .arg("-lutil")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::compile_support("ssm-session-worker.c", &worker_bin, &["-O2"], &["-lutil"]);
 
     let notify = host.dir().join("notify.sock");
     let sock = UnixDatagram::bind(&notify).unwrap();
@@ -388,9 +385,11 @@ fn sudo_and_su_in_a_session_are_attributed_by_its_terminal_and_read_once_across_
     assert_eq!(sudo["process"]["session"]["terminal"], "pts/0");
     assert_eq!(sudo["actor"]["user"]["name"], "root");
     assert_eq!(sudo["process"]["user"]["name"], "nobody");
-    assert_eq!(
-        sudo["actor"]["process"]["cmd_line"],
-        "sudo -u nobody /usr/bin/id"
+    // `_CMDLINE` is the kernel's: journald reads it from /proc after the fact and loses it when
+    // sudo has already exited (seen under load), so it is that invocation or nothing.
+    assert_invocation(
+        &sudo["actor"]["process"]["cmd_line"],
+        "sudo -u nobody /usr/bin/id",
     );
     assert_eq!(events[3].2["status_id"], 2, "{:#}", events[3].2);
     // The built-in rules: the session as root is a root shell, every sudo is marked (su to
@@ -439,9 +438,9 @@ fn sudo_and_su_in_a_session_are_attributed_by_its_terminal_and_read_once_across_
     // audit.redact: the secret never reached the spool's files.
     let true_run = &events[4].2;
     assert_eq!(true_run["process"]["cmd_line"], "/usr/bin/true ***");
-    assert_eq!(
-        true_run["actor"]["process"]["cmd_line"],
-        "sudo -u nobody /usr/bin/true ***"
+    assert_invocation(
+        &true_run["actor"]["process"]["cmd_line"],
+        "sudo -u nobody /usr/bin/true ***",
     );
     for f in std::fs::read_dir(host.state.join("audit/spool")).unwrap() {
         let bytes = std::fs::read(f.unwrap().path()).unwrap();

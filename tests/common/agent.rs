@@ -7,17 +7,7 @@ use super::*;
 pub fn install_stand_in_agent(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let core = dir.join("amazon-ssm-agent");
-    let out = Command::new("gcc")
-        .args(["-O2", "-o"])
-        .arg(&core)
-        .arg(repo().join("tests/support/stand-in-ssm-agent.c"))
-        .output()
-        .expect("gcc is needed to build the stand-in agent");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    compile_support("stand-in-ssm-agent.c", &core, &["-O2"], &[]);
     for name in [
         "ssm-agent-worker",
         "ssm-session-worker",

@@ -144,16 +144,11 @@ impl Host {
     pub fn hang_lookups(&self, databases: &[&str]) {
         let lib = self.dir().join("nss");
         std::fs::create_dir_all(&lib).unwrap();
-        let out = Command::new("gcc")
-            .args(["-shared", "-fPIC", "-O2", "-o"])
-            .arg(lib.join("libnss_hang.so.2"))
-            .arg(repo().join("tests/support/nss-hang.c"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        compile_support(
+            "nss-hang.c",
+            &lib.join("libnss_hang.so.2"),
+            &["-shared", "-fPIC", "-O2"],
+            &[],
         );
         let mut script = format!(
             "echo {} > /etc/ld.so.conf.d/zz-nss-hang.conf && ldconfig",

@@ -22,6 +22,24 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ssm-companion"))
 }
 
+/// Compiles `tests/support/<source>` with gcc into `out` (`flags` before `-o`, `libs` after the
+/// source); panics with gcc's messages when it fails.
+pub fn compile_support(source: &str, out: &Path, flags: &[&str], libs: &[&str]) {
+    let o = Command::new("gcc")
+        .args(flags)
+        .arg("-o")
+        .arg(out)
+        .arg(repo().join("tests/support").join(source))
+        .args(libs)
+        .output()
+        .expect("gcc is needed to build the tests' stand-ins");
+    assert!(
+        o.status.success(),
+        "gcc {source}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// True when running as root (needed for the private user database).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
