@@ -27,7 +27,14 @@ type FileId = (u64, u64);
 pub struct Chunk {
     /// The file's name when it was read (a rename may follow).
     pub name: String,
-    /// Whole lines, each ending with `\n` (invalid UTF-8 replaced).
+    /// `st_dev` of the file.
+    pub dev: u64,
+    /// `st_ino` of the file.
+    pub ino: u64,
+    /// The offset in the file of the first byte of `text`.
+    pub start: u64,
+    /// Whole lines, each ending with `\n`; each byte of invalid UTF-8 is a `?`, so an offset
+    /// in `text` is the same offset in the file.
     pub text: String,
 }
 
@@ -62,6 +69,30 @@ pub struct Follower {
     /// Files in the middle of a line longer than [`MAX_LINE`]: skipped up to its newline.
     skipping: std::collections::BTreeSet<FileId>,
 }
+
+/// `bytes` as text, each byte of invalid UTF-8 replaced by `?` (one for one: lengths and
+/// offsets stay those of the file).
+fn same_length_text(mut bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(valid) => {
+                text.push_str(valid);
+                return text;
+            }
+            Err(e) => {
+                let (valid, rest) = bytes.split_at(e.valid_up_to());
+                text.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                let bad = e.error_len().unwrap_or(rest.len()).min(rest.len());
+                text.extend(std::iter::repeat_n('?', bad));
+                bytes = &rest[bad..];
+            }
+        }
+    }
+}
+
+/// Rolled files a log rotator compressed: never read (their bytes are not the lines).
+const COMPRESSED: [&str; 6] = [".gz", ".xz", ".bz2", ".zst", ".lz4", ".Z"];
 
 /// The longest line handed out: a longer one (binary garbage, a runaway writer) is dropped whole
 /// instead of growing the follower's memory until its newline comes.
@@ -134,7 +165,7 @@ impl Follower {
         let mut chunks = Vec::new();
         for e in std::fs::read_dir(dir)?.filter_map(Result::ok) {
             let name = e.file_name().to_string_lossy().into_owned();
-            if !name.starts_with(&self.prefix) {
+            if !name.starts_with(&self.prefix) || COMPRESSED.iter().any(|c| name.ends_with(c)) {
                 continue;
             }
             // Never blocks on a FIFO in the log's place; only regular files are followed.
@@ -164,16 +195,20 @@ impl Follower {
                 _ => Vec::new(),
             };
             let from = from.max(floor);
+            // Where the bytes of `partial` begin in the file.
+            let begin = from - partial.len() as u64;
             if len > from {
                 f.seek(SeekFrom::Start(from))?;
                 (&mut f).take(len - from).read_to_end(&mut partial)?;
             }
             seen.insert(id, len);
+            let mut begin = begin;
             if self.skipping.contains(&id) {
                 // The rest of an oversized line: dropped up to its end.
                 match partial.iter().position(|&b| b == b'\n') {
                     Some(i) => {
                         partial.drain(..=i);
+                        begin += i as u64 + 1;
                         self.skipping.remove(&id);
                     }
                     None => partial.clear(),
@@ -184,7 +219,10 @@ impl Follower {
                     let mut rest = partial.split_off(i + 1);
                     chunks.push(Chunk {
                         name,
-                        text: String::from_utf8_lossy(&partial).into_owned(),
+                        dev: id.0,
+                        ino: id.1,
+                        start: begin,
+                        text: same_length_text(&partial),
                     });
                     if rest.len() > MAX_LINE {
                         rest.clear();
@@ -274,6 +312,52 @@ mod tests {
     }
 
     #[test]
+    fn invalid_utf8_keeps_the_offsets() {
+        let t = same_length_text(b"ok \xff\xfe mid \xe2\x82 end \xe2\x82\xac");
+        assert_eq!(t, "ok ?? mid ?? end \u{20ac}");
+        assert_eq!(t.len(), 20);
+    }
+
+    /// Each chunk says where its text starts in its file, across partial lines, skipped
+    /// oversized lines and a rename; compressed rolled files are not read.
+    #[test]
+    fn chunks_name_their_file_and_offset_and_compressed_files_are_skipped() {
+        use std::os::unix::fs::MetadataExt as _;
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("auth.log");
+        append(&log, "one\n");
+        let mut f = Follower::resume("auth.log", &Offsets::default());
+        let ino = std::fs::metadata(&log).unwrap().ino();
+        let c = f.poll(d.path(), 1 << 30).unwrap();
+        assert_eq!(
+            (c[0].ino, c[0].start, c[0].text.as_str()),
+            (ino, 0, "one\n")
+        );
+        append(&log, "tw");
+        assert!(f.poll(d.path(), 1 << 30).unwrap().is_empty());
+        append(&log, "o\nthree\n");
+        let c = f.poll(d.path(), 1 << 30).unwrap();
+        assert_eq!((c[0].start, c[0].text.as_str()), (4, "two\nthree\n"));
+        // An oversized line: the chunk after it starts past its newline.
+        append(&log, &"x".repeat(MAX_LINE + 1));
+        assert!(f.poll(d.path(), 1 << 30).unwrap().is_empty());
+        append(&log, "x\nfour\n");
+        let c = f.poll(d.path(), 1 << 30).unwrap();
+        let four = std::fs::read(&log).unwrap().len() as u64 - 5;
+        assert_eq!((c[0].start, c[0].text.as_str()), (four, "four\n"));
+        // Rotated and compressed: the .gz is not read, the renamed inode keeps its offsets.
+        std::fs::rename(&log, d.path().join("auth.log.1")).unwrap();
+        std::fs::write(d.path().join("auth.log.2.gz"), b"\x1f\x8b\x08garbage\n").unwrap();
+        append(&d.path().join("auth.log.1"), "five\n");
+        let c = f.poll(d.path(), 1 << 30).unwrap();
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(
+            (c[0].ino, c[0].start, c[0].name.as_str()),
+            (ino, four + 5, "auth.log.1")
+        );
+    }
+
+    #[test]
     fn the_first_poll_reads_only_the_recent_history_of_the_current_file() {
         let d = tempfile::tempdir().unwrap();
         append(&d.path().join("app.log.1"), "rotated\n");
@@ -343,7 +427,7 @@ mod tests {
         std::fs::write(&log, b"\xff\xfe ok\n\xffpart").unwrap();
         let mut f = Follower::new("app.log");
         let c = f.poll(d.path(), 1 << 20).unwrap();
-        assert_eq!(texts(&c), "\u{fffd}\u{fffd} ok\n");
+        assert_eq!(texts(&c), "?? ok\n");
         assert_eq!(f.offsets().files[0].offset, 6);
     }
 }

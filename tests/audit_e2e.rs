@@ -62,7 +62,7 @@ fn end_session(state: &Path, id: &str) {
 
 /// `audit tail --json`: (activity, session id) of every event, in spool order.
 fn tail(host: &Host) -> Vec<(String, String, Value)> {
-    let out = host.ssmc(&["audit", "tail", "--json", "-n", "1000"]);
+    let out = host.ssmc(&["audit", "tail", "--json", "-n", "100000"]);
     assert!(
         out.status.success(),
         "{}",
@@ -657,4 +657,215 @@ fn a_full_disk_pauses_the_journal_and_loses_nothing_once_space_returns() {
     let status = host.json(&["audit", "status", "--json"], 0);
     assert_eq!(status["spool"]["gaps"], 0, "{status:#}");
     assert_eq!(status["spool"]["events"], 25, "{status:#}");
+}
+
+/// Appends `text` to `path` in one write (as a syslog daemon or the agent's logger does).
+fn append(path: &Path, text: &str) {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// What the writer of the kill -9 loop produced.
+#[derive(Default)]
+struct Written {
+    sudo: Vec<String>,
+    failed: Vec<String>,
+    sessions: Vec<String>,
+}
+
+/// Three sources appending while the daemon is killed: sudo lines in the auth log (its
+/// fallback for hosts without journald), Run As failures in the agent's log, sessions starting
+/// and ending in the agent's state directory.
+fn write_sources(d: &AgentDirs, stop: &std::sync::atomic::AtomicBool) -> Written {
+    let mut w = Written::default();
+    let mut tick = 0u32;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let now = chrono::Local::now();
+        let command = format!("/usr/bin/true run-{tick}");
+        append(
+            &d.auth_log(),
+            &format!(
+                "{} ip-10-0-1-23 sudo:    alice : TTY=pts/9 ; PWD=/home/alice ; USER=root ; COMMAND={command}\n",
+                now.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+            ),
+        );
+        w.sudo.push(command);
+        if tick.is_multiple_of(2) {
+            let id = format!("fail-{tick:017x}");
+            append(
+                &d.log_file(),
+                &format!(
+                    "{} ERROR [ssm-session-worker] [{id}] [DataBackend] [pluginName=Standard_Stream] Unable to start command: failed to start pty since RunAs user erin does not exist\n",
+                    now.format("%Y-%m-%d %H:%M:%S")
+                ),
+            );
+            w.failed.push(id);
+        }
+        if tick.is_multiple_of(4) {
+            let id = format!("sess-{tick:017x}");
+            start_session(&d.state, &id, "alice");
+            w.sessions.push(id);
+            // Each session lives ten starts (two seconds).
+            if let Some(old) = w
+                .sessions
+                .len()
+                .checked_sub(11)
+                .map(|i| w.sessions[i].clone())
+            {
+                end_session(&d.state, &old);
+            }
+        }
+        tick += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for id in w.sessions.iter().rev().take(10) {
+        end_session(&d.state, id);
+    }
+    w
+}
+
+#[test]
+fn fifty_kill_9s_while_three_sources_append_lose_nothing_and_repeat_nothing() {
+    require_root!();
+    let host = Host::new();
+    let d = AgentDirs::new(host.dir());
+    for sub in ["pending", "current"] {
+        std::fs::create_dir_all(d.state.join(INSTANCE).join("document/state").join(sub)).unwrap();
+    }
+    configure(
+        &host,
+        &d,
+        "enabled = false",
+        "privilege_source = \"auth-log\"\ndefault_alerts = false",
+    );
+    let notify = host.dir().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    let stop_writer = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let d = d.clone();
+        let stop_writer = stop_writer.clone();
+        std::thread::spawn(move || write_sources(&d, &stop_writer))
+    };
+    let mut logs = Vec::new();
+    for _ in 0..50 {
+        let mut daemon = host.daemon(&notify, &[]);
+        logs.push(drain(&mut daemon));
+        std::thread::sleep(Duration::from_millis(fastrand::u64(150..700)));
+        daemon.kill().unwrap();
+        daemon.wait().unwrap();
+    }
+    stop_writer.store(true, std::sync::atomic::Ordering::Relaxed);
+    let w = writer.join().unwrap();
+    // The last start takes in what the killed ones left.
+    let mut seen = Vec::new();
+    let mut daemon = host.daemon(&notify, &[]);
+    logs.push(drain(&mut daemon));
+    let total = w.sudo.len() + w.failed.len() + 2 * w.sessions.len();
+    wait_for_seq(&sock, 0, total as u64 + 1, &mut seen);
+    stop(&mut daemon);
+    let logs: Vec<String> = logs.into_iter().map(|l| l.join().unwrap()).collect();
+    for log in &logs {
+        assert!(!log.contains("panicked"), "{log}");
+    }
+
+    let events = tail_all(&host);
+    // Nothing twice: every id, and every source line, once.
+    let mut uids = std::collections::BTreeSet::new();
+    for e in &events {
+        assert!(
+            uids.insert(e["metadata"]["uid"].as_str().unwrap().to_string()),
+            "spooled twice: {e:#}"
+        );
+    }
+    let count = |pred: &dyn Fn(&Value) -> Option<String>| -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for e in &events {
+            if let Some(k) = pred(e) {
+                *m.entry(k).or_default() += 1;
+            }
+        }
+        m
+    };
+    let once = |items: &[String]| -> BTreeMap<String, usize> {
+        items.iter().map(|i| (i.clone(), 1)).collect()
+    };
+    assert_eq!(
+        count(&|e| e["process"]["cmd_line"].as_str().map(String::from)),
+        once(&w.sudo),
+        "every sudo line once"
+    );
+    assert_eq!(
+        count(&|e| (e["status_id"] == 2).then(|| session_of(e).to_string())),
+        once(&w.failed),
+        "every Run As failure once"
+    );
+    for activity in ["Logon", "Logoff"] {
+        assert_eq!(
+            count(&|e| (e["activity_name"] == activity && e["status_id"] != 2)
+                .then(|| session_of(e).to_string())),
+            once(&w.sessions),
+            "every session {activity} once"
+        );
+    }
+    assert_eq!(events.len(), total, "nothing else");
+    // Every event a daemon said it spooled is there (the log line is written after the append).
+    let messages: std::collections::BTreeSet<&str> = events
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    let mut acknowledged = 0;
+    for log in &logs {
+        for line in log.lines() {
+            let Some(m) = line.split(" audit: ").nth(1) else {
+                continue;
+            };
+            if m.starts_with("sudo") || m.starts_with("session ") {
+                acknowledged += 1;
+                assert!(messages.contains(m), "acknowledged but not read back: {m}");
+            }
+        }
+    }
+    // A daemon killed between an append and its log line acknowledged less than it spooled.
+    assert!(acknowledged > 0, "no daemon said it spooled anything");
+
+    // A flipped byte in a record: the CRC catches it, the reader reports a gap and goes on.
+    let spool = host.state.join("audit/spool");
+    let segment = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .min()
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&segment, &bytes).unwrap();
+    let after = tail_all(&host);
+    let gaps: Vec<&Value> = after
+        .iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("failed CRC32C")
+        })
+        .collect();
+    assert_eq!(gaps.len(), 1, "one gap for one flipped byte");
+    let lost = events.len() + 1 - after.len();
+    assert!(
+        (1..=2).contains(&lost),
+        "{lost} records lost to one flipped byte"
+    );
+    let status = host.json(&["audit", "status", "--json"], 0);
+    assert_eq!(status["spool"]["gaps"], 1, "{status:#}");
+}
+
+/// Every event the spool holds, in spool order.
+fn tail_all(host: &Host) -> Vec<Value> {
+    tail(host).into_iter().map(|(_, _, e)| e).collect()
 }

@@ -140,6 +140,7 @@ pub fn handle(
                             privilege::event(
                                 &u,
                                 &entry,
+                                SOURCE,
                                 session.as_deref(),
                                 &host.device,
                                 host.cloud.as_ref(),

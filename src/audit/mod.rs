@@ -4,6 +4,7 @@
 pub mod account;
 pub mod agentlog;
 pub mod alert;
+pub mod authlog;
 pub mod collector;
 pub mod journal;
 pub mod lineage;
@@ -115,7 +116,7 @@ pub fn examples() -> Vec<ocsf::Event> {
     };
     let privileged = |e: privilege::Entry| match privilege::parse(&e) {
         privilege::Parsed::Use(u) => {
-            privilege::event(&u, &e, Some(&shell.id), &device, Some(&cloud))
+            privilege::event(&u, &e, "journal", Some(&shell.id), &device, Some(&cloud))
         }
         // The fixed lines above are real sudo/su lines: always a use.
         other => ocsf::gap(

@@ -300,16 +300,18 @@ pub fn parse(e: &Entry) -> Parsed {
 /// The event of a privilege use: sudo as Process Activity: Launch (who ran which command as
 /// whom, where; refused attempts with `status_id` 2 and sudo's reason), su as Authentication:
 /// Account Switch (who became whom). `session`: the Session Manager session the terminal belongs
-/// to, when known. The position is the journal cursor.
+/// to, when known. The position is `e.cursor` in `source` (the journal's cursor, or the auth
+/// log's `<dev>:<inode>:<offset>`).
 pub fn event(
     u: &Use,
     e: &Entry,
+    source: &str,
     session: Option<&str>,
     device: &ocsf::Device,
     cloud: Option<&ocsf::Cloud>,
 ) -> ocsf::Event {
     let origin = ocsf::Origin {
-        source: "journal".into(),
+        source: source.into(),
         position: e.cursor.clone(),
     };
     let time_ms = e.realtime_us / 1000;
@@ -391,8 +393,11 @@ pub fn event(
         }),
     });
     if u.unverified {
-        ev.message
-            .push_str(" [unverified: journald could not tell which program sent it]");
+        ev.message.push_str(if source == "journal" {
+            " [unverified: journald could not tell which program sent it]"
+        } else {
+            " [unverified: read from the auth log, which any local program can write]"
+        });
     }
     ev = ev.with_status(u.accepted, u.reason.clone());
     ev.metadata.original_event_uid = Some(e.cursor.clone());

@@ -11,7 +11,8 @@ use super::{Picked, Resolver, as_is, duration_in, duration_str};
 fragment! {
     /// `[audit]` as written: every key optional, with its span.
     AuditFragment {
-        enabled: bool, sessions: bool, privilege: bool, transcript: bool,
+        enabled: bool, sessions: bool, privilege: bool, privilege_source: String,
+        transcript: bool,
         redact: Vec<String>, spool_max: String, rescan_interval: DurationValue,
         default_alerts: bool, alert: Vec<AlertValue>,
     }
@@ -52,6 +53,35 @@ pub struct AlertRule {
 /// The severity names `[[audit.alert]] severity` takes, in `severity_id` order from 1.
 pub const SEVERITIES: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
 
+/// `audit.privilege_source`: where sudo and su are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrivilegeSource {
+    /// The journal when journald runs (its socket exists), else the auth log.
+    Auto,
+    /// `journalctl` only.
+    Journal,
+    /// The first of `paths.auth_logs` that exists, followed by inode across rotation.
+    AuthLog,
+}
+
+impl PrivilegeSource {
+    /// The names `privilege_source` takes.
+    pub const NAMES: [&str; 3] = ["auto", "journal", "auth-log"];
+}
+
+fn privilege_source(p: &Picked<String>) -> Result<PrivilegeSource, String> {
+    match p.value.as_str() {
+        "auto" => Ok(PrivilegeSource::Auto),
+        "journal" => Ok(PrivilegeSource::Journal),
+        "auth-log" => Ok(PrivilegeSource::AuthLog),
+        other => Err(format!(
+            "`{other}` is not a privilege source; use one of {}",
+            PrivilegeSource::NAMES.join(", ")
+        )),
+    }
+}
+
 /// `[audit]`: who did what in Session Manager sessions.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditSettings {
@@ -61,6 +91,9 @@ pub struct AuditSettings {
     pub sessions: bool,
     /// `privilege`; default true: `sudo` and `su` (from the journal, or the auth log).
     pub privilege: bool,
+    /// `privilege_source`; default "auto": where sudo and su are read from — the journal when
+    /// journald runs, else the auth log (`paths.auth_logs`).
+    pub privilege_source: PrivilegeSource,
     /// `transcript`; default false: the terminal stream, when the agent writes it (may hold
     /// secrets typed at the prompt).
     pub transcript: bool,
@@ -88,6 +121,7 @@ impl Default for AuditSettings {
             enabled: false,
             sessions: true,
             privilege: true,
+            privilege_source: PrivilegeSource::Auto,
             transcript: false,
             redact: Vec::new(),
             spool_max: 1 << 30,
@@ -249,6 +283,7 @@ pub(super) fn resolve(r: &mut Resolver<'_>, s: &mut AuditSettings) {
         enabled => as_is,
         sessions => as_is,
         privilege => as_is,
+        privilege_source => privilege_source,
         transcript => as_is,
         redact => patterns,
         spool_max => spool_size,

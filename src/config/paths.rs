@@ -16,7 +16,7 @@ fragment! {
         userdel: String, groupadd: String, visudo: String, mkhomedir_helper: String,
         agent_bin_dir: String, agent_snap_dir: String, agent_state_dir: String,
         agent_log_dir: String, agent_config_dir: String, systemctl: String, snap: String,
-        systemd_run_dir: String,
+        systemd_run_dir: String, auth_logs: Vec<String>,
     }
 }
 
@@ -73,6 +73,9 @@ pub struct Paths {
     pub agent_snap_dir: PathBuf,
     /// `agent_state_dir`; default "/var/lib/amazon/ssm".
     pub agent_state_dir: PathBuf,
+    /// `auth_logs`; default ["/var/log/auth.log", "/var/log/secure"]: where sudo and su are read
+    /// on hosts without journald — the first that exists, with its rolled files.
+    pub auth_logs: Vec<PathBuf>,
     /// `agent_log_dir`; default "/var/log/amazon/ssm".
     pub agent_log_dir: PathBuf,
     /// `agent_config_dir`; default "/etc/amazon/ssm".
@@ -160,6 +163,7 @@ impl Default for Paths {
             agent_snap_dir: "/snap/amazon-ssm-agent/current".into(),
             agent_state_dir: "/var/lib/amazon/ssm".into(),
             agent_log_dir: "/var/log/amazon/ssm".into(),
+            auth_logs: vec!["/var/log/auth.log".into(), "/var/log/secure".into()],
             agent_config_dir: "/etc/amazon/ssm".into(),
             systemctl: "/usr/bin/systemctl".into(),
             snap: "/usr/bin/snap".into(),
@@ -200,5 +204,6 @@ pub(super) fn resolve(r: &mut Resolver<'_>, s: &mut Paths) {
         snap => absolute_path,
         systemd_run_dir => absolute_path,
         sysusers_dirs => |p| p.value.iter().map(|d| absolute(d)).collect(),
+        auth_logs => |p| p.value.iter().map(|d| absolute(d)).collect(),
     });
 }

@@ -50,7 +50,7 @@ pub(super) struct Follower {
 }
 
 /// Whether journald runs on this host (its socket exists).
-fn journald_runs() -> bool {
+pub(super) fn journald_runs() -> bool {
     Path::new("/run/systemd/journal/socket").exists()
 }
 

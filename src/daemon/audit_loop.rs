@@ -3,6 +3,7 @@
 //! directories and at least every `audit.rescan_interval` (the listing is the truth), and the
 //! spool's group commit (`fdatasync` within a second of an append, and at every stop).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
@@ -12,11 +13,12 @@ use notify::Watcher as _;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::audit_journal::{Follower, Next};
+use super::audit_journal::{Follower, Next, journald_runs};
 use super::requests::SyncRequest;
 use super::{TaskContext, TaskError, stopped};
 use crate::audit::agentlog::{self, AgentLog};
 use crate::audit::alert::Alerts;
+use crate::audit::authlog::{self, AuthLog};
 use crate::audit::collector::{Host, Pass, Sessions};
 use crate::audit::journal::{self, Batch, Line};
 use crate::audit::ocsf;
@@ -24,6 +26,7 @@ use crate::audit::redact::Redactor;
 use crate::audit::session;
 use crate::audit::spool::{Options, Spool, SpoolError};
 use crate::audit::{audit_dir, spool_dir};
+use crate::config::PrivilegeSource;
 use crate::config::Settings;
 
 /// What names this host in every event: the instance (IMDS, or the agent's registration on a
@@ -138,37 +141,64 @@ fn now_ms(ctx: &TaskContext) -> i64 {
         .unwrap_or(0)
 }
 
+/// The file sources of the loop, moved to the blocking pool for each turn.
+struct Sources {
+    sessions: Sessions,
+    agent_log: AgentLog,
+    agent_log_dir: PathBuf,
+    /// sudo and su from the auth log, when that is the privilege source.
+    auth_log: Option<AuthLog>,
+}
+
+/// What one turn spooled.
+#[derive(Default)]
+struct Turn {
+    sessions: Option<Pass>,
+    failed: agentlog::Pass,
+    journal: Batch,
+    auth_log: authlog::Pass,
+}
+
 /// One turn of the loop, on the blocking pool: the session files listed (so a session's start
-/// is spooled before what happened in it), then the journal lines handled.
-#[allow(clippy::too_many_arguments)] // the loop's parts, each used once
+/// is spooled before what happened in it), the agent's and the auth log read, then the journal
+/// lines handled.
 fn work(
     spool: &mut Spool,
-    sessions: &mut Sessions,
-    agent_log: &mut AgentLog,
-    agent_log_dir: &Path,
+    src: &mut Sources,
     list: bool,
     lines: &[Line],
     host: &Host,
     now: i64,
-) -> Result<(Option<Pass>, agentlog::Pass, Batch), SpoolError> {
-    let (pass, failed) = if list {
-        let pass = sessions.pass(spool, host, now)?;
-        let failed = agent_log.pass(agent_log_dir, spool, host, sessions.open())?;
-        (Some(pass), failed)
-    } else {
-        (None, agentlog::Pass::default())
-    };
-    let batch = if lines.is_empty() {
-        Batch::default()
-    } else {
-        let workers = sessions
-            .open()
-            .values()
-            .filter_map(|s| Some((s.worker_pid?, s.id.clone())))
-            .collect();
-        journal::handle(lines, spool, host, Path::new("/proc"), &workers, now)?
-    };
-    Ok((pass, failed, batch))
+) -> Result<Turn, SpoolError> {
+    let mut turn = Turn::default();
+    if list {
+        turn.sessions = Some(src.sessions.pass(spool, host, now)?);
+        turn.failed = src
+            .agent_log
+            .pass(&src.agent_log_dir, spool, host, src.sessions.open())?;
+    }
+    let workers: BTreeMap<u32, String> = src
+        .sessions
+        .open()
+        .values()
+        .filter_map(|s| Some((s.worker_pid?, s.id.clone())))
+        .collect();
+    if let Some(auth_log) = src.auth_log.as_mut() {
+        turn.auth_log = auth_log.pass(spool, host, Path::new("/proc"), &workers, now);
+    }
+    if !lines.is_empty() {
+        turn.journal = journal::handle(lines, spool, host, Path::new("/proc"), &workers, now)?;
+    }
+    Ok(turn)
+}
+
+/// Whether sudo and su come from the journal (else from the auth log).
+fn from_journal(settings: &Settings) -> bool {
+    match settings.audit.privilege_source {
+        PrivilegeSource::Journal => true,
+        PrivilegeSource::AuthLog => false,
+        PrivilegeSource::Auto => journald_runs(),
+    }
 }
 
 /// The audit loop (see the module docs). Off while `audit.enabled` is false.
@@ -226,7 +256,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             );
         }
         let agent_state_dir = settings.paths.agent_state_dir.clone();
-        let mut sessions = Sessions::restore(
+        let sessions = Sessions::restore(
             &spool,
             &agent_state_dir,
             &audit_dir(&settings.paths.state_dir),
@@ -237,8 +267,14 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             spool.used(),
             sessions.open().len()
         );
-        let mut agent_log = AgentLog::restore(&spool);
-        let agent_log_dir = settings.paths.agent_log_dir.clone();
+        let use_journal = settings.audit.privilege && from_journal(&settings);
+        let mut src = Sources {
+            sessions,
+            agent_log: AgentLog::restore(&spool),
+            agent_log_dir: settings.paths.agent_log_dir.clone(),
+            auth_log: (settings.audit.privilege && !use_journal)
+                .then(|| AuthLog::restore(&spool, &settings.paths.auth_logs)),
+        };
         let host = host(&ctx, &settings).await;
         let wake = Arc::new(Notify::new());
         let mut watch = Watch::new(wake.clone());
@@ -247,16 +283,13 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
         let mut sync_due: Option<Instant> = None;
         let mut last_status = String::new();
         let reload = loop {
-            if settings.audit.privilege {
+            if use_journal {
                 journal.ensure_started(spool.position(journal::SOURCE));
             }
-            let next = [
-                sync_due,
-                journal.restart_at().filter(|_| settings.audit.privilege),
-            ]
-            .into_iter()
-            .flatten()
-            .fold(next_list, Instant::min);
+            let next = [sync_due, journal.restart_at().filter(|_| use_journal)]
+                .into_iter()
+                .flatten()
+                .fold(next_list, Instant::min);
             let mut lines = Vec::new();
             tokio::select! {
                 changed = ctx.settings.changed() => break changed.is_ok(),
@@ -273,37 +306,31 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             let now = now_ms(&ctx);
             let h = host.clone();
             let want_list = settings.audit.sessions;
-            let log_dir = agent_log_dir.clone();
             let had_lines = !lines.is_empty();
             let (back, result) = tokio::task::spawn_blocking(move || {
-                let result = work(
-                    &mut spool,
-                    &mut sessions,
-                    &mut agent_log,
-                    &log_dir,
-                    want_list,
-                    &lines,
-                    &h,
-                    now,
-                );
+                let result = work(&mut spool, &mut src, want_list, &lines, &h, now);
                 let synced = spool.sync_if_due();
-                (
-                    (spool, sessions, agent_log),
-                    result.and_then(|p| synced.map(|_| p)),
-                )
+                ((spool, src), result.and_then(|p| synced.map(|_| p)))
             })
             .await
             .map_err(|source| TaskError::Blocking {
                 what: "audit pass",
                 source,
             })?;
-            (spool, sessions, agent_log) = back;
+            (spool, src) = back;
             match result {
-                Ok((pass, failed, batch)) => {
+                Ok(turn) => {
+                    let Turn {
+                        sessions: pass,
+                        failed,
+                        journal: batch,
+                        auth_log,
+                    } = turn;
                     for e in pass
                         .iter()
                         .flat_map(|p| &p.spooled)
                         .chain(&failed.spooled)
+                        .chain(&auth_log.spooled)
                         .chain(&batch.spooled)
                     {
                         tracing::info!("audit: {}", e.message);
@@ -338,6 +365,18 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                                 f.user
                             ),
                         });
+                    }
+                    if auth_log.paused {
+                        match &auth_log.error {
+                            Some(e) => tracing::error!(
+                                "audit: {e}: the auth log is read again from the last line spooled once the spool can be written"
+                            ),
+                            None => tracing::warn!(
+                                "audit: the spool is full (audit.spool_max): the auth log is read again from the last line spooled once it has room"
+                            ),
+                        }
+                    } else if let Some(e) = &auth_log.error {
+                        tracing::warn!("audit: {e}");
                     }
                     if failed.paused {
                         tracing::warn!(
@@ -386,15 +425,21 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             if Instant::now() >= next_list {
                 next_list = Instant::now() + settings.audit.rescan_interval;
             }
-            let line = format!(
-                "audit: {} session(s) open, spool at seq {}, journal {}",
-                sessions.open().len(),
-                spool.next_seq(),
-                if settings.audit.privilege {
+            let privilege = match &src.auth_log {
+                _ if !settings.audit.privilege => "journal off".to_string(),
+                None => format!(
+                    "journal {}",
                     journal.state.split(':').next().unwrap_or_default()
-                } else {
-                    "off"
-                }
+                ),
+                Some(a) => match a.path() {
+                    Some(p) => format!("auth log {}", p.display()),
+                    None => "auth log unavailable".to_string(),
+                },
+            };
+            let line = format!(
+                "audit: {} session(s) open, spool at seq {}, {privilege}",
+                src.sessions.open().len(),
+                spool.next_seq(),
             );
             ctx.heartbeats.idle("audit", line.clone());
             // STATUS only when it changed: a pass runs every rescan_interval.

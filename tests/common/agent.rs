@@ -80,6 +80,7 @@ impl Drop for StandInAgent {
 
 /// The stand-in agent's directories for a host: bin, log, state (with a fresh
 /// `identity_config.json`: EC2 credentials valid for an hour), config.
+#[derive(Clone)]
 pub struct AgentDirs {
     /// Binaries (the stand-in under the agent's names).
     pub bin: PathBuf,
@@ -129,12 +130,18 @@ impl AgentDirs {
     /// A `[paths]` section pointing ssm-companion at these and at `state` (its own state dir).
     pub fn paths_toml(&self, state: &Path) -> String {
         format!(
-            "[paths]\nstate_dir = \"{}\"\nagent_bin_dir = \"{}\"\nagent_snap_dir = \"/nonexistent/snap\"\nagent_state_dir = \"{}\"\nagent_log_dir = \"{}\"\nagent_config_dir = \"{}\"\n",
+            "[paths]\nstate_dir = \"{}\"\nagent_bin_dir = \"{}\"\nagent_snap_dir = \"/nonexistent/snap\"\nagent_state_dir = \"{}\"\nagent_log_dir = \"{}\"\nagent_config_dir = \"{}\"\nauth_logs = [\"{}\"]\n",
             state.display(),
             self.bin.display(),
             self.state.display(),
             self.log.display(),
-            self.config.display()
+            self.config.display(),
+            self.auth_log().display()
         )
+    }
+
+    /// The host's auth log for the tests (never the machine's own): `<agent log dir>/auth.log`.
+    pub fn auth_log(&self) -> std::path::PathBuf {
+        self.log.join("auth.log")
     }
 }
