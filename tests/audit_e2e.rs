@@ -869,3 +869,87 @@ fn fifty_kill_9s_while_three_sources_append_lose_nothing_and_repeat_nothing() {
 fn tail_all(host: &Host) -> Vec<Value> {
     tail(host).into_iter().map(|(_, _, e)| e).collect()
 }
+
+#[test]
+fn the_terminal_stream_is_recorded_once_redacted_and_without_control_sequences() {
+    require_root!();
+    let host = Host::new();
+    let d = AgentDirs::new(host.dir());
+    for sub in ["pending", "current"] {
+        std::fs::create_dir_all(d.state.join(INSTANCE).join("document/state").join(sub)).unwrap();
+    }
+    configure(
+        &host,
+        &d,
+        "enabled = false",
+        "transcript = true\nredact = ['TOKEN=\\S+']",
+    );
+    let id = "alice-0c20c0d902585cf86";
+    let ipc_dir = d
+        .state
+        .join(INSTANCE)
+        .join("session/orchestration")
+        .join(id)
+        .join("Standard_Stream");
+    std::fs::create_dir_all(&ipc_dir).unwrap();
+    let ipc = ipc_dir.join("ipcTempFile.log");
+    append(
+        &ipc,
+        "\u{1b}]0;alice@host: ~\u{7}\u{1b}[01;32malice@host\u{1b}[00m:~$ export TOKEN=s3cret\r\n",
+    );
+    start_session(&d.state, id, "alice");
+    let notify = host.dir().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    let mut seen = Vec::new();
+    let mut daemon = host.daemon(&notify, &[]);
+    let log1 = drain(&mut daemon);
+    // The start and the first piece.
+    wait_for_seq(&sock, 1, 3, &mut seen);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    // More output while the daemon is down; a long line over several pieces.
+    let long = "x".repeat(10_000);
+    append(
+        &ipc,
+        &format!("alice@host:~$ id\r\nuid=1001(alice)\r\n{long}\r\n"),
+    );
+    let mut daemon = host.daemon(&notify, &[]);
+    let log2 = drain(&mut daemon);
+    wait_for_seq(&sock, 1, 7, &mut seen);
+    append(&ipc, "logout\r\n");
+    end_session(&d.state, id);
+    wait_for_seq(&sock, 0, 9, &mut seen);
+    stop(&mut daemon);
+    for log in [log1.join().unwrap(), log2.join().unwrap()] {
+        assert!(!log.contains("panicked"), "{log}");
+        assert!(!log.contains("s3cret"), "{log}");
+    }
+    let events = tail_all(&host);
+    let output: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["raw_data"].is_string())
+        .collect();
+    let text: String = output
+        .iter()
+        .map(|e| e["raw_data"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        text,
+        format!("alice@host:~$ export ***\nalice@host:~$ id\nuid=1001(alice)\n{long}\nlogout\n"),
+        "every byte once, in order"
+    );
+    for e in &output {
+        assert_eq!(e["session"]["uid"], id);
+        assert_eq!(e["activity_id"], 99);
+        assert!(e["raw_data"].as_str().unwrap().len() <= 4096);
+    }
+    let spool = std::fs::read_dir(host.state.join("audit/spool"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect::<Vec<_>>()
+        .concat();
+    assert!(
+        !String::from_utf8_lossy(&spool).contains("s3cret"),
+        "the secret reached the spool"
+    );
+}

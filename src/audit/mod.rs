@@ -13,6 +13,7 @@ pub mod privilege;
 pub mod redact;
 pub mod session;
 pub mod spool;
+pub mod transcript;
 
 use std::path::{Path, PathBuf};
 
@@ -162,6 +163,15 @@ pub fn examples() -> Vec<ocsf::Event> {
             Some(&cloud),
         ),
         session::start_event(&port, &device, Some(&cloud)),
+        session::output_event(
+            &shell,
+            shell.started_ms + 12_000,
+            118,
+            43,
+            transcript::plain("alice@ip-10-0-1-23:~$ id\r\nuid=1001(alice) gid=1001(alice)\r\n"),
+            &device,
+            Some(&cloud),
+        ),
         ocsf::gap(
             shell.started_ms + 1_000,
             &ocsf::Origin {

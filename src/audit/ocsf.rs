@@ -101,6 +101,9 @@ pub struct Event {
     /// How many events a gap stands for.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub count: Option<u64>,
+    /// The source's own bytes (a piece of a session's terminal output).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub raw_data: Option<String>,
     /// What OCSF has no attribute for (`ssm`: the session's document and requests).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub unmapped: Option<serde_json::Map<String, serde_json::Value>>,
@@ -394,6 +397,7 @@ pub fn event(
         end_time: None,
         duration: None,
         count: None,
+        raw_data: None,
         unmapped: None,
     }
 }

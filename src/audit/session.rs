@@ -439,6 +439,41 @@ pub fn start_event(
     e
 }
 
+/// A piece of a session's terminal output (Authentication: Other, `Terminal Output`), read at
+/// `at_ms` from `offset` of its `ipcTempFile.log`: the text in `raw_data`. Its id is
+/// `<session id>/output@<offset>`: the same bytes read again are the same event.
+pub fn output_event(
+    s: &SessionInfo,
+    at_ms: i64,
+    offset: u64,
+    bytes: u64,
+    text: String,
+    device: &ocsf::Device,
+    cloud: Option<&ocsf::Cloud>,
+) -> ocsf::Event {
+    let mut e = base(
+        s,
+        (99, "Terminal Output"),
+        at_ms,
+        format!("{}/output@{offset}", s.id),
+        device,
+        cloud,
+    );
+    e.metadata.log_name = "transcript".into();
+    e.message = format!(
+        "session {} output: {bytes} bytes at offset {offset} ({} as `{}`)",
+        s.id,
+        owner_text(s),
+        s.user
+    );
+    e.unmapped.get_or_insert_default().insert(
+        "transcript".into(),
+        serde_json::json!({ "offset": offset, "bytes": bytes }),
+    );
+    e.raw_data = Some(text);
+    e
+}
+
 /// A session that could not start (Authentication: Logon, `status_id` 2), at `at_ms`, with the
 /// agent's reason. Its id is `<session id>/failed`: the same failure read again is the same
 /// event.

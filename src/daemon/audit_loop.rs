@@ -25,6 +25,7 @@ use crate::audit::ocsf;
 use crate::audit::redact::Redactor;
 use crate::audit::session;
 use crate::audit::spool::{Options, Spool, SpoolError};
+use crate::audit::transcript::{self, Transcripts};
 use crate::audit::{audit_dir, spool_dir};
 use crate::config::PrivilegeSource;
 use crate::config::Settings;
@@ -148,6 +149,9 @@ struct Sources {
     agent_log_dir: PathBuf,
     /// sudo and su from the auth log, when that is the privilege source.
     auth_log: Option<AuthLog>,
+    /// The sessions' terminal output (`audit.transcript`).
+    transcripts: Option<Transcripts>,
+    agent_state_dir: PathBuf,
 }
 
 /// What one turn spooled.
@@ -157,6 +161,7 @@ struct Turn {
     failed: agentlog::Pass,
     journal: Batch,
     auth_log: authlog::Pass,
+    transcript: transcript::Pass,
 }
 
 /// One turn of the loop, on the blocking pool: the session files listed (so a session's start
@@ -176,6 +181,10 @@ fn work(
         turn.failed = src
             .agent_log
             .pass(&src.agent_log_dir, spool, host, src.sessions.open())?;
+        if let Some(t) = src.transcripts.as_mut() {
+            turn.transcript =
+                t.pass(spool, host, &src.agent_state_dir, src.sessions.open(), now)?;
+        }
     }
     let workers: BTreeMap<u32, String> = src
         .sessions
@@ -274,6 +283,9 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             agent_log_dir: settings.paths.agent_log_dir.clone(),
             auth_log: (settings.audit.privilege && !use_journal)
                 .then(|| AuthLog::restore(&spool, &settings.paths.auth_logs)),
+            transcripts: (settings.audit.sessions && settings.audit.transcript)
+                .then(|| Transcripts::restore(&spool)),
+            agent_state_dir: agent_state_dir.clone(),
         };
         let host = host(&ctx, &settings).await;
         let wake = Arc::new(Notify::new());
@@ -325,15 +337,22 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                         failed,
                         journal: batch,
                         auth_log,
+                        transcript,
                     } = turn;
                     for e in pass
                         .iter()
                         .flat_map(|p| &p.spooled)
                         .chain(&failed.spooled)
+                        .chain(&transcript.spooled)
                         .chain(&auth_log.spooled)
                         .chain(&batch.spooled)
                     {
-                        tracing::info!("audit: {}", e.message);
+                        // Terminal output is the spool's business, not the log's.
+                        if e.raw_data.is_some() {
+                            tracing::debug!("audit: {}", e.message);
+                        } else {
+                            tracing::info!("audit: {}", e.message);
+                        }
                         let rules: Vec<&str> = e
                             .metadata
                             .labels
@@ -377,6 +396,11 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                         }
                     } else if let Some(e) = &auth_log.error {
                         tracing::warn!("audit: {e}");
+                    }
+                    if transcript.paused {
+                        tracing::warn!(
+                            "audit: the spool is full (audit.spool_max): terminal output waits until it has room"
+                        );
                     }
                     if failed.paused {
                         tracing::warn!(
