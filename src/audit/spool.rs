@@ -335,6 +335,10 @@ impl Spool {
             .map_err(io_err("cannot open", &path))?;
         if size == 0 {
             state::sync_dir(dir)?;
+        } else {
+            // What a kill -9 left in the page cache is on the disk before it counts as durable
+            // (the shipper sends only durable records to S3).
+            file.sync_data().map_err(io_err("cannot sync", &path))?;
         }
         Ok(Self {
             dir: dir.to_path_buf(),
