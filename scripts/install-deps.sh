@@ -70,10 +70,11 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
     fi
 fi
 
-if ! .venv/bin/python -c 'import moto, boto3, ocsf' >/dev/null 2>&1; then
-    log "creating .venv for the AWS emulator and the OCSF validator (moto, pydantic-ocsf; pinned)"
+if ! .venv/bin/python -c 'import moto, boto3, ocsf, duckdb' >/dev/null 2>&1; then
+    log "creating .venv for the AWS emulator, the OCSF validator and the query check (moto, pydantic-ocsf, duckdb; pinned)"
     rm -rf .venv
     python3 -m venv .venv
-    .venv/bin/pip install -q --disable-pip-version-check -r tests/emulator/requirements.txt -r tests/support/requirements-ocsf.txt
+    .venv/bin/pip install -q --disable-pip-version-check -r tests/emulator/requirements.txt \
+        -r tests/support/requirements-ocsf.txt -r tests/support/requirements-query.txt
 fi
 log "dependencies ready ($(cargo --version))"

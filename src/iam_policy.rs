@@ -138,6 +138,43 @@ pub fn policies(settings: &Settings, scope: &Scope) -> Policies {
             "HealthInventory: health.inventory = true sends Custom:SsmCompanionHealth".to_string(),
         );
     }
+    let s3 = &settings.audit.s3;
+    if settings.audit.enabled && !s3.bucket.is_empty() {
+        // Only new objects under the prefix: no read, no list, no delete, no overwrite needed
+        // (If-None-Match is a condition of PutObject itself).
+        let prefix = s3.prefix.trim_matches('/');
+        let objects = if prefix.is_empty() {
+            "*".to_string()
+        } else {
+            format!("{prefix}/*")
+        };
+        statements.push(json!({
+            "Sid": "AuditShipToS3",
+            "Effect": "Allow",
+            "Action": "s3:PutObject",
+            "Resource": format!("arn:{}:s3:::{}/{objects}", scope.partition, s3.bucket),
+        }));
+        reasons.push(format!(
+            "AuditShipToS3: audit.s3 writes the audit objects under s3://{}/{prefix}",
+            s3.bucket
+        ));
+        if s3.sse == "aws:kms" {
+            statements.push(json!({
+                "Sid": "AuditKmsForS3",
+                "Effect": "Allow",
+                "Action": "kms:GenerateDataKey",
+                "Resource": if s3.kms_key_id.starts_with("arn:") {
+                    s3.kms_key_id.clone()
+                } else {
+                    format!("arn:{}:kms:{}:{}:key/*", scope.partition, scope.region, scope.account)
+                },
+            }));
+            reasons.push(
+                "AuditKmsForS3: audit.s3.sse = \"aws:kms\" encrypts each object with a data key"
+                    .into(),
+            );
+        }
+    }
     let instance_profile = (!statements.is_empty()).then(|| document(statements));
     let operator = document(vec![json!({
         "Sid": "FleetHealth",
@@ -247,6 +284,28 @@ mod tests {
         let p = policies(&s, &Scope::default());
         assert!(p.instance_profile.is_none());
         assert!(text(&p).contains("nothing: with this configuration"));
+    }
+
+    #[test]
+    fn shipping_grants_put_object_on_the_prefix_only() {
+        let mut s = Settings::default();
+        s.accounts.enabled = false;
+        s.health.enabled = false;
+        s.audit.enabled = true;
+        s.audit.s3.bucket = "audit-bucket".into();
+        s.audit.s3.prefix = "/audit/v1/".into();
+        let p = policies(&s, &Scope::default());
+        let host = p.instance_profile.unwrap();
+        assert_eq!(actions(&host), ["s3:PutObject"]);
+        assert_eq!(
+            host["Statement"][0]["Resource"],
+            "arn:aws:s3:::audit-bucket/audit/v1/*"
+        );
+        s.audit.s3.sse = "aws:kms".into();
+        let host = policies(&s, &Scope::default()).instance_profile.unwrap();
+        assert_eq!(actions(&host), ["s3:PutObject", "kms:GenerateDataKey"]);
+        s.audit.enabled = false;
+        assert!(policies(&s, &Scope::default()).instance_profile.is_none());
     }
 
     #[test]

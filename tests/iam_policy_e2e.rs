@@ -52,6 +52,10 @@ fn printed_policies_are_valid_iam_policies() {
             "[accounts]\nsource = \"file\"\nread_session_preferences = false\n[health]\ninventory = true\n",
         ),
         ("iam-without-health", "[health]\nenabled = false\n"),
+        (
+            "audit-shipping-with-kms",
+            "[audit]\nenabled = true\n[audit.s3]\nbucket = \"audit-bucket\"\nprefix = \"audit/v1\"\nsse = \"aws:kms\"\n",
+        ),
     ];
     for (name, config) in configs {
         let (code, stdout, stderr) = iam_policy(config, &["--json", "--account", "123456789012"]);

@@ -12,6 +12,7 @@ pub mod ocsf;
 pub mod privilege;
 pub mod redact;
 pub mod session;
+pub mod ship;
 pub mod spool;
 pub mod transcript;
 

@@ -26,6 +26,7 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use crate::config::AwsSettings;
 
 pub mod fault;
+pub mod s3;
 pub mod ssm;
 pub mod sts;
 
@@ -307,6 +308,15 @@ pub mod clients {
     /// SSM (the Session Manager preferences, Inventory).
     pub fn ssm(sdk: &SdkConfig) -> aws_sdk_ssm::Client {
         aws_sdk_ssm::Client::new(sdk)
+    }
+
+    /// S3 (the audit objects). Path-style addressing when an endpoint is configured (an
+    /// emulator, a VPC endpoint by address): `<bucket>.<host>` would not resolve there.
+    pub fn s3(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(sdk.endpoint_url().is_some())
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
     }
 
     /// STS (`GetCallerIdentity`).

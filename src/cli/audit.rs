@@ -2,7 +2,6 @@
 //! audit spool holds, read from its files (no daemon needed, no lock taken).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use super::{Cli, Error, ExitCode, exit, load, out, outln, require_root};
@@ -36,27 +35,6 @@ fn spool_dir(settings: &crate::config::Settings) -> Result<std::path::PathBuf, E
     }
 }
 
-/// A damaged range, as the gap event a reader reports.
-fn gap_event(segment: &Path, offset: u64, bytes: u64) -> ocsf::Event {
-    let name = segment
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    ocsf::gap(
-        0,
-        &ocsf::Origin {
-            source: "spool".into(),
-            position: format!("{name}@{offset}"),
-        },
-        &ocsf::Device::default(),
-        None,
-        None,
-        &format!(
-            "{bytes} damaged bytes in {name} at offset {offset} (a failed CRC32C or a broken frame)"
-        ),
-    )
-}
-
 /// One item as an event: the record's body, or a gap. A body that is not an event (a damaged
 /// one that passed its CRC cannot be, but the spool is a file on disk) is reported as a gap.
 fn event_of(item: &Read) -> (Option<u64>, ocsf::Event) {
@@ -82,8 +60,19 @@ fn event_of(item: &Read) -> (Option<u64>, ocsf::Event) {
             segment,
             offset,
             bytes,
-        } => (None, gap_event(segment, *offset, *bytes)),
+        } => (
+            None,
+            crate::audit::ship::damaged(segment, *offset, *bytes, &ocsf::Device::default()),
+        ),
     }
+}
+
+fn now_ms() -> i64 {
+    crate::clock::Clock::now(&crate::clock::SystemClock)
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .unwrap_or(0)
 }
 
 fn time(ms: i64) -> String {
@@ -210,6 +199,26 @@ pub(super) fn status(cli: &Cli, json: bool) -> Result<ExitCode, Error> {
             })
             .collect()
     };
+    let ledger: Option<crate::audit::ship::Ledger> = if exists {
+        crate::state::load_json(&dir, crate::audit::ship::LEDGER)
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
+    let shipped_seq = ledger.as_ref().map_or(0, |l| l.shipped_seq);
+    let mut unshipped = 0u64;
+    let mut oldest_unshipped: Option<i64> = None;
+    if exists {
+        spool::visit(&dir, shipped_seq + 1, |item| {
+            if let (Some(_), e) = event_of(&item) {
+                unshipped += 1;
+                oldest_unshipped = Some(oldest_unshipped.map_or(e.time, |o| o.min(e.time)));
+            }
+            true
+        })
+        .map_err(spool_error)?;
+    }
     let sealed = std::fs::metadata(dir.join("positions.json"))
         .and_then(|m| m.modified())
         .ok()
@@ -226,7 +235,8 @@ pub(super) fn status(cli: &Cli, json: bool) -> Result<ExitCode, Error> {
             "events": events,
             "first_seq": first.map(|f| f.0),
             "last_seq": last.map(|l| l.0),
-            "oldest_unshipped": first.map(|f| time(f.1)),
+            "unshipped": unshipped,
+            "oldest_unshipped": oldest_unshipped.map(time),
             "newest": last.map(|l| time(l.1)),
             "gaps": gaps,
             "gap_bytes": gap_bytes,
@@ -234,6 +244,18 @@ pub(super) fn status(cli: &Cli, json: bool) -> Result<ExitCode, Error> {
             "last_seal": sealed,
         },
         "sessions": { "open": open },
+        "shipping": {
+            "bucket": settings.audit.s3.bucket,
+            "enabled": !settings.audit.s3.bucket.is_empty(),
+            "shipped_seq": shipped_seq,
+            "objects": ledger.as_ref().map_or(0, |l| l.objects),
+            "bytes": ledger.as_ref().map_or(0, |l| l.bytes),
+            "last_key": ledger.as_ref().and_then(|l| l.last_key.clone()),
+            "last_upload": ledger.as_ref().and_then(|l| l.last_upload_ms).map(time),
+            "oldest_unshipped_age_s": oldest_unshipped
+                .map(|t| (now_ms() - t).max(0) / 1000),
+            "last_error": ledger.as_ref().and_then(|l| l.last_error.clone()),
+        },
         "sources": sources.iter().map(|(name, (n, seq, _))| {
             (name.clone(), serde_json::json!({"events": n, "last_seq": seq}))
         }).collect::<serde_json::Map<_, _>>(),
@@ -257,13 +279,31 @@ pub(super) fn status(cli: &Cli, json: bool) -> Result<ExitCode, Error> {
     );
     if let (Some(f), Some(l)) = (first, last) {
         text.push_str(&format!(
-            "events: seq {} ({}) to {} ({}); oldest unshipped {}\n",
+            "events: seq {} ({}) to {} ({}); {unshipped} unshipped, the oldest {}\n",
             f.0,
             time(f.1),
             l.0,
             time(l.1),
-            time(f.1)
+            oldest_unshipped.map_or_else(|| "-".into(), time)
         ));
+    }
+    if settings.audit.s3.bucket.is_empty() {
+        text.push_str("shipping: off (audit.s3.bucket is not set)\n");
+    } else {
+        text.push_str(&format!(
+            "shipping: s3://{}/{} — through seq {shipped_seq}, {} object(s), {} bytes, last upload {}\n",
+            clean(&settings.audit.s3.bucket),
+            clean(&settings.audit.s3.prefix),
+            ledger.as_ref().map_or(0, |l| l.objects),
+            ledger.as_ref().map_or(0, |l| l.bytes),
+            ledger
+                .as_ref()
+                .and_then(|l| l.last_upload_ms)
+                .map_or_else(|| "none yet".into(), time)
+        ));
+        if let Some(e) = ledger.as_ref().and_then(|l| l.last_error.as_ref()) {
+            text.push_str(&format!("shipping error: {}\n", clean(e)));
+        }
     }
     text.push_str(&format!(
         "gaps: {gaps} ({gap_bytes} damaged bytes); high-severity events: {alerts}; last seal: {}\n",
@@ -284,4 +324,85 @@ pub(super) fn status(cli: &Cli, json: bool) -> Result<ExitCode, Error> {
     }
     out(text)?;
     Ok(exit::OK)
+}
+
+/// `audit flush`: asks the daemon to ship everything spooled before the call, and waits until
+/// the ledger says S3 has it.
+pub(super) fn flush(cli: &Cli, timeout: Duration, json: bool) -> Result<ExitCode, Error> {
+    use crate::audit::ship::Ledger;
+    let settings = load(cli)?.settings;
+    root("`audit flush`")?;
+    if settings.audit.s3.bucket.is_empty() {
+        return Err(Error::Audit(
+            "shipping is off: audit.s3.bucket is not set (name the bucket in [audit.s3] and reload the service)".into(),
+        ));
+    }
+    let dir = spool_dir(&settings)?;
+    let target = spool::read_last(&dir, 1)
+        .map_err(spool_error)?
+        .iter()
+        .find_map(|r| match r {
+            Read::Record(r) => Some(r.seq),
+            Read::Gap { .. } => None,
+        })
+        .unwrap_or(0);
+    let shipped = || {
+        crate::state::load_json::<Ledger>(&dir, crate::audit::ship::LEDGER)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
+    let started = std::time::Instant::now();
+    let request = dir.join(crate::audit::ship::FLUSH_REQUEST);
+    if shipped().shipped_seq < target {
+        // Held by the daemon while it runs: free means nobody would answer.
+        if let Ok(s) = spool::Spool::open(&dir, spool::Options::default()) {
+            drop(s);
+            return Err(Error::Audit(format!(
+                "the daemon is not running, so nothing ships (seq {} to {target} wait in {}): start it with `systemctl start ssm-companion`",
+                shipped().shipped_seq + 1,
+                dir.display()
+            )));
+        }
+        crate::state::write_atomic(&request, b"", 0o600)
+            .map_err(|e| Error::Audit(e.to_string()))?;
+    }
+    loop {
+        let l = shipped();
+        let done = l.shipped_seq >= target;
+        if done || started.elapsed() >= timeout {
+            let why = if done {
+                None
+            } else {
+                Some(l.last_error.clone().unwrap_or_else(|| {
+                    format!(
+                        "S3 has records up to seq {} of {target} after {}",
+                        l.shipped_seq,
+                        humantime::format_duration(timeout)
+                    )
+                }))
+            };
+            if json {
+                outln(serde_json::json!({
+                    "schema": "ssm-companion/audit-flush/v1",
+                    "shipped": done,
+                    "target_seq": target,
+                    "shipped_seq": l.shipped_seq,
+                    "last_key": l.last_key,
+                    "error": why,
+                }))?;
+            } else if done {
+                outln(format_args!(
+                    "audit: S3 has every event up to seq {target} (last object: {})",
+                    l.last_key.as_deref().map_or_else(|| "-".into(), clean)
+                ))?;
+            }
+            return match why {
+                None => Ok(exit::OK),
+                Some(_) if json => Ok(exit::FAILURE),
+                Some(w) => Err(Error::Audit(format!("not everything is in S3: {w}"))),
+            };
+        }
+        crate::clock::sleep_blocking(Duration::from_millis(200));
+    }
 }

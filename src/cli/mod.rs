@@ -291,6 +291,24 @@ show as gap events. Reads the spool's files: no daemon is needed.\n\n\
 Example: ssm-companion audit tail -n 50 --follow"
     )]
     Tail(AuditTailArgs),
+    /// Ship everything spooled so far to S3 now (audit.s3.bucket), and wait until S3 has it:
+    /// exit 0 when it does, 1 with the reason when it does not within --timeout.
+    #[command(
+        long_about = "Ask the running daemon to ship every event spooled before this call to S3 now, without waiting for audit.s3.max_delay or a full object, and wait until the shipping ledger says S3 has them all. Exit 0 when it does; exit 1 with the reason (the daemon is not running, shipping is off, or the last upload error, such as AccessDenied) when it does not within --timeout. Useful before stopping an instance for good, and in scripts and tests.\n\n\
+Example: ssm-companion audit flush --timeout 2m"
+    )]
+    Flush(AuditFlushArgs),
+}
+
+/// `audit flush` options.
+#[derive(Debug, Args)]
+pub struct AuditFlushArgs {
+    /// How long to wait for S3 to have everything.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// The outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `audit tail` options.
@@ -470,6 +488,7 @@ pub fn main_entry() -> i32 {
         Command::IamPolicy(a) => iam_policy::run(&cli, a),
         Command::Audit(AuditCommand::Status(f)) => audit::status(&cli, f.json),
         Command::Audit(AuditCommand::Tail(a)) => audit::tail(&cli, a.lines, a.follow, a.json),
+        Command::Audit(AuditCommand::Flush(a)) => audit::flush(&cli, a.timeout, a.json),
     };
     match done {
         Ok(code) => code,

@@ -14,7 +14,54 @@ fragment! {
         enabled: bool, sessions: bool, privilege: bool, privilege_source: String,
         transcript: bool,
         redact: Vec<String>, spool_max: String, rescan_interval: DurationValue,
-        default_alerts: bool, alert: Vec<AlertValue>,
+        default_alerts: bool, alert: Vec<AlertValue>, s3: S3Fragment,
+    }
+}
+
+fragment! {
+    /// `[audit.s3]` as written.
+    S3Fragment {
+        bucket: String, prefix: String, region: String, max_object_size: String,
+        max_delay: DurationValue, sse: String, kms_key_id: String,
+        bucket_owner_full_control: bool,
+    }
+}
+
+/// `[audit.s3]`: shipping the spool to S3.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct S3Settings {
+    /// `bucket`; default "": shipping is off until a bucket is named.
+    pub bucket: String,
+    /// `prefix`; default "ssm-companion": the keys' first component.
+    pub prefix: String,
+    /// `region`; default "": the bucket's region, when it is not the host's.
+    pub region: String,
+    /// `max_object_size`; default "4MiB": an object is sealed at this many bytes of JSON Lines.
+    #[serde(serialize_with = "size_str")]
+    pub max_object_size: u64,
+    /// `max_delay`; default "10s": an event waits at most this long for its object.
+    #[serde(with = "duration_str")]
+    pub max_delay: Duration,
+    /// `sse`; default "": `aws:kms` or `AES256` (empty: the bucket's default encryption).
+    pub sse: String,
+    /// `kms_key_id`; default "": the KMS key for `sse = "aws:kms"` (empty: `aws/s3`).
+    pub kms_key_id: String,
+    /// `bucket_owner_full_control`; default false: the canned ACL for another account's bucket.
+    pub bucket_owner_full_control: bool,
+}
+
+impl Default for S3Settings {
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            prefix: "ssm-companion".into(),
+            region: String::new(),
+            max_object_size: 4 << 20,
+            max_delay: Duration::from_secs(10),
+            sse: String::new(),
+            kms_key_id: String::new(),
+            bucket_owner_full_control: false,
+        }
     }
 }
 
@@ -113,6 +160,8 @@ pub struct AuditSettings {
     /// `[[audit.alert]]`; default none: the operator's rules (a rule named like a built-in one
     /// replaces it; `enabled = false` switches it off).
     pub alert: Vec<AlertRule>,
+    /// `[audit.s3]`.
+    pub s3: S3Settings,
 }
 
 impl Default for AuditSettings {
@@ -128,6 +177,7 @@ impl Default for AuditSettings {
             rescan_interval: Duration::from_secs(5),
             default_alerts: true,
             alert: Vec::new(),
+            s3: S3Settings::default(),
         }
     }
 }
@@ -291,6 +341,83 @@ pub(super) fn resolve(r: &mut Resolver<'_>, s: &mut AuditSettings) {
         default_alerts => as_is,
         alert => alerts,
     });
+    resolve_s3(r, &mut s.s3);
+}
+
+/// An S3 bucket name as S3 takes it: 3 to 63 lowercase letters, digits, dots and hyphens.
+fn bucket_name(p: &Picked<String>) -> Result<String, String> {
+    let b = p.value.trim();
+    let ok = b.is_empty()
+        || ((3..=63).contains(&b.len())
+            && b.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+            && b.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && b.ends_with(|c: char| c.is_ascii_alphanumeric()));
+    if ok {
+        Ok(b.to_string())
+    } else {
+        Err(format!(
+            "`{b}` is not an S3 bucket name (3-63 lowercase letters, digits, `.` and `-`); give the bucket's name, not its ARN or URL"
+        ))
+    }
+}
+
+fn key_prefix(p: &Picked<String>) -> Result<String, String> {
+    let v = p.value.trim_matches('/');
+    if v.len() <= 512 && !v.contains("//") && !v.chars().any(char::is_control) {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "`{}` is not a usable key prefix (at most 512 characters, no control characters or empty components)",
+            p.value
+        ))
+    }
+}
+
+fn object_size(p: &Picked<String>) -> Result<u64, String> {
+    match parse_size(&p.value) {
+        Some(b) if ((64 << 10)..=(1 << 30)).contains(&b) => Ok(b),
+        _ => Err(format!(
+            "`{}` is not a size from 64KiB to 1GiB (write it like \"4MiB\")",
+            p.value
+        )),
+    }
+}
+
+fn sse(p: &Picked<String>) -> Result<String, String> {
+    match p.value.as_str() {
+        "" | "AES256" | "aws:kms" => Ok(p.value.clone()),
+        other => Err(format!(
+            "`{other}` is not a server-side encryption; use \"aws:kms\", \"AES256\" or \"\" (the bucket's default)"
+        )),
+    }
+}
+
+fn any_string(p: &Picked<String>) -> Result<String, String> {
+    Ok(p.value.clone())
+}
+
+fn resolve_s3(r: &mut Resolver<'_>, s: &mut S3Settings) {
+    macro_rules! s3 {
+        ($($field:ident => $check:expr),* $(,)?) => {
+            $(r.set(
+                &mut s.$field,
+                concat!("audit.s3.", stringify!($field)),
+                |f| f.audit()?.s3.as_ref()?.get_ref().$field.as_ref(),
+                $check,
+            );)*
+        };
+    }
+    s3! {
+        bucket => bucket_name,
+        prefix => key_prefix,
+        region => any_string,
+        max_object_size => object_size,
+        max_delay => duration_in(Duration::from_secs(1), Duration::from_secs(3600)),
+        sse => sse,
+        kms_key_id => any_string,
+        bucket_owner_full_control => as_is,
+    }
 }
 
 #[cfg(test)]

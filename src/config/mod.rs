@@ -67,7 +67,9 @@ use serde::Serialize;
 use toml::Spanned;
 
 pub use accounts::{AccountsSettings, SourceKind, uid_range_fits_host};
-pub use audit::{AlertRule, AuditSettings, PrivilegeSource, SEVERITIES, format_size, parse_size};
+pub use audit::{
+    AlertRule, AuditSettings, PrivilegeSource, S3Settings, SEVERITIES, format_size, parse_size,
+};
 pub use aws::AwsSettings;
 pub use fragments::Fragment;
 pub use health::{HEALTH_SERVICES, HealthSettings};

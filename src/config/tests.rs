@@ -196,7 +196,21 @@ fn shipped_example_config_is_valid_and_complete() {
     let all = toml::to_string(&s).unwrap();
     let table: toml::Table = all.parse().unwrap();
     for (section, keys) in &table {
-        for key in keys.as_table().unwrap().keys() {
+        for (key, value) in keys.as_table().unwrap() {
+            // A sub-table (`[audit.s3]`): its header and each of its keys.
+            if let Some(sub) = value.as_table() {
+                assert!(
+                    uncommented.contains(&format!("\n[{section}.{key}]")),
+                    "the example config does not document [{section}.{key}]"
+                );
+                for k in sub.keys() {
+                    assert!(
+                        uncommented.contains(&format!("\n{k} = ")),
+                        "the example config does not document [{section}.{key}] {k}"
+                    );
+                }
+                continue;
+            }
             assert!(
                 uncommented.contains(&format!("\n{key} = ")),
                 "the example config does not document [{section}] {key}"

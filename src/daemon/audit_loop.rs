@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::audit_journal::{Follower, Next, journald_runs};
+use super::audit_ship::{self, Link};
 use super::requests::SyncRequest;
 use super::{TaskContext, TaskError, stopped};
 use crate::audit::agentlog::{self, AgentLog};
@@ -164,6 +165,20 @@ struct Turn {
     transcript: transcript::Pass,
 }
 
+impl Turn {
+    /// Whether an event of the turn carries an alert.
+    fn alerted(&self) -> bool {
+        self.sessions
+            .iter()
+            .flat_map(|p| &p.spooled)
+            .chain(&self.failed.spooled)
+            .chain(&self.transcript.spooled)
+            .chain(&self.auth_log.spooled)
+            .chain(&self.journal.spooled)
+            .any(|e| e.metadata.labels.iter().any(|l| l.starts_with("alert:")))
+    }
+}
+
 /// One turn of the loop, on the blocking pool: the session files listed (so a session's start
 /// is spooled before what happened in it), the agent's and the auth log read, then the journal
 /// lines handled.
@@ -294,6 +309,33 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
         let mut next_list = Instant::now();
         let mut sync_due: Option<Instant> = None;
         let mut last_status = String::new();
+        // The shipper, when a bucket is named: told how far the spool is durable and when an
+        // alert was spooled; it says how far S3 has the records (segments wholly shipped are
+        // then deleted).
+        let (durable_tx, durable_rx) = tokio::sync::watch::channel(spool.durable_seq());
+        let (shipped_tx, mut shipped_rx) = tokio::sync::watch::channel(0u64);
+        let (state_tx, state_rx) = tokio::sync::watch::channel(String::new());
+        let alert = Arc::new(Notify::new());
+        let shipping = !settings.audit.s3.bucket.is_empty();
+        let shipper = shipping.then(|| {
+            let aws = ctx.aws.clone();
+            let clock = ctx.clock.clone();
+            let s = settings.clone();
+            let dir = spool_dir(&settings.paths.state_dir);
+            let (device, cloud) = (host.device.clone(), host.cloud.clone());
+            let link = Link {
+                durable: durable_rx,
+                shipped: shipped_tx,
+                alert: alert.clone(),
+                state: state_tx,
+            };
+            tokio::spawn(async move {
+                let aws = aws.get(&s).await;
+                audit_ship::run(s, dir, device, cloud, aws, clock, link).await;
+            })
+        });
+        let mut released = 0u64;
+        let mut shipper_alive = shipping;
         let reload = loop {
             if use_journal {
                 journal.ensure_started(spool.position(journal::SOURCE));
@@ -312,17 +354,36 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                     Next::Lines(l) => lines = l,
                     Next::Ended => journal.ended().await,
                 },
+                changed = shipped_rx.changed(), if shipper_alive => {
+                    // The shipper ended (no AWS configuration): its state says why.
+                    shipper_alive = changed.is_ok();
+                }
             }
+            let shipped = *shipped_rx.borrow_and_update();
             ctx.heartbeats.busy("audit");
             watch.update(&agent_state_dir);
             let now = now_ms(&ctx);
             let h = host.clone();
             let want_list = settings.audit.sessions;
             let had_lines = !lines.is_empty();
-            let (back, result) = tokio::task::spawn_blocking(move || {
+            let release = shipped > released;
+            let (back, result, alerted, freed) = tokio::task::spawn_blocking(move || {
+                // Segments S3 has wholly: deleted (room for the sources again).
+                let freed = release.then(|| spool.release_through(shipped).map(|_| shipped));
                 let result = work(&mut spool, &mut src, want_list, &lines, &h, now);
-                let synced = spool.sync_if_due();
-                ((spool, src), result.and_then(|p| synced.map(|_| p)))
+                // An alert is made durable at once, so the shipper can send it now.
+                let alerted = result.as_ref().is_ok_and(Turn::alerted);
+                let synced = if alerted {
+                    spool.sync()
+                } else {
+                    spool.sync_if_due()
+                };
+                (
+                    (spool, src),
+                    result.and_then(|p| synced.map(|_| p)),
+                    alerted,
+                    freed,
+                )
             })
             .await
             .map_err(|source| TaskError::Blocking {
@@ -330,6 +391,17 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                 source,
             })?;
             (spool, src) = back;
+            let _ = durable_tx.send(spool.durable_seq());
+            if alerted {
+                alert.notify_one();
+            }
+            match freed {
+                Some(Ok(through)) => released = through,
+                Some(Err(e)) => tracing::warn!(
+                    "audit: cannot delete the segments shipped through seq {shipped}: {e} (retried at the next pass)"
+                ),
+                None => {}
+            }
             match result {
                 Ok(turn) => {
                     let Turn {
@@ -460,10 +532,16 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                     None => "auth log unavailable".to_string(),
                 },
             };
+            let shipper_state = state_rx.borrow().clone();
             let line = format!(
-                "audit: {} session(s) open, spool at seq {}, {privilege}",
+                "audit: {} session(s) open, spool at seq {}, {privilege}{}",
                 src.sessions.open().len(),
                 spool.next_seq(),
+                if shipper_state.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {shipper_state}")
+                }
             );
             ctx.heartbeats.idle("audit", line.clone());
             // STATUS only when it changed: a pass runs every rescan_interval.
@@ -473,6 +551,9 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             }
         };
         journal.stop();
+        if let Some(s) = shipper {
+            s.abort();
+        }
         // Stop or reload: everything appended reaches the disk first.
         let synced = tokio::task::spawn_blocking(move || spool.sync())
             .await

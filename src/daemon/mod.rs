@@ -13,6 +13,7 @@
 mod accounts_loop;
 mod audit_journal;
 mod audit_loop;
+mod audit_ship;
 mod aws;
 mod health_loop;
 pub mod notify;

@@ -98,6 +98,55 @@ impl Emulator {
         )
     }
 
+    /// An S3 client on the emulator (path-style: the bucket is not a host name here).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(&self.sdk())
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// Creates a bucket.
+    pub fn bucket(&self, name: &str) {
+        block_on(self.s3().create_bucket().bucket(name).send()).unwrap();
+    }
+
+    /// Every object of a bucket: (key, bytes), in key order.
+    pub fn objects(&self, bucket: &str) -> Vec<(String, Vec<u8>)> {
+        let s3 = self.s3();
+        block_on(async {
+            let mut out = Vec::new();
+            let mut token = None;
+            loop {
+                let page = s3
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .set_continuation_token(token)
+                    .send()
+                    .await
+                    .unwrap();
+                for o in page.contents() {
+                    let key = o.key().unwrap().to_string();
+                    let body = s3
+                        .get_object()
+                        .bucket(bucket)
+                        .key(&key)
+                        .send()
+                        .await
+                        .unwrap();
+                    let bytes = body.body.collect().await.unwrap().into_bytes().to_vec();
+                    out.push((key, bytes));
+                }
+                token = page.next_continuation_token().map(String::from);
+                if token.is_none() {
+                    break;
+                }
+            }
+            out.sort();
+            out
+        })
+    }
+
     /// An IAM client on the emulator.
     pub fn iam(&self) -> aws_sdk_iam::Client {
         aws_sdk_iam::Client::new(&self.sdk())

@@ -1,0 +1,329 @@
+//! The audit shipper: the spool's durable records to S3, each exactly once (see
+//! [`crate::audit::ship`] for the batches, objects, keys and the ledger).
+//!
+//! One task beside the audit loop, started by it when `audit.s3.bucket` is set. The loop tells
+//! it how far the spool is durable and when an alert was spooled; it tells the loop how far S3
+//! has the records, and the loop then deletes the segments wholly shipped. A batch is shipped
+//! when it is sealed (by size or by the next record's day), when it holds an alert, when
+//! `audit flush` asks, or once its first record waited `audit.s3.max_delay`. An idle host
+//! uploads nothing. Failures are retried for ever with a full-jitter backoff (1 s doubling to
+//! 5 min), never skipping a batch and never blocking capture: the spool keeps growing up to
+//! `audit.spool_max`, and then the sources pause.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use crate::audit::ocsf;
+use crate::audit::ship::{self, Intent, Ledger, Place};
+use crate::aws::fault::CallError;
+use crate::aws::s3::{self, Put, PutOptions};
+use crate::config::Settings;
+
+use crate::audit::ship::FLUSH_REQUEST;
+
+/// The first wait after a failure; it doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How often `audit flush`'s request is looked for while the shipper waits.
+const FLUSH_POLL: Duration = Duration::from_secs(1);
+
+/// What the audit loop and the shipper share.
+pub(super) struct Link {
+    /// The spool's durable sequence number (the loop writes it after each sync).
+    pub durable: watch::Receiver<u64>,
+    /// How far S3 has the records (the shipper writes it; the loop releases segments).
+    pub shipped: watch::Sender<u64>,
+    /// An alert was spooled and synced: ship now.
+    pub alert: Arc<Notify>,
+    /// The shipper's state in a few words, for the status line.
+    pub state: watch::Sender<String>,
+}
+
+/// Full jitter: a uniform wait up to `base * 2^attempt`, at most [`MAX_BACKOFF`].
+fn backoff(attempt: u32) -> Duration {
+    let cap = MIN_BACKOFF
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(MAX_BACKOFF);
+    cap.mul_f64(fastrand::f64()).max(Duration::from_millis(100))
+}
+
+fn now_ms(clock: &dyn crate::clock::Clock) -> i64 {
+    clock
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .unwrap_or(0)
+}
+
+/// Why an upload failed, for the operator: the remedy for the failures that need one.
+fn explain(e: &CallError, bucket: &str) -> String {
+    let f = &e.fault;
+    if f.is_access_denied() {
+        format!(
+            "S3 refused PutObject on bucket `{bucket}` (AccessDenied): grant s3:PutObject on the prefix (`ssm-companion iam-policy` prints the statement); retrying"
+        )
+    } else if matches!(f, crate::aws::fault::Fault::Aws { code, .. } if code == "NoSuchBucket") {
+        format!(
+            "bucket `{bucket}` does not exist (NoSuchBucket): create it or fix audit.s3.bucket; retrying"
+        )
+    } else {
+        format!(
+            "upload to bucket `{bucket}` failed ({}): {e}; retrying",
+            f.label()
+        )
+    }
+}
+
+/// Loads the ledger; a damaged one is set aside and a new one started (objects already in S3
+/// are then found there: 412, no duplicate — at the cost of a new spool id for new ones).
+fn load_ledger(dir: &std::path::Path) -> Ledger {
+    match Ledger::load(dir) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(
+                "audit: the shipping ledger is unreadable ({e}): starting a new one; records already in S3 may be uploaded again under new keys"
+            );
+            Ledger {
+                spool_id: format!("{:016x}", fastrand::u64(..)),
+                ..Ledger::default()
+            }
+        }
+    }
+}
+
+/// The shipper (see the module docs). Runs until aborted: every state it needs is in the
+/// ledger, so stopping it anywhere is safe.
+pub(super) async fn run(
+    settings: Arc<Settings>,
+    spool_dir: PathBuf,
+    device: ocsf::Device,
+    cloud: Option<ocsf::Cloud>,
+    aws: Arc<crate::aws::Aws>,
+    clock: Arc<dyn crate::clock::Clock>,
+    mut link: Link,
+) {
+    let s3conf = settings.audit.s3.clone();
+    let dir = spool_dir.clone();
+    let mut ledger = match tokio::task::spawn_blocking(move || load_ledger(&dir)).await {
+        Ok(l) => l,
+        Err(_) => return,
+    };
+    let durable = *link.durable.borrow();
+    if ledger.shipped_seq > durable {
+        // The spool holds fewer records than S3 has (it was removed or restored from a
+        // backup): its sequence numbers are used again, so its objects get a new spool id.
+        tracing::error!(
+            "audit: the shipping ledger says seq {} is in S3 but the spool ends at {durable}: shipping the spool again under a new spool id",
+            ledger.shipped_seq
+        );
+        ledger = Ledger {
+            spool_id: format!("{:016x}", fastrand::u64(..)),
+            ..Ledger::default()
+        };
+        save(&spool_dir, &ledger).await;
+    }
+    let _ = link.shipped.send(ledger.shipped_seq);
+    let sdk = match aws.sdk() {
+        Some(sdk) => sdk.clone(),
+        None => {
+            let why = aws
+                .sdk
+                .as_ref()
+                .err()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            tracing::error!("audit: cannot ship to S3: {why}");
+            let _ = link.state.send(format!("s3 unavailable: {why}"));
+            return;
+        }
+    };
+    let sdk = if s3conf.region.is_empty() {
+        sdk
+    } else {
+        sdk.into_builder()
+            .region(aws_config::Region::new(s3conf.region.clone()))
+            .build()
+    };
+    let client = crate::aws::clients::s3(&sdk);
+    let place = Place {
+        prefix: s3conf.prefix.clone(),
+        account: cloud
+            .as_ref()
+            .and_then(|c| c.account.as_ref())
+            .and_then(|a| a.uid.clone())
+            .unwrap_or_default(),
+        region: device
+            .region
+            .clone()
+            .or_else(|| sdk.region().map(ToString::to_string))
+            .unwrap_or_default(),
+        instance: device
+            .instance_uid
+            .clone()
+            .or_else(|| device.hostname.clone())
+            .unwrap_or_default(),
+    };
+    let opts = PutOptions {
+        sse: s3conf.sse.clone(),
+        kms_key_id: s3conf.kms_key_id.clone(),
+        bucket_owner_full_control: s3conf.bucket_owner_full_control,
+    };
+    let mut waiting_since: Option<Instant> = None;
+    let mut attempt = 0u32;
+    let mut last_error = String::new();
+    let _ = link
+        .state
+        .send(format!("s3 shipped through seq {}", ledger.shipped_seq));
+    loop {
+        let durable = *link.durable.borrow_and_update();
+        let flush = spool_dir.join(FLUSH_REQUEST).exists();
+        // The batch: an intent a crash left, else the next records.
+        let dir = spool_dir.clone();
+        let shipped = ledger.shipped_seq;
+        let intent = ledger.intent.clone();
+        let max = usize::try_from(s3conf.max_object_size).unwrap_or(usize::MAX);
+        let dev = device.clone();
+        let found = tokio::task::spawn_blocking(move || match &intent {
+            Some(i) => ship::batch_of(&dir, i.first, i.last, &dev),
+            None => ship::next_batch(&dir, shipped, durable, max, &dev),
+        })
+        .await;
+        let batch = match found {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                tracing::error!("audit: cannot read the spool to ship it: {e}");
+                let _ = link.state.send(format!("s3 error: {e}"));
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt = attempt.saturating_add(1);
+                continue;
+            }
+            Err(_) => return,
+        };
+        let Some(batch) = batch else {
+            // Nothing to ship (an intent whose records were released: S3 has them).
+            if ledger.intent.take().is_some() {
+                save(&spool_dir, &ledger).await;
+                continue;
+            }
+            waiting_since = None;
+            if flush {
+                let _ = std::fs::remove_file(spool_dir.join(FLUSH_REQUEST));
+            }
+            wait(&mut link, None).await;
+            continue;
+        };
+        let key = match &ledger.intent {
+            Some(i) => i.key.clone(),
+            None => {
+                let since = *waiting_since.get_or_insert_with(Instant::now);
+                let due = since + s3conf.max_delay;
+                if !(batch.sealed || batch.alert || flush || Instant::now() >= due) {
+                    wait(&mut link, Some(due)).await;
+                    continue;
+                }
+                let key = ship::key(
+                    &place,
+                    &batch.day,
+                    batch.first,
+                    batch.last,
+                    &ledger.spool_id,
+                );
+                ledger.intent = Some(Intent {
+                    first: batch.first,
+                    last: batch.last,
+                    key: key.clone(),
+                });
+                // The intent is durable before the upload: a crash rebuilds this very object.
+                if !save(&spool_dir, &ledger).await {
+                    ledger.intent = None;
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt = attempt.saturating_add(1);
+                    continue;
+                }
+                key
+            }
+        };
+        let body = ship::object(&batch.lines);
+        let len = body.len() as u64;
+        match s3::put_if_absent(&client, &s3conf.bucket, &key, body, &opts).await {
+            Ok(put) => {
+                ledger.shipped_seq = batch.last;
+                ledger.intent = None;
+                ledger.objects += 1;
+                ledger.bytes += len;
+                ledger.last_key = Some(key.clone());
+                ledger.last_upload_ms = Some(now_ms(clock.as_ref()));
+                ledger.last_error = None;
+                if !save(&spool_dir, &ledger).await {
+                    // Shipped but not noted: the next attempt finds it there (412).
+                    continue;
+                }
+                tracing::info!(
+                    "audit: shipped seq {}-{} to s3://{}/{key}{}",
+                    batch.first,
+                    batch.last,
+                    s3conf.bucket,
+                    if put == Put::AlreadyThere {
+                        " (already there)"
+                    } else {
+                        ""
+                    }
+                );
+                let _ = link.shipped.send(ledger.shipped_seq);
+                let _ = link
+                    .state
+                    .send(format!("s3 shipped through seq {}", ledger.shipped_seq));
+                attempt = 0;
+                last_error.clear();
+                waiting_since = None;
+            }
+            Err(e) => {
+                let why = explain(&e, &s3conf.bucket);
+                if why != last_error {
+                    tracing::warn!("audit: {why}");
+                    last_error.clone_from(&why);
+                    ledger.last_error = Some(why.clone());
+                    save(&spool_dir, &ledger).await;
+                }
+                let _ = link.state.send(format!("s3 failing: {}", e.fault.label()));
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt = attempt.saturating_add(1);
+            }
+        }
+    }
+}
+
+/// Writes the ledger on the blocking pool; false (and logged) when it could not be written.
+async fn save(dir: &std::path::Path, ledger: &Ledger) -> bool {
+    let dir = dir.to_path_buf();
+    let l = ledger.clone();
+    match tokio::task::spawn_blocking(move || l.save(&dir)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::error!("audit: cannot write the shipping ledger: {e}");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// Waits for more durable records, an alert, `until`, or the next look for `audit flush`.
+async fn wait(link: &mut Link, until: Option<Instant>) {
+    let poll = Instant::now() + FLUSH_POLL;
+    let until = until.map_or(poll, |u| u.min(poll));
+    tokio::select! {
+        changed = link.durable.changed() => {
+            // The loop is gone (it aborts this task next): do not spin.
+            if changed.is_err() {
+                tokio::time::sleep_until(until).await;
+            }
+        }
+        () = link.alert.notified() => {}
+        () = tokio::time::sleep_until(until) => {}
+    }
+}
