@@ -4,7 +4,8 @@
 # runs the daemon against a private user database (a mount namespace with overlays over /etc,
 # /var/log and /var/mail and a private /home). It prints the plan, lets the daemon sync twice
 # while a stand-in Session Manager session starts, runs sudo on its own pseudo-terminal and ends,
-# and shows the accounts it made and the session's audit events (read from a private journald).
+# and shows the accounts it made and the session's audit events (read from a private journald),
+# then ships them to the emulator's S3 and queries the objects with DuckDB.
 # This machine's own /etc, /home and journal are never changed.
 # Run as root on Debian/Ubuntu. Everything it makes is under .demo/.
 set -euo pipefail
@@ -33,6 +34,13 @@ MOTO=$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))[
 IMDS=$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["imds"])' "$DEMO/emulator.json")
 echo "    moto at $MOTO, IMDSv2 at $IMDS"
 .venv/bin/python tests/emulator/seed.py --endpoint "$MOTO" --file examples/demo/seed.json | sed 's/^/    /'
+# The bucket the audit events are shipped to.
+.venv/bin/python - "$MOTO" <<'PY'
+import sys, boto3
+boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+             aws_access_key_id="demo", aws_secret_access_key="demo").create_bucket(Bucket="demo-audit")
+print("    bucket demo-audit created in the emulator's S3")
+PY
 
 cat >"$DEMO/config.toml" <<EOF
 # The demo's configuration: the emulator's endpoints, a private state directory, and the
@@ -51,6 +59,10 @@ sudo_group = "ops-sudo"
 [audit]
 enabled = true
 rescan_interval = "1s"
+
+[audit.s3]
+bucket = "demo-audit"
+max_delay = "2s"
 
 [paths]
 state_dir = "$DEMO/state"
@@ -99,6 +111,8 @@ mv "$DOCS/pending/$SID" "$DOCS/current/$SID"
 wait "$WORKER"
 rm "$DOCS/current/$SID"
 sleep 2
+echo "    [demo] ssm-companion audit flush   (ship everything spooled so far to S3 now)"
+ssmc audit flush --timeout 60s | sed "s/^/    /"
 kill -TERM "$DAEMON"
 wait "$DAEMON"
 sed "s/^/    [daemon] /" "$DEMO/daemon.log" | grep -v "^    \[daemon\] $" | head -n 40
@@ -117,6 +131,24 @@ ssmc audit tail | sed "s/^/    /"
 echo; echo "==> ssm-companion audit status"
 ssmc audit status | sed "s/^/    /"
 ' demo "$BIN" "$DEMO/config.toml" "$DEMO"
+
+echo; echo "==> the objects in the emulator's S3 (Hive-style keys, gzip JSON Lines; copied to .demo/s3)"
+.venv/bin/python - "$MOTO" "$DEMO/s3" <<'PY'
+import os, sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id="demo", aws_secret_access_key="demo")
+for o in s3.list_objects_v2(Bucket="demo-audit").get("Contents", []):
+    path = os.path.join(sys.argv[2], o["Key"])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    s3.download_file("demo-audit", o["Key"], path)
+    print(f"    s3://demo-audit/{o['Key']}  ({o['Size']} bytes)")
+PY
+echo; echo "==> DuckDB over them, as Athena would read them (tests/support/duckdb_query.py)"
+.venv/bin/python tests/support/duckdb_query.py "$DEMO/s3" \
+    "SELECT instance_id, dt, type_name, actor.user.name AS who, message FROM audit ORDER BY time" |
+    .venv/bin/python -c 'import json, sys
+for r in json.load(sys.stdin):
+    print("    " + " | ".join(str(r[k]) for k in ("instance_id", "dt", "type_name", "who", "message")))'
 
 echo
 echo "Done. The private user database is under .demo/db, the ledger under .demo/state;"
