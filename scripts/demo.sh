@@ -145,7 +145,7 @@ for o in s3.list_objects_v2(Bucket="demo-audit").get("Contents", []):
 PY
 echo; echo "==> DuckDB over them, as Athena would read them (tests/support/duckdb_query.py)"
 .venv/bin/python tests/support/duckdb_query.py "$DEMO/s3" \
-    "SELECT instance_id, dt, type_name, actor.user.name AS who, message FROM audit ORDER BY time" |
+    "SELECT instance_id, dt, type_name, coalesce(actor.user.name, actor.user.uid) AS who, message FROM audit ORDER BY time" |
     .venv/bin/python -c 'import json, sys
 for r in json.load(sys.stdin):
     print("    " + " | ".join(str(r[k]) for k in ("instance_id", "dt", "type_name", "who", "message")))'

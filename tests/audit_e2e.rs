@@ -12,7 +12,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{AgentDirs, Host, wait_for};
+use common::{AgentDirs, Host, append, drain, stop, wait_for};
 use serde_json::Value;
 
 const INSTANCE: &str = "i-0123456789abcdef0";
@@ -41,6 +41,13 @@ fn state_file(id: &str, user: &str, pid: u32) -> String {
   }}]
 }}"#
     )
+}
+
+/// The agent's `document/state/pending/` and `current/` directories of [`INSTANCE`].
+fn session_dirs(d: &AgentDirs) {
+    for sub in ["pending", "current"] {
+        std::fs::create_dir_all(d.state.join(INSTANCE).join("document/state").join(sub)).unwrap();
+    }
 }
 
 /// The agent's move: written to `pending/`, renamed into `current/`.
@@ -81,23 +88,12 @@ fn tail(host: &Host) -> Vec<(String, String, Value)> {
         .collect()
 }
 
-fn drain(child: &mut std::process::Child) -> std::thread::JoinHandle<String> {
-    let mut stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
-        s
-    })
-}
-
 #[test]
 fn sessions_are_recorded_once_across_kill_9_and_restarts() {
     require_root!();
     let host = Host::new();
     let d = AgentDirs::new(host.dir());
-    for sub in ["pending", "current"] {
-        std::fs::create_dir_all(d.state.join(INSTANCE).join("document/state").join(sub)).unwrap();
-    }
+    session_dirs(&d);
     // Not sessions: a Run Command document, garbage, a FIFO (never opened blocking).
     let current = d.state.join(INSTANCE).join("document/state/current");
     std::fs::write(
@@ -258,16 +254,6 @@ fn configure(host: &Host, d: &AgentDirs, accounts: &str, audit: &str) {
     .unwrap();
 }
 
-/// SIGTERM, and waits for the daemon to stop.
-fn stop(daemon: &mut std::process::Child) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    daemon.wait().unwrap();
-}
-
 /// `actor.process.cmd_line` is `want`, or absent: journald lost the sender's `_CMDLINE`.
 fn assert_invocation(got: &Value, want: &str) {
     assert!(
@@ -289,9 +275,7 @@ fn sudo_and_su_in_a_session_are_attributed_by_its_terminal_and_read_once_across_
     require_root!();
     let host = Host::with_journal();
     let d = AgentDirs::new(host.dir());
-    for sub in ["pending", "current"] {
-        std::fs::create_dir_all(d.state.join(INSTANCE).join("document/state").join(sub)).unwrap();
-    }
+    session_dirs(&d);
     configure(&host, &d, "enabled = false", "redact = [\"token=\\\\S+\"]");
     // nobody may run sudo without a password prompt, and is refused: sudo logs the refusal.
     host.sh_ok(
@@ -659,17 +643,6 @@ fn a_full_disk_pauses_the_journal_and_loses_nothing_once_space_returns() {
     assert_eq!(status["spool"]["events"], 25, "{status:#}");
 }
 
-/// Appends `text` to `path` in one write (as a syslog daemon or the agent's logger does).
-fn append(path: &Path, text: &str) {
-    use std::io::Write as _;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
 /// What the writer of the kill -9 loop produced.
 #[derive(Default)]
 struct Written {
@@ -734,9 +707,7 @@ fn fifty_kill_9s_while_three_sources_append_lose_nothing_and_repeat_nothing() {
     require_root!();
     let host = Host::new();
     let d = AgentDirs::new(host.dir());
-    for sub in ["pending", "current"] {
-        std::fs::create_dir_all(d.state.join(INSTANCE).join("document/state").join(sub)).unwrap();
-    }
+    session_dirs(&d);
     configure(
         &host,
         &d,
@@ -916,9 +887,7 @@ fn the_terminal_stream_is_recorded_once_redacted_and_without_control_sequences()
     require_root!();
     let host = Host::new();
     let d = AgentDirs::new(host.dir());
-    for sub in ["pending", "current"] {
-        std::fs::create_dir_all(d.state.join(INSTANCE).join("document/state").join(sub)).unwrap();
-    }
+    session_dirs(&d);
     configure(
         &host,
         &d,

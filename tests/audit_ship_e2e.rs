@@ -11,25 +11,14 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{AgentDirs, Emulator, Host, wait_for};
+use common::{AgentDirs, Emulator, Host, append, drain, stop, wait_for};
 use serde_json::Value;
 
 const BUCKET: &str = "audit-bucket";
-
-fn append(path: &Path, text: &str) {
-    use std::io::Write as _;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
 
 fn sudo_line(command: &str) -> String {
     format!(
@@ -51,24 +40,6 @@ fn configure(host: &Host, d: &AgentDirs, emu: &Emulator, s3: &str) {
         ),
     )
     .unwrap();
-}
-
-fn drain(child: &mut std::process::Child) -> std::thread::JoinHandle<String> {
-    let mut stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
-        s
-    })
-}
-
-fn stop(daemon: &mut std::process::Child) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    daemon.wait().unwrap();
 }
 
 /// Every event in the bucket, object by object, each object checked: a Hive-style key, gzip
