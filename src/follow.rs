@@ -127,6 +127,12 @@ impl Follower {
         }
     }
 
+    /// Whether the files were looked at once (a new follower's first poll reads only the
+    /// recent history of the current file, on purpose).
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
     /// The offsets of the whole lines handed out so far.
     pub fn offsets(&self) -> Offsets {
         Offsets {

@@ -296,13 +296,28 @@ fn access_denied_is_reported_and_nothing_is_lost_once_access_returns() {
         "{status:#}"
     );
     assert!(emu.objects(BUCKET).is_empty());
-    // Access granted: everything arrives, once.
-    emu.faults(serde_json::json!([]));
-    let (code, doc) = flush(&host, "120s");
-    assert_eq!(code, 0, "{doc:#}");
+    // With the daemon stopped, flush says nobody would ship (at once, not after its timeout).
     stop(&mut daemon);
     let log = log.join().unwrap();
     assert!(log.contains("AccessDenied"), "{log}");
+    let out = host.ssmc(&["audit", "flush", "--timeout", "60s"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the daemon is not running"), "{err}");
+    // Access granted, the daemon back: everything arrives, once.
+    emu.faults(serde_json::json!([]));
+    let mut daemon = host.daemon(&notify, &[]);
+    let log = drain(&mut daemon);
+    wait_for(
+        &sock,
+        "audit: 0 session(s) open",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    let (code, doc) = flush(&host, "120s");
+    assert_eq!(code, 0, "{doc:#}");
+    stop(&mut daemon);
+    assert!(!log.join().unwrap().contains("panicked"));
     let events: Vec<Value> = shipped(&emu).into_iter().flat_map(|(_, e)| e).collect();
     let commands: BTreeSet<&str> = events
         .iter()

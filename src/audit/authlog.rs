@@ -214,10 +214,39 @@ impl AuthLog {
             at.insert((c.dev, c.ino), c.start);
         }
         let now = chrono::Local::now();
-        let mut pass = Pass::default();
-        let mut last_spooled: Option<Offsets> = None;
+        // Where each file was before this poll: a chunk starting later skipped bytes (more
+        // than LIMIT arrived since the last pass). Not on a first start, which reads only the
+        // recent history on purpose.
+        let known: BTreeMap<(u64, u64), u64> = before
+            .offsets()
+            .files
+            .iter()
+            .map(|f| ((f.dev, f.ino), f.offset))
+            .collect();
+        // The events of the pass, each with the offsets just past its line.
+        let mut todo: Vec<(ocsf::Event, Offsets)> = Vec::new();
         for c in &chunks {
             let key = (c.dev, c.ino);
+            let was = known.get(&key).copied().unwrap_or(0);
+            if before.is_started() && c.start > was {
+                let skipped = c.start - was;
+                let gap = ocsf::gap(
+                    now_ms,
+                    &ocsf::Origin {
+                        source: SOURCE.into(),
+                        position: format!("{}:{}:{was}-{}", c.dev, c.ino, c.start),
+                    },
+                    &host.device,
+                    host.cloud.as_ref(),
+                    None,
+                    &format!(
+                        "{skipped} bytes of {} were not read (more than {} MiB arrived between two passes): sudo and su lines in them are not recorded",
+                        c.name,
+                        LIMIT >> 20
+                    ),
+                );
+                todo.push((gap, offsets_of(&at)));
+            }
             let mut offset = c.start;
             for line in c.text.split_inclusive('\n') {
                 let start = offset;
@@ -244,7 +273,7 @@ impl AuthLog {
                 u.unverified = true;
                 host.redact.privilege_use(&mut u);
                 let session = lineage::session_of(proc, u.pid, u.tty.as_deref(), workers);
-                let mut event = privilege::event(
+                let event = privilege::event(
                     &u,
                     &entry,
                     SOURCE,
@@ -252,28 +281,32 @@ impl AuthLog {
                     &host.device,
                     host.cloud.as_ref(),
                 );
-                event.metadata.sequence = Some(spool.next_seq());
-                host.prepare(&mut event);
-                let offsets = offsets_of(&at);
-                let position = serde_json::to_string(&offsets).unwrap_or_default();
-                let body = serde_json::to_vec(&event).unwrap_or_default();
-                match spool.append(SOURCE, &position, &body) {
-                    Ok(_) => {
-                        pass.spooled.push(event);
-                        last_spooled = Some(offsets);
+                todo.push((event, offsets_of(&at)));
+            }
+        }
+        let mut pass = Pass::default();
+        let mut last_spooled: Option<Offsets> = None;
+        for (mut event, offsets) in todo {
+            event.metadata.sequence = Some(spool.next_seq());
+            host.prepare(&mut event);
+            let position = serde_json::to_string(&offsets).unwrap_or_default();
+            let body = serde_json::to_vec(&event).unwrap_or_default();
+            match spool.append(SOURCE, &position, &body) {
+                Ok(_) => {
+                    pass.spooled.push(event);
+                    last_spooled = Some(offsets);
+                }
+                Err(e) => {
+                    // Read again from just past the last line spooled.
+                    *follower = match &last_spooled {
+                        Some(o) => Follower::resume(&prefix, o),
+                        None => before,
+                    };
+                    pass.paused = true;
+                    if !matches!(e, SpoolError::Full { .. }) {
+                        pass.error = Some(e.to_string());
                     }
-                    Err(e) => {
-                        // Read again from just past the last line spooled.
-                        *follower = match &last_spooled {
-                            Some(o) => Follower::resume(&prefix, o),
-                            None => before,
-                        };
-                        pass.paused = true;
-                        if !matches!(e, SpoolError::Full { .. }) {
-                            pass.error = Some(e.to_string());
-                        }
-                        return pass;
-                    }
+                    return pass;
                 }
             }
         }
@@ -435,6 +468,45 @@ mod tests {
         uids.dedup();
         assert_eq!(uids.len(), 4);
         assert_eq!(all[0].metadata.uid, first.metadata.uid);
+    }
+
+    /// More than LIMIT bytes between two passes: the skipped bytes are a gap event, and the
+    /// sudo line after them is recorded.
+    #[test]
+    fn skipped_bytes_are_a_gap_event() {
+        let log = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let file = log.path().join("auth.log");
+        append(&file, SUDO);
+        let host = Host::default();
+        let none = BTreeMap::new();
+        let mut spool = Spool::open(&state.path().join("spool"), Options::default()).unwrap();
+        let mut src = AuthLog::restore(&spool, std::slice::from_ref(&file));
+        assert_eq!(
+            src.pass(&mut spool, &host, state.path(), &none, 1)
+                .spooled
+                .len(),
+            1
+        );
+        let flood = OTHER.repeat((usize::try_from(LIMIT).unwrap() / OTHER.len()) + 1000);
+        append(&file, &flood);
+        append(&file, &SUDO.replace("/usr/bin/id", "/usr/bin/after"));
+        let p = src.pass(&mut spool, &host, state.path(), &none, 2);
+        assert_eq!(
+            p.spooled.len(),
+            2,
+            "{:?}",
+            p.spooled.iter().map(|e| &e.message).collect::<Vec<_>>()
+        );
+        assert!(
+            p.spooled[0].message.contains("were not read"),
+            "{}",
+            p.spooled[0].message
+        );
+        assert_eq!(
+            p.spooled[1].process.as_ref().unwrap().cmd_line.as_deref(),
+            Some("/usr/bin/after")
+        );
     }
 
     /// A full spool pauses the source just past the last line spooled: nothing lost, nothing

@@ -51,11 +51,42 @@ pub struct Ledger {
     /// Why the last upload failed, until one succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The `metadata.uid` of the record `shipped_seq`: a spool made again (numbered from 1)
+    /// has another record there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_uid: Option<String>,
+}
+
+/// The `metadata.uid` of the record `seq`, if the spool in `dir` still holds it.
+pub fn uid_at(dir: &Path, seq: u64) -> Result<Option<String>, SpoolError> {
+    let mut found = None;
+    spool::visit(dir, seq, |item| match item {
+        Read::Record(r) => {
+            if r.seq == seq {
+                found = serde_json::from_slice::<serde_json::Value>(&r.body)
+                    .ok()
+                    .and_then(|v| v["metadata"]["uid"].as_str().map(String::from));
+            }
+            false
+        }
+        Read::Gap { .. } => true,
+    })?;
+    Ok(found)
+}
+
+/// The `metadata.uid` of a record body (the last line of a batch).
+pub fn uid_of(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["metadata"]["uid"].as_str().map(String::from))
 }
 
 /// A batch on its way: its range and its key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Intent {
+    /// `shipped_seq` when the batch was made: damage after that record leads the batch.
+    #[serde(default)]
+    pub after: Option<u64>,
     /// The first record's sequence number.
     pub first: u64,
     /// The last record's.
@@ -157,8 +188,8 @@ pub fn damaged(segment: &Path, offset: u64, bytes: u64, device: &ocsf::Device) -
 
 /// The batch of records after `shipped` and at most `durable`: at most `max_bytes` of lines
 /// (one record at least), of one UTC day. `None` when no durable record follows `shipped`.
-/// Damaged ranges between two records of the batch become gap events; one before its first
-/// record or after its last is left to the next batch (or to `audit tail`).
+/// Damaged ranges after the record `shipped` and before the batch's last record become gap
+/// events in it; damage after its last record goes with the next batch.
 pub fn next_batch(
     dir: &Path,
     shipped: u64,
@@ -169,14 +200,25 @@ pub fn next_batch(
     collect(dir, shipped + 1, durable, Some(max_bytes), device)
 }
 
-/// The batch of exactly the records `first..=last` (an intent's range, rebuilt).
+/// The batch of the records after `after` through `last` (an intent's range, rebuilt to the
+/// same lines: the same damage included).
 pub fn batch_of(
     dir: &Path,
-    first: u64,
+    after: u64,
     last: u64,
     device: &ocsf::Device,
 ) -> Result<Option<Batch>, SpoolError> {
-    collect(dir, first, last, None, device)
+    collect(dir, after + 1, last, None, device)
+}
+
+/// The first sequence number of a segment, from its name (`seg-<first>.seg`).
+fn segment_first(p: &Path) -> Option<u64> {
+    p.file_name()?
+        .to_str()?
+        .strip_prefix("seg-")?
+        .strip_suffix(".seg")?
+        .parse()
+        .ok()
 }
 
 fn collect(
@@ -186,21 +228,30 @@ fn collect(
     max_bytes: Option<usize>,
     device: &ocsf::Device,
 ) -> Result<Option<Batch>, SpoolError> {
+    // The record before the batch: damage after it (and before the batch's first record)
+    // belongs to this batch; damage before it was the previous batch's.
+    let anchor = from.saturating_sub(1);
+    let mut past_anchor = anchor == 0;
     let mut batch: Option<Batch> = None;
     let mut pending_gaps: Vec<Vec<u8>> = Vec::new();
-    spool::visit(dir, from, |item| match item {
+    spool::visit(dir, anchor.max(1), |item| match item {
         Read::Gap {
             segment,
             offset,
             bytes,
         } => {
-            if batch.is_some() {
+            if past_anchor || segment_first(&segment).is_some_and(|f| f > anchor) {
                 let e = damaged(&segment, offset, bytes, device);
                 pending_gaps.push(serde_json::to_vec(&e).unwrap_or_default());
             }
             true
         }
         Read::Record(r) => {
+            if r.seq <= anchor {
+                past_anchor = true;
+                return true;
+            }
+            past_anchor = true;
             if r.seq > through {
                 return false;
             }
@@ -208,11 +259,14 @@ fn collect(
             let day = day_of(time);
             match batch.as_mut() {
                 None => {
+                    let mut lines = std::mem::take(&mut pending_gaps);
+                    let bytes = lines.iter().map(|l| l.len() + 1).sum::<usize>() + r.body.len() + 1;
+                    lines.push(r.body);
                     batch = Some(Batch {
                         first: r.seq,
                         last: r.seq,
-                        bytes: r.body.len() + 1,
-                        lines: vec![r.body],
+                        bytes,
+                        lines,
                         day,
                         alert,
                         sealed: false,
@@ -358,9 +412,49 @@ mod tests {
         );
         assert!(next_batch(&dir, 10, 10, 1 << 20, &dev).unwrap().is_none());
         // An intent's range is rebuilt to the same bytes.
-        let again = batch_of(&dir, 7, 8, &dev).unwrap().unwrap();
+        let again = batch_of(&dir, 6, 8, &dev).unwrap().unwrap();
         assert_eq!(object(&again.lines), object(&b.lines));
         assert_eq!(b.lines.len(), 2);
+    }
+
+    /// Damage between batches is shipped once, with the batch after it.
+    #[test]
+    fn damage_at_a_batch_boundary_goes_with_the_next_batch() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("spool");
+        let mut s = Spool::open(&dir, Options::default()).unwrap();
+        for i in 1..=4 {
+            s.append("t", "", &body(i, DAY1, false)).unwrap();
+        }
+        drop(s);
+        // Flip a byte in record 3's body.
+        let seg = dir.join("seg-00000000000000000001.seg");
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let at = bytes.windows(7).position(|w| w == b"event 3").unwrap();
+        bytes[at + 6] ^= 0x01;
+        std::fs::write(&seg, &bytes).unwrap();
+        let dev = ocsf::Device::default();
+        let gaps = |b: &Batch| {
+            b.lines
+                .iter()
+                .filter(|l| String::from_utf8_lossy(l).contains("damaged bytes"))
+                .count()
+        };
+        // Shipped through 2, then the rest: the gap (record 3) leads the next batch.
+        let first = next_batch(&dir, 0, 2, 1 << 20, &dev).unwrap().unwrap();
+        assert_eq!((first.first, first.last, gaps(&first)), (1, 2, 0));
+        let next = next_batch(&dir, 2, 4, 1 << 20, &dev).unwrap().unwrap();
+        assert_eq!((next.first, next.last, gaps(&next)), (4, 4, 1));
+        assert_eq!(
+            batch_of(&dir, 2, 4, &dev).unwrap().unwrap().lines,
+            next.lines
+        );
+        // From the start in one batch: the gap once, between 2 and 4.
+        let all = next_batch(&dir, 0, 4, 1 << 20, &dev).unwrap().unwrap();
+        assert_eq!(
+            (all.first, all.last, gaps(&all), all.lines.len()),
+            (1, 4, 1, 4)
+        );
     }
 
     #[test]
@@ -397,6 +491,20 @@ mod tests {
             key(&hostile, "2026-12-06", 1, 1, "x"),
             "account_id=unknown/region=.._../dt=2026-12-06/instance_id=a_b_c_d/00000000000000000001-00000000000000000001-x.json.gz"
         );
+    }
+
+    #[test]
+    fn the_record_at_a_seq_is_found_by_its_uid() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("spool");
+        let mut s = Spool::open(&dir, Options::default()).unwrap();
+        for i in 1..=3 {
+            let b = serde_json::json!({"time": DAY1, "metadata": {"uid": format!("u{i}")}});
+            s.append("t", "", &serde_json::to_vec(&b).unwrap()).unwrap();
+        }
+        assert_eq!(uid_at(&dir, 2).unwrap().as_deref(), Some("u2"));
+        assert_eq!(uid_at(&dir, 9).unwrap(), None);
+        assert_eq!(uid_of(br#"{"metadata":{"uid":"x"}}"#).as_deref(), Some("x"));
     }
 
     #[test]

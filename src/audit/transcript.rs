@@ -7,16 +7,19 @@
 //!
 //! The agent writes the file only when the session logs to S3 or CloudWatch, or with
 //! `SessionLogsDestination = disk` (agents ≥ 3.3.987 write nothing by default). Each open
-//! session's file is read from offset 0 in pieces of at most [`PIECE`] bytes, cut after a
-//! newline where there is one and never inside a UTF-8 character; terminal control sequences
-//! are removed and `audit.redact` applied; each piece is one event stamped when it was read.
+//! session's file is read from offset 0 in pieces of at most [`PIECE`] bytes of whole lines — a
+//! line still being written waits for its newline, so `audit.redact` always sees whole lines
+//! (only a line longer than a piece is cut, and a secret across that cut is not masked) — never
+//! cut inside a UTF-8 character; terminal control sequences are removed and `audit.redact`
+//! applied; each piece is one event stamped when it was read.
 //! Input is not recorded by the agent (echoed keystrokes are, passwords typed with echo off are
 //! not).
 //!
 //! The offsets of every session followed are the source's position, spooled with each piece: a
 //! restart goes on after the last piece spooled, nothing twice. A full spool pauses the source
-//! (the file is still there); a session that ends is read to the end of its file once more, if
-//! the agent has not deleted it yet.
+//! (the file is still there); a session that ends is followed until its file is read to the end
+//! (its last unfinished line included), if the agent has not deleted it yet. Sessions that ended
+//! while the daemon was down are not read.
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Seek as _, SeekFrom};
@@ -35,6 +38,8 @@ pub const IPC_FILE: &str = "ipcTempFile.log";
 pub const PIECE: usize = 4096;
 /// The most read of one session's file per pass: a flood is spread over passes.
 pub const PASS_MAX: u64 = 256 << 10;
+/// The longest window-title sequence removed; the rest of a longer one is kept as text.
+const OSC_MAX: usize = 512;
 
 /// `<agent state>/<instance>/session/orchestration/<id>/*/ipcTempFile.log`, the first that
 /// exists (the session type's directory is `Standard_Stream` for shells).
@@ -73,15 +78,24 @@ pub fn plain(text: &str) -> String {
                         }
                     }
                 }
-                // OSC (a window title): up to BEL or ESC \.
+                // OSC (a window title): up to BEL or ESC \, and never past a newline or
+                // OSC_MAX characters (an unterminated one must not swallow the output).
                 Some(']') => {
-                    while let Some(c) = chars.next() {
-                        if c == '\u{7}' {
-                            break;
-                        }
-                        if c == '\u{1b}' {
-                            chars.next();
-                            break;
+                    for _ in 0..OSC_MAX {
+                        match chars.peek() {
+                            None | Some('\n') => break,
+                            Some('\u{7}') => {
+                                chars.next();
+                                break;
+                            }
+                            Some('\u{1b}') => {
+                                chars.next();
+                                chars.next();
+                                break;
+                            }
+                            Some(_) => {
+                                chars.next();
+                            }
                         }
                     }
                 }
@@ -100,14 +114,17 @@ pub fn plain(text: &str) -> String {
     out
 }
 
-/// Where to cut `bytes` (at most [`PIECE`]): after the last newline, else before an incomplete
-/// UTF-8 character at the end; 0 when all of it is an incomplete character.
-fn cut(bytes: &[u8]) -> usize {
+/// Where to cut `bytes` (at most [`PIECE`]): after the last newline in the window. Without
+/// one, a line still being written waits (0) — redaction sees whole lines — unless the window
+/// is full (a line longer than a piece) or `all` (the session ended): then before an incomplete
+/// UTF-8 character at the end.
+fn cut(bytes: &[u8], all: bool) -> usize {
     let window = &bytes[..bytes.len().min(PIECE)];
-    if window.len() == PIECE
-        && let Some(i) = window.iter().rposition(|&b| b == b'\n')
-    {
+    if let Some(i) = window.iter().rposition(|&b| b == b'\n') {
         return i + 1;
+    }
+    if window.len() < PIECE && !all {
+        return 0;
     }
     // Back off over a character cut by the window or by the writer.
     let mut end = window.len();
@@ -180,6 +197,9 @@ impl Transcripts {
         for (id, s) in open {
             self.followed.entry(id.clone()).or_insert_with(|| s.clone());
         }
+        // Offsets of sessions that ended while the daemon was down: their files are not read
+        // again (documented), and the position must not grow with them.
+        self.offsets.retain(|id, _| self.followed.contains_key(id));
         let mut pass = Pass::default();
         let ids: Vec<String> = self.followed.keys().cloned().collect();
         for id in ids {
@@ -187,31 +207,38 @@ impl Transcripts {
                 continue;
             };
             let ended = !open.contains_key(&id);
-            if let Some(path) = find(agent_state_dir, &s)
-                && self.read(&path, &s, spool, host, now_ms, &mut pass)?
-            {
-                return Ok(pass);
-            }
-            if ended {
-                self.followed.remove(&id);
-                self.offsets.remove(&id);
+            let read = match find(agent_state_dir, &s) {
+                Some(path) => self.read(&path, &s, ended, spool, host, now_ms, &mut pass)?,
+                None => Read::End,
+            };
+            match read {
+                Read::Paused => return Ok(pass),
+                // An ended session is followed until its file is read to the end (or gone).
+                Read::End if ended => {
+                    self.followed.remove(&id);
+                    self.offsets.remove(&id);
+                }
+                Read::End | Read::More => {}
             }
         }
         Ok(pass)
     }
 
-    /// Spools what `path` gained; true when the spool is full.
+    /// Spools what `path` gained (with `all`, the last unfinished line too: the session
+    /// ended).
+    #[allow(clippy::too_many_arguments)] // the pass's parts, each used once
     fn read(
         &mut self,
         path: &Path,
         s: &SessionInfo,
+        all: bool,
         spool: &mut Spool,
         host: &Host,
         now_ms: i64,
         pass: &mut Pass,
-    ) -> Result<bool, SpoolError> {
+    ) -> Result<Read, SpoolError> {
         let Ok(mut f) = crate::state::open_regular(path) else {
-            return Ok(false);
+            return Ok(Read::End);
         };
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         let mut from = self.offsets.get(&s.id).copied().unwrap_or(0);
@@ -219,7 +246,7 @@ impl Transcripts {
             from = 0; // replaced: read again
         }
         if from == len || f.seek(SeekFrom::Start(from)).is_err() {
-            return Ok(false);
+            return Ok(Read::End);
         }
         let mut buf = Vec::new();
         if (&mut f)
@@ -227,11 +254,12 @@ impl Transcripts {
             .read_to_end(&mut buf)
             .is_err()
         {
-            return Ok(false);
+            return Ok(Read::End);
         }
+        let complete = from + buf.len() as u64 >= len;
         let mut at = 0;
         while at < buf.len() {
-            let n = cut(&buf[at..]);
+            let n = cut(&buf[at..], all && complete);
             if n == 0 {
                 break; // the rest of a character the agent is still writing
             }
@@ -260,14 +288,28 @@ impl Transcripts {
                 }
                 Err(SpoolError::Full { .. }) => {
                     pass.paused = true;
-                    return Ok(true);
+                    return Ok(Read::Paused);
                 }
                 Err(e) => return Err(e),
             }
             at += n;
         }
-        Ok(false)
+        Ok(if complete && at == buf.len() {
+            Read::End
+        } else {
+            Read::More
+        })
     }
+}
+
+/// How far a read got.
+enum Read {
+    /// To the end of the file.
+    End,
+    /// Not to the end: more at the next pass (an unfinished line, or [`PASS_MAX`]).
+    More,
+    /// The spool is full.
+    Paused,
 }
 
 #[cfg(test)]
@@ -275,6 +317,53 @@ mod tests {
     use super::*;
     use crate::audit::spool::Options;
     use std::io::Write as _;
+
+    /// An ended session with more than a pass's worth unread is followed until the end.
+    #[test]
+    fn an_ended_session_is_read_to_the_end() {
+        let agent = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let s = session("bob-0c20c0d902585cf86");
+        let dir = agent.path().join(
+            "i-0123456789abcdef0/session/orchestration/bob-0c20c0d902585cf86/Standard_Stream",
+        );
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = format!("{}\n", "y".repeat(99));
+        std::fs::write(dir.join(IPC_FILE), line.repeat(6000)).unwrap(); // 600,000 bytes
+        let mut spool = Spool::open(&state.path().join("spool"), Options::default()).unwrap();
+        let mut t = Transcripts::restore(&spool);
+        let open: BTreeMap<_, _> = [(s.id.clone(), s.clone())].into();
+        let host = Host::default();
+        let mut bytes = 0;
+        bytes += t
+            .pass(&mut spool, &host, agent.path(), &open, 1)
+            .unwrap()
+            .spooled
+            .iter()
+            .map(|e| e.raw_data.as_ref().unwrap().len())
+            .sum::<usize>();
+        for _ in 0..5 {
+            bytes += t
+                .pass(&mut spool, &host, agent.path(), &BTreeMap::new(), 2)
+                .unwrap()
+                .spooled
+                .iter()
+                .map(|e| e.raw_data.as_ref().unwrap().len())
+                .sum::<usize>();
+        }
+        assert_eq!(bytes, 600_000);
+        assert!(t.followed.is_empty() && t.offsets.is_empty());
+    }
+
+    #[test]
+    fn an_unterminated_title_does_not_swallow_the_output() {
+        assert_eq!(
+            plain("\u{1b}]0;title without end\nsecret=shown\n"),
+            "\nsecret=shown\n"
+        );
+        let long = format!("\u{1b}]{}tail", "t".repeat(OSC_MAX + 10));
+        assert!(plain(&long).ends_with("tail"));
+    }
 
     #[test]
     fn control_sequences_are_removed() {
@@ -287,16 +376,18 @@ mod tests {
         let mut long = "a".repeat(PIECE - 10);
         long.push('\n');
         long.push_str(&"b".repeat(100));
-        assert_eq!(cut(long.as_bytes()), PIECE - 9);
-        // No newline: the window, backed off over a cut character.
+        assert_eq!(cut(long.as_bytes(), false), PIECE - 9);
+        // No newline in a full window: the window, backed off over a cut character.
         let euros = "€".repeat(PIECE); // 3 bytes each
-        let n = cut(euros.as_bytes());
+        let n = cut(euros.as_bytes(), false);
         assert_eq!(n % 3, 0);
         assert!(n > PIECE - 3 && n <= PIECE);
-        // Short input ending inside a character: the character waits.
-        assert_eq!(cut("ab\u{20ac}".as_bytes()), 5);
-        assert_eq!(cut(&"ab\u{20ac}".as_bytes()[..4]), 2);
-        assert_eq!(cut(&[0xE2]), 0);
+        // An unfinished line waits for its newline (redaction sees whole lines)...
+        assert_eq!(cut(b"$ export TOKEN=ab", false), 0);
+        // ... unless the session ended; a character being written still waits.
+        assert_eq!(cut("ab\u{20ac}".as_bytes(), true), 5);
+        assert_eq!(cut(&"ab\u{20ac}".as_bytes()[..4], true), 2);
+        assert_eq!(cut(&[0xE2], true), 0);
     }
 
     fn session(id: &str) -> SessionInfo {
@@ -345,7 +436,8 @@ mod tests {
             );
             p.spooled[0].clone()
         };
-        assert_eq!(first.raw_data.as_deref(), Some("$ export ***\n$ "));
+        // The prompt after the last newline waits for its line.
+        assert_eq!(first.raw_data.as_deref(), Some("$ export ***\n"));
         assert_eq!(first.session.as_ref().unwrap().uid, s.id);
         assert_eq!(first.activity_id, 99);
         // More output, a restart: the rest once.
@@ -359,7 +451,13 @@ mod tests {
             .iter()
             .filter_map(|e| e.raw_data.clone())
             .collect();
-        assert_eq!(texts, format!("ls\n{}", "x".repeat(PIECE + 5)));
+        // A line longer than a piece is cut at the piece; its unfinished rest waits.
+        assert!(
+            texts == format!("$ ls\n{}", "x".repeat(PIECE)),
+            "{} bytes: {:?}…",
+            texts.len(),
+            &texts[..20]
+        );
         assert!(
             p.spooled
                 .iter()
@@ -371,7 +469,7 @@ mod tests {
             .pass(&mut spool, &host, agent.path(), &BTreeMap::new(), 8)
             .unwrap();
         assert_eq!(p.spooled.len(), 1);
-        assert_eq!(p.spooled[0].raw_data.as_deref(), Some("late\n"));
+        assert_eq!(p.spooled[0].raw_data.as_deref(), Some("xxxxxlate\n"));
         w.write_all(b"later\n").unwrap();
         assert!(
             t.pass(&mut spool, &host, agent.path(), &BTreeMap::new(), 9)

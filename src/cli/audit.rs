@@ -67,6 +67,23 @@ fn event_of(item: &Read) -> (Option<u64>, ocsf::Event) {
     }
 }
 
+/// Whether a process holds a `flock` on `path` (from /proc/locks: device and inode).
+fn locked(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(m) = std::fs::metadata(path) else {
+        return false;
+    };
+    let dev = m.dev();
+    let want = format!(
+        "{:02x}:{:02x}:{} ",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev),
+        m.ino()
+    );
+    std::fs::read_to_string("/proc/locks")
+        .is_ok_and(|t| t.lines().any(|l| l.contains("FLOCK") && l.contains(&want)))
+}
+
 fn now_ms() -> i64 {
     crate::clock::Clock::now(&crate::clock::SystemClock)
         .duration_since(std::time::UNIX_EPOCH)
@@ -355,16 +372,22 @@ pub(super) fn flush(cli: &Cli, timeout: Duration, json: bool) -> Result<ExitCode
     let started = std::time::Instant::now();
     let request = dir.join(crate::audit::ship::FLUSH_REQUEST);
     if shipped().shipped_seq < target {
-        // Held by the daemon while it runs: free means nobody would answer.
-        if let Ok(s) = spool::Spool::open(&dir, spool::Options::default()) {
-            drop(s);
+        // The daemon holds the spool's lock while it runs; nobody holding it means nobody
+        // would answer. Looked up in /proc/locks: taking the lock here, even for a moment,
+        // could make a starting daemon find its spool busy.
+        if !locked(&dir.join("lock")) {
             return Err(Error::Audit(format!(
                 "the daemon is not running, so nothing ships (seq {} to {target} wait in {}): start it with `systemctl start ssm-companion`",
                 shipped().shipped_seq + 1,
                 dir.display()
             )));
         }
-        crate::state::write_atomic(&request, b"", 0o600)
+        // Another flush may ask for less or more: the request is the highest target.
+        let asked = std::fs::read_to_string(&request)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        crate::state::write_atomic(&request, target.max(asked).to_string().as_bytes(), 0o600)
             .map_err(|e| Error::Audit(e.to_string()))?;
     }
     loop {

@@ -391,7 +391,8 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                 source,
             })?;
             (spool, src) = back;
-            let _ = durable_tx.send(spool.durable_seq());
+            let durable = spool.durable_seq();
+            durable_tx.send_if_modified(|d| std::mem::replace(d, durable) != durable);
             if alerted {
                 alert.notify_one();
             }

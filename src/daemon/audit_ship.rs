@@ -82,18 +82,38 @@ fn explain(e: &CallError, bucket: &str) -> String {
 /// Loads the ledger; a damaged one is set aside and a new one started (objects already in S3
 /// are then found there: 412, no duplicate — at the cost of a new spool id for new ones).
 fn load_ledger(dir: &std::path::Path) -> Ledger {
-    match Ledger::load(dir) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(
-                "audit: the shipping ledger is unreadable ({e}): starting a new one; records already in S3 may be uploaded again under new keys"
-            );
-            Ledger {
-                spool_id: format!("{:016x}", fastrand::u64(..)),
-                ..Ledger::default()
+    let mut wait = MIN_BACKOFF;
+    loop {
+        match Ledger::load(dir) {
+            Ok(l) => return l,
+            // Not a ledger (damaged by hand or by the disk): set aside, and a new one started.
+            Err(e @ crate::state::LoadError::Invalid { .. }) => {
+                let aside = dir.join(format!("{}.invalid", ship::LEDGER));
+                let _ = std::fs::rename(dir.join(ship::LEDGER), &aside);
+                tracing::error!(
+                    "audit: the shipping ledger is not valid ({e}); kept as {}, a new one started: records still in the spool are shipped again under a new spool id",
+                    aside.display()
+                );
+                return Ledger {
+                    spool_id: format!("{:016x}", fastrand::u64(..)),
+                    ..Ledger::default()
+                };
+            }
+            // Cannot be read now (I/O): tried again, never replaced.
+            Err(e) => {
+                tracing::error!("audit: cannot read the shipping ledger ({e}); retrying");
+                crate::clock::sleep_blocking(wait);
+                wait = (wait * 2).min(MAX_BACKOFF);
             }
         }
     }
+}
+
+/// The sequence number `audit flush` asks for (the file's content), if it asks.
+fn flush_target(spool_dir: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(spool_dir.join(FLUSH_REQUEST))
+        .ok()
+        .map(|t| t.trim().parse().unwrap_or(u64::MAX))
 }
 
 /// The shipper (see the module docs). Runs until aborted: every state it needs is in the
@@ -114,11 +134,23 @@ pub(super) async fn run(
         Err(_) => return,
     };
     let durable = *link.durable.borrow();
-    if ledger.shipped_seq > durable {
-        // The spool holds fewer records than S3 has (it was removed or restored from a
-        // backup): its sequence numbers are used again, so its objects get a new spool id.
+    let dir = spool_dir.clone();
+    let (at, want) = (ledger.shipped_seq, ledger.last_uid.clone());
+    let renumbered = tokio::task::spawn_blocking(move || match (at, want) {
+        (0, _) | (_, None) => false,
+        (at, Some(want)) => ship::uid_at(&dir, at)
+            .ok()
+            .flatten()
+            .is_some_and(|u| u != want),
+    })
+    .await
+    .unwrap_or(false);
+    if ledger.shipped_seq > durable || renumbered {
+        // The spool holds fewer records than S3 has, or another record where the last one
+        // shipped was (it was removed or restored from a backup): its sequence numbers are
+        // used again, so its objects get a new spool id.
         tracing::error!(
-            "audit: the shipping ledger says seq {} is in S3 but the spool ends at {durable}: shipping the spool again under a new spool id",
+            "audit: the shipping ledger says seq {} is in S3 but the spool ends at {durable} or holds another record there: shipping the spool again under a new spool id",
             ledger.shipped_seq
         );
         ledger = Ledger {
@@ -181,7 +213,21 @@ pub(super) async fn run(
         .send(format!("s3 shipped through seq {}", ledger.shipped_seq));
     loop {
         let durable = *link.durable.borrow_and_update();
-        let flush = spool_dir.join(FLUSH_REQUEST).exists();
+        // `audit flush` asks for everything through its target: done once S3 has it.
+        let flush = match flush_target(&spool_dir) {
+            Some(target) if target <= ledger.shipped_seq => {
+                let _ = std::fs::remove_file(spool_dir.join(FLUSH_REQUEST));
+                false
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if ledger.intent.is_none() && durable <= ledger.shipped_seq {
+            // Nothing new: no read of the spool.
+            waiting_since = None;
+            wait(&mut link, None).await;
+            continue;
+        }
         // The batch: an intent a crash left, else the next records.
         let dir = spool_dir.clone();
         let shipped = ledger.shipped_seq;
@@ -189,7 +235,12 @@ pub(super) async fn run(
         let max = usize::try_from(s3conf.max_object_size).unwrap_or(usize::MAX);
         let dev = device.clone();
         let found = tokio::task::spawn_blocking(move || match &intent {
-            Some(i) => ship::batch_of(&dir, i.first, i.last, &dev),
+            Some(i) => ship::batch_of(
+                &dir,
+                i.after.unwrap_or(i.first.saturating_sub(1)),
+                i.last,
+                &dev,
+            ),
             None => ship::next_batch(&dir, shipped, durable, max, &dev),
         })
         .await;
@@ -211,9 +262,6 @@ pub(super) async fn run(
                 continue;
             }
             waiting_since = None;
-            if flush {
-                let _ = std::fs::remove_file(spool_dir.join(FLUSH_REQUEST));
-            }
             wait(&mut link, None).await;
             continue;
         };
@@ -234,6 +282,7 @@ pub(super) async fn run(
                     &ledger.spool_id,
                 );
                 ledger.intent = Some(Intent {
+                    after: Some(ledger.shipped_seq),
                     first: batch.first,
                     last: batch.last,
                     key: key.clone(),
@@ -259,6 +308,7 @@ pub(super) async fn run(
                 ledger.last_key = Some(key.clone());
                 ledger.last_upload_ms = Some(now_ms(clock.as_ref()));
                 ledger.last_error = None;
+                ledger.last_uid = batch.lines.last().and_then(|l| ship::uid_of(l));
                 if !save(&spool_dir, &ledger).await {
                     // Shipped but not noted: the next attempt finds it there (412).
                     continue;
