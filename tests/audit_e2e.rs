@@ -723,10 +723,21 @@ fn fifty_kill_9s_while_three_sources_append_lose_nothing_and_repeat_nothing() {
         std::thread::spawn(move || write_sources(&d, &stop_writer))
     };
     let mut logs = Vec::new();
-    for _ in 0..50 {
+    for round in 0..50 {
+        // What killed daemons sent is old news.
+        sock.set_nonblocking(true).unwrap();
+        while sock.recv(&mut [0u8; 4096]).is_ok() {}
+        sock.set_nonblocking(false).unwrap();
         let mut daemon = host.daemon(&notify, &[]);
         logs.push(drain(&mut daemon));
-        std::thread::sleep(Duration::from_millis(fastrand::u64(150..700)));
+        // Every other daemon is killed anywhere, start-up (spool recovery) included; the
+        // others once their loop ran a pass, so the sessions are listed however busy the
+        // machine is.
+        if round % 2 == 0 {
+            let mut seen = Vec::new();
+            wait_for(&sock, "audit: ", Duration::from_secs(30), &mut seen);
+        }
+        std::thread::sleep(Duration::from_millis(fastrand::u64(50..600)));
         daemon.kill().unwrap();
         daemon.wait().unwrap();
     }
@@ -799,7 +810,7 @@ fn fifty_kill_9s_while_three_sources_append_lose_nothing_and_repeat_nothing() {
     );
     // Sessions: each start and end at most once, every recorded start ended. A session whose
     // whole life fell between two daemons' listings is not seen (documented); with five-second
-    // lives and restarts every half second that is rare.
+    // lives and every other daemon running a pass, that is rare.
     let starts = count(&|e| {
         (e["activity_name"] == "Logon" && e["status_id"] != 2).then(|| session_of(e).to_string())
     });
@@ -815,7 +826,7 @@ fn fifty_kill_9s_while_three_sources_append_lose_nothing_and_repeat_nothing() {
     );
     assert!(starts.keys().all(|id| w.sessions.contains(id)));
     assert!(
-        starts.len() * 10 >= w.sessions.len() * 9,
+        starts.len() * 10 >= w.sessions.len() * 8,
         "only {} of {} sessions seen",
         starts.len(),
         w.sessions.len()
