@@ -735,7 +735,12 @@ fn fifty_kill_9s_while_three_sources_append_lose_nothing_and_repeat_nothing() {
         // machine is.
         if round % 2 == 0 {
             let mut seen = Vec::new();
-            wait_for(&sock, "session(s) open, spool at seq", Duration::from_secs(60), &mut seen);
+            wait_for(
+                &sock,
+                "session(s) open, spool at seq",
+                Duration::from_secs(60),
+                &mut seen,
+            );
         }
         std::thread::sleep(Duration::from_millis(fastrand::u64(50..600)));
         daemon.kill().unwrap();
