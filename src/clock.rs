@@ -52,6 +52,12 @@ pub fn sleep_blocking(d: Duration) {
     std::thread::sleep(d);
 }
 
+/// Milliseconds since the Unix epoch (0 for a time before it; saturates far in the future).
+pub fn epoch_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Formats a time as RFC 3339 UTC with second precision (`2026-11-29T17:20:18Z`).
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
@@ -118,6 +124,13 @@ mod tests {
         assert_eq!(s, "2026-11-30T00:53:20Z");
         assert_eq!(parse_rfc3339(&s), Some(t));
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn epoch_ms_is_zero_before_the_epoch() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_000_000_123);
+        assert_eq!(epoch_ms(t), 1_796_000_000_123);
+        assert_eq!(epoch_ms(SystemTime::UNIX_EPOCH - Duration::from_secs(1)), 0);
     }
 
     #[test]

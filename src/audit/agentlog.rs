@@ -92,12 +92,7 @@ pub fn failures(
         let (Some(id), Some(user)) = (worker_session(&r.message), missing_user(&r.message)) else {
             continue;
         };
-        let at_ms = r
-            .time
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()
-            .and_then(|d| i64::try_from(d.as_millis()).ok())
-            .unwrap_or(0);
+        let at_ms = crate::clock::epoch_ms(r.time);
         out.push(RunAsFailure {
             session: id.to_string(),
             user: user.to_string(),

@@ -85,11 +85,7 @@ fn locked(path: &std::path::Path) -> bool {
 }
 
 fn now_ms() -> i64 {
-    crate::clock::Clock::now(&crate::clock::SystemClock)
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_millis()).ok())
-        .unwrap_or(0)
+    crate::clock::epoch_ms(crate::clock::Clock::now(&crate::clock::SystemClock))
 }
 
 fn time(ms: i64) -> String {

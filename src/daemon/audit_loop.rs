@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use notify::Watcher as _;
 use tokio::sync::Notify;
@@ -135,12 +135,7 @@ impl Watch {
 }
 
 fn now_ms(ctx: &TaskContext) -> i64 {
-    ctx.clock
-        .now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_millis()).ok())
-        .unwrap_or(0)
+    crate::clock::epoch_ms(ctx.clock.now())
 }
 
 /// The file sources of the loop, moved to the blocking pool for each turn.

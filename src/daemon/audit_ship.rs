@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -52,12 +52,7 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 fn now_ms(clock: &dyn crate::clock::Clock) -> i64 {
-    clock
-        .now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_millis()).ok())
-        .unwrap_or(0)
+    crate::clock::epoch_ms(clock.now())
 }
 
 /// Why an upload failed, for the operator: the remedy for the failures that need one.
