@@ -76,13 +76,16 @@ fn explain(e: &CallError, bucket: &str) -> String {
 
 /// Loads the ledger; a damaged one is set aside and a new one started (objects already in S3
 /// are then found there: 412, no duplicate — at the cost of a new spool id for new ones).
-fn load_ledger(dir: &std::path::Path) -> Ledger {
+/// Reads the ledger, retrying an I/O error in the async loop (a stop aborts the wait) and never
+/// replacing a ledger that cannot be read now.
+async fn load_ledger(dir: &std::path::Path) -> Ledger {
     let mut wait = MIN_BACKOFF;
     loop {
-        match Ledger::load(dir) {
-            Ok(l) => return l,
+        let d = dir.to_path_buf();
+        match tokio::task::spawn_blocking(move || Ledger::load(&d)).await {
+            Ok(Ok(l)) => return l,
             // Not a ledger (damaged by hand or by the disk): set aside, and a new one started.
-            Err(e @ crate::state::LoadError::Invalid { .. }) => {
+            Ok(Err(e @ crate::state::LoadError::Invalid { .. })) => {
                 let aside = dir.join(format!("{}.invalid", ship::LEDGER));
                 let _ = std::fs::rename(dir.join(ship::LEDGER), &aside);
                 tracing::error!(
@@ -95,12 +98,11 @@ fn load_ledger(dir: &std::path::Path) -> Ledger {
                 };
             }
             // Cannot be read now (I/O): tried again, never replaced.
-            Err(e) => {
-                tracing::error!("audit: cannot read the shipping ledger ({e}); retrying");
-                crate::clock::sleep_blocking(wait);
-                wait = (wait * 2).min(MAX_BACKOFF);
-            }
+            Ok(Err(e)) => tracing::error!("audit: cannot read the shipping ledger ({e}); retrying"),
+            Err(e) => tracing::error!("audit: reading the shipping ledger failed ({e}); retrying"),
         }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -123,11 +125,7 @@ pub(super) async fn run(
     mut link: Link,
 ) {
     let s3conf = settings.audit.s3.clone();
-    let dir = spool_dir.clone();
-    let mut ledger = match tokio::task::spawn_blocking(move || load_ledger(&dir)).await {
-        Ok(l) => l,
-        Err(_) => return,
-    };
+    let mut ledger = load_ledger(&spool_dir).await;
     let durable = *link.durable.borrow();
     let dir = spool_dir.clone();
     let (at, want) = (ledger.shipped_seq, ledger.last_uid.clone());
@@ -370,5 +368,36 @@ async fn wait(link: &mut Link, until: Option<Instant>) {
         }
         () = link.alert.notified() => {}
         () = tokio::time::sleep_until(until) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_invalid_ledger_is_set_aside_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(ship::LEDGER), "{not json").unwrap();
+        let l = load_ledger(dir.path()).await;
+        assert_eq!(l.shipped_seq, 0);
+        assert_eq!(l.spool_id.len(), 16);
+        let aside = dir.path().join(format!("{}.invalid", ship::LEDGER));
+        assert_eq!(std::fs::read_to_string(aside).unwrap(), "{not json");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_ledger_is_retried_not_replaced_and_a_stop_ends_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: every read fails with an I/O error.
+        std::fs::create_dir(dir.path().join(ship::LEDGER)).unwrap();
+        let waited = tokio::time::timeout(Duration::from_secs(600), load_ledger(dir.path())).await;
+        assert!(waited.is_err(), "an unreadable ledger must not be replaced");
+        assert!(dir.path().join(ship::LEDGER).is_dir());
+        assert!(
+            !dir.path()
+                .join(format!("{}.invalid", ship::LEDGER))
+                .exists()
+        );
     }
 }
