@@ -507,3 +507,62 @@ pub mod accounts_status {
         super::load_json(state_dir, FILE_NAME)
     }
 }
+
+/// What the audit shipper last knew, for the `audit.shipping` health check and the Prometheus
+/// metrics (the shipper writes it; health reads it: neither names the other).
+pub mod shipping_status {
+    use std::path::Path;
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Serialize};
+
+    use super::StateError;
+    use crate::clock::serde_rfc3339;
+
+    /// File name in the state directory.
+    pub const FILE_NAME: &str = "audit-shipping.json";
+
+    /// The status.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ShippingStatus {
+        /// When it was written.
+        #[serde(with = "serde_rfc3339")]
+        pub at: SystemTime,
+        /// Where the records go (`s3://bucket/prefix`).
+        pub destination: String,
+        /// The last record in the destination.
+        pub shipped_seq: u64,
+        /// The last durable record in the spool.
+        pub durable_seq: u64,
+        /// Objects and bytes uploaded by this spool.
+        pub objects: u64,
+        /// Compressed bytes uploaded.
+        pub bytes: u64,
+        /// The last successful upload.
+        #[serde(default, with = "serde_rfc3339::option")]
+        pub last_upload: Option<SystemTime>,
+        /// When the oldest record not yet shipped reached the spool (none: nothing waits).
+        #[serde(default, with = "serde_rfc3339::option")]
+        pub oldest_unshipped: Option<SystemTime>,
+        /// The last failure, while it lasts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub error: Option<String>,
+        /// Its kind (`aws:AccessDenied`, `dns`, …), as health checks name causes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub cause: Option<String>,
+        /// The failure needs an operator (permissions, a missing bucket or key): retrying alone
+        /// will not fix it.
+        #[serde(default)]
+        pub needs_operator: bool,
+    }
+
+    /// Writes the status atomically (0644: it names no secret, and monitoring may read it).
+    pub fn save(state_dir: &Path, status: &ShippingStatus) -> Result<(), StateError> {
+        super::save_json(state_dir, FILE_NAME, status, 0o644)
+    }
+
+    /// Reads the status; `Ok(None)` when the shipper has written none.
+    pub fn load(state_dir: &Path) -> Result<Option<ShippingStatus>, super::LoadError> {
+        super::load_json(state_dir, FILE_NAME)
+    }
+}

@@ -18,6 +18,7 @@ fragment! {
         prometheus_textfile: String, inventory: bool, inventory_min_interval: DurationValue,
         inventory_max_age: DurationValue, inventory_splay: DurationValue,
         latest_agent_check: bool, latest_agent_url: String, max_minor_versions_behind: u32,
+        shipping_lag_warning: DurationValue, shipping_lag_critical: DurationValue,
     }
 }
 
@@ -83,6 +84,13 @@ pub struct HealthSettings {
     /// `max_minor_versions_behind`; default 1: an agent more minor versions behind the latest
     /// release (or a major version behind) is a warning.
     pub max_minor_versions_behind: u32,
+    /// `shipping_lag_warning`; default "5m": the oldest audit record not yet shipped to S3
+    /// waiting longer is a warning (`audit.shipping`).
+    #[serde(with = "duration_str")]
+    pub shipping_lag_warning: Duration,
+    /// `shipping_lag_critical`; default "30m": … and critical.
+    #[serde(with = "duration_str")]
+    pub shipping_lag_critical: Duration,
 }
 
 impl Default for HealthSettings {
@@ -116,6 +124,8 @@ impl Default for HealthSettings {
             inventory_min_interval: Duration::from_secs(1800),
             inventory_max_age: Duration::from_secs(86400),
             inventory_splay: Duration::from_secs(30),
+            shipping_lag_warning: Duration::from_secs(300),
+            shipping_lag_critical: Duration::from_secs(1800),
         }
     }
 }
@@ -227,5 +237,14 @@ pub(super) fn resolve(r: &mut Resolver<'_>, h: &mut HealthSettings) {
         latest_agent_check => as_is,
         latest_agent_url => https_url,
         max_minor_versions_behind => in_range(0, 1000, "minor versions"),
+        shipping_lag_warning => duration_in(Duration::from_secs(30), Duration::from_secs(7 * 24 * 3600)),
     });
+    if let Some(p) = key!(r, health, h, shipping_lag_critical => duration_in(Duration::from_secs(60), Duration::from_secs(30 * 24 * 3600)))
+        && h.shipping_lag_critical <= h.shipping_lag_warning
+    {
+        r.issues.push(p.issue(format!(
+            "must be longer than health.shipping_lag_warning ({}); raise it or lower the warning",
+            humantime::format_duration(h.shipping_lag_warning)
+        )));
+    }
 }

@@ -112,6 +112,29 @@ fn unknown_key_is_error_when_strict_warning_when_not() {
 }
 
 #[test]
+fn the_critical_shipping_lag_must_exceed_the_warning() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "etc/config.d/50-x.toml",
+        "[health]\nshipping_lag_warning = \"1h\"\nshipping_lag_critical = \"10m\"\n",
+    );
+    let e = load(&opts(d.path(), true)).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("50-x.toml:3:25: key `health.shipping_lag_critical`: must be longer than health.shipping_lag_warning (1h)"),
+        "{msg}"
+    );
+    write(
+        d.path(),
+        "etc/config.d/50-x.toml",
+        "[health]\nshipping_lag_warning = \"1m\"\nshipping_lag_critical = \"10m\"\n",
+    );
+    let s = load(&opts(d.path(), true)).unwrap().settings;
+    assert_eq!(s.health.shipping_lag_critical, Duration::from_secs(600));
+}
+
+#[test]
 fn bad_values_name_file_line_key_and_allowed_values() {
     let d = tempfile::tempdir().unwrap();
     write(

@@ -304,6 +304,9 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
         let mut next_list = Instant::now();
         let mut sync_due: Option<Instant> = None;
         let mut last_status = String::new();
+        // A source paused on a full spool in the last pass: the warnings are logged when it
+        // fills, not at every pass of a long outage.
+        let mut full = false;
         // The shipper, when a bucket is named: told how far the spool is durable and when an
         // alert was spooled; it says how far S3 has the records (segments wholly shipped are
         // then deleted).
@@ -437,6 +440,16 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                             );
                         }
                     }
+                    let now_full = auth_log.paused
+                        || transcript.paused
+                        || failed.paused
+                        || batch.paused
+                        || pass.as_ref().is_some_and(|p| p.paused);
+                    let tell = now_full && !full;
+                    if full && !now_full {
+                        tracing::info!("audit: the spool has room again: the paused sources resume");
+                    }
+                    full = now_full;
                     // The accounts capability decides whether the user is one it should create.
                     for f in &failed.failures {
                         ctx.requests.account_sync(SyncRequest {
@@ -458,19 +471,20 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                             Some(e) => tracing::error!(
                                 "audit: {e}: the auth log is read again from the last line spooled once the spool can be written"
                             ),
-                            None => tracing::warn!(
+                            None if tell => tracing::warn!(
                                 "audit: the spool is full (audit.spool_max): the auth log is read again from the last line spooled once it has room"
                             ),
+                            None => {}
                         }
                     } else if let Some(e) = &auth_log.error {
                         tracing::warn!("audit: {e}");
                     }
-                    if transcript.paused {
+                    if transcript.paused && tell {
                         tracing::warn!(
                             "audit: the spool is full (audit.spool_max): terminal output waits until it has room"
                         );
                     }
-                    if failed.paused {
+                    if failed.paused && tell {
                         tracing::warn!(
                             "audit: the spool is full (audit.spool_max): the agent's log is read again once it has room"
                         );
@@ -484,7 +498,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                     if !batch.spooled.is_empty() {
                         journal.spooled();
                     }
-                    if pass.as_ref().is_some_and(|p| p.paused) {
+                    if pass.as_ref().is_some_and(|p| p.paused) && tell {
                         tracing::warn!(
                             "audit: the spool is full (audit.spool_max): session events wait until it has room"
                         );
@@ -494,9 +508,10 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                             Some(e) => tracing::error!(
                                 "audit: {e}: the journal is read again from the last entry spooled once the spool can be written"
                             ),
-                            None => tracing::warn!(
+                            None if tell => tracing::warn!(
                                 "audit: the spool is full (audit.spool_max): the journal is read again from the last entry spooled once it has room"
                             ),
+                            None => {}
                         }
                         journal.pause(settings.audit.rescan_interval);
                     }
@@ -530,9 +545,14 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             };
             let shipper_state = state_rx.borrow().clone();
             let line = format!(
-                "audit: {} session(s) open, spool at seq {}, {privilege}{}",
+                "audit: {} session(s) open, spool at seq {}{}, {privilege}{}",
                 src.sessions.open().len(),
                 spool.next_seq(),
+                if full {
+                    " (full: sources paused)"
+                } else {
+                    ""
+                },
                 if shipper_state.is_empty() {
                     String::new()
                 } else {

@@ -10,9 +10,10 @@
 //! 5 min), never skipping a batch and never blocking capture: the spool keeps growing up to
 //! `audit.spool_max`, and then the sources pause.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -22,6 +23,7 @@ use crate::audit::ship::{self, Intent, Ledger, Place};
 use crate::aws::fault::CallError;
 use crate::aws::s3::{self, Put, PutOptions};
 use crate::config::Settings;
+use crate::state::shipping_status::{self, ShippingStatus};
 
 use crate::audit::ship::FLUSH_REQUEST;
 
@@ -74,10 +76,103 @@ fn explain(e: &CallError, bucket: &str) -> String {
     }
 }
 
+/// When the spool's durable end reached each value the shipper saw: the first mark past the
+/// shipped end says how long the oldest unshipped record has waited (to within one wake-up).
+struct Marks(VecDeque<(u64, SystemTime)>);
+
+impl Marks {
+    /// Enough for days of outage at one mark per wake-up; past it the last mark is stretched
+    /// (its time kept: the waits it gives are then upper bounds, never lower ones).
+    const CAP: usize = 4096;
+
+    /// Notes that records through `durable` were there at `now`.
+    fn note(&mut self, durable: u64, shipped: u64, now: SystemTime) {
+        if durable <= shipped || self.0.back().is_some_and(|(s, _)| *s >= durable) {
+            return;
+        }
+        if self.0.len() >= Self::CAP
+            && let Some(last) = self.0.back_mut()
+        {
+            last.0 = durable;
+        } else {
+            self.0.push_back((durable, now));
+        }
+    }
+
+    /// Drops the marks S3 now has.
+    fn shipped(&mut self, shipped: u64) {
+        while self.0.front().is_some_and(|(s, _)| *s <= shipped) {
+            self.0.pop_front();
+        }
+    }
+
+    /// When the oldest record not shipped was first seen durable.
+    fn oldest(&self) -> Option<SystemTime> {
+        self.0.front().map(|(_, t)| *t)
+    }
+}
+
+/// A failure retrying will not fix: permissions, a missing bucket or KMS key, the wrong region.
+fn needs_operator(f: &crate::aws::fault::Fault) -> bool {
+    f.is_access_denied()
+        || matches!(f, crate::aws::fault::Fault::Aws { code, .. }
+            if code.starts_with("KMS.") || [
+                "NoSuchBucket",
+                "InvalidAccessKeyId",
+                "AllAccessDisabled",
+                "InvalidBucketName",
+                "PermanentRedirect",
+                "AuthorizationHeaderMalformed",
+                "InvalidArgument",
+            ].contains(&code.as_str()))
+}
+
+/// The last upload failure, while it lasts.
+struct Failure {
+    why: String,
+    cause: String,
+    needs_operator: bool,
+}
+
+fn status(
+    ledger: &Ledger,
+    destination: &str,
+    durable: u64,
+    marks: &Marks,
+    failure: &Option<Failure>,
+    now: SystemTime,
+) -> ShippingStatus {
+    ShippingStatus {
+        at: now,
+        destination: destination.to_string(),
+        shipped_seq: ledger.shipped_seq,
+        durable_seq: durable.max(ledger.shipped_seq),
+        objects: ledger.objects,
+        bytes: ledger.bytes,
+        last_upload: ledger
+            .last_upload_ms
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
+        oldest_unshipped: marks.oldest(),
+        error: failure.as_ref().map(|f| f.why.clone()),
+        cause: failure.as_ref().map(|f| f.cause.clone()),
+        needs_operator: failure.as_ref().is_some_and(|f| f.needs_operator),
+    }
+}
+
+/// Writes the status for the health check (best effort: a full disk must not stop shipping).
+async fn publish(state_dir: &std::path::Path, status: ShippingStatus) {
+    let dir = state_dir.to_path_buf();
+    if let Ok(Err(e)) =
+        tokio::task::spawn_blocking(move || shipping_status::save(&dir, &status)).await
+    {
+        tracing::debug!("audit: cannot write the shipping status: {e}");
+    }
+}
+
 /// Loads the ledger; a damaged one is set aside and a new one started (objects already in S3
-/// are then found there: 412, no duplicate — at the cost of a new spool id for new ones).
-/// Reads the ledger, retrying an I/O error in the async loop (a stop aborts the wait) and never
-/// replacing a ledger that cannot be read now.
+/// are then found there: 412, no duplicate — at the cost of a new spool id for new ones). An
+/// I/O error is retried in the async loop (a stop aborts the wait): that ledger is never replaced.
 async fn load_ledger(dir: &std::path::Path) -> Ledger {
     let mut wait = MIN_BACKOFF;
     loop {
@@ -153,6 +248,22 @@ pub(super) async fn run(
         save(&spool_dir, &ledger).await;
     }
     let _ = link.shipped.send(ledger.shipped_seq);
+    let state_dir = settings.paths.state_dir.clone();
+    let destination = format!("s3://{}/{}", s3conf.bucket, s3conf.prefix);
+    let mut marks = Marks(VecDeque::new());
+    let mut failure: Option<Failure> = None;
+    if durable > ledger.shipped_seq {
+        // Records left from before the start: they have waited since the status says (when it
+        // is about the same shipped end), else since now.
+        let before = shipping_status::load(&state_dir)
+            .ok()
+            .flatten()
+            .filter(|s| s.shipped_seq == ledger.shipped_seq)
+            .and_then(|s| s.oldest_unshipped);
+        marks
+            .0
+            .push_back((durable, before.unwrap_or_else(|| clock.now())));
+    }
     let sdk = match aws.sdk() {
         Some(sdk) => sdk.clone(),
         None => {
@@ -164,6 +275,20 @@ pub(super) async fn run(
                 .unwrap_or_default();
             tracing::error!("audit: cannot ship to S3: {why}");
             let _ = link.state.send(format!("s3 unavailable: {why}"));
+            let failure = Some(Failure {
+                why: format!("no AWS configuration to ship with: {why}"),
+                cause: "config".into(),
+                needs_operator: true,
+            });
+            let st = status(
+                &ledger,
+                &destination,
+                durable,
+                &marks,
+                &failure,
+                clock.now(),
+            );
+            publish(&settings.paths.state_dir, st).await;
             return;
         }
     };
@@ -204,8 +329,30 @@ pub(super) async fn run(
     let _ = link
         .state
         .send(format!("s3 shipped through seq {}", ledger.shipped_seq));
+    let st = status(
+        &ledger,
+        &destination,
+        durable,
+        &marks,
+        &failure,
+        clock.now(),
+    );
+    publish(&state_dir, st).await;
     loop {
         let durable = *link.durable.borrow_and_update();
+        let idle = marks.oldest().is_none();
+        marks.note(durable, ledger.shipped_seq, clock.now());
+        if idle && marks.oldest().is_some() {
+            let st = status(
+                &ledger,
+                &destination,
+                durable,
+                &marks,
+                &failure,
+                clock.now(),
+            );
+            publish(&state_dir, st).await;
+        }
         // `audit flush` asks for everything through its target: done once S3 has it.
         let flush = match flush_target(&spool_dir) {
             Some(target) if target <= ledger.shipped_seq => {
@@ -242,7 +389,7 @@ pub(super) async fn run(
             Ok(Err(e)) => {
                 tracing::error!("audit: cannot read the spool to ship it: {e}");
                 let _ = link.state.send(format!("s3 error: {e}"));
-                tokio::time::sleep(backoff(attempt)).await;
+                retry_after(&spool_dir, backoff(attempt)).await;
                 attempt = attempt.saturating_add(1);
                 continue;
             }
@@ -283,7 +430,7 @@ pub(super) async fn run(
                 // The intent is durable before the upload: a crash rebuilds this very object.
                 if !save(&spool_dir, &ledger).await {
                     ledger.intent = None;
-                    tokio::time::sleep(backoff(attempt)).await;
+                    retry_after(&spool_dir, backoff(attempt)).await;
                     attempt = attempt.saturating_add(1);
                     continue;
                 }
@@ -324,6 +471,17 @@ pub(super) async fn run(
                 attempt = 0;
                 last_error.clear();
                 waiting_since = None;
+                marks.shipped(ledger.shipped_seq);
+                failure = None;
+                let st = status(
+                    &ledger,
+                    &destination,
+                    durable,
+                    &marks,
+                    &failure,
+                    clock.now(),
+                );
+                publish(&state_dir, st).await;
             }
             Err(e) => {
                 let why = explain(&e, &s3conf.bucket);
@@ -332,9 +490,23 @@ pub(super) async fn run(
                     last_error.clone_from(&why);
                     ledger.last_error = Some(why.clone());
                     save(&spool_dir, &ledger).await;
+                    failure = Some(Failure {
+                        why,
+                        cause: e.fault.label(),
+                        needs_operator: needs_operator(&e.fault),
+                    });
+                    let st = status(
+                        &ledger,
+                        &destination,
+                        durable,
+                        &marks,
+                        &failure,
+                        clock.now(),
+                    );
+                    publish(&state_dir, st).await;
                 }
                 let _ = link.state.send(format!("s3 failing: {}", e.fault.label()));
-                tokio::time::sleep(backoff(attempt)).await;
+                retry_after(&spool_dir, backoff(attempt)).await;
                 attempt = attempt.saturating_add(1);
             }
         }
@@ -352,6 +524,20 @@ async fn save(dir: &std::path::Path, ledger: &Ledger) -> bool {
             false
         }
         Err(_) => false,
+    }
+}
+
+/// Waits out a backoff after a failure; a new `audit flush` request ends it early (one try at
+/// once, not a retry every second while the request stands).
+async fn retry_after(spool_dir: &std::path::Path, wait: Duration) {
+    let asked = flush_target(spool_dir);
+    let until = Instant::now() + wait;
+    while Instant::now() < until {
+        tokio::time::sleep_until(until.min(Instant::now() + FLUSH_POLL)).await;
+        let now = flush_target(spool_dir);
+        if now.is_some() && now != asked {
+            return;
+        }
     }
 }
 
@@ -374,6 +560,86 @@ async fn wait(link: &mut Link, until: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn marks_give_the_wait_of_the_oldest_unshipped_record() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut m = Marks(VecDeque::new());
+        m.note(0, 0, at(0));
+        assert_eq!(m.oldest(), None, "nothing durable past the shipped end");
+        m.note(5, 0, at(1));
+        m.note(5, 0, at(2));
+        m.note(9, 0, at(3));
+        assert_eq!(m.oldest(), Some(at(1)));
+        m.shipped(5);
+        assert_eq!(
+            m.oldest(),
+            Some(at(3)),
+            "records 6-9 arrived by the second mark"
+        );
+        m.shipped(9);
+        assert_eq!(m.oldest(), None);
+        // Full: the last mark stretches and keeps its time (waits are never understated).
+        for i in 0..Marks::CAP as u64 + 10 {
+            m.note(100 + i, 9, at(10 + i));
+        }
+        assert_eq!(m.0.len(), Marks::CAP);
+        assert_eq!(m.0.back().map(|b| b.0), Some(100 + Marks::CAP as u64 + 9));
+        m.shipped(100 + Marks::CAP as u64 - 2);
+        assert_eq!(m.oldest(), Some(at(10 + Marks::CAP as u64 - 1)));
+    }
+
+    #[test]
+    fn failures_an_operator_must_fix_are_told_apart() {
+        use crate::aws::fault::Fault;
+        let aws = |code: &str, status| Fault::Aws {
+            code: code.into(),
+            status,
+        };
+        for f in [
+            aws("AccessDenied", 403),
+            aws("NoSuchBucket", 404),
+            aws("KMS.NotFoundException", 400),
+            aws("InvalidAccessKeyId", 403),
+            aws("PermanentRedirect", 301),
+        ] {
+            assert!(needs_operator(&f), "{f:?}");
+        }
+        for f in [
+            aws("SlowDown", 503),
+            aws("InternalError", 500),
+            Fault::Connect,
+            Fault::Timeout,
+            Fault::NoCredentials,
+            aws("ExpiredToken", 400),
+        ] {
+            assert!(!needs_operator(&f), "{f:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_flush_request_ends_a_backoff_early_and_a_standing_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Instant::now();
+        retry_after(dir.path(), Duration::from_secs(60)).await;
+        assert!(t.elapsed() >= Duration::from_secs(60));
+        // A request standing from before the wait does not shorten it…
+        std::fs::write(dir.path().join(FLUSH_REQUEST), "7").unwrap();
+        let t = Instant::now();
+        retry_after(dir.path(), Duration::from_secs(60)).await;
+        assert!(t.elapsed() >= Duration::from_secs(60));
+        // …a new one does.
+        let d = dir.path().to_path_buf();
+        let asker = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            std::fs::write(d.join(FLUSH_REQUEST), "9").unwrap();
+        });
+        let t = Instant::now();
+        retry_after(dir.path(), Duration::from_secs(60)).await;
+        asker.await.unwrap();
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    }
 
     #[tokio::test]
     async fn an_invalid_ledger_is_set_aside_and_replaced() {

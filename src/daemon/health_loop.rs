@@ -47,7 +47,16 @@ fn write_outputs(settings: &Settings, r: &report::Report, unix: u64) {
     if !textfile.is_empty()
         && let Err(e) = crate::state::write_atomic(
             std::path::Path::new(textfile),
-            report::prometheus(r, unix).as_bytes(),
+            report::prometheus(
+                r,
+                unix,
+                crate::state::shipping_status::load(dir)
+                    .ok()
+                    .flatten()
+                    .filter(|_| settings.audit.enabled && !settings.audit.s3.bucket.is_empty())
+                    .as_ref(),
+            )
+            .as_bytes(),
             0o644,
         )
     {

@@ -23,6 +23,7 @@ pub mod release;
 pub mod remedy;
 pub mod report;
 pub mod runas;
+pub mod shipping;
 pub mod systemd;
 
 use std::ffi::OsStr;
@@ -56,7 +57,7 @@ pub fn log_horizon(
 }
 
 /// Every check id, in report order.
-pub const CHECK_ORDER: [&str; 18] = [
+pub const CHECK_ORDER: [&str; 19] = [
     "agent.installed",
     "agent.version",
     "agent.latest",
@@ -73,6 +74,7 @@ pub const CHECK_ORDER: [&str; 18] = [
     "clock.skew",
     "disk.agent",
     "accounts.sync",
+    "audit.shipping",
     "runas.preferences",
     "runas.users",
 ];
@@ -273,6 +275,15 @@ pub fn local_checks(
         &crate::state::accounts_status::load(&paths.own_state_dir),
         settings.accounts.enabled,
         settings.accounts.interval,
+        now,
+    ));
+    out.push(shipping::verdict(
+        &crate::state::shipping_status::load(&paths.own_state_dir),
+        shipping::Limits {
+            enabled: settings.audit.enabled && !settings.audit.s3.bucket.is_empty(),
+            warning: h.shipping_lag_warning,
+            critical: h.shipping_lag_critical,
+        },
         now,
     ));
     (out, facts)

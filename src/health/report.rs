@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{CheckResult, Status};
 use crate::render::table;
+use crate::state::shipping_status::ShippingStatus;
 
 /// The `schema` of the JSON report (`doctor --json`, `health.json`).
 pub const SCHEMA: &str = "ssm-companion/health/v1";
@@ -223,8 +224,75 @@ fn label(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The node_exporter textfile format.
-pub fn prometheus(r: &Report, generated_unix: u64) -> String {
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
+}
+
+/// The audit shipping metrics (the shipper's last status; `generated_unix` is now).
+fn shipping_metrics(out: &mut String, s: &ShippingStatus, generated_unix: u64) {
+    let unix = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    metric(
+        out,
+        "ssm_companion_audit_shipped_seq",
+        "gauge",
+        "The last audit record in S3 (spool sequence number).",
+        s.shipped_seq,
+    );
+    metric(
+        out,
+        "ssm_companion_audit_unshipped_records",
+        "gauge",
+        "Durable audit records not yet in S3.",
+        s.durable_seq.saturating_sub(s.shipped_seq),
+    );
+    metric(
+        out,
+        "ssm_companion_audit_oldest_unshipped_age_seconds",
+        "gauge",
+        "How long the oldest audit record not yet in S3 has waited (0: none waits).",
+        s.oldest_unshipped
+            .map_or(0, |t| generated_unix.saturating_sub(unix(t))),
+    );
+    metric(
+        out,
+        "ssm_companion_audit_objects_shipped_total",
+        "counter",
+        "Objects uploaded to S3 from this spool.",
+        s.objects,
+    );
+    metric(
+        out,
+        "ssm_companion_audit_bytes_shipped_total",
+        "counter",
+        "Compressed bytes uploaded to S3 from this spool.",
+        s.bytes,
+    );
+    if let Some(t) = s.last_upload {
+        metric(
+            out,
+            "ssm_companion_audit_last_upload_seconds",
+            "gauge",
+            "When the last upload succeeded (Unix time).",
+            unix(t),
+        );
+    }
+    metric(
+        out,
+        "ssm_companion_audit_shipping_failing",
+        "gauge",
+        "1 while uploads fail (the cause is in the audit.shipping check), else 0.",
+        u8::from(s.error.is_some()),
+    );
+}
+
+/// The node_exporter textfile format; with the audit shipper's status, its metrics too.
+pub fn prometheus(r: &Report, generated_unix: u64, shipping: Option<&ShippingStatus>) -> String {
     let mut out = String::new();
     out.push_str("# HELP ssm_companion_health_check_status Check status: 0 ok, 1 warning, 2 critical, 3 unknown.\n");
     out.push_str("# TYPE ssm_companion_health_check_status gauge\n");
@@ -255,6 +323,9 @@ pub fn prometheus(r: &Report, generated_unix: u64) -> String {
             "ssm_companion_agent_info{{version=\"{}\"}} 1",
             label(v)
         );
+    }
+    if let Some(st) = shipping {
+        shipping_metrics(&mut out, st, generated_unix);
     }
     out
 }
@@ -443,7 +514,8 @@ mod tests {
 
     #[test]
     fn prometheus_textfile() {
-        let p = prometheus(&report(), 1_796_000_000);
+        let p = prometheus(&report(), 1_796_000_000, None);
+        assert!(!p.contains("audit"), "{p}");
         assert!(
             p.contains("ssm_companion_health_check_status{check=\"agent.service\"} 2\n"),
             "{p}"
@@ -451,6 +523,45 @@ mod tests {
         assert!(p.contains("ssm_companion_health_status 2\n"));
         assert!(p.contains("ssm_companion_agent_info{version=\"3.3.987.0\"} 1\n"));
         assert!(p.ends_with('\n'));
+    }
+
+    #[test]
+    fn prometheus_textfile_with_the_shipping_status() {
+        let t = |s: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        let st = ShippingStatus {
+            at: t(1_796_000_000),
+            destination: "s3://b/p".into(),
+            shipped_seq: 40,
+            durable_seq: 45,
+            objects: 7,
+            bytes: 12_345,
+            last_upload: Some(t(1_795_999_990)),
+            oldest_unshipped: Some(t(1_795_999_900)),
+            error: Some("upload failed".into()),
+            cause: Some("http:503".into()),
+            needs_operator: false,
+        };
+        let p = prometheus(&report(), 1_796_000_000, Some(&st));
+        for line in [
+            "ssm_companion_audit_shipped_seq 40\n",
+            "ssm_companion_audit_unshipped_records 5\n",
+            "ssm_companion_audit_oldest_unshipped_age_seconds 100\n",
+            "# TYPE ssm_companion_audit_objects_shipped_total counter\nssm_companion_audit_objects_shipped_total 7\n",
+            "ssm_companion_audit_bytes_shipped_total 12345\n",
+            "ssm_companion_audit_last_upload_seconds 1795999990\n",
+            "ssm_companion_audit_shipping_failing 1\n",
+        ] {
+            assert!(p.contains(line), "no {line:?} in {p}");
+        }
+        // Every metric has its HELP and TYPE right before it.
+        let names: Vec<&str> = p
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        for n in names {
+            assert!(p.contains(&format!("# TYPE {n} ")), "{n} has no TYPE");
+        }
     }
 
     #[test]
