@@ -225,6 +225,7 @@ impl AuthLog {
             .collect();
         // The events of the pass, each with the offsets just past its line.
         let mut todo: Vec<(ocsf::Event, Offsets)> = Vec::new();
+        let mut finder = lineage::Finder::new(proc, workers);
         for c in &chunks {
             let key = (c.dev, c.ino);
             let was = known.get(&key).copied().unwrap_or(0);
@@ -272,7 +273,7 @@ impl AuthLog {
                 // No sender's word here: whoever can write to syslog can write this line.
                 u.unverified = true;
                 host.redact.privilege_use(&mut u);
-                let session = lineage::session_of(proc, u.pid, u.tty.as_deref(), workers);
+                let session = finder.session_of(u.pid, u.tty.as_deref());
                 let event = privilege::event(
                     &u,
                     &entry,

@@ -97,6 +97,7 @@ pub fn handle(
     now_ms: i64,
 ) -> Result<Batch, SpoolError> {
     let mut batch = Batch::default();
+    let mut finder = lineage::Finder::new(proc, workers);
     for line in lines {
         // The cursor moves with each entry spooled; a gap leaves it where it was.
         let mut position = spool.position(SOURCE).unwrap_or_default().to_string();
@@ -135,8 +136,7 @@ pub fn handle(
                         Parsed::Use(mut u) => {
                             host.redact.privilege_use(&mut u);
                             position.clone_from(&entry.cursor);
-                            let session =
-                                lineage::session_of(proc, u.pid, u.tty.as_deref(), workers);
+                            let session = finder.session_of(u.pid, u.tty.as_deref());
                             privilege::event(
                                 &u,
                                 &entry,

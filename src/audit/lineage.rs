@@ -58,14 +58,44 @@ pub fn session_of(
     tty: Option<&str>,
     workers: &BTreeMap<u32, String>,
 ) -> Option<String> {
-    if let Some(id) = pid.and_then(|p| session_of_pid(proc, p, workers)) {
-        return Some(id);
+    Finder::new(proc, workers).session_of(pid, tty)
+}
+
+/// [`session_of`] for many entries of one pass: each terminal's `/proc` scan is done once (a
+/// backlog of lines from one terminal would otherwise scan `/proc` once per line).
+pub struct Finder<'a> {
+    proc: &'a Path,
+    workers: &'a BTreeMap<u32, String>,
+    by_tty: std::collections::HashMap<u32, Option<String>>,
+}
+
+impl<'a> Finder<'a> {
+    /// A finder over `proc` and the open sessions' workers.
+    pub fn new(proc: &'a Path, workers: &'a BTreeMap<u32, String>) -> Self {
+        Self {
+            proc,
+            workers,
+            by_tty: std::collections::HashMap::new(),
+        }
     }
-    let tty_nr = pts_tty_nr(tty?)?;
-    procfs::pids(proc)
-        .into_iter()
-        .filter(|p| procfs::tty_nr(proc, *p) == Some(tty_nr))
-        .find_map(|p| session_of_pid(proc, p, workers))
+
+    /// See [`session_of`].
+    pub fn session_of(&mut self, pid: Option<u32>, tty: Option<&str>) -> Option<String> {
+        if let Some(id) = pid.and_then(|p| session_of_pid(self.proc, p, self.workers)) {
+            return Some(id);
+        }
+        let tty_nr = pts_tty_nr(tty?)?;
+        let (proc, workers) = (self.proc, self.workers);
+        self.by_tty
+            .entry(tty_nr)
+            .or_insert_with(|| {
+                procfs::pids(proc)
+                    .into_iter()
+                    .filter(|p| procfs::tty_nr(proc, *p) == Some(tty_nr))
+                    .find_map(|p| session_of_pid(proc, p, workers))
+            })
+            .clone()
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +114,34 @@ mod tests {
             format!("{pid} (a) b) S {ppid} {pid} {pid} {tty_nr} -1 4194560 0 0"),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn a_finder_scans_proc_once_per_terminal_in_a_pass() {
+        let proc = tempfile::tempdir().unwrap();
+        let p = proc.path();
+        process(
+            p,
+            100,
+            1,
+            &["/usr/bin/ssm-session-worker", "bob-77aa", "i-1"],
+            0,
+        );
+        process(p, 101, 100, &["sh"], (136 << 8) | 4);
+        let none = BTreeMap::new();
+        let mut f = Finder::new(p, &none);
+        assert_eq!(
+            f.session_of(None, Some("pts/4")).as_deref(),
+            Some("bob-77aa")
+        );
+        // The shell is gone: the pass's answer for pts/4 stands, a new finder sees the change.
+        std::fs::remove_dir_all(p.join("101")).unwrap();
+        assert_eq!(
+            f.session_of(None, Some("pts/4")).as_deref(),
+            Some("bob-77aa")
+        );
+        assert_eq!(Finder::new(p, &none).session_of(None, Some("pts/4")), None);
+        assert_eq!(f.session_of(None, Some("pts/5")), None);
     }
 
     #[test]
