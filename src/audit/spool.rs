@@ -279,6 +279,13 @@ fn scan(buf: &[u8]) -> (Found, Damaged) {
 impl Spool {
     /// Opens (creating) the spool in `dir`, recovering from a crash: a torn tail is truncated.
     pub fn open(dir: &Path, opts: Options) -> Result<Self, SpoolError> {
+        // The segment being written is never deleted: were it most of `max_bytes`, a spool
+        // full of shipped records would stay full. At most an eighth of the bound keeps the
+        // room that shipping frees at seven eighths or more.
+        let opts = Options {
+            segment_bytes: opts.segment_bytes.min(opts.max_bytes / 8).max(4096),
+            ..opts
+        };
         let sd = StateDir::open(dir)?;
         let lock = sd.try_lock("lock").map_err(|e| match e {
             StateError::Busy { .. } => SpoolError::Busy(dir.to_path_buf()),
@@ -589,6 +596,32 @@ pub fn usage(dir: &Path) -> Result<(usize, u64), SpoolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_spool_has_room_again_once_its_records_are_shipped() {
+        let d = tempfile::tempdir().unwrap();
+        // A bound below the default segment size (32 MiB): the smallest the config allows is
+        // 8 MiB; scaled down here.
+        let small = Options {
+            max_bytes: 64 << 10,
+            ..Options::default()
+        };
+        let mut s = Spool::open(d.path(), small).unwrap();
+        let body = vec![b'x'; 1000];
+        let last = loop {
+            match s.append("t", "", &body) {
+                Ok(_) => {}
+                Err(SpoolError::Full { .. }) => break s.next_seq() - 1,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert!(last > 50, "{last}");
+        s.sync().unwrap();
+        // Everything shipped: most of the space comes back, and appending goes on.
+        let freed = s.release_through(last).unwrap();
+        assert!(freed >= 7 * (64 << 10) / 8 - 2048, "freed only {freed}");
+        s.append("t", "", &body).unwrap();
+    }
 
     fn opts() -> Options {
         Options {
