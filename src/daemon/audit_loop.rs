@@ -255,6 +255,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                 tracing::error!("audit: cannot open the spool: {e}");
                 ctx.heartbeats
                     .idle("audit", format!("audit: spool unusable: {e}"));
+                ctx.notifier.status(&ctx.heartbeats.line());
                 tokio::select! {
                     changed = ctx.settings.changed() => {
                         if changed.is_err() {
@@ -447,7 +448,9 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                         || pass.as_ref().is_some_and(|p| p.paused);
                     let tell = now_full && !full;
                     if full && !now_full {
-                        tracing::info!("audit: the spool has room again: the paused sources resume");
+                        tracing::info!(
+                            "audit: the spool has room again: the paused sources resume"
+                        );
                     }
                     full = now_full;
                     // The accounts capability decides whether the user is one it should create.
@@ -548,11 +551,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                 "audit: {} session(s) open, spool at seq {}{}, {privilege}{}",
                 src.sessions.open().len(),
                 spool.next_seq(),
-                if full {
-                    " (full: sources paused)"
-                } else {
-                    ""
-                },
+                if full { " (full: sources paused)" } else { "" },
                 if shipper_state.is_empty() {
                     String::new()
                 } else {
