@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{AgentDirs, Emulator, Host, append, drain, stop, wait_for};
+use common::{AgentDirs, Emulator, Gate, Host, append, drain, stop, wait_for};
 use serde_json::Value;
 
 const BUCKET: &str = "audit-bucket";
@@ -30,11 +30,16 @@ fn sudo_line(command: &str) -> String {
 /// The host's config: AWS on the emulator, audit on with the auth log as its only busy source,
 /// shipping to the test bucket in small objects.
 fn configure(host: &Host, d: &AgentDirs, emu: &Emulator, s3: &str) {
+    configure_at(host, d, emu, &emu.moto, s3);
+}
+
+/// [`configure`] with AWS at `endpoint` (a [`Gate`] in front of the emulator).
+fn configure_at(host: &Host, d: &AgentDirs, emu: &Emulator, endpoint: &str, s3: &str) {
     std::fs::write(
         &host.config,
         format!(
             "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\nmax_attempts = 1\n[accounts]\nenabled = false\n[health]\nenabled = false\n[audit]\nenabled = true\nrescan_interval = \"1s\"\nprivilege_source = \"auth-log\"\ndefault_alerts = false\n[audit.s3]\nbucket = \"{BUCKET}\"\nprefix = \"audit/v1\"\nmax_delay = \"1s\"\nmax_object_size = \"64KiB\"\n{s3}\n{}",
-            emu.moto,
+            endpoint,
             emu.imds,
             d.paths_toml(&host.state)
         ),
@@ -89,6 +94,57 @@ fn flush(host: &Host, timeout: &str) -> (i32, Value) {
     (out.status.code().unwrap_or(-1), doc)
 }
 
+/// Every line written is in S3 exactly once, nothing else is, and no event id repeats.
+fn exactly_once(written: &[String], events: &[Value]) {
+    let mut uids = BTreeSet::new();
+    for e in events {
+        assert!(
+            uids.insert(e["metadata"]["uid"].as_str().unwrap().to_string()),
+            "shipped twice: {e:#}"
+        );
+    }
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for e in events {
+        if let Some(c) = e["process"]["cmd_line"].as_str() {
+            *count.entry(c.to_string()).or_default() += 1;
+        }
+    }
+    let missing: Vec<&String> = written.iter().filter(|c| !count.contains_key(*c)).collect();
+    let twice: Vec<(&String, &usize)> = count.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        missing.is_empty() && twice.is_empty(),
+        "every sudo line in S3 exactly once: {} of {} missing (first: {:?}), {} more than once (first: {:?})",
+        missing.len(),
+        written.len(),
+        missing.iter().take(5).collect::<Vec<_>>(),
+        twice.len(),
+        twice.iter().take(5).collect::<Vec<_>>()
+    );
+    assert_eq!(count.len(), written.len(), "nothing but the lines written");
+}
+
+/// A writer thread appending a sudo line every 20 ms (`prefix-<n>`) until told to stop; it
+/// returns the commands written.
+fn writer(d: &AgentDirs, prefix: &str) -> (Arc<AtomicBool>, std::thread::JoinHandle<Vec<String>>) {
+    let log = d.auth_log();
+    let stop_writer = Arc::new(AtomicBool::new(false));
+    let stop = stop_writer.clone();
+    let prefix = prefix.to_string();
+    let handle = std::thread::spawn(move || {
+        let mut written = Vec::new();
+        let mut i = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            let command = format!("/usr/bin/true {prefix}-{i}");
+            append(&log, &sudo_line(&command));
+            written.push(command);
+            i += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        written
+    });
+    (stop_writer, handle)
+}
+
 #[test]
 fn every_event_reaches_s3_once_across_fifty_kill_9s_and_s3_errors() {
     require_root!();
@@ -99,23 +155,7 @@ fn every_event_reaches_s3_once_across_fifty_kill_9s_and_s3_errors() {
     configure(&host, &d, &emu, "");
     let notify = host.dir().join("notify.sock");
     let sock = UnixDatagram::bind(&notify).unwrap();
-    let stop_writer = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let log = d.auth_log();
-        let stop_writer = stop_writer.clone();
-        std::thread::spawn(move || {
-            let mut written = Vec::new();
-            let mut i = 0u32;
-            while !stop_writer.load(Ordering::Relaxed) {
-                let command = format!("/usr/bin/true ship-{i}");
-                append(&log, &sudo_line(&command));
-                written.push(command);
-                i += 1;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            written
-        })
-    };
+    let (stop_writer, writer) = writer(&d, "ship");
     let mut logs = Vec::new();
     for round in 0..50 {
         // S3 in trouble now and then: SlowDown, and its own failures.
@@ -173,32 +213,7 @@ fn every_event_reaches_s3_once_across_fifty_kill_9s_and_s3_errors() {
     for log in &logs {
         assert!(!log.contains("panicked"), "{log}");
     }
-    // Exactly once: no id twice, every line written once.
-    let mut uids = BTreeSet::new();
-    for e in &events {
-        assert!(
-            uids.insert(e["metadata"]["uid"].as_str().unwrap().to_string()),
-            "shipped twice: {e:#}"
-        );
-    }
-    let mut count: BTreeMap<String, usize> = BTreeMap::new();
-    for e in &events {
-        if let Some(c) = e["process"]["cmd_line"].as_str() {
-            *count.entry(c.to_string()).or_default() += 1;
-        }
-    }
-    let missing: Vec<&String> = written.iter().filter(|c| !count.contains_key(*c)).collect();
-    let twice: Vec<(&String, &usize)> = count.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(
-        missing.is_empty() && twice.is_empty(),
-        "every sudo line in S3 exactly once: {} of {} missing (first: {:?}), {} more than once (first: {:?})",
-        missing.len(),
-        written.len(),
-        missing.iter().take(5).collect::<Vec<_>>(),
-        twice.len(),
-        twice.iter().take(5).collect::<Vec<_>>()
-    );
-    assert_eq!(count.len(), written.len(), "nothing but the lines written");
+    exactly_once(&written, &events);
     // Sequence numbers are contiguous across objects: nothing skipped between batches.
     let mut seqs: Vec<u64> = events
         .iter()
@@ -256,6 +271,16 @@ fn access_denied_is_reported_and_nothing_is_lost_once_access_returns() {
     let host = Host::new();
     let d = AgentDirs::new(host.dir());
     configure(&host, &d, &emu, "");
+    // The smallest spool allowed, so that refusals fill it.
+    let config = std::fs::read_to_string(&host.config).unwrap();
+    std::fs::write(
+        &host.config,
+        config.replace(
+            "[audit]\nenabled = true\n",
+            "[audit]\nenabled = true\nspool_max = \"8MiB\"\n",
+        ),
+    )
+    .unwrap();
     emu.faults(serde_json::json!([
         {"service": "s3", "action": "PUT", "status": 403, "code": "AccessDenied", "message": "Access Denied"},
     ]));
@@ -263,13 +288,19 @@ fn access_denied_is_reported_and_nothing_is_lost_once_access_returns() {
     let sock = UnixDatagram::bind(&notify).unwrap();
     let mut daemon = host.daemon(&notify, &[]);
     let log = drain(&mut daemon);
+    let mut seen = Vec::new();
+    wait_for(
+        &sock,
+        "audit: 0 session(s) open",
+        Duration::from_secs(30),
+        &mut seen,
+    );
     for i in 0..20 {
         append(
             &d.auth_log(),
             &sudo_line(&format!("/usr/bin/true denied-{i}")),
         );
     }
-    let mut seen = Vec::new();
     wait_for(
         &sock,
         "s3 failing: aws:AccessDenied",
@@ -283,11 +314,33 @@ fn access_denied_is_reported_and_nothing_is_lost_once_access_returns() {
         why.contains("AccessDenied") && why.contains("s3:PutObject"),
         "{why}"
     );
-    let status = host.json(&["audit", "status", "--json"], 0);
+    // Critical at once, with the cause and the fix.
+    let check = doctor_shipping_check(&host);
+    assert_eq!(check["status"], "critical", "{check:#}");
+    assert_eq!(check["cause"], "aws:AccessDenied", "{check:#}");
     assert!(
-        status["spool"]["unshipped"].as_u64().unwrap() >= 20,
-        "{status:#}"
+        check["remedy"].as_str().unwrap().contains("iam-policy"),
+        "{check:#}"
     );
+    // Capture goes on until the spool is full, then the auth log waits.
+    let mut written: Vec<String> = (0..20)
+        .map(|i| format!("/usr/bin/true denied-{i}"))
+        .collect();
+    let more: Vec<String> = (0..9000)
+        .map(|i| format!("/usr/bin/true more-{i}"))
+        .collect();
+    append(
+        &d.auth_log(),
+        &more.iter().map(|c| sudo_line(c)).collect::<String>(),
+    );
+    written.extend(more);
+    wait_for(
+        &sock,
+        "(full: sources paused)",
+        Duration::from_secs(60),
+        &mut seen,
+    );
+    let status = host.json(&["audit", "status", "--json"], 0);
     assert!(
         status["shipping"]["last_error"]
             .as_str()
@@ -295,11 +348,22 @@ fn access_denied_is_reported_and_nothing_is_lost_once_access_returns() {
             .contains("AccessDenied"),
         "{status:#}"
     );
+    let unshipped = status["spool"]["unshipped"].as_u64().unwrap();
+    assert!(
+        (20..9020).contains(&unshipped),
+        "the spool holds part of the lines: {status:#}"
+    );
     assert!(emu.objects(BUCKET).is_empty());
     // With the daemon stopped, flush says nobody would ship (at once, not after its timeout).
     stop(&mut daemon);
     let log = log.join().unwrap();
     assert!(log.contains("AccessDenied"), "{log}");
+    assert_eq!(
+        log.matches("the spool is full (audit.spool_max): the auth log")
+            .count(),
+        1,
+        "told once, not at every pass: {log}"
+    );
     let out = host.ssmc(&["audit", "flush", "--timeout", "60s"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -310,19 +374,275 @@ fn access_denied_is_reported_and_nothing_is_lost_once_access_returns() {
     let log = drain(&mut daemon);
     wait_for(
         &sock,
+        "s3 shipped through seq",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let events = loop {
+        let (code, doc) = flush(&host, "60s");
+        assert_eq!(code, 0, "{doc:#}");
+        let events: Vec<Value> = shipped(&emu).into_iter().flat_map(|(_, e)| e).collect();
+        if events
+            .iter()
+            .any(|e| e["process"]["cmd_line"] == written.last().unwrap().as_str())
+        {
+            break events;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the last line never reached S3"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let check = doctor_shipping_check(&host);
+    stop(&mut daemon);
+    assert!(!log.join().unwrap().contains("panicked"));
+    exactly_once(&written, &events);
+    assert_eq!(check["status"], "ok", "{check:#}");
+}
+
+/// The `audit.shipping` row of `doctor --json` (the agent is absent here: only this row matters).
+fn doctor_shipping_check(host: &Host) -> Value {
+    let out = host.ssmc(&["doctor", "--json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor --json is not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "audit.shipping")
+        .cloned()
+        .unwrap_or_else(|| panic!("no audit.shipping check: {doc:#}"))
+}
+
+#[test]
+fn a_minute_without_s3_then_a_full_spool_disk_lose_and_duplicate_nothing() {
+    require_root!();
+    let emu = Emulator::start();
+    emu.bucket(BUCKET);
+    let gate = Gate::new(&emu.moto);
+    // A namespace that lasts (its tmpfs too): the one with a private journald.
+    let host = Host::with_journal();
+    let d = AgentDirs::new(host.dir());
+    // The audit directory (the spool and its ledger) on a small tmpfs of the namespace.
+    let audit = host.state.join("audit");
+    std::fs::create_dir_all(&audit).unwrap();
+    host.sh_ok(&format!(
+        "mount -t tmpfs -o size=24m tmpfs {}",
+        audit.display()
+    ));
+    configure_at(&host, &d, &emu, &gate.url(), "");
+    let notify = host.dir().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    let mut seen = Vec::new();
+    let mut daemon = host.daemon(&notify, &[]);
+    let log = drain(&mut daemon);
+    wait_for(
+        &sock,
         "audit: 0 session(s) open",
         Duration::from_secs(30),
         &mut seen,
     );
-    let (code, doc) = flush(&host, "120s");
-    assert_eq!(code, 0, "{doc:#}");
+    let (stop_writer, writer) = writer(&d, "outage");
+    wait_for(
+        &sock,
+        "s3 shipped through seq",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    // S3 unreachable for a minute: connections refused, open ones reset.
+    gate.down();
+    let down = std::time::Instant::now();
+    wait_for(&sock, "s3 failing: ", Duration::from_secs(30), &mut seen);
+    let status = std::fs::read_to_string(host.state.join("audit-shipping.json")).unwrap();
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert!(status["error"].is_string(), "{status:#}");
+    assert!(status["oldest_unshipped"].is_string(), "{status:#}");
+    let check = doctor_shipping_check(&host);
+    assert_eq!(
+        check["status"], "ok",
+        "a minute's outage is no warning yet: {check:#}"
+    );
+    assert!(
+        check["detail"].as_str().unwrap().contains("failing: "),
+        "{check:#}"
+    );
+    std::thread::sleep(Duration::from_secs(60).saturating_sub(down.elapsed()));
+    // The spool's disk fills up, the daemon is killed, S3 comes back and the daemon restarts:
+    // it has a backlog to ship and cannot write its intent; capture pauses too.
+    let filler = audit.join("filler");
+    host.sh(&format!("head -c 64M /dev/zero > {}", filler.display()));
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let killed_log = log.join().unwrap();
+    gate.up();
+    let mut daemon = host.daemon(&notify, &[]);
+    let log = drain(&mut daemon);
+    let line = wait_for(
+        &sock,
+        "s3 failing: cannot write the shipping ledger",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    if !line.contains("(full: sources paused)") {
+        wait_for(
+            &sock,
+            "(full: sources paused)",
+            Duration::from_secs(30),
+            &mut seen,
+        );
+    }
+    host.sh_ok(&format!("rm {}", filler.display()));
+    stop_writer.store(true, Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    // Everything written reaches S3 (flush until the last line is there: the daemon reads
+    // the rest of the auth log once the spool has room).
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let events = loop {
+        let (code, doc) = flush(&host, "90s");
+        assert_eq!(code, 0, "{doc:#}");
+        let events: Vec<Value> = shipped(&emu).into_iter().flat_map(|(_, e)| e).collect();
+        if events
+            .iter()
+            .any(|e| e["process"]["cmd_line"] == written.last().unwrap().as_str())
+        {
+            break events;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the last line never reached S3"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let check = doctor_shipping_check(&host);
     stop(&mut daemon);
-    assert!(!log.join().unwrap().contains("panicked"));
-    let events: Vec<Value> = shipped(&emu).into_iter().flat_map(|(_, e)| e).collect();
-    let commands: BTreeSet<&str> = events
-        .iter()
-        .filter_map(|e| e["process"]["cmd_line"].as_str())
-        .collect();
-    assert_eq!(commands.len(), 20);
-    assert_eq!(events.len(), 20);
+    let log = log.join().unwrap();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!killed_log.contains("panicked"), "{killed_log}");
+    assert!(
+        log.contains("No space left on device"),
+        "the disk was never full: {log}"
+    );
+    assert!(
+        log.contains("cannot write the shipping ledger"),
+        "the shipper never met the full disk: {log}"
+    );
+    exactly_once(&written, &events);
+    assert_eq!(check["status"], "ok", "{check:#}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nothing waiting"),
+        "{check:#}"
+    );
+}
+
+#[test]
+fn events_land_in_the_partition_of_their_own_day_and_a_second_daemon_ships_nothing() {
+    require_root!();
+    let emu = Emulator::start();
+    emu.bucket(BUCKET);
+    let host = Host::new();
+    let d = AgentDirs::new(host.dir());
+    configure(&host, &d, &emu, "");
+    let notify = host.dir().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    let mut seen = Vec::new();
+    let mut first = host.daemon(&notify, &[]);
+    let first_log = drain(&mut first);
+    wait_for(
+        &sock,
+        "audit: 0 session(s) open",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    // A second daemon on the same state directory finds the spool taken and ships nothing.
+    let notify2 = host.dir().join("notify2.sock");
+    let sock2 = UnixDatagram::bind(&notify2).unwrap();
+    let mut second = host.daemon(&notify2, &[]);
+    let second_log = drain(&mut second);
+    wait_for(
+        &sock2,
+        "is in use by another process",
+        Duration::from_secs(30),
+        &mut Vec::new(),
+    );
+    // The host's clock crosses midnight, then is set back across it and forward again.
+    let times = [
+        "2026-12-05T23:59:58.250000+00:00",
+        "2026-12-06T00:00:01.000000+00:00",
+        "2026-12-06T00:00:02.000000+00:00",
+        "2026-12-05T23:59:59.500000+00:00",
+        "2026-12-06T00:00:03.000000+00:00",
+    ];
+    let mut written = Vec::new();
+    for (i, t) in times.iter().enumerate() {
+        let command = format!("/usr/bin/true midnight-{i}");
+        append(
+            &d.auth_log(),
+            &format!(
+                "{t} ip-10-0-1-23 sudo:    alice : TTY=pts/9 ; PWD=/home/alice ; USER=root ; COMMAND={command}\n"
+            ),
+        );
+        written.push(command);
+    }
+    // Flush until the last line is in S3 (the daemon reads the auth log at its next pass).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let objects = loop {
+        let (code, doc) = flush(&host, "30s");
+        assert_eq!(code, 0, "{doc:#}");
+        let objects = shipped(&emu);
+        if objects
+            .iter()
+            .flat_map(|(_, e)| e)
+            .any(|e| e["process"]["cmd_line"] == written.last().unwrap().as_str())
+        {
+            break objects;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the last line never reached S3"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    stop(&mut second);
+    stop(&mut first);
+    let (first_log, second_log) = (first_log.join().unwrap(), second_log.join().unwrap());
+    assert!(!first_log.contains("panicked"), "{first_log}");
+    assert!(
+        !second_log.contains("audit: shipped"),
+        "the second daemon shipped: {second_log}"
+    );
+    // Every object holds one day: the day of each of its events' own time.
+    let mut days = Vec::new();
+    for (key, events) in &objects {
+        let dt = key.split("/dt=").nth(1).unwrap().split('/').next().unwrap();
+        for e in events {
+            let ms = e["time"].as_i64().unwrap();
+            let day = chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .format("%Y-%m-%d")
+                .to_string();
+            assert_eq!(day, dt, "{key}: an event of {day}");
+        }
+        days.push(dt.to_string());
+    }
+    // Five lines, four runs of one day: four objects, in sequence order.
+    days.sort_by_key(|d| d.clone());
+    let keys: Vec<&String> = objects.iter().map(|(k, _)| k).collect();
+    assert_eq!(objects.len(), 4, "{keys:#?}");
+    assert_eq!(
+        days,
+        ["2026-12-05", "2026-12-05", "2026-12-06", "2026-12-06"],
+        "{keys:#?}"
+    );
+    let events: Vec<Value> = objects.into_iter().flat_map(|(_, e)| e).collect();
+    exactly_once(&written, &events);
 }

@@ -430,6 +430,9 @@ pub(super) async fn run(
                 // The intent is durable before the upload: a crash rebuilds this very object.
                 if !save(&spool_dir, &ledger).await {
                     ledger.intent = None;
+                    let _ = link
+                        .state
+                        .send("s3 failing: cannot write the shipping ledger".into());
                     retry_after(&spool_dir, backoff(attempt)).await;
                     attempt = attempt.saturating_add(1);
                     continue;
@@ -451,6 +454,9 @@ pub(super) async fn run(
                 ledger.last_uid = batch.lines.last().and_then(|l| ship::uid_of(l));
                 if !save(&spool_dir, &ledger).await {
                     // Shipped but not noted: the next attempt finds it there (412).
+                    let _ = link
+                        .state
+                        .send("s3 failing: cannot write the shipping ledger".into());
                     continue;
                 }
                 tracing::info!(

@@ -166,6 +166,7 @@ pub fn http(base: &str, method: &str, path: &str, body: Option<&Value>) -> (u16,
 
 mod agent;
 mod emulator;
+mod gate;
 mod host;
 mod netns;
 mod systemd;
@@ -175,6 +176,8 @@ mod systemd;
 pub use agent::*;
 #[allow(unused_imports)]
 pub use emulator::*;
+#[allow(unused_imports)]
+pub use gate::*;
 #[allow(unused_imports)]
 pub use host::*;
 #[allow(unused_imports)]
