@@ -175,6 +175,28 @@ pub fn policies(settings: &Settings, scope: &Scope) -> Policies {
             );
         }
     }
+    let cw = &settings.audit.cloudwatch;
+    if settings.audit.enabled && !cw.log_group.is_empty() {
+        // The stream (the instance id) is made by the daemon; the group is the operator's.
+        let region = if cw.region.is_empty() {
+            scope.region.as_str()
+        } else {
+            cw.region.as_str()
+        };
+        statements.push(json!({
+            "Sid": "AuditToCloudWatchLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": format!(
+                "arn:{}:logs:{region}:{}:log-group:{}:*",
+                scope.partition, scope.account, cw.log_group
+            ),
+        }));
+        reasons.push(format!(
+            "AuditToCloudWatchLogs: audit.cloudwatch sends events to a stream per instance in the log group {}",
+            cw.log_group
+        ));
+    }
     let instance_profile = (!statements.is_empty()).then(|| document(statements));
     let operator = document(vec![json!({
         "Sid": "FleetHealth",
@@ -306,6 +328,37 @@ mod tests {
         assert_eq!(actions(&host), ["s3:PutObject", "kms:GenerateDataKey"]);
         s.audit.enabled = false;
         assert!(policies(&s, &Scope::default()).instance_profile.is_none());
+    }
+
+    #[test]
+    fn the_cloudwatch_sink_may_create_its_stream_and_put_in_its_group_only() {
+        let mut s = Settings::default();
+        s.accounts.enabled = false;
+        s.health.enabled = false;
+        s.audit.enabled = true;
+        s.audit.cloudwatch.log_group = "/ssm-companion/audit".into();
+        let scope = Scope {
+            region: "eu-west-1".into(),
+            account: "123456789012".into(),
+            ..Scope::default()
+        };
+        let host = policies(&s, &scope).instance_profile.unwrap();
+        assert_eq!(
+            host["Statement"][0]["Action"],
+            json!(["logs:CreateLogStream", "logs:PutLogEvents"])
+        );
+        assert_eq!(
+            host["Statement"][0]["Resource"],
+            "arn:aws:logs:eu-west-1:123456789012:log-group:/ssm-companion/audit:*"
+        );
+        s.audit.cloudwatch.region = "us-east-2".into();
+        let host = policies(&s, &scope).instance_profile.unwrap();
+        assert!(
+            host["Statement"][0]["Resource"]
+                .as_str()
+                .unwrap()
+                .starts_with("arn:aws:logs:us-east-2:")
+        );
     }
 
     #[test]

@@ -519,8 +519,10 @@ pub mod shipping_status {
     use super::StateError;
     use crate::clock::serde_rfc3339;
 
-    /// File name in the state directory.
+    /// File name in the state directory: the S3 shipper's status.
     pub const FILE_NAME: &str = "audit-shipping.json";
+    /// … and the CloudWatch Logs sink's (`objects` counts its `PutLogEvents` calls).
+    pub const CLOUDWATCH_FILE: &str = "audit-cloudwatch.json";
 
     /// The status.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -558,11 +560,28 @@ pub mod shipping_status {
 
     /// Writes the status atomically (0644: it names no secret, and monitoring may read it).
     pub fn save(state_dir: &Path, status: &ShippingStatus) -> Result<(), StateError> {
-        super::save_json(state_dir, FILE_NAME, status, 0o644)
+        save_as(state_dir, FILE_NAME, status)
     }
 
     /// Reads the status; `Ok(None)` when the shipper has written none.
     pub fn load(state_dir: &Path) -> Result<Option<ShippingStatus>, super::LoadError> {
-        super::load_json(state_dir, FILE_NAME)
+        load_from(state_dir, FILE_NAME)
+    }
+
+    /// Writes a sink's status under `file` ([`FILE_NAME`] or [`CLOUDWATCH_FILE`]).
+    pub fn save_as(
+        state_dir: &Path,
+        file: &str,
+        status: &ShippingStatus,
+    ) -> Result<(), StateError> {
+        super::save_json(state_dir, file, status, 0o644)
+    }
+
+    /// Reads a sink's status from `file`.
+    pub fn load_from(
+        state_dir: &Path,
+        file: &str,
+    ) -> Result<Option<ShippingStatus>, super::LoadError> {
+        super::load_json(state_dir, file)
     }
 }

@@ -145,14 +145,62 @@ fn writer(d: &AgentDirs, prefix: &str) -> (Arc<AtomicBool>, std::thread::JoinHan
     (stop_writer, handle)
 }
 
+const LOG_GROUP: &str = "/ssm-companion/audit";
+
+/// `[audit.cloudwatch]` for [`configure`]'s extra text.
+fn cloudwatch(events: &str) -> String {
+    format!(
+        "[audit.cloudwatch]\nlog_group = \"{LOG_GROUP}\"\nevents = \"{events}\"\nmax_delay = \"1s\"\n"
+    )
+}
+
+/// Waits until the CloudWatch sink has sent through the spool's last record, by `audit
+/// status`: its `cloudwatch.sent_seq` against the spool's `last_seq`.
+fn cloudwatch_caught_up(host: &Host, timeout: Duration) -> Value {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let st = host.json(&["audit", "status", "--json"], 0);
+        let last = st["spool"]["last_seq"].as_u64();
+        if last.is_some() && st["cloudwatch"]["sent_seq"].as_u64() >= last {
+            return st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the CloudWatch sink did not catch up within {timeout:?}: {st:#}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The events in the log group: each message an OCSF event (JSON), in one stream named after
+/// the instance, in time order.
+fn cloudwatch_events(emu: &Emulator) -> Vec<Value> {
+    let events = emu.log_events(LOG_GROUP);
+    let mut last = i64::MIN;
+    events
+        .into_iter()
+        .map(|(stream, ts, message)| {
+            assert!(stream.starts_with("i-"), "stream {stream}");
+            assert!(ts >= last, "out of time order at {message}");
+            last = ts;
+            let e: Value = serde_json::from_str(&message)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {message}"));
+            assert_eq!(e["time"].as_i64(), Some(ts), "{e}");
+            e
+        })
+        .collect()
+}
+
 #[test]
 fn every_event_reaches_s3_once_across_fifty_kill_9s_and_s3_errors() {
     require_root!();
     let emu = Emulator::start();
     emu.bucket(BUCKET);
     let host = Host::new();
+    emu.log_group(LOG_GROUP);
     let d = AgentDirs::new(host.dir());
-    configure(&host, &d, &emu, "");
+    // Every event to CloudWatch Logs too: at least once there.
+    configure(&host, &d, &emu, &cloudwatch("all"));
     let notify = host.dir().join("notify.sock");
     let sock = UnixDatagram::bind(&notify).unwrap();
     let (stop_writer, writer) = writer(&d, "ship");
@@ -167,6 +215,8 @@ fn every_event_reaches_s3_once_across_fifty_kill_9s_and_s3_errors() {
         if round % 10 == 7 {
             emu.faults(serde_json::json!([
                 {"service": "s3", "action": "PUT", "times": 2, "status": 500, "code": "InternalError"},
+                {"service": "logs", "action": "PutLogEvents", "times": 2, "status": 400, "code": "ThrottlingException"},
+                {"service": "logs", "action": "PutLogEvents", "times": 1, "status": 503, "code": "ServiceUnavailableException"},
             ]));
         }
         let mut daemon = host.daemon(&notify, &[]);
@@ -208,12 +258,37 @@ fn every_event_reaches_s3_once_across_fifty_kill_9s_and_s3_errors() {
         );
         std::thread::sleep(Duration::from_millis(500));
     };
+    // CloudWatch Logs: every event at least once (a kill between a call and the cursor's
+    // write sends that batch again), nothing else.
+    cloudwatch_caught_up(&host, Duration::from_secs(90));
     stop(&mut daemon);
     let logs: Vec<String> = logs.into_iter().map(|l| l.join().unwrap()).collect();
     for log in &logs {
         assert!(!log.contains("panicked"), "{log}");
     }
     exactly_once(&written, &events);
+    let in_s3: BTreeSet<&str> = events
+        .iter()
+        .map(|e| e["metadata"]["uid"].as_str().unwrap())
+        .collect();
+    let cw = cloudwatch_events(&emu);
+    let in_cw: BTreeSet<&str> = cw
+        .iter()
+        .map(|e| e["metadata"]["uid"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        in_cw.len(),
+        in_s3.len(),
+        "CloudWatch has {} distinct events, S3 {}",
+        in_cw.len(),
+        in_s3.len()
+    );
+    assert_eq!(in_cw, in_s3, "the same events in CloudWatch Logs as in S3");
+    eprintln!(
+        "CloudWatch Logs: {} events, {} distinct, across 50 kill -9s",
+        cw.len(),
+        in_cw.len()
+    );
     // Sequence numbers are contiguous across objects: nothing skipped between batches.
     let mut seqs: Vec<u64> = events
         .iter()
@@ -645,4 +720,118 @@ fn events_land_in_the_partition_of_their_own_day_and_a_second_daemon_ships_nothi
     );
     let events: Vec<Value> = objects.into_iter().flat_map(|(_, e)| e).collect();
     exactly_once(&written, &events);
+}
+
+#[test]
+fn alerts_reach_cloudwatch_logs_and_a_missing_log_group_is_critical_until_it_exists() {
+    require_root!();
+    let emu = Emulator::start();
+    emu.bucket(BUCKET);
+    let host = Host::new();
+    let d = AgentDirs::new(host.dir());
+    // An alert rule of our own: commands with `alert-` in them.
+    configure(
+        &host,
+        &d,
+        &emu,
+        &format!(
+            "[[audit.alert]]\nname = \"marked\"\nseverity = \"high\"\nregex = {{ \"process.cmd_line\" = 'alert-' }}\n{}",
+            cloudwatch("alerts")
+        ),
+    );
+    let notify = host.dir().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    let mut daemon = host.daemon(&notify, &[]);
+    let log = drain(&mut daemon);
+    let mut seen = Vec::new();
+    wait_for(
+        &sock,
+        "audit: 0 session(s) open",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    // The log group does not exist yet: the sink says so, and the check is critical with the fix.
+    append(&d.auth_log(), &sudo_line("/usr/bin/true alert-0"));
+    wait_for(
+        &sock,
+        "cloudwatch failing: aws:ResourceNotFoundException",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    let check = doctor_shipping_check(&host);
+    assert_eq!(check["status"], "critical", "{check:#}");
+    assert_eq!(check["cause"], "aws:ResourceNotFoundException", "{check:#}");
+    let detail = check["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("s3://audit-bucket/audit/v1")
+            && detail.contains("cloudwatch:///ssm-companion/audit/i-"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("create-log-group --log-group-name /ssm-companion/audit"),
+        "{detail}"
+    );
+    let st = host.json(&["audit", "status", "--json"], 0);
+    assert_eq!(st["cloudwatch"]["enabled"], true, "{st:#}");
+    assert!(
+        st["cloudwatch"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("does not exist")),
+        "{st:#}"
+    );
+    // S3 is not held up by it.
+    let (code, doc) = flush(&host, "30s");
+    assert_eq!(code, 0, "{doc:#}");
+
+    // The group is created: the sink catches up; only the alerts are there, each once.
+    emu.log_group(LOG_GROUP);
+    let mut written = vec!["/usr/bin/true alert-0".to_string()];
+    for i in 1..30 {
+        let command = if i % 3 == 0 {
+            format!("/usr/bin/true alert-{i}")
+        } else {
+            format!("/usr/bin/true plain-{i}")
+        };
+        append(&d.auth_log(), &sudo_line(&command));
+        written.push(command);
+    }
+    let (code, doc) = flush(&host, "30s");
+    assert_eq!(code, 0, "{doc:#}");
+    let st = cloudwatch_caught_up(&host, Duration::from_secs(60));
+    let events: Vec<Value> = shipped(&emu).into_iter().flat_map(|(_, e)| e).collect();
+    exactly_once(&written, &events);
+    let want: BTreeSet<String> = events
+        .iter()
+        .filter(|e| {
+            e["metadata"]["labels"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|l| l == "alert:marked"))
+        })
+        .map(|e| e["process"]["cmd_line"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(want.len(), 10, "{want:?}");
+    let cw = cloudwatch_events(&emu);
+    let got: Vec<String> = cw
+        .iter()
+        .map(|e| e["process"]["cmd_line"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        got.iter().cloned().collect::<BTreeSet<_>>(),
+        want,
+        "the alerts and nothing else"
+    );
+    assert_eq!(got.len(), want.len(), "no repeats without a crash: {got:?}");
+    assert_eq!(st["cloudwatch"]["sent_events"], 10, "{st:#}");
+    assert!(st["cloudwatch"]["last_error"].is_null(), "{st:#}");
+    let check = doctor_shipping_check(&host);
+    assert_eq!(check["status"], "ok", "{check:#}");
+    stop(&mut daemon);
+    let log = log.join().unwrap();
+    // The failure was logged once with the fix, not at every retry.
+    assert_eq!(
+        log.matches("log group `/ssm-companion/audit` does not exist")
+            .count(),
+        1,
+        "{log}"
+    );
 }

@@ -56,6 +56,10 @@ fn printed_policies_are_valid_iam_policies() {
             "audit-shipping-with-kms",
             "[audit]\nenabled = true\n[audit.s3]\nbucket = \"audit-bucket\"\nprefix = \"audit/v1\"\nsse = \"aws:kms\"\n",
         ),
+        (
+            "audit-to-cloudwatch-logs",
+            "[audit]\nenabled = true\n[audit.cloudwatch]\nlog_group = \"/ssm-companion/audit\"\nregion = \"eu-west-1\"\n",
+        ),
     ];
     for (name, config) in configs {
         let (code, stdout, stderr) = iam_policy(config, &["--json", "--account", "123456789012"]);

@@ -5,6 +5,7 @@ pub mod account;
 pub mod agentlog;
 pub mod alert;
 pub mod authlog;
+pub mod cloudwatch;
 pub mod collector;
 pub mod journal;
 pub mod lineage;

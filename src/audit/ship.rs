@@ -141,7 +141,7 @@ pub fn day_of(time_ms: i64) -> String {
 }
 
 /// The event time and whether an alert rule marked it, from a record's body.
-fn facts(body: &[u8]) -> (i64, bool) {
+pub(crate) fn facts(body: &[u8]) -> (i64, bool) {
     #[derive(Deserialize)]
     struct Facts {
         #[serde(default)]

@@ -26,6 +26,7 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use crate::config::AwsSettings;
 
 pub mod fault;
+pub mod logs;
 pub mod s3;
 pub mod ssm;
 pub mod sts;
@@ -317,6 +318,11 @@ pub mod clients {
             .force_path_style(sdk.endpoint_url().is_some())
             .build();
         aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// CloudWatch Logs (the audit sink).
+    pub fn logs(sdk: &SdkConfig) -> aws_sdk_cloudwatchlogs::Client {
+        aws_sdk_cloudwatchlogs::Client::new(sdk)
     }
 
     /// STS (`GetCallerIdentity`).

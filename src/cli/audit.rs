@@ -220,6 +220,18 @@ pub(super) fn status(cli: &Cli, json: bool) -> Result<ExitCode, Error> {
         None
     };
     let shipped_seq = ledger.as_ref().map_or(0, |l| l.shipped_seq);
+    let cw = &settings.audit.cloudwatch;
+    let cursor = crate::audit::cloudwatch::Cursor::load(&dir)
+        .ok()
+        .flatten()
+        .filter(|c| c.log_group == cw.log_group);
+    let cw_status = crate::state::shipping_status::load_from(
+        &settings.paths.state_dir,
+        crate::state::shipping_status::CLOUDWATCH_FILE,
+    )
+    .ok()
+    .flatten()
+    .filter(|_| !cw.log_group.is_empty());
     let mut unshipped = 0u64;
     let mut oldest_unshipped: Option<i64> = None;
     if exists {
@@ -269,6 +281,16 @@ pub(super) fn status(cli: &Cli, json: bool) -> Result<ExitCode, Error> {
                 .map(|t| (now_ms() - t).max(0) / 1000),
             "last_error": ledger.as_ref().and_then(|l| l.last_error.clone()),
         },
+        "cloudwatch": {
+            "log_group": cw.log_group,
+            "enabled": !cw.log_group.is_empty(),
+            "events": serde_json::to_value(cw.events).unwrap_or_default(),
+            "sent_seq": cursor.as_ref().map(|c| c.sent_seq),
+            "sent_events": cursor.as_ref().map_or(0, |c| c.events),
+            "calls": cursor.as_ref().map_or(0, |c| c.calls),
+            "last_put": cursor.as_ref().and_then(|c| c.last_put_ms).map(time),
+            "last_error": cw_status.as_ref().and_then(|s| s.error.clone()),
+        },
         "sources": sources.iter().map(|(name, (n, seq, _))| {
             (name.clone(), serde_json::json!({"events": n, "last_seq": seq}))
         }).collect::<serde_json::Map<_, _>>(),
@@ -316,6 +338,31 @@ pub(super) fn status(cli: &Cli, json: bool) -> Result<ExitCode, Error> {
         ));
         if let Some(e) = ledger.as_ref().and_then(|l| l.last_error.as_ref()) {
             text.push_str(&format!("shipping error: {}\n", clean(e)));
+        }
+    }
+    if cw.log_group.is_empty() {
+        text.push_str("cloudwatch: off (audit.cloudwatch.log_group is not set)\n");
+    } else {
+        text.push_str(&format!(
+            "cloudwatch: {} ({}) — {}, {} event(s) in {} call(s), last put {}\n",
+            clean(&cw.log_group),
+            serde_json::to_value(cw.events)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            cursor.as_ref().map_or_else(
+                || "not started".into(),
+                |c| format!("through seq {}", c.sent_seq)
+            ),
+            cursor.as_ref().map_or(0, |c| c.events),
+            cursor.as_ref().map_or(0, |c| c.calls),
+            cursor
+                .as_ref()
+                .and_then(|c| c.last_put_ms)
+                .map_or_else(|| "none yet".into(), time)
+        ));
+        if let Some(e) = cw_status.as_ref().and_then(|s| s.error.as_ref()) {
+            text.push_str(&format!("cloudwatch error: {}\n", clean(e)));
         }
     }
     text.push_str(&format!(

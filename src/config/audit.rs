@@ -15,6 +15,7 @@ fragment! {
         transcript: bool,
         redact: Vec<String>, spool_max: String, rescan_interval: DurationValue,
         default_alerts: bool, alert: Vec<AlertValue>, s3: S3Fragment,
+        cloudwatch: CloudWatchFragment,
     }
 }
 
@@ -24,6 +25,50 @@ fragment! {
         bucket: String, prefix: String, region: String, max_object_size: String,
         max_delay: DurationValue, sse: String, kms_key_id: String,
         bucket_owner_full_control: bool,
+    }
+}
+
+fragment! {
+    /// `[audit.cloudwatch]` as written.
+    CloudWatchFragment {
+        log_group: String, events: String, region: String, max_delay: DurationValue,
+    }
+}
+
+/// `audit.cloudwatch.events`: which events go to CloudWatch Logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CloudWatchEvents {
+    /// The events an alert rule marked (what a metric filter alarms on).
+    Alerts,
+    /// Every event.
+    All,
+}
+
+/// `[audit.cloudwatch]`: the spool's events (alerts, or all) to CloudWatch Logs, at least once.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CloudWatchSettings {
+    /// `log_group`; default "": the sink is off until a log group is named. The group must
+    /// exist; the daemon creates its stream (the instance id) in it.
+    pub log_group: String,
+    /// `events`; default "alerts": `alerts` or `all`.
+    pub events: CloudWatchEvents,
+    /// `region`; default "": the log group's region, when it is not the host's.
+    pub region: String,
+    /// `max_delay`; default "5s": an event waits at most this long for its batch (an alert
+    /// goes at once).
+    #[serde(with = "duration_str")]
+    pub max_delay: Duration,
+}
+
+impl Default for CloudWatchSettings {
+    fn default() -> Self {
+        Self {
+            log_group: String::new(),
+            events: CloudWatchEvents::Alerts,
+            region: String::new(),
+            max_delay: Duration::from_secs(5),
+        }
     }
 }
 
@@ -162,6 +207,8 @@ pub struct AuditSettings {
     pub alert: Vec<AlertRule>,
     /// `[audit.s3]`.
     pub s3: S3Settings,
+    /// `[audit.cloudwatch]`.
+    pub cloudwatch: CloudWatchSettings,
 }
 
 impl Default for AuditSettings {
@@ -178,6 +225,7 @@ impl Default for AuditSettings {
             default_alerts: true,
             alert: Vec::new(),
             s3: S3Settings::default(),
+            cloudwatch: CloudWatchSettings::default(),
         }
     }
 }
@@ -342,6 +390,7 @@ pub(super) fn resolve(r: &mut Resolver<'_>, s: &mut AuditSettings) {
         alert => alerts,
     });
     resolve_s3(r, &mut s.s3);
+    resolve_cloudwatch(r, &mut s.cloudwatch);
 }
 
 /// An S3 bucket name as S3 takes it: 3 to 63 lowercase letters, digits, dots and hyphens.
@@ -417,6 +466,50 @@ fn resolve_s3(r: &mut Resolver<'_>, s: &mut S3Settings) {
         sse => sse,
         kms_key_id => any_string,
         bucket_owner_full_control => as_is,
+    }
+}
+
+/// A log group name as CloudWatch Logs takes it: 1-512 of letters, digits, `_ - / . #`.
+fn log_group(p: &Picked<String>) -> Result<String, String> {
+    let g = p.value.trim();
+    let ok = g.len() <= 512
+        && g.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"_-/.#".contains(&c));
+    if ok {
+        Ok(g.to_string())
+    } else {
+        Err(format!(
+            "`{g}` is not a log group name (at most 512 letters, digits, `_`, `-`, `/`, `.` and `#`); give the group's name, not its ARN"
+        ))
+    }
+}
+
+fn cloudwatch_events(p: &Picked<String>) -> Result<CloudWatchEvents, String> {
+    match p.value.as_str() {
+        "alerts" => Ok(CloudWatchEvents::Alerts),
+        "all" => Ok(CloudWatchEvents::All),
+        other => Err(format!(
+            "`{other}` is not a choice of events; use \"alerts\" (what alert rules marked) or \"all\""
+        )),
+    }
+}
+
+fn resolve_cloudwatch(r: &mut Resolver<'_>, s: &mut CloudWatchSettings) {
+    macro_rules! cw {
+        ($($field:ident => $check:expr),* $(,)?) => {
+            $(r.set(
+                &mut s.$field,
+                concat!("audit.cloudwatch.", stringify!($field)),
+                |f| f.audit()?.cloudwatch.as_ref()?.get_ref().$field.as_ref(),
+                $check,
+            );)*
+        };
+    }
+    cw! {
+        log_group => log_group,
+        events => cloudwatch_events,
+        region => any_string,
+        max_delay => duration_in(Duration::from_secs(1), Duration::from_secs(3600)),
     }
 }
 

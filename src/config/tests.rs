@@ -312,6 +312,42 @@ fn bad_audit_values_are_named() {
 }
 
 #[test]
+fn bad_cloudwatch_values_are_named() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "etc/config.d/70-cw.toml",
+        "[audit.cloudwatch]\nlog_group = \"arn:aws:logs:eu-west-1:123456789012:log-group:x\"\nevents = \"sudo\"\nmax_delay = \"0s\"\n",
+    );
+    let e = load(&opts(d.path(), true)).unwrap_err();
+    let msg = e.to_string();
+    for needle in [
+        "70-cw.toml:2:13: key `audit.cloudwatch.log_group`: `arn:aws:logs:eu-west-1:123456789012:log-group:x` is not a log group name",
+        "give the group's name, not its ARN",
+        "70-cw.toml:3:10: key `audit.cloudwatch.events`: `sudo` is not a choice of events; use \"alerts\"",
+        "70-cw.toml:4:13: key `audit.cloudwatch.max_delay`",
+    ] {
+        assert!(msg.contains(needle), "missing {needle:?} in:\n{msg}");
+    }
+    assert_eq!(e.issues.len(), 3, "{msg}");
+    write(
+        d.path(),
+        "etc/config.d/70-cw.toml",
+        "[audit.cloudwatch]\nlog_group = \"/ssm-companion/audit\"\nevents = \"all\"\n",
+    );
+    let s = load(&opts(d.path(), true)).unwrap().settings;
+    assert_eq!(s.audit.cloudwatch.log_group, "/ssm-companion/audit");
+    assert_eq!(
+        s.audit.cloudwatch.events,
+        crate::config::CloudWatchEvents::All
+    );
+    assert_eq!(
+        s.audit.cloudwatch.max_delay,
+        std::time::Duration::from_secs(5)
+    );
+}
+
+#[test]
 fn alert_rules_are_checked_and_a_bad_regex_is_located() {
     let d = tempfile::tempdir().unwrap();
     let rule = |body: &str| {

@@ -13,6 +13,7 @@ use notify::Watcher as _;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::audit_cloudwatch;
 use super::audit_journal::{Follower, Next, journald_runs};
 use super::audit_ship::{self, Link};
 use super::requests::SyncRequest;
@@ -308,33 +309,53 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
         // A source paused on a full spool in the last pass: the warnings are logged when it
         // fills, not at every pass of a long outage.
         let mut full = false;
-        // The shipper, when a bucket is named: told how far the spool is durable and when an
-        // alert was spooled; it says how far S3 has the records (segments wholly shipped are
-        // then deleted).
+        // The sinks (the S3 shipper when a bucket is named, the CloudWatch Logs sink when a log
+        // group is): told how far the spool is durable and when an alert was spooled, each says
+        // how far it has sent; segments every sink is past are then deleted.
         let (durable_tx, durable_rx) = tokio::sync::watch::channel(spool.durable_seq());
-        let (shipped_tx, mut shipped_rx) = tokio::sync::watch::channel(0u64);
-        let (state_tx, state_rx) = tokio::sync::watch::channel(String::new());
-        let alert = Arc::new(Notify::new());
-        let shipping = !settings.audit.s3.bucket.is_empty();
-        let shipper = shipping.then(|| {
+        let mut sinks: Vec<Sink> = Vec::new();
+        if !settings.audit.s3.bucket.is_empty() {
+            let (link, sink) = Sink::new(durable_rx.clone());
             let aws = ctx.aws.clone();
             let clock = ctx.clock.clone();
             let s = settings.clone();
             let dir = spool_dir(&settings.paths.state_dir);
             let (device, cloud) = (host.device.clone(), host.cloud.clone());
-            let link = Link {
-                durable: durable_rx,
-                shipped: shipped_tx,
-                alert: alert.clone(),
-                state: state_tx,
-            };
-            tokio::spawn(async move {
+            sinks.push(sink.with_task(tokio::spawn(async move {
                 let aws = aws.get(&s).await;
                 audit_ship::run(s, dir, device, cloud, aws, clock, link).await;
+            })));
+        }
+        if !settings.audit.cloudwatch.log_group.is_empty() {
+            // The cursor exists before the first pass: a kill before the sink runs cannot make
+            // it start past records this run spooled.
+            let start = spool.durable_seq();
+            let (dir, group) = (
+                spool_dir(&settings.paths.state_dir),
+                settings.audit.cloudwatch.log_group.clone(),
+            );
+            let begun = tokio::task::spawn_blocking(move || {
+                crate::audit::cloudwatch::Cursor::begin(&dir, &group, start)
             })
-        });
+            .await;
+            if let Ok(Err(e)) = begun {
+                tracing::error!(
+                    "audit: cannot write the CloudWatch cursor ({e}); retried by the sink"
+                );
+            }
+            let (link, sink) = Sink::new(durable_rx.clone());
+            let aws = ctx.aws.clone();
+            let clock = ctx.clock.clone();
+            let s = settings.clone();
+            let dir = spool_dir(&settings.paths.state_dir);
+            let device = host.device.clone();
+            sinks.push(sink.with_task(tokio::spawn(async move {
+                let aws = aws.get(&s).await;
+                audit_cloudwatch::run(s, dir, device, aws, clock, start, link).await;
+            })));
+        }
+        drop(durable_rx);
         let mut released = 0u64;
-        let mut shipper_alive = shipping;
         let reload = loop {
             if use_journal {
                 journal.ensure_started(spool.position(journal::SOURCE));
@@ -353,12 +374,10 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                     Next::Lines(l) => lines = l,
                     Next::Ended => journal.ended().await,
                 },
-                changed = shipped_rx.changed(), if shipper_alive => {
-                    // The shipper ended (no AWS configuration): its state says why.
-                    shipper_alive = changed.is_ok();
-                }
+                () = Sink::any_changed(&mut sinks) => {}
             }
-            let shipped = *shipped_rx.borrow_and_update();
+            // Released through what every sink has (nothing without a sink).
+            let shipped = sinks.iter_mut().map(Sink::sent).min().unwrap_or(0);
             ctx.heartbeats.busy("audit");
             watch.update(&agent_state_dir);
             let now = now_ms(&ctx);
@@ -393,7 +412,9 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             let durable = spool.durable_seq();
             durable_tx.send_if_modified(|d| std::mem::replace(d, durable) != durable);
             if alerted {
-                alert.notify_one();
+                for sink in &sinks {
+                    sink.alert.notify_one();
+                }
             }
             match freed {
                 Some(Ok(through)) => released = through,
@@ -546,7 +567,12 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                     None => "auth log unavailable".to_string(),
                 },
             };
-            let shipper_state = state_rx.borrow().clone();
+            let shipper_state = sinks
+                .iter()
+                .map(|s| s.state.borrow().clone())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(", ");
             let line = format!(
                 "audit: {} session(s) open, spool at seq {}{}, {privilege}{}",
                 src.sessions.open().len(),
@@ -566,8 +592,10 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             }
         };
         journal.stop();
-        if let Some(s) = shipper {
-            s.abort();
+        for s in sinks {
+            if let Some(t) = s.task {
+                t.abort();
+            }
         }
         // Stop or reload: everything appended reaches the disk first.
         let synced = tokio::task::spawn_blocking(move || spool.sync())
@@ -583,6 +611,68 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             return Ok(());
         }
         settings = ctx.settings.borrow_and_update().clone();
+    }
+}
+
+/// A sink's end of its link with the loop.
+struct Sink {
+    sent: tokio::sync::watch::Receiver<u64>,
+    state: tokio::sync::watch::Receiver<String>,
+    alert: Arc<Notify>,
+    /// The sink ended (no AWS configuration): its state says why; its mark stays.
+    ended: bool,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Sink {
+    fn new(durable: tokio::sync::watch::Receiver<u64>) -> (Link, Sink) {
+        let (sent_tx, sent) = tokio::sync::watch::channel(0u64);
+        let (state_tx, state) = tokio::sync::watch::channel(String::new());
+        let alert = Arc::new(Notify::new());
+        let link = Link {
+            durable,
+            shipped: sent_tx,
+            alert: alert.clone(),
+            state: state_tx,
+        };
+        (
+            link,
+            Sink {
+                sent,
+                state,
+                alert,
+                ended: false,
+                task: None,
+            },
+        )
+    }
+
+    fn with_task(mut self, task: tokio::task::JoinHandle<()>) -> Self {
+        self.task = Some(task);
+        self
+    }
+
+    fn sent(&mut self) -> u64 {
+        *self.sent.borrow_and_update()
+    }
+
+    /// Waits until a sink sent more (or ended); never, without a live sink.
+    async fn any_changed(sinks: &mut [Sink]) {
+        let live: Vec<_> = sinks
+            .iter_mut()
+            .filter(|s| !s.ended)
+            .map(|s| {
+                Box::pin(async move {
+                    if s.sent.changed().await.is_err() {
+                        s.ended = true;
+                    }
+                })
+            })
+            .collect();
+        if live.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        futures_util::future::select_all(live).await;
     }
 }
 

@@ -28,8 +28,8 @@ use crate::state::shipping_status::{self, ShippingStatus};
 use crate::audit::ship::FLUSH_REQUEST;
 
 /// The first wait after a failure; it doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
+pub(super) const MIN_BACKOFF: Duration = Duration::from_secs(1);
+pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often `audit flush`'s request is looked for while the shipper waits.
 const FLUSH_POLL: Duration = Duration::from_secs(1);
 
@@ -46,14 +46,14 @@ pub(super) struct Link {
 }
 
 /// Full jitter: a uniform wait up to `base * 2^attempt`, at most [`MAX_BACKOFF`].
-fn backoff(attempt: u32) -> Duration {
+pub(super) fn backoff(attempt: u32) -> Duration {
     let cap = MIN_BACKOFF
         .saturating_mul(1u32 << attempt.min(16))
         .min(MAX_BACKOFF);
     cap.mul_f64(fastrand::f64()).max(Duration::from_millis(100))
 }
 
-fn now_ms(clock: &dyn crate::clock::Clock) -> i64 {
+pub(super) fn now_ms(clock: &dyn crate::clock::Clock) -> i64 {
     crate::clock::epoch_ms(clock.now())
 }
 
@@ -78,7 +78,7 @@ fn explain(e: &CallError, bucket: &str) -> String {
 
 /// When the spool's durable end reached each value the shipper saw: the first mark past the
 /// shipped end says how long the oldest unshipped record has waited (to within one wake-up).
-struct Marks(VecDeque<(u64, SystemTime)>);
+pub(super) struct Marks(pub(super) VecDeque<(u64, SystemTime)>);
 
 impl Marks {
     /// Enough for days of outage at one mark per wake-up; past it the last mark is stretched
@@ -86,7 +86,7 @@ impl Marks {
     const CAP: usize = 4096;
 
     /// Notes that records through `durable` were there at `now`.
-    fn note(&mut self, durable: u64, shipped: u64, now: SystemTime) {
+    pub(super) fn note(&mut self, durable: u64, shipped: u64, now: SystemTime) {
         if durable <= shipped || self.0.back().is_some_and(|(s, _)| *s >= durable) {
             return;
         }
@@ -100,14 +100,14 @@ impl Marks {
     }
 
     /// Drops the marks S3 now has.
-    fn shipped(&mut self, shipped: u64) {
+    pub(super) fn shipped(&mut self, shipped: u64) {
         while self.0.front().is_some_and(|(s, _)| *s <= shipped) {
             self.0.pop_front();
         }
     }
 
     /// When the oldest record not shipped was first seen durable.
-    fn oldest(&self) -> Option<SystemTime> {
+    pub(super) fn oldest(&self) -> Option<SystemTime> {
         self.0.front().map(|(_, t)| *t)
     }
 }
@@ -128,28 +128,48 @@ fn needs_operator(f: &crate::aws::fault::Fault) -> bool {
 }
 
 /// The last upload failure, while it lasts.
-struct Failure {
-    why: String,
-    cause: String,
-    needs_operator: bool,
+pub(super) struct Failure {
+    pub(super) why: String,
+    pub(super) cause: String,
+    pub(super) needs_operator: bool,
 }
 
-fn status(
-    ledger: &Ledger,
+/// What a sink has done, for [`status`].
+pub(super) struct Done {
+    pub(super) shipped_seq: u64,
+    pub(super) objects: u64,
+    pub(super) bytes: u64,
+    pub(super) last_upload_ms: Option<i64>,
+}
+
+impl From<&Ledger> for Done {
+    fn from(l: &Ledger) -> Self {
+        Done {
+            shipped_seq: l.shipped_seq,
+            objects: l.objects,
+            bytes: l.bytes,
+            last_upload_ms: l.last_upload_ms,
+        }
+    }
+}
+
+pub(super) fn status(
+    done: impl Into<Done>,
     destination: &str,
     durable: u64,
     marks: &Marks,
     failure: &Option<Failure>,
     now: SystemTime,
 ) -> ShippingStatus {
+    let done = done.into();
     ShippingStatus {
         at: now,
         destination: destination.to_string(),
-        shipped_seq: ledger.shipped_seq,
-        durable_seq: durable.max(ledger.shipped_seq),
-        objects: ledger.objects,
-        bytes: ledger.bytes,
-        last_upload: ledger
+        shipped_seq: done.shipped_seq,
+        durable_seq: durable.max(done.shipped_seq),
+        objects: done.objects,
+        bytes: done.bytes,
+        last_upload: done
             .last_upload_ms
             .and_then(|ms| u64::try_from(ms).ok())
             .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
@@ -162,11 +182,20 @@ fn status(
 
 /// Writes the status for the health check (best effort: a full disk must not stop shipping).
 async fn publish(state_dir: &std::path::Path, status: ShippingStatus) {
+    publish_as(state_dir, shipping_status::FILE_NAME, status).await;
+}
+
+/// Writes a sink's status under `file` (best effort, as [`publish`]).
+pub(super) async fn publish_as(
+    state_dir: &std::path::Path,
+    file: &'static str,
+    status: ShippingStatus,
+) {
     let dir = state_dir.to_path_buf();
     if let Ok(Err(e)) =
-        tokio::task::spawn_blocking(move || shipping_status::save(&dir, &status)).await
+        tokio::task::spawn_blocking(move || shipping_status::save_as(&dir, file, &status)).await
     {
-        tracing::debug!("audit: cannot write the shipping status: {e}");
+        tracing::debug!("audit: cannot write the status {file}: {e}");
     }
 }
 
@@ -202,7 +231,7 @@ async fn load_ledger(dir: &std::path::Path) -> Ledger {
 }
 
 /// The sequence number `audit flush` asks for (the file's content), if it asks.
-fn flush_target(spool_dir: &std::path::Path) -> Option<u64> {
+pub(super) fn flush_target(spool_dir: &std::path::Path) -> Option<u64> {
     std::fs::read_to_string(spool_dir.join(FLUSH_REQUEST))
         .ok()
         .map(|t| t.trim().parse().unwrap_or(u64::MAX))
@@ -535,7 +564,7 @@ async fn save(dir: &std::path::Path, ledger: &Ledger) -> bool {
 
 /// Waits out a backoff after a failure; a new `audit flush` request ends it early (one try at
 /// once, not a retry every second while the request stands).
-async fn retry_after(spool_dir: &std::path::Path, wait: Duration) {
+pub(super) async fn retry_after(spool_dir: &std::path::Path, wait: Duration) {
     let asked = flush_target(spool_dir);
     let until = Instant::now() + wait;
     while Instant::now() < until {
@@ -548,7 +577,7 @@ async fn retry_after(spool_dir: &std::path::Path, wait: Duration) {
 }
 
 /// Waits for more durable records, an alert, `until`, or the next look for `audit flush`.
-async fn wait(link: &mut Link, until: Option<Instant>) {
+pub(super) async fn wait(link: &mut Link, until: Option<Instant>) {
     let poll = Instant::now() + FLUSH_POLL;
     let until = until.map_or(poll, |u| u.min(poll));
     tokio::select! {

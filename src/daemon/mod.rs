@@ -11,6 +11,7 @@
 //! - Signal streams are created once, before the loop.
 
 mod accounts_loop;
+mod audit_cloudwatch;
 mod audit_journal;
 mod audit_loop;
 mod audit_ship;

@@ -277,15 +277,32 @@ pub fn local_checks(
         settings.accounts.interval,
         now,
     ));
-    out.push(shipping::verdict(
-        &crate::state::shipping_status::load(&paths.own_state_dir),
-        shipping::Limits {
-            enabled: settings.audit.enabled && !settings.audit.s3.bucket.is_empty(),
-            warning: h.shipping_lag_warning,
-            critical: h.shipping_lag_critical,
-        },
-        now,
-    ));
+    let limits = |enabled| shipping::Limits {
+        enabled: settings.audit.enabled && enabled,
+        warning: h.shipping_lag_warning,
+        critical: h.shipping_lag_critical,
+    };
+    let s3 = !settings.audit.s3.bucket.is_empty();
+    let cloudwatch = !settings.audit.cloudwatch.log_group.is_empty();
+    let mut sinks = Vec::new();
+    if s3 || !cloudwatch {
+        sinks.push(shipping::verdict(
+            &crate::state::shipping_status::load(&paths.own_state_dir),
+            limits(s3),
+            now,
+        ));
+    }
+    if cloudwatch {
+        sinks.push(shipping::verdict(
+            &crate::state::shipping_status::load_from(
+                &paths.own_state_dir,
+                crate::state::shipping_status::CLOUDWATCH_FILE,
+            ),
+            limits(true),
+            now,
+        ));
+    }
+    out.push(shipping::combine(sinks));
     (out, facts)
 }
 

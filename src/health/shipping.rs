@@ -85,7 +85,7 @@ pub fn verdict(
             status = Status::Critical;
             remedy = "fix the permission or the destination named here (`ssm-companion iam-policy` prints the statements the host needs); records stay in the spool until then".into();
         } else if status != Status::Ok {
-            remedy = "the network or S3 fails: `ssm-companion doctor` checks the endpoints; records stay in the spool and ship when it recovers".into();
+            remedy = "the network or the destination fails: `ssm-companion doctor` checks the endpoints; records stay in the spool and ship when it recovers".into();
         }
     } else if status != Status::Ok {
         remedy = "is the daemon running? `systemctl status ssm-companion`; `ssm-companion audit status` shows the spool".into();
@@ -93,6 +93,25 @@ pub fn verdict(
     let mut r = CheckResult::new(ID, status, detail, remedy);
     r.cause.clone_from(&s.cause);
     r
+}
+
+/// One verdict for several sinks (S3, CloudWatch Logs): the worst status, every sink's detail,
+/// the remedy and cause of the worst.
+pub fn combine(results: Vec<CheckResult>) -> CheckResult {
+    let mut worst: Option<CheckResult> = None;
+    let mut details = Vec::new();
+    for r in results {
+        details.push(r.detail.clone());
+        let replace = worst
+            .as_ref()
+            .is_none_or(|w| w.status.worst(r.status) != w.status);
+        if replace {
+            worst = Some(r);
+        }
+    }
+    let mut w = worst.unwrap_or_else(|| CheckResult::ok(ID, "audit shipping is off"));
+    w.detail = details.join("; ");
+    w
 }
 
 #[cfg(test)]
@@ -186,5 +205,31 @@ mod tests {
         let c = verdict(&Err(bad), limits(), now);
         assert_eq!(c.status, Status::Unknown);
         assert!(c.detail.contains("audit-shipping.json"), "{}", c.detail);
+    }
+
+    #[test]
+    fn two_sinks_give_the_worst_verdict_with_both_details() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let s3 = verdict(&Ok(Some(status(t0))), limits(), t0);
+        let mut cw = status(t0);
+        cw.destination = "cloudwatch://audit/i-1".into();
+        cw.error = Some("log group `audit` does not exist".into());
+        cw.cause = Some("aws:ResourceNotFoundException".into());
+        cw.needs_operator = true;
+        let cw = verdict(&Ok(Some(cw)), limits(), t0);
+        let both = combine(vec![s3.clone(), cw]);
+        assert_eq!(both.status, Status::Critical);
+        assert_eq!(both.cause.as_deref(), Some("aws:ResourceNotFoundException"));
+        assert!(
+            both.detail.starts_with("s3://audit/ssm-companion"),
+            "{}",
+            both.detail
+        );
+        assert!(
+            both.detail.contains("; cloudwatch://audit/i-1"),
+            "{}",
+            both.detail
+        );
+        assert_eq!(combine(vec![s3.clone()]), s3);
     }
 }

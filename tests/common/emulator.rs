@@ -147,6 +147,60 @@ impl Emulator {
         })
     }
 
+    /// A CloudWatch Logs client on the emulator.
+    pub fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
+        aws_sdk_cloudwatchlogs::Client::new(&self.sdk())
+    }
+
+    /// Creates a log group.
+    pub fn log_group(&self, name: &str) {
+        block_on(self.logs().create_log_group().log_group_name(name).send()).unwrap();
+    }
+
+    /// Every event of a log group: (stream, timestamp, message), stream by stream, each in the
+    /// stream's order.
+    pub fn log_events(&self, group: &str) -> Vec<(String, i64, String)> {
+        let logs = self.logs();
+        block_on(async {
+            let mut out = Vec::new();
+            let streams = logs
+                .describe_log_streams()
+                .log_group_name(group)
+                .send()
+                .await
+                .unwrap();
+            for st in streams.log_streams() {
+                let name = st.log_stream_name().unwrap().to_string();
+                let mut token: Option<String> = None;
+                loop {
+                    let page = logs
+                        .get_log_events()
+                        .log_group_name(group)
+                        .log_stream_name(&name)
+                        .start_from_head(true)
+                        .set_next_token(token.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    for e in page.events() {
+                        out.push((
+                            name.clone(),
+                            e.timestamp().unwrap_or_default(),
+                            e.message().unwrap_or_default().to_string(),
+                        ));
+                    }
+                    let next = page.next_forward_token().map(String::from);
+                    // The same token again: the end of the stream.
+                    if page.events().is_empty() || next.is_none() || next == token {
+                        break;
+                    }
+                    token = next;
+                }
+            }
+            out
+        })
+    }
+
     /// An IAM client on the emulator.
     pub fn iam(&self) -> aws_sdk_iam::Client {
         aws_sdk_iam::Client::new(&self.sdk())
