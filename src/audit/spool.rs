@@ -212,8 +212,28 @@ fn frame(r: &Record) -> Result<Vec<u8>, SpoolError> {
     Ok(out)
 }
 
-/// Decodes the record at the start of `buf`: `Some((record, its length))` when whole and checked.
-fn unframe(buf: &[u8]) -> Option<(Record, usize)> {
+/// A record in place: its fields as slices of the segment.
+struct Framed<'a> {
+    seq: u64,
+    source: &'a [u8],
+    position: &'a [u8],
+    body: &'a [u8],
+}
+
+impl Framed<'_> {
+    fn record(&self) -> Record {
+        Record {
+            seq: self.seq,
+            source: String::from_utf8_lossy(self.source).into_owned(),
+            position: String::from_utf8_lossy(self.position).into_owned(),
+            body: self.body.to_vec(),
+        }
+    }
+}
+
+/// Checks the record at the start of `buf`: `Some((record, its length))` when whole and
+/// checked, without copying it.
+fn frame_at(buf: &[u8]) -> Option<(Framed<'_>, usize)> {
     let head = buf.get(..HEAD)?;
     if &head[..4] != MAGIC {
         return None;
@@ -237,14 +257,43 @@ fn unframe(buf: &[u8]) -> Option<(Record, usize)> {
     let position = inner.get(pl_at + 2..pl_at + 2 + pl)?;
     let body = inner.get(pl_at + 2 + pl..)?;
     Some((
-        Record {
+        Framed {
             seq,
-            source: String::from_utf8_lossy(source).into_owned(),
-            position: String::from_utf8_lossy(position).into_owned(),
-            body: body.to_vec(),
+            source,
+            position,
+            body,
         },
         HEAD + len,
     ))
+}
+
+/// One thing [`walk`] finds in a segment.
+enum Found1<'a> {
+    Record(Framed<'a>),
+    /// A damaged range: its length.
+    Damaged(u64),
+}
+
+/// Walks a segment held in memory in offset order: each valid record (in place) and each
+/// damaged range between them, with its offset, until `f` returns false.
+fn walk<'a>(buf: &'a [u8], mut f: impl FnMut(u64, Found1<'a>) -> bool) {
+    let mut at = 0;
+    while at < buf.len() {
+        let (item, next) = match frame_at(&buf[at..]) {
+            Some((r, n)) => (Found1::Record(r), at + n),
+            None => {
+                // Resynchronise on the next magic that starts a valid record.
+                let end = (at + 1..buf.len())
+                    .find(|&i| buf[i..].starts_with(MAGIC) && frame_at(&buf[i..]).is_some())
+                    .unwrap_or(buf.len());
+                (Found1::Damaged((end - at) as u64), end)
+            }
+        };
+        if !f(at as u64, item) {
+            return;
+        }
+        at = next;
+    }
 }
 
 /// Records found in a segment, with their offsets.
@@ -256,23 +305,13 @@ type Damaged = Vec<(u64, u64)>;
 fn scan(buf: &[u8]) -> (Found, Damaged) {
     let mut records = Vec::new();
     let mut gaps = Vec::new();
-    let mut at = 0;
-    while at < buf.len() {
-        match unframe(&buf[at..]) {
-            Some((r, n)) => {
-                records.push((at as u64, r));
-                at += n;
-            }
-            None => {
-                // Resynchronise on the next magic that starts a valid record.
-                let next = (at + 1..buf.len())
-                    .find(|&i| buf[i..].starts_with(MAGIC) && unframe(&buf[i..]).is_some());
-                let end = next.unwrap_or(buf.len());
-                gaps.push((at as u64, (end - at) as u64));
-                at = end;
-            }
+    walk(buf, |at, item| {
+        match item {
+            Found1::Record(r) => records.push((at, r.record())),
+            Found1::Damaged(n) => gaps.push((at, n)),
         }
-    }
+        true
+    });
     (records, gaps)
 }
 
@@ -498,35 +537,48 @@ fn frame_len(r: &Record) -> usize {
 /// The items of one segment in file order: its records with seq ≥ `from`, and its damaged
 /// ranges. `None` when the segment was released meanwhile.
 fn segment_items(p: &Path, from: u64) -> Result<Option<Vec<Read>>, SpoolError> {
+    let mut items = Vec::new();
+    let found = visit_segment(p, from, |r| {
+        items.push(r);
+        true
+    })?;
+    Ok(found.map(|_| items))
+}
+
+/// Calls `f` with the items of one segment (see [`visit`]), copying only the records at or
+/// after `from`. `Ok(None)`: the segment is gone (released meanwhile); `Ok(Some(false))`: `f`
+/// asked to stop.
+fn visit_segment(
+    p: &Path,
+    from: u64,
+    mut f: impl FnMut(Read) -> bool,
+) -> Result<Option<bool>, SpoolError> {
     let buf = match fs::read(p) {
         Ok(b) => b,
         // Released by the shipper meanwhile.
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("cannot read", p)(e)),
     };
-    let (records, gaps) = scan(&buf);
-    let mut items: Vec<(u64, Read)> = records
-        .into_iter()
-        .filter(|(_, r)| r.seq >= from)
-        .map(|(off, r)| (off, Read::Record(r)))
-        .collect();
-    items.extend(gaps.into_iter().map(|(offset, bytes)| {
-        (
-            offset,
-            Read::Gap {
+    let mut go_on = true;
+    walk(&buf, |offset, item| {
+        go_on = match item {
+            Found1::Record(r) if r.seq < from => true,
+            Found1::Record(r) => f(Read::Record(r.record())),
+            Found1::Damaged(bytes) => f(Read::Gap {
                 segment: p.to_path_buf(),
                 offset,
                 bytes,
-            },
-        )
-    }));
-    items.sort_by_key(|(off, _)| *off);
-    Ok(Some(items.into_iter().map(|(_, r)| r).collect()))
+            }),
+        };
+        go_on
+    });
+    Ok(Some(go_on))
 }
 
 /// Calls `f` with every item (records with seq ≥ `from`, and the damaged ranges among them) of
-/// the spool in `dir`, in order, one segment in memory at a time, until `f` returns false. No
-/// lock is needed: segments are only appended to, and a reader stops at the end it sees.
+/// the spool in `dir`, in order, one segment in memory at a time (the records copied one at a
+/// time), until `f` returns false. No lock is needed: segments are only appended to, and a
+/// reader stops at the end it sees.
 pub fn visit(dir: &Path, from: u64, mut f: impl FnMut(Read) -> bool) -> Result<(), SpoolError> {
     let segs = segments(dir)?;
     for (i, (_, p)) in segs.iter().enumerate() {
@@ -534,10 +586,8 @@ pub fn visit(dir: &Path, from: u64, mut f: impl FnMut(Read) -> bool) -> Result<(
         if segs.get(i + 1).is_some_and(|(next, _)| *next <= from) {
             continue;
         }
-        for item in segment_items(p, from)?.unwrap_or_default() {
-            if !f(item) {
-                return Ok(());
-            }
+        if visit_segment(p, from, &mut f)? == Some(false) {
+            return Ok(());
         }
     }
     Ok(())
