@@ -5,7 +5,8 @@
 # /var/log and /var/mail and a private /home). It prints the plan, lets the daemon sync twice
 # while a stand-in Session Manager session starts, runs sudo on its own pseudo-terminal and ends,
 # and shows the accounts it made and the session's audit events (read from a private journald),
-# then ships them to the emulator's S3 and queries the objects with DuckDB.
+# then ships them to the emulator's S3 and queries the objects with DuckDB, and sends the alerts
+# to its CloudWatch Logs.
 # This machine's own /etc, /home and journal are never changed.
 # Run as root on Debian/Ubuntu. Everything it makes is under .demo/.
 set -euo pipefail
@@ -40,6 +41,9 @@ import sys, boto3
 boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
              aws_access_key_id="demo", aws_secret_access_key="demo").create_bucket(Bucket="demo-audit")
 print("    bucket demo-audit created in the emulator's S3")
+boto3.client("logs", endpoint_url=sys.argv[1], region_name="us-east-1",
+             aws_access_key_id="demo", aws_secret_access_key="demo").create_log_group(logGroupName="/ssm-companion/audit")
+print("    log group /ssm-companion/audit created in the emulator's CloudWatch Logs")
 PY
 
 cat >"$DEMO/config.toml" <<EOF
@@ -63,6 +67,10 @@ rescan_interval = "1s"
 [audit.s3]
 bucket = "demo-audit"
 max_delay = "2s"
+
+# The alerts (the built-in rules: any sudo, a root shell, ...) to CloudWatch Logs, for alarms.
+[audit.cloudwatch]
+log_group = "/ssm-companion/audit"
 
 [paths]
 state_dir = "$DEMO/state"
@@ -142,6 +150,18 @@ for o in s3.list_objects_v2(Bucket="demo-audit").get("Contents", []):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     s3.download_file("demo-audit", o["Key"], path)
     print(f"    s3://demo-audit/{o['Key']}  ({o['Size']} bytes)")
+PY
+echo; echo "==> the alerts in the emulator's CloudWatch Logs (a stream per instance; at least once)"
+.venv/bin/python - "$MOTO" <<'PY'
+import json, sys, boto3
+logs = boto3.client("logs", endpoint_url=sys.argv[1], region_name="us-east-1",
+                    aws_access_key_id="demo", aws_secret_access_key="demo")
+group = "/ssm-companion/audit"
+for st in logs.describe_log_streams(logGroupName=group).get("logStreams", []):
+    name = st["logStreamName"]
+    for e in logs.get_log_events(logGroupName=group, logStreamName=name, startFromHead=True)["events"]:
+        ev = json.loads(e["message"])
+        print(f"    {group}/{name}: {ev.get('type_name')} {ev['metadata'].get('labels')} {ev.get('message')}")
 PY
 echo; echo "==> DuckDB over them, as Athena would read them (tests/support/duckdb_query.py)"
 .venv/bin/python tests/support/duckdb_query.py "$DEMO/s3" \
