@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{AgentDirs, Host, wait_for};
+use common::{AgentDirs, Host, cpu_ticks, rss_kib, wait_for};
 
 use ssm_companion::audit::collector::Host as AuditHost;
 use ssm_companion::audit::journal::{self, Line};
@@ -107,24 +107,6 @@ fn latency(n: usize) -> (Duration, Duration) {
     }
     took.sort();
     (percentile(&took, 0.5), percentile(&took, 0.99))
-}
-
-/// utime + stime of a process, in clock ticks (100 per second here).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn children(pid: u32) -> Vec<u32> {

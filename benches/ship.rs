@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use common::{AgentDirs, Emulator, Host, append, block_on, wait_for};
+use common::{AgentDirs, Emulator, Host, append, block_on, cpu_ticks, rss_kib, wait_for};
 use serde_json::Value;
 
 use ssm_companion::audit::ocsf::Device;
@@ -97,24 +97,6 @@ fn objects(n: u64) {
         raw as f64 / 1048576.0 / secs,
         raw as f64 / gz as f64
     );
-}
-
-/// utime + stime of a process, in clock ticks (100 per second here).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// The host's config: AWS on the emulator, audit from the auth log, shipping to the bucket.
