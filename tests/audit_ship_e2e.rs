@@ -835,3 +835,109 @@ fn alerts_reach_cloudwatch_logs_and_a_missing_log_group_is_critical_until_it_exi
         "{log}"
     );
 }
+
+#[test]
+fn a_batch_of_several_calls_is_retried_from_the_call_that_failed() {
+    require_root!();
+    let emu = Emulator::start();
+    emu.bucket(BUCKET);
+    emu.log_group(LOG_GROUP);
+    let host = Host::new();
+    let d = AgentDirs::new(host.dir());
+    configure(&host, &d, &emu, &cloudwatch("all"));
+    // About 3 MiB of events in the auth log before the daemon starts: one batch, three calls.
+    let written: Vec<String> = (0..2000)
+        .map(|i| format!("/usr/bin/true {i:04}-{}", "x".repeat(600)))
+        .collect();
+    let text: String = written.iter().map(|c| sudo_line(c)).collect();
+    append(&d.auth_log(), &text);
+    // The first PutLogEvents passes, the second fails once.
+    emu.faults(serde_json::json!([
+        {"service": "logs", "action": "PutLogEvents", "times": 1, "delay_ms": 0},
+        {"service": "logs", "action": "PutLogEvents", "times": 1, "status": 503, "code": "ServiceUnavailableException"},
+    ]));
+    let notify = host.dir().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    let mut daemon = host.daemon(&notify, &[]);
+    let log = drain(&mut daemon);
+    let mut seen = Vec::new();
+    wait_for(
+        &sock,
+        "cloudwatch failing: aws:ServiceUnavailableException",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    cloudwatch_caught_up(&host, Duration::from_secs(60));
+    stop(&mut daemon);
+    let log = log.join().unwrap();
+    let cw = cloudwatch_events(&emu);
+    let commands: Vec<&str> = cw
+        .iter()
+        .filter_map(|e| e["process"]["cmd_line"].as_str())
+        .collect();
+    let distinct: BTreeSet<&str> = commands.iter().copied().collect();
+    assert_eq!(distinct.len(), written.len(), "every event there");
+    assert_eq!(
+        commands.len(),
+        written.len(),
+        "the calls before the one that failed were not sent again"
+    );
+    // A batch of over 1,000 events of ~2.4 KiB: several calls of at most 1 MiB.
+    let re = regex::Regex::new(r"sent (\d+) event\(s\) of seq").unwrap();
+    assert!(
+        re.captures_iter(&log)
+            .any(|c| c[1].parse::<u32>().unwrap() >= 1000),
+        "one batch of several calls: {log}"
+    );
+}
+
+#[test]
+fn a_line_in_the_auth_log_is_read_at_once_not_at_the_next_rescan() {
+    require_root!();
+    let emu = Emulator::start();
+    emu.bucket(BUCKET);
+    let host = Host::new();
+    let d = AgentDirs::new(host.dir());
+    configure(&host, &d, &emu, "");
+    // A rescan five minutes away: only the auth log's inotify watch can start a pass sooner.
+    // The auth log in a directory of its own (the agent's log directory is watched too).
+    let auth_log = host.dir().join("var-log/auth.log");
+    std::fs::create_dir_all(auth_log.parent().unwrap()).unwrap();
+    let config = std::fs::read_to_string(&host.config).unwrap();
+    std::fs::write(
+        &host.config,
+        config
+            .replace("rescan_interval = \"1s\"", "rescan_interval = \"300s\"")
+            .replace(
+                &d.auth_log().display().to_string(),
+                &auth_log.display().to_string(),
+            ),
+    )
+    .unwrap();
+    append(&auth_log, &sudo_line("/usr/bin/true before"));
+    let notify = host.dir().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    let mut daemon = host.daemon(&notify, &[]);
+    let log = drain(&mut daemon);
+    let mut seen = Vec::new();
+    wait_for(&sock, "spool at seq 2,", Duration::from_secs(30), &mut seen);
+    for i in 1..=2 {
+        // Quiet first: what was spooled is in S3 (a shipment also starts a pass).
+        wait_for(
+            &sock,
+            &format!("s3 shipped through seq {i};"),
+            Duration::from_secs(30),
+            &mut seen,
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        append(&auth_log, &sudo_line(&format!("/usr/bin/true after-{i}")));
+        wait_for(
+            &sock,
+            &format!("spool at seq {},", i + 2),
+            Duration::from_secs(20),
+            &mut seen,
+        );
+    }
+    stop(&mut daemon);
+    assert!(!log.join().unwrap().contains("panicked"));
+}

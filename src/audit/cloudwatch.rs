@@ -51,6 +51,13 @@ pub struct Cursor {
     /// The last successful call (ms since the epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_put_ms: Option<i64>,
+    /// `audit.cloudwatch.region` (empty: the host's): another region is another group.
+    #[serde(default)]
+    pub region: String,
+    /// The `metadata.uid` of the record `sent_seq`: a spool made again (numbered from 1) has
+    /// another record there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_uid: Option<String>,
 }
 
 impl Cursor {
@@ -59,22 +66,59 @@ impl Cursor {
         state::load_json::<Cursor>(dir, CURSOR)
     }
 
-    /// The cursor for `group`: the one on disk when it is about that group, else a new one
-    /// starting after `start` (the records spooled before the sink was configured for this
-    /// group are not sent), written before it is returned. A damaged cursor is replaced the
-    /// same way; `Err` when the disk fails (try again: nothing was replaced).
-    pub fn begin(dir: &Path, group: &str, start: u64) -> Result<(Self, Option<String>), String> {
-        let why = match Self::load(dir) {
-            Ok(Some(c)) if c.log_group == group => return Ok((c, None)),
-            Ok(Some(_)) => "the log group changed".to_string(),
-            Ok(None) => "first start".to_string(),
-            Err(e @ state::LoadError::Invalid { .. }) => format!("the cursor was damaged: {e}"),
-            Err(e) => return Err(e.to_string()),
-        };
-        let c = Cursor {
+    /// The cursor for `group` in `region`: the one on disk when it is about that group, else a
+    /// new one starting after `start` (the spool's durable end before this run appended: the
+    /// records spooled before the sink was configured for this group are not sent), written
+    /// before it is returned. A cursor past `start`, or whose last record is now another one
+    /// (the spool was made again, numbered from 1), starts over at the spool's beginning. A
+    /// damaged cursor is replaced like a missing one; `Err` when the disk fails (try again:
+    /// nothing was replaced). The second value says why a cursor was made or moved.
+    pub fn begin(
+        dir: &Path,
+        group: &str,
+        region: &str,
+        start: u64,
+    ) -> Result<(Self, Option<String>), String> {
+        let fresh = |sent_seq| Cursor {
             log_group: group.to_string(),
-            sent_seq: start,
+            region: region.to_string(),
+            sent_seq,
             ..Cursor::default()
+        };
+        let (c, why) = match Self::load(dir) {
+            Ok(Some(c)) if c.log_group == group && c.region == region => {
+                let renumbered = c.sent_seq > start
+                    || (c.sent_seq > 0
+                        && c.last_uid.as_ref().is_some_and(|want| {
+                            crate::audit::ship::uid_at(dir, c.sent_seq)
+                                .ok()
+                                .flatten()
+                                .is_some_and(|u| &u != want)
+                        }));
+                if !renumbered {
+                    return Ok((c, None));
+                }
+                (
+                    Cursor {
+                        sent_seq: 0,
+                        last_uid: None,
+                        ..c
+                    },
+                    format!(
+                        "the spool was made again: it holds other records than the seq {} the cursor names; sending it from its start",
+                        c.sent_seq
+                    ),
+                )
+            }
+            Ok(Some(_)) => (
+                fresh(start),
+                "the log group or its region changed".to_string(),
+            ),
+            Ok(None) => (fresh(start), "first start".to_string()),
+            Err(e @ state::LoadError::Invalid { .. }) => {
+                (fresh(start), format!("the cursor was damaged: {e}"))
+            }
+            Err(e) => return Err(e.to_string()),
         };
         c.save(dir).map_err(|e| e.to_string())?;
         Ok((c, Some(why)))
@@ -267,26 +311,66 @@ mod tests {
     #[test]
     fn a_cursor_begins_at_the_start_for_a_new_group_and_is_kept_for_its_own() {
         let dir = tempfile::tempdir().unwrap();
-        let (c, why) = Cursor::begin(dir.path(), "/a", 7).unwrap();
+        let (c, why) = Cursor::begin(dir.path(), "/a", "", 7).unwrap();
         assert_eq!((c.sent_seq, why.as_deref()), (7, Some("first start")));
         let mut c = c;
         c.sent_seq = 9;
         c.save(dir.path()).unwrap();
-        let (c, why) = Cursor::begin(dir.path(), "/a", 12).unwrap();
+        let (c, why) = Cursor::begin(dir.path(), "/a", "", 12).unwrap();
         assert_eq!((c.sent_seq, why), (9, None));
-        let (c, why) = Cursor::begin(dir.path(), "/b", 12).unwrap();
+        let (c, why) = Cursor::begin(dir.path(), "/b", "", 12).unwrap();
         assert_eq!(
             (c.sent_seq, why.as_deref()),
-            (12, Some("the log group changed"))
+            (12, Some("the log group or its region changed"))
         );
+        let (c, _) = Cursor::begin(dir.path(), "/b", "eu-west-1", 13).unwrap();
+        assert_eq!(c.sent_seq, 13, "another region is another group");
+        // Past the spool's end: the spool was made again.
+        let (c, why) = Cursor::begin(dir.path(), "/b", "eu-west-1", 5).unwrap();
+        assert_eq!(c.sent_seq, 0);
+        assert!(why.unwrap().starts_with("the spool was made again"));
         std::fs::write(dir.path().join(CURSOR), "{oops").unwrap();
-        let (c, why) = Cursor::begin(dir.path(), "/b", 13).unwrap();
+        let (c, why) = Cursor::begin(dir.path(), "/b", "", 13).unwrap();
         assert_eq!(c.sent_seq, 13);
         assert!(why.unwrap().starts_with("the cursor was damaged"));
         // An unreadable cursor is not replaced.
         std::fs::remove_file(dir.path().join(CURSOR)).unwrap();
         std::fs::create_dir(dir.path().join(CURSOR)).unwrap();
-        assert!(Cursor::begin(dir.path(), "/b", 14).is_err());
+        assert!(Cursor::begin(dir.path(), "/b", "", 14).is_err());
         assert!(dir.path().join(CURSOR).is_dir());
+    }
+
+    #[test]
+    fn a_spool_made_again_is_found_by_the_uid_of_the_last_record_sent() {
+        use crate::audit::spool::{Options, Spool};
+        let dir = tempfile::tempdir().unwrap();
+        let body = |uid: &str| format!(r#"{{"time":1,"metadata":{{"uid":"{uid}"}}}}"#).into_bytes();
+        let mut spool = Spool::open(dir.path(), Options::default()).unwrap();
+        for i in 1..=5 {
+            spool
+                .append("test", "", &body(&format!("new-{i}")))
+                .unwrap();
+        }
+        spool.sync().unwrap();
+        drop(spool);
+        // The cursor names seq 3 as `old-3`: the spool now holds `new-3` there.
+        let c = Cursor {
+            log_group: "/a".into(),
+            sent_seq: 3,
+            last_uid: Some("old-3".into()),
+            ..Cursor::default()
+        };
+        c.save(dir.path()).unwrap();
+        let (c, why) = Cursor::begin(dir.path(), "/a", "", 5).unwrap();
+        assert_eq!(c.sent_seq, 0, "{why:?}");
+        // The same record there: kept.
+        let c = Cursor {
+            log_group: "/a".into(),
+            sent_seq: 3,
+            last_uid: Some("new-3".into()),
+            ..Cursor::default()
+        };
+        c.save(dir.path()).unwrap();
+        assert_eq!(Cursor::begin(dir.path(), "/a", "", 5).unwrap(), (c, None));
     }
 }

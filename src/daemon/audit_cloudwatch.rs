@@ -5,8 +5,8 @@
 //! `audit.cloudwatch.log_group` is set, with the same link: it is told how far the spool is
 //! durable and when an alert was spooled, and says how far it has sent (the loop deletes a
 //! segment once every sink is past it). An alert goes at once, other events within
-//! `audit.cloudwatch.max_delay`. Failures are retried for ever with the shipper's backoff; a
-//! batch is sent again whole after a failure or a crash (at least once).
+//! `audit.cloudwatch.max_delay`. Failures are retried for ever with the shipper's backoff, from
+//! the call that failed; after a crash the batch in flight is sent again whole (at least once).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -66,15 +66,16 @@ fn explain(e: &CallError, group: &str) -> String {
 
 /// The cursor (see [`Cursor::begin`]); a disk that fails is retried in the async loop (a stop
 /// aborts the wait).
-async fn load_cursor(dir: &std::path::Path, group: &str, start: u64) -> Cursor {
+async fn load_cursor(dir: &std::path::Path, group: &str, region: &str, start: u64) -> Cursor {
     let mut wait = MIN_BACKOFF;
     loop {
-        let (d, g) = (dir.to_path_buf(), group.to_string());
-        match tokio::task::spawn_blocking(move || Cursor::begin(&d, &g, start)).await {
+        let (d, g, r) = (dir.to_path_buf(), group.to_string(), region.to_string());
+        match tokio::task::spawn_blocking(move || Cursor::begin(&d, &g, &r, start)).await {
             Ok(Ok((c, None))) => return c,
             Ok(Ok((c, Some(why)))) => {
                 tracing::info!(
-                    "audit: the CloudWatch Logs sink to `{group}` starts after seq {start} ({why}): records spooled before are not sent there"
+                    "audit: the CloudWatch Logs sink to `{group}` starts after seq {} ({why})",
+                    c.sent_seq
                 );
                 return c;
             }
@@ -119,17 +120,8 @@ pub(super) async fn run(
     let conf = settings.audit.cloudwatch.clone();
     let group = conf.log_group.clone();
     let state_dir = settings.paths.state_dir.clone();
-    let mut cursor = load_cursor(&spool_dir, &group, start).await;
+    let mut cursor = load_cursor(&spool_dir, &group, &conf.region, start).await;
     let durable = *link.durable.borrow();
-    if cursor.sent_seq > durable {
-        // The spool was made again (numbered from 1): all of it is new.
-        tracing::error!(
-            "audit: the CloudWatch cursor says seq {} was sent but the spool ends at {durable}: sending the spool from its start",
-            cursor.sent_seq
-        );
-        cursor.sent_seq = 0;
-    }
-    save(&spool_dir, &cursor).await;
     let _ = link.shipped.send(cursor.sent_seq);
     let stream = cloudwatch::stream_name(
         device
@@ -145,6 +137,9 @@ pub(super) async fn run(
         let st = audit_ship::status(cursor, &destination, durable, marks, failure, clock.now());
         audit_ship::publish_as(&state_dir, CLOUDWATCH_FILE, st)
     };
+    // What the last status said waited since when: a status saying records wait is written
+    // again after each batch, so it never keeps an old wait once they were sent.
+    let mut published_wait = marks.oldest();
     let Some(sdk) = aws.sdk().cloned() else {
         let why = aws
             .sdk
@@ -178,85 +173,110 @@ pub(super) async fn run(
         .state
         .send(format!("cloudwatch sent through seq {}", cursor.sent_seq));
     publish(&cursor, durable, &marks, &failure).await;
+    // A batch whose calls did not all succeed: retried from the call that failed, so the
+    // calls before it are not stored again.
+    let mut pending: Option<Pending> = None;
     loop {
         let durable = *link.durable.borrow_and_update();
         marks.note(durable, cursor.sent_seq, clock.now());
-        if durable <= cursor.sent_seq {
-            waiting_since = None;
-            wait(&mut link, None).await;
-            continue;
-        }
-        let dir = spool_dir.clone();
-        let (sent, dev) = (cursor.sent_seq, device.clone());
-        let found = tokio::task::spawn_blocking(move || {
-            ship::next_batch(&dir, sent, durable, BATCH_BYTES, &dev)
-        })
-        .await;
-        let batch = match found {
-            Ok(Ok(Some(b))) => b,
-            Ok(Ok(None)) => {
-                waiting_since = None;
-                wait(&mut link, None).await;
-                continue;
+        let p = match pending.take() {
+            Some(p) => p,
+            None => {
+                if durable <= cursor.sent_seq {
+                    waiting_since = None;
+                    wait(&mut link, None).await;
+                    continue;
+                }
+                let dir = spool_dir.clone();
+                let (sent, dev) = (cursor.sent_seq, device.clone());
+                let found = tokio::task::spawn_blocking(move || {
+                    ship::next_batch(&dir, sent, durable, BATCH_BYTES, &dev)
+                })
+                .await;
+                let batch = match found {
+                    Ok(Ok(Some(b))) => b,
+                    Ok(Ok(None)) => {
+                        waiting_since = None;
+                        wait(&mut link, None).await;
+                        continue;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(
+                            "audit: cannot read the spool to send it to CloudWatch: {e}"
+                        );
+                        let _ = link.state.send(format!("cloudwatch error: {e}"));
+                        retry_after(&spool_dir, backoff(attempt)).await;
+                        attempt = attempt.saturating_add(1);
+                        continue;
+                    }
+                    Err(_) => return,
+                };
+                let calls = cloudwatch::calls(&batch.lines, conf.events, now_ms(clock.as_ref()));
+                if !calls.calls.is_empty() {
+                    // Alerts go at once; the rest waits up to max_delay to share calls.
+                    let since = *waiting_since.get_or_insert_with(Instant::now);
+                    let due = since + conf.max_delay;
+                    if !(batch.sealed || batch.alert || Instant::now() >= due) {
+                        wait(&mut link, Some(due)).await;
+                        continue;
+                    }
+                }
+                if calls.out_of_range > 0 || calls.cut > 0 {
+                    tracing::warn!(
+                        "audit: seq {}-{}: {} event(s) left out of CloudWatch Logs for their time (over 14 days old or 2 hours ahead), {} cut to 256 KiB; S3 has them whole",
+                        batch.first,
+                        batch.last,
+                        calls.out_of_range,
+                        calls.cut
+                    );
+                }
+                Pending {
+                    first: batch.first,
+                    last: batch.last,
+                    last_uid: batch.lines.last().and_then(|l| ship::uid_of(l)),
+                    calls: calls.calls,
+                    done: 0,
+                    refused: 0,
+                }
             }
-            Ok(Err(e)) => {
-                tracing::error!("audit: cannot read the spool to send it to CloudWatch: {e}");
-                let _ = link.state.send(format!("cloudwatch error: {e}"));
-                retry_after(&spool_dir, backoff(attempt)).await;
-                attempt = attempt.saturating_add(1);
-                continue;
-            }
-            Err(_) => return,
         };
-        let calls = cloudwatch::calls(&batch.lines, conf.events, now_ms(clock.as_ref()));
-        if !calls.calls.is_empty() {
-            // Alerts go at once; the rest waits up to max_delay to share calls.
-            let since = *waiting_since.get_or_insert_with(Instant::now);
-            let due = since + conf.max_delay;
-            if !(batch.sealed || batch.alert || Instant::now() >= due) {
-                wait(&mut link, Some(due)).await;
-                continue;
-            }
-        }
-        if calls.out_of_range > 0 || calls.cut > 0 {
-            tracing::warn!(
-                "audit: seq {}-{}: {} event(s) left out of CloudWatch Logs for their time (over 14 days old or 2 hours ahead), {} cut to 256 KiB; S3 has them whole",
-                batch.first,
-                batch.last,
-                calls.out_of_range,
-                calls.cut
-            );
-        }
+        let mut p = p;
         let mut result = Ok(());
-        if !calls.calls.is_empty() && !stream_ready {
+        if p.done < p.calls.len() && !stream_ready {
             result = logs::ensure_stream(&client, &group, &stream).await;
             stream_ready = result.is_ok();
         }
-        let mut refused = 0;
-        for call in &calls.calls {
-            if result.is_err() {
-                break;
-            }
-            match logs::put(&client, &group, &stream, call).await {
-                Ok(n) => refused += n,
-                Err(e) => result = Err(e),
+        let mut stream_gone = false;
+        while result.is_ok() && p.done < p.calls.len() {
+            match logs::put(&client, &group, &stream, &p.calls[p.done]).await {
+                Ok(n) => {
+                    p.refused += n;
+                    p.done += 1;
+                }
+                Err(e) => {
+                    // The stream went away after it was made: made again at the next try.
+                    stream_gone = matches!(&e.fault, Fault::Aws { code, .. } if code == "ResourceNotFoundException");
+                    result = Err(e);
+                }
             }
         }
         match result {
             Ok(()) => {
-                let events: usize = calls.calls.iter().map(Vec::len).sum();
-                if refused > 0 {
+                let events: usize = p.calls.iter().map(Vec::len).sum();
+                if p.refused > 0 {
                     tracing::warn!(
-                        "audit: CloudWatch Logs refused {refused} event(s) of seq {}-{} for their time (older than the group's retention?); S3 has them",
-                        batch.first,
-                        batch.last
+                        "audit: CloudWatch Logs refused {} event(s) of seq {}-{} for their time (older than the group's retention?); S3 has them",
+                        p.refused,
+                        p.first,
+                        p.last
                     );
                 }
-                cursor.sent_seq = batch.last;
+                cursor.sent_seq = p.last;
+                cursor.last_uid.clone_from(&p.last_uid);
                 if events > 0 {
-                    cursor.events += (events - refused.min(events)) as u64;
-                    cursor.calls += calls.calls.len() as u64;
-                    cursor.bytes += calls
+                    cursor.events += (events - p.refused.min(events)) as u64;
+                    cursor.calls += p.calls.len() as u64;
+                    cursor.bytes += p
                         .calls
                         .iter()
                         .flatten()
@@ -265,8 +285,8 @@ pub(super) async fn run(
                     cursor.last_put_ms = Some(now_ms(clock.as_ref()));
                     tracing::info!(
                         "audit: sent {events} event(s) of seq {}-{} to CloudWatch Logs {group}/{stream}",
-                        batch.first,
-                        batch.last
+                        p.first,
+                        p.last
                     );
                 }
                 // Not written: sent again after a restart (at least once).
@@ -279,36 +299,55 @@ pub(super) async fn run(
                 last_error.clear();
                 waiting_since = None;
                 marks.shipped(cursor.sent_seq);
-                let changed = failure.take().is_some() || events > 0;
-                if changed {
+                if failure.take().is_some() || events > 0 || published_wait.is_some() {
                     publish(&cursor, durable, &marks, &failure).await;
+                    published_wait = marks.oldest();
                 }
             }
             Err(e) => {
-                if matches!(&e.fault, Fault::Aws { code, .. } if code == "ResourceNotFoundException")
-                {
-                    // The stream (or its group) went away: made again at the next try.
+                let (why, operator) = if stream_gone && stream_ready {
+                    (
+                        format!(
+                            "log stream `{stream}` of `{group}` was not found (deleted?): made again at the next try"
+                        ),
+                        false,
+                    )
+                } else {
+                    (explain(&e, &group), needs_operator(&e.fault))
+                };
+                if stream_gone {
                     stream_ready = false;
                 }
-                let why = explain(&e, &group);
                 if why != last_error {
                     tracing::warn!("audit: {why}");
                     last_error.clone_from(&why);
                     failure = Some(Failure {
                         why,
                         cause: e.fault.label(),
-                        needs_operator: needs_operator(&e.fault),
+                        needs_operator: operator,
                     });
                     publish(&cursor, durable, &marks, &failure).await;
+                    published_wait = marks.oldest();
                 }
                 let _ = link
                     .state
                     .send(format!("cloudwatch failing: {}", e.fault.label()));
+                pending = Some(p);
                 retry_after(&spool_dir, backoff(attempt)).await;
                 attempt = attempt.saturating_add(1);
             }
         }
     }
+}
+
+/// A batch on its way: its range, its calls, and how many of them succeeded.
+struct Pending {
+    first: u64,
+    last: u64,
+    last_uid: Option<String>,
+    calls: Vec<Vec<logs::LogEvent>>,
+    done: usize,
+    refused: usize,
 }
 
 #[cfg(test)]

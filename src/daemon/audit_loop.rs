@@ -82,6 +82,8 @@ async fn host(ctx: &TaskContext, settings: &Settings) -> Host {
 struct Watch {
     watcher: Option<notify::RecommendedWatcher>,
     watched: Vec<PathBuf>,
+    /// The auth log followed, and the inode watched (a rotation puts another file there).
+    auth_log: Option<(PathBuf, u64)>,
 }
 
 /// Whether an inotify event means "list again": a file created, renamed, written, removed, or
@@ -113,13 +115,31 @@ impl Watch {
         Self {
             watcher,
             watched: Vec::new(),
+            auth_log: None,
         }
     }
 
-    fn update(&mut self, agent_state_dir: &Path) {
+    /// Watches the agent's session directories, and the auth log when it is followed: a line
+    /// written there starts a pass at once, not at the next `rescan_interval`.
+    fn update(&mut self, agent_state_dir: &Path, auth_log: Option<&Path>) {
         let Some(w) = self.watcher.as_mut() else {
             return;
         };
+        let now = auth_log.and_then(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (p.to_path_buf(), std::os::unix::fs::MetadataExt::ino(&m)))
+        });
+        if now != self.auth_log {
+            if let Some((old, _)) = self.auth_log.take() {
+                let _ = w.unwatch(&old);
+            }
+            if let Some((p, ino)) = now
+                && w.watch(&p, notify::RecursiveMode::NonRecursive).is_ok()
+            {
+                self.auth_log = Some((p, ino));
+            }
+        }
         let mut want = vec![agent_state_dir.to_path_buf()];
         want.extend(session::current_dirs(agent_state_dir));
         for p in &want {
@@ -330,18 +350,24 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             // The cursor exists before the first pass: a kill before the sink runs cannot make
             // it start past records this run spooled.
             let start = spool.durable_seq();
-            let (dir, group) = (
+            let (dir, group, region) = (
                 spool_dir(&settings.paths.state_dir),
                 settings.audit.cloudwatch.log_group.clone(),
+                settings.audit.cloudwatch.region.clone(),
             );
             let begun = tokio::task::spawn_blocking(move || {
-                crate::audit::cloudwatch::Cursor::begin(&dir, &group, start)
+                crate::audit::cloudwatch::Cursor::begin(&dir, &group, &region, start)
             })
             .await;
-            if let Ok(Err(e)) = begun {
-                tracing::error!(
+            match begun {
+                Ok(Ok((c, Some(why)))) => tracing::info!(
+                    "audit: the CloudWatch Logs sink starts after seq {} ({why})",
+                    c.sent_seq
+                ),
+                Ok(Err(e)) => tracing::error!(
                     "audit: cannot write the CloudWatch cursor ({e}); retried by the sink"
-                );
+                ),
+                _ => {}
             }
             let (link, sink) = Sink::new(durable_rx.clone());
             let aws = ctx.aws.clone();
@@ -379,7 +405,10 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             // Released through what every sink has (nothing without a sink).
             let shipped = sinks.iter_mut().map(Sink::sent).min().unwrap_or(0);
             ctx.heartbeats.busy("audit");
-            watch.update(&agent_state_dir);
+            watch.update(
+                &agent_state_dir,
+                src.auth_log.as_ref().and_then(AuthLog::path),
+            );
             let now = now_ms(&ctx);
             let h = host.clone();
             let want_list = settings.audit.sessions;
@@ -409,6 +438,12 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                 source,
             })?;
             (spool, src) = back;
+            // The auth log the pass found (at the first pass, or after a rotation) is watched
+            // from now on.
+            watch.update(
+                &agent_state_dir,
+                src.auth_log.as_ref().and_then(AuthLog::path),
+            );
             let durable = spool.durable_seq();
             durable_tx.send_if_modified(|d| std::mem::replace(d, durable) != durable);
             if alerted {
