@@ -5,7 +5,8 @@
 # RSS/CPU, binary size) and the health figures (cargo bench --bench doctor: doctor wall time when
 # all is well and when every endpoint times out, idle daemon with health on), the audit figures
 # (cargo bench --bench audit: spool throughput, journal line -> spool latency, daemon RSS/CPU idle
-# and at 100 sudo/s) and, when the
+# and at 100 sudo/s), audit shipping (cargo bench --bench ship: objects per core, a 1,000,000-event
+# backlog shipped to the emulator's S3, event -> S3 latency, PUTs per host-hour) and, when the
 # packages are built (make packages), the cold start of the package under systemd
 # (cargo bench --features package-tests --bench cold_start). Run as root.
 # IDLE=seconds (default 600) sets how long the daemons idle before measuring.
@@ -18,6 +19,7 @@ cargo build --release --locked
 .venv/bin/python bench/bench.py --idle "${IDLE:-600}"
 BENCH_IDLE_SECS="${IDLE:-600}" cargo bench --locked --bench doctor
 BENCH_IDLE_SECS="${IDLE:-600}" cargo bench --locked --bench audit
+cargo bench --locked --bench ship
 if ls target/packages/*_amd64.deb >/dev/null 2>&1; then
     cargo bench --locked --features package-tests --bench cold_start
 else
