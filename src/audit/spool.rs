@@ -221,6 +221,11 @@ struct Framed<'a> {
 }
 
 impl Framed<'_> {
+    /// The record's length in the segment, its frame included.
+    fn frame_len(&self) -> usize {
+        HEAD + FIXED + self.source.len() + self.position.len() + self.body.len()
+    }
+
     fn record(&self) -> Record {
         Record {
             seq: self.seq,
@@ -296,25 +301,6 @@ fn walk<'a>(buf: &'a [u8], mut f: impl FnMut(u64, Found1<'a>) -> bool) {
     }
 }
 
-/// Records found in a segment, with their offsets.
-type Found = Vec<(u64, Record)>;
-/// Damaged ranges: offset and length.
-type Damaged = Vec<(u64, u64)>;
-
-/// Scans a whole segment held in memory: the valid records and the damaged ranges between them.
-fn scan(buf: &[u8]) -> (Found, Damaged) {
-    let mut records = Vec::new();
-    let mut gaps = Vec::new();
-    walk(buf, |at, item| {
-        match item {
-            Found1::Record(r) => records.push((at, r.record())),
-            Found1::Damaged(n) => gaps.push((at, n)),
-        }
-        true
-    });
-    (records, gaps)
-}
-
 impl Spool {
     /// Opens (creating) the spool in `dir`, recovering from a crash: a torn tail is truncated.
     pub fn open(dir: &Path, opts: Options) -> Result<Self, SpoolError> {
@@ -342,15 +328,31 @@ impl Spool {
             None => (dir.join(segment_name(1)), 1, 0, 0),
             Some((first, p)) => {
                 let buf = fs::read(p).map_err(io_err("cannot read", p))?;
-                let (records, gaps) = scan(&buf);
+                // One walk, nothing copied but the sources' positions: a full last segment
+                // (32 MiB) is not held twice in memory.
+                let mut valid_end = 0u64;
+                let mut last_seq = None;
+                let mut last_gap = None;
+                walk(&buf, |at, item| {
+                    match item {
+                        Found1::Record(r) => {
+                            valid_end = at + r.frame_len() as u64;
+                            last_seq = Some(r.seq);
+                            if r.seq > saved.through_seq && !r.position.is_empty() {
+                                saved.positions.insert(
+                                    String::from_utf8_lossy(r.source).into_owned(),
+                                    String::from_utf8_lossy(r.position).into_owned(),
+                                );
+                            }
+                        }
+                        Found1::Damaged(n) => last_gap = Some((at, n)),
+                    }
+                    true
+                });
                 // Damage with no valid record after it is a torn tail: cut it.
-                let valid_end = records
-                    .last()
-                    .map_or(0, |(off, r)| off + frame_len(r) as u64);
-                let torn = gaps
-                    .last()
+                let torn = last_gap
                     .filter(|(off, _)| *off >= valid_end)
-                    .map_or(0, |(_, n)| *n);
+                    .map_or(0, |(_, n)| n);
                 if torn > 0 {
                     tracing::warn!(
                         "spool: cut a torn tail of {torn} bytes from {} (a write interrupted by a crash)",
@@ -364,12 +366,7 @@ impl Spool {
                     f.sync_all().map_err(io_err("cannot sync", p))?;
                     used -= torn;
                 }
-                for (_, r) in &records {
-                    if r.seq > saved.through_seq && !r.position.is_empty() {
-                        saved.positions.insert(r.source.clone(), r.position.clone());
-                    }
-                }
-                let next = records.last().map_or(*first, |(_, r)| r.seq + 1);
+                let next = last_seq.map_or(*first, |s| s + 1);
                 (p.clone(), next, valid_end, torn)
             }
         };
@@ -530,10 +527,6 @@ impl Spool {
     }
 }
 
-fn frame_len(r: &Record) -> usize {
-    HEAD + FIXED + r.source.len() + r.position.len() + r.body.len()
-}
-
 /// The items of one segment in file order: its records with seq ≥ `from`, and its damaged
 /// ranges. `None` when the segment was released meanwhile.
 fn segment_items(p: &Path, from: u64) -> Result<Option<Vec<Read>>, SpoolError> {
@@ -641,6 +634,12 @@ pub fn usage(dir: &Path) -> Result<(usize, u64), SpoolError> {
         .map(|m| m.len())
         .sum();
     Ok((segs.len(), bytes))
+}
+
+/// A record's length in a segment (the tests' yardstick; readers use [`Framed::frame_len`]).
+#[cfg(test)]
+fn frame_len(r: &Record) -> usize {
+    HEAD + FIXED + r.source.len() + r.position.len() + r.body.len()
 }
 
 #[cfg(test)]
