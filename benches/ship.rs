@@ -201,6 +201,9 @@ fn latency(rate: u64, secs: u64, alerts: bool) {
         &emu,
         if alerts { "" } else { "default_alerts = false" },
     );
+    // The auth log exists before the daemon starts, as on a host (it is then watched from the
+    // first pass; one made later would be found at the next rescan).
+    std::fs::File::create(d.auth_log()).unwrap();
     let notify = host.dir().join("notify.sock");
     let sock = UnixDatagram::bind(&notify).unwrap();
     let mut daemon = host.daemon(&notify, &[]);
