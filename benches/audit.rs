@@ -123,7 +123,7 @@ fn daemon(idle: Duration) {
     std::fs::write(
         &host.config,
         format!(
-            "[aws]\nimds_endpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\n[accounts]\nenabled = false\n[health]\nenabled = false\n[audit]\nenabled = true\n{}",
+            "[aws]\nimds_endpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\n[accounts]\nenabled = false\n[health]\nenabled = false\n[audit]\nenabled = true\nexec_backend = \"off\"\n{}",
             d.paths_toml(&host.state)
         ),
     )

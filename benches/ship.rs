@@ -104,7 +104,7 @@ fn configure(host: &Host, d: &AgentDirs, emu: &Emulator, audit: &str) {
     std::fs::write(
         &host.config,
         format!(
-            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\n[accounts]\nenabled = false\n[health]\nenabled = false\n[audit]\nenabled = true\nprivilege_source = \"auth-log\"\n{audit}\n[audit.s3]\nbucket = \"{BUCKET}\"\n{}",
+            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\n[accounts]\nenabled = false\n[health]\nenabled = false\n[audit]\nenabled = true\nexec_backend = \"off\"\nprivilege_source = \"auth-log\"\n{audit}\n[audit.s3]\nbucket = \"{BUCKET}\"\n{}",
             emu.moto,
             emu.imds,
             d.paths_toml(&host.state)

@@ -87,15 +87,52 @@ pub fn program_path(proc: &Path, pid: u32) -> Option<PathBuf> {
     s.starts_with('/').then(|| PathBuf::from(s))
 }
 
-/// The controlling terminal of process `pid` (`tty_nr`, the 7th field of `/proc/<pid>/stat`,
-/// read after the command name's closing parenthesis: the name may hold spaces and `)`); `None`
-/// when the process has none or is gone.
-pub fn tty_nr(proc: &Path, pid: u32) -> Option<u32> {
+/// What `/proc/<pid>/stat` says of a process's place: its parent, session and terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// The parent PID.
+    pub ppid: u32,
+    /// The session id (the PID of its leader).
+    pub sid: u32,
+    /// The controlling terminal's device number, 0 for none.
+    pub tty_nr: u32,
+}
+
+/// The stat of process `pid`, its fields read after the command name's closing parenthesis
+/// (the name may hold spaces and `)`); `None` when the process is gone.
+pub fn stat(proc: &Path, pid: u32) -> Option<Stat> {
     let stat = std::fs::read_to_string(proc.join(pid.to_string()).join("stat")).ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
     // After the name: state, ppid, pgrp, session, tty_nr.
-    let tty: i64 = rest.split_whitespace().nth(4)?.parse().ok()?;
-    u32::try_from(tty).ok().filter(|t| *t != 0)
+    let mut f = rest.split_whitespace().skip(1);
+    let ppid = f.next()?.parse().ok()?;
+    let sid = f.nth(1)?.parse().ok()?;
+    let tty: i64 = f.next()?.parse().ok()?;
+    Some(Stat {
+        ppid,
+        sid,
+        tty_nr: u32::try_from(tty).unwrap_or(0),
+    })
+}
+
+/// The controlling terminal of process `pid` (`tty_nr`); `None` when the process has none or is
+/// gone.
+pub fn tty_nr(proc: &Path, pid: u32) -> Option<u32> {
+    stat(proc, pid).map(|s| s.tty_nr).filter(|t| *t != 0)
+}
+
+/// The name of terminal `tty_nr` as `ps` shows it: `pts/3` for the Unix98 ptys (majors
+/// 136–143), `ttyN` for the virtual consoles (major 4, minors below 64), else `None`.
+pub fn tty_name(tty_nr: u32) -> Option<String> {
+    let (major, minor) = (
+        (tty_nr >> 8) & 0xfff,
+        (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00),
+    );
+    match major {
+        136..=143 => Some(format!("pts/{}", (major - 136) * 256 + minor)),
+        4 if minor < 64 => Some(format!("tty{minor}")),
+        _ => None,
+    }
 }
 
 /// The arguments of process `pid` (`/proc/<pid>/cmdline`, lossily decoded); empty when it is

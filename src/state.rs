@@ -585,3 +585,67 @@ pub mod shipping_status {
         super::load_json(state_dir, file)
     }
 }
+
+/// What the exec capture last knew, for `audit status` and the `audit.exec` health check (the
+/// audit loop writes it; health reads it).
+pub mod exec_status {
+    use std::path::Path;
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Serialize};
+
+    use super::StateError;
+    use crate::clock::serde_rfc3339;
+
+    /// File name in the state directory.
+    pub const FILE_NAME: &str = "audit-exec.json";
+
+    /// A backend tried before the one that runs, and why it could not.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Tried {
+        /// Its name (`ebpf`, `proc-connector`, `audit`).
+        pub backend: String,
+        /// Why it is not used.
+        pub why: String,
+    }
+
+    /// The status.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ExecStatus {
+        /// When it was written.
+        #[serde(with = "serde_rfc3339")]
+        pub at: SystemTime,
+        /// `audit.exec_backend` as set.
+        pub setting: String,
+        /// `audit.exec_scope`.
+        pub scope: String,
+        /// The backend that runs; none when none could start, or the capture is off.
+        #[serde(default)]
+        pub backend: Option<String>,
+        /// The better ones that could not, in the order tried.
+        #[serde(default)]
+        pub tried: Vec<Tried>,
+        /// Why the capture stopped or could not start.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub error: Option<String>,
+        /// Processes of sessions tracked now.
+        #[serde(default)]
+        pub tracked: usize,
+        /// Commands spooled by this run.
+        #[serde(default)]
+        pub commands: u64,
+        /// Exec events the kernel dropped, or the full spool did, in this run.
+        #[serde(default)]
+        pub lost: u64,
+    }
+
+    /// Writes the status atomically (0644).
+    pub fn save(state_dir: &Path, status: &ExecStatus) -> Result<(), StateError> {
+        super::save_json(state_dir, FILE_NAME, status, 0o644)
+    }
+
+    /// Reads the status; `Ok(None)` when none was written.
+    pub fn load(state_dir: &Path) -> Result<Option<ExecStatus>, super::LoadError> {
+        super::load_json(state_dir, FILE_NAME)
+    }
+}

@@ -247,7 +247,7 @@ fn configure(host: &Host, d: &AgentDirs, accounts: &str, audit: &str) {
     std::fs::write(
         &host.config,
         format!(
-            "[aws]\nimds_endpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\n[accounts]\n{accounts}\n[health]\nenabled = false\n[audit]\nenabled = true\nrescan_interval = \"1s\"\n{audit}\n{}",
+            "[aws]\nimds_endpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\n[accounts]\n{accounts}\n[health]\nenabled = false\n[audit]\nenabled = true\nrescan_interval = \"1s\"\nexec_backend = \"off\"\n{audit}\n{}",
             d.paths_toml(&host.state)
         ),
     )

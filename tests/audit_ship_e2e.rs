@@ -38,7 +38,7 @@ fn configure_at(host: &Host, d: &AgentDirs, emu: &Emulator, endpoint: &str, s3: 
     std::fs::write(
         &host.config,
         format!(
-            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\nmax_attempts = 1\n[accounts]\nenabled = false\n[health]\nenabled = false\n[audit]\nenabled = true\nrescan_interval = \"1s\"\nprivilege_source = \"auth-log\"\ndefault_alerts = false\n[audit.s3]\nbucket = \"{BUCKET}\"\nprefix = \"audit/v1\"\nmax_delay = \"1s\"\nmax_object_size = \"64KiB\"\n{s3}\n{}",
+            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\nmax_attempts = 1\n[accounts]\nenabled = false\n[health]\nenabled = false\n[audit]\nenabled = true\nrescan_interval = \"1s\"\nexec_backend = \"off\"\nprivilege_source = \"auth-log\"\ndefault_alerts = false\n[audit.s3]\nbucket = \"{BUCKET}\"\nprefix = \"audit/v1\"\nmax_delay = \"1s\"\nmax_object_size = \"64KiB\"\n{s3}\n{}",
             endpoint,
             emu.imds,
             d.paths_toml(&host.state)

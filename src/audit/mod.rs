@@ -7,6 +7,7 @@ pub mod alert;
 pub mod authlog;
 pub mod cloudwatch;
 pub mod collector;
+pub mod exec;
 pub mod journal;
 pub mod lineage;
 pub mod ocsf;

@@ -262,6 +262,24 @@ pub struct Process {
     /// The Session Manager session it belongs to.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub session: Option<Session>,
+    /// The program it runs.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub file: Option<File>,
+    /// Its parent (the pid only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub parent_process: Option<Box<Process>>,
+}
+
+/// `file`: a program's file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct File {
+    /// Its name (the last component of the path).
+    pub name: String,
+    /// Its path.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub path: Option<String>,
+    /// 1 Regular File.
+    pub type_id: u32,
 }
 
 /// `service`.

@@ -351,6 +351,7 @@ pub fn event(
             user: Some(linux(&u.run_as)),
             working_directory: u.cwd.clone(),
             session: ssm_session.clone(),
+            ..ocsf::Process::default()
         });
         ev.message = format!(
             "sudo{}: {} ran `{}` as {}{}",

@@ -321,6 +321,21 @@ fn logon_type(session_type: &str) -> u32 {
     }
 }
 
+/// The IAM principal that started session `s`, as an event's `actor.user`.
+pub fn owner_user(s: &SessionInfo) -> ocsf::User {
+    let (account, name) = principal(&s.owner);
+    ocsf::User {
+        name,
+        uid: Some(s.owner.clone()).filter(|o| !o.is_empty()),
+        type_id: Some(1),
+        account: account.map(|uid| ocsf::Account {
+            type_id: 10,
+            uid: Some(uid),
+            name: None,
+        }),
+    }
+}
+
 fn base(
     s: &SessionInfo,
     activity: (u32, &str),
@@ -341,18 +356,8 @@ fn base(
         device,
         cloud,
     );
-    let (account, name) = principal(&s.owner);
     e.actor = Some(ocsf::Actor {
-        user: Some(ocsf::User {
-            name,
-            uid: Some(s.owner.clone()).filter(|o| !o.is_empty()),
-            type_id: Some(1),
-            account: account.map(|uid| ocsf::Account {
-                type_id: 10,
-                uid: Some(uid),
-                name: None,
-            }),
-        }),
+        user: Some(owner_user(s)),
         process: None,
     });
     e.user = Some(ocsf::User {

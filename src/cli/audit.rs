@@ -232,6 +232,9 @@ pub(super) fn status(cli: &Cli, json: bool) -> Result<ExitCode, Error> {
     .ok()
     .flatten()
     .filter(|_| !cw.log_group.is_empty());
+    let exec_st = crate::state::exec_status::load(&settings.paths.state_dir)
+        .ok()
+        .flatten();
     let mut unshipped = 0u64;
     let mut oldest_unshipped: Option<i64> = None;
     if exists {
@@ -290,6 +293,17 @@ pub(super) fn status(cli: &Cli, json: bool) -> Result<ExitCode, Error> {
             "calls": cursor.as_ref().map_or(0, |c| c.calls),
             "last_put": cursor.as_ref().and_then(|c| c.last_put_ms).map(time),
             "last_error": cw_status.as_ref().and_then(|s| s.error.clone()),
+        },
+        "exec": {
+            "setting": serde_json::to_value(settings.audit.exec_backend).unwrap_or_default(),
+            "scope": serde_json::to_value(settings.audit.exec_scope).unwrap_or_default(),
+            "backend": exec_st.as_ref().and_then(|s| s.backend.clone()),
+            "tried": exec_st.as_ref().map(|s| s.tried.clone()).unwrap_or_default(),
+            "error": exec_st.as_ref().and_then(|s| s.error.clone()),
+            "tracked": exec_st.as_ref().map_or(0, |s| s.tracked),
+            "commands": exec_st.as_ref().map_or(0, |s| s.commands),
+            "lost": exec_st.as_ref().map_or(0, |s| s.lost),
+            "reported_at": exec_st.as_ref().map(|s| crate::clock::rfc3339(s.at)),
         },
         "sources": sources.iter().map(|(name, (n, seq, _))| {
             (name.clone(), serde_json::json!({"events": n, "last_seq": seq}))
@@ -363,6 +377,35 @@ pub(super) fn status(cli: &Cli, json: bool) -> Result<ExitCode, Error> {
         ));
         if let Some(e) = cw_status.as_ref().and_then(|s| s.error.as_ref()) {
             text.push_str(&format!("cloudwatch error: {}\n", clean(e)));
+        }
+    }
+    match &exec_st {
+        _ if settings.audit.exec_backend == crate::config::ExecBackend::Off => {
+            text.push_str("exec capture: off (audit.exec_backend = \"off\")\n");
+        }
+        None => text.push_str("exec capture: not started (the daemon has not run with audit on)\n"),
+        Some(st) => {
+            match &st.backend {
+                Some(b) => text.push_str(&format!(
+                    "exec capture: {} (scope {}), {} command(s), {} lost, {} process(es) tracked\n",
+                    clean(b),
+                    clean(&st.scope),
+                    st.commands,
+                    st.lost,
+                    st.tracked
+                )),
+                None => text.push_str(&format!(
+                    "exec capture: none running: {}\n",
+                    clean(st.error.as_deref().unwrap_or("no backend works here"))
+                )),
+            }
+            for t in &st.tried {
+                text.push_str(&format!(
+                    "  {} not used: {}\n",
+                    clean(&t.backend),
+                    clean(&t.why)
+                ));
+            }
         }
     }
     text.push_str(&format!(

@@ -12,7 +12,7 @@ fragment! {
     /// `[audit]` as written: every key optional, with its span.
     AuditFragment {
         enabled: bool, sessions: bool, privilege: bool, privilege_source: String,
-        transcript: bool,
+        transcript: bool, exec_backend: String, exec_scope: String,
         redact: Vec<String>, spool_max: String, rescan_interval: DurationValue,
         default_alerts: bool, alert: Vec<AlertValue>, s3: S3Fragment,
         cloudwatch: CloudWatchFragment,
@@ -174,6 +174,61 @@ fn privilege_source(p: &Picked<String>) -> Result<PrivilegeSource, String> {
     }
 }
 
+/// `audit.exec_backend`: where the programs started in sessions are seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecBackend {
+    /// The best that works here, tried in order: eBPF, the proc connector.
+    Auto,
+    /// eBPF (kernel >= 5.8 with BTF, `CAP_BPF` and `CAP_PERFMON`).
+    Ebpf,
+    /// The kernel's proc connector (`CAP_NET_ADMIN`); argv read from `/proc`.
+    ProcConnector,
+    /// The kernel audit's EXECVE records, read beside an auditd that already has execve rules.
+    Audit,
+    /// No exec capture.
+    Off,
+}
+
+impl ExecBackend {
+    /// The names `exec_backend` takes.
+    pub const NAMES: [&str; 5] = ["auto", "ebpf", "proc-connector", "audit", "off"];
+}
+
+fn exec_backend(p: &Picked<String>) -> Result<ExecBackend, String> {
+    match p.value.as_str() {
+        "auto" => Ok(ExecBackend::Auto),
+        "ebpf" => Ok(ExecBackend::Ebpf),
+        "proc-connector" => Ok(ExecBackend::ProcConnector),
+        "audit" => Ok(ExecBackend::Audit),
+        "off" => Ok(ExecBackend::Off),
+        other => Err(format!(
+            "`{other}` is not an exec backend; use one of {}",
+            ExecBackend::NAMES.join(", ")
+        )),
+    }
+}
+
+/// `audit.exec_scope`: whose programs are recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecScope {
+    /// Those of Session Manager sessions (their workers' descendants).
+    Sessions,
+    /// Every program started on the host (those of no session marked unattributed).
+    All,
+}
+
+fn exec_scope(p: &Picked<String>) -> Result<ExecScope, String> {
+    match p.value.as_str() {
+        "sessions" => Ok(ExecScope::Sessions),
+        "all" => Ok(ExecScope::All),
+        other => Err(format!(
+            "`{other}` is not an exec scope; use `sessions` (the programs of Session Manager sessions) or `all` (every program on the host)"
+        )),
+    }
+}
+
 /// `[audit]`: who did what in Session Manager sessions.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditSettings {
@@ -189,6 +244,12 @@ pub struct AuditSettings {
     /// `transcript`; default false: the terminal stream, when the agent writes it (may hold
     /// secrets typed at the prompt).
     pub transcript: bool,
+    /// `exec_backend`; default "auto": every program started in a session, from the kernel —
+    /// `auto` takes the first that works of `ebpf` and `proc-connector`; `audit` reads an
+    /// auditd's execve records; `off`.
+    pub exec_backend: ExecBackend,
+    /// `exec_scope`; default "sessions": the programs of sessions only, or `all` on the host.
+    pub exec_scope: ExecScope,
     /// `redact`; default []: regular expressions whose matches are replaced by `***` in command
     /// lines and transcripts.
     pub redact: Vec<String>,
@@ -219,6 +280,8 @@ impl Default for AuditSettings {
             privilege: true,
             privilege_source: PrivilegeSource::Auto,
             transcript: false,
+            exec_backend: ExecBackend::Auto,
+            exec_scope: ExecScope::Sessions,
             redact: Vec::new(),
             spool_max: 1 << 30,
             rescan_interval: Duration::from_secs(5),
@@ -383,6 +446,8 @@ pub(super) fn resolve(r: &mut Resolver<'_>, s: &mut AuditSettings) {
         privilege => as_is,
         privilege_source => privilege_source,
         transcript => as_is,
+        exec_backend => exec_backend,
+        exec_scope => exec_scope,
         redact => patterns,
         spool_max => spool_size,
         rescan_interval => duration_in(Duration::from_secs(1), Duration::from_secs(300)),

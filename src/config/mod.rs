@@ -68,8 +68,8 @@ use toml::Spanned;
 
 pub use accounts::{AccountsSettings, SourceKind, uid_range_fits_host};
 pub use audit::{
-    AlertRule, AuditSettings, CloudWatchEvents, CloudWatchSettings, PrivilegeSource, S3Settings,
-    SEVERITIES, format_size, parse_size,
+    AlertRule, AuditSettings, CloudWatchEvents, CloudWatchSettings, ExecBackend, ExecScope,
+    PrivilegeSource, S3Settings, SEVERITIES, format_size, parse_size,
 };
 pub use aws::AwsSettings;
 pub use fragments::Fragment;

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::audit_cloudwatch;
+use super::audit_exec::{self, ExecCapture};
 use super::audit_journal::{Follower, Next, journald_runs};
 use super::audit_ship::{self, Link};
 use super::requests::SyncRequest;
@@ -22,6 +23,7 @@ use crate::audit::agentlog::{self, AgentLog};
 use crate::audit::alert::Alerts;
 use crate::audit::authlog::{self, AuthLog};
 use crate::audit::collector::{Host, Pass, Sessions};
+use crate::audit::exec::{self, Execs, Item};
 use crate::audit::journal::{self, Batch, Line};
 use crate::audit::ocsf;
 use crate::audit::redact::Redactor;
@@ -169,6 +171,8 @@ struct Sources {
     /// The sessions' terminal output (`audit.transcript`).
     transcripts: Option<Transcripts>,
     agent_state_dir: PathBuf,
+    /// The commands of the exec capture.
+    execs: Execs,
 }
 
 /// What one turn spooled.
@@ -179,6 +183,7 @@ struct Turn {
     journal: Batch,
     auth_log: authlog::Pass,
     transcript: transcript::Pass,
+    exec: exec::Pass,
 }
 
 impl Turn {
@@ -191,6 +196,7 @@ impl Turn {
             .chain(&self.transcript.spooled)
             .chain(&self.auth_log.spooled)
             .chain(&self.journal.spooled)
+            .chain(&self.exec.spooled)
             .any(|e| e.metadata.labels.iter().any(|l| l.starts_with("alert:")))
     }
 }
@@ -203,10 +209,20 @@ fn work(
     src: &mut Sources,
     list: bool,
     lines: &[Line],
+    commands: Vec<Item>,
     host: &Host,
     now: i64,
 ) -> Result<Turn, SpoolError> {
     let mut turn = Turn::default();
+    // A command of a session not listed yet: its start (and principal) first.
+    let list = list
+        || commands.iter().any(|i| match i {
+            Item::Command(c) => c
+                .session
+                .as_ref()
+                .is_some_and(|id| !src.sessions.open().contains_key(&**id)),
+            Item::Lost(_) => false,
+        });
     if list {
         turn.sessions = Some(src.sessions.pass(spool, host, now)?);
         turn.failed = src
@@ -228,6 +244,11 @@ fn work(
     }
     if !lines.is_empty() {
         turn.journal = journal::handle(lines, spool, host, Path::new("/proc"), &workers, now)?;
+    }
+    if !commands.is_empty() {
+        turn.exec = src
+            .execs
+            .spool(commands, spool, host, src.sessions.open(), now);
     }
     Ok(turn)
 }
@@ -318,7 +339,9 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             transcripts: (settings.audit.sessions && settings.audit.transcript)
                 .then(|| Transcripts::restore(&spool)),
             agent_state_dir: agent_state_dir.clone(),
+            execs: Execs::new(now_ms(&ctx)),
         };
+        let mut capture = start_capture(&ctx, &settings).await?;
         let host = host(&ctx, &settings).await;
         let wake = Arc::new(Notify::new());
         let mut watch = Watch::new(wake.clone());
@@ -391,6 +414,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                 .flatten()
                 .fold(next_list, Instant::min);
             let mut lines = Vec::new();
+            let mut commands = Vec::new();
             tokio::select! {
                 changed = ctx.settings.changed() => break changed.is_ok(),
                 () = stopped(&mut ctx.stop) => break false,
@@ -401,6 +425,18 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                     Next::Ended => journal.ended().await,
                 },
                 () = Sink::any_changed(&mut sinks) => {}
+                got = next_commands(&mut capture) => match got {
+                    Some(items) => commands = items,
+                    None => {
+                        let why = capture
+                            .as_ref()
+                            .and_then(ExecCapture::failure)
+                            .unwrap_or_else(|| "its thread ended".into());
+                        tracing::error!("audit: the exec capture stopped: {why}");
+                        capture = None;
+                        exec_status(&settings, None, &[], Some(why), &src.execs, 0, now_ms(&ctx));
+                    }
+                },
             }
             // Released through what every sink has (nothing without a sink).
             let shipped = sinks.iter_mut().map(Sink::sent).min().unwrap_or(0);
@@ -417,7 +453,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             let (back, result, alerted, freed) = tokio::task::spawn_blocking(move || {
                 // Segments S3 has wholly: deleted (room for the sources again).
                 let freed = release.then(|| spool.release_through(shipped).map(|_| shipped));
-                let result = work(&mut spool, &mut src, want_list, &lines, &h, now);
+                let result = work(&mut spool, &mut src, want_list, &lines, commands, &h, now);
                 // An alert is made durable at once, so the shipper can send it now.
                 let alerted = result.as_ref().is_ok_and(Turn::alerted);
                 let synced = if alerted {
@@ -466,6 +502,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                         journal: batch,
                         auth_log,
                         transcript,
+                        exec: exec_pass,
                     } = turn;
                     for e in pass
                         .iter()
@@ -474,9 +511,10 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                         .chain(&transcript.spooled)
                         .chain(&auth_log.spooled)
                         .chain(&batch.spooled)
+                        .chain(&exec_pass.spooled)
                     {
-                        // Terminal output is the spool's business, not the log's.
-                        if e.raw_data.is_some() {
+                        // Terminal output and commands are the spool's business, not the log's.
+                        if e.raw_data.is_some() || e.metadata.log_name == exec::SOURCE {
                             tracing::debug!("audit: {}", e.message);
                         } else {
                             tracing::info!("audit: {}", e.message);
@@ -497,7 +535,20 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                             );
                         }
                     }
-                    let now_full = auth_log.paused
+                    if exec_pass.dropped > 0 {
+                        match &exec_pass.error {
+                            Some(e) => tracing::error!(
+                                "audit: {e}: {} command(s) dropped (recorded as a gap once the spool takes events again)",
+                                exec_pass.dropped
+                            ),
+                            None if !full => tracing::warn!(
+                                "audit: the spool is full (audit.spool_max): commands are dropped and counted until it has room"
+                            ),
+                            None => {}
+                        }
+                    }
+                    let now_full = exec_pass.dropped > 0
+                        || auth_log.paused
                         || transcript.paused
                         || failed.paused
                         || batch.paused
@@ -590,6 +641,17 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                 .then(|| Instant::now() + Duration::from_secs(1));
             if Instant::now() >= next_list {
                 next_list = Instant::now() + settings.audit.rescan_interval;
+                if let Some(c) = &capture {
+                    exec_status(
+                        &settings,
+                        Some(c.backend),
+                        &[],
+                        None,
+                        &src.execs,
+                        c.tracked.load(std::sync::atomic::Ordering::Relaxed),
+                        now_ms(&ctx),
+                    );
+                }
             }
             let privilege = match &src.auth_log {
                 _ if !settings.audit.privilege => "journal off".to_string(),
@@ -609,10 +671,11 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                 .collect::<Vec<_>>()
                 .join(", ");
             let line = format!(
-                "audit: {} session(s) open, spool at seq {}{}, {privilege}{}",
+                "audit: {} session(s) open, spool at seq {}{}, {privilege}, exec {}{}",
                 src.sessions.open().len(),
                 spool.next_seq(),
                 if full { " (full: sources paused)" } else { "" },
+                capture.as_ref().map_or("off", |c| c.backend),
                 if shipper_state.is_empty() {
                     String::new()
                 } else {
@@ -627,6 +690,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             }
         };
         journal.stop();
+        drop(capture);
         for s in sinks {
             if let Some(t) = s.task {
                 t.abort();
@@ -709,6 +773,101 @@ impl Sink {
         }
         futures_util::future::select_all(live).await;
     }
+}
+
+/// The next commands of the capture; never, without one.
+async fn next_commands(capture: &mut Option<ExecCapture>) -> Option<Vec<Item>> {
+    match capture {
+        Some(c) => c.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes the exec capture's status file (errors logged: it is only a report).
+fn exec_status(
+    settings: &Settings,
+    backend: Option<&str>,
+    tried: &[crate::state::exec_status::Tried],
+    error: Option<String>,
+    execs: &Execs,
+    tracked: usize,
+    now: i64,
+) {
+    use crate::state::exec_status::{ExecStatus, save};
+    let setting = serde_json::to_value(settings.audit.exec_backend)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let scope = serde_json::to_value(settings.audit.exec_scope)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let status = ExecStatus {
+        at: std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(now).unwrap_or(0)),
+        setting,
+        scope,
+        backend: backend.map(str::to_string),
+        tried: tried.to_vec(),
+        error,
+        tracked,
+        commands: execs.commands(),
+        lost: execs.lost_total(),
+    };
+    if let Err(e) = save(&settings.paths.state_dir, &status) {
+        tracing::warn!("audit: cannot write the exec capture's status: {e}");
+    }
+}
+
+/// Starts the exec capture `audit.exec_backend` asks for, and reports which backend runs and
+/// why the better ones did not.
+async fn start_capture(
+    ctx: &TaskContext,
+    settings: &Arc<Settings>,
+) -> Result<Option<ExecCapture>, TaskError> {
+    if settings.audit.exec_backend == crate::config::ExecBackend::Off {
+        exec_status(settings, None, &[], None, &Execs::new(0), 0, now_ms(ctx));
+        return Ok(None);
+    }
+    let s = settings.clone();
+    let clock = ctx.clock.clone();
+    let started = tokio::task::spawn_blocking(move || audit_exec::start(&s, clock))
+        .await
+        .map_err(|source| TaskError::Blocking {
+            what: "exec capture start",
+            source,
+        })?;
+    for t in &started.tried {
+        tracing::warn!("audit: exec backend {} not used: {}", t.backend, t.why);
+    }
+    let (backend, tracked, error) = match &started.capture {
+        Some(c) => {
+            tracing::info!(
+                "audit: exec capture by {} ({} process(es) of open sessions tracked)",
+                c.backend,
+                c.tracked.load(std::sync::atomic::Ordering::Relaxed)
+            );
+            (
+                Some(c.backend),
+                c.tracked.load(std::sync::atomic::Ordering::Relaxed),
+                None,
+            )
+        }
+        None => {
+            let why = "no exec backend works here: commands are not recorded".to_string();
+            tracing::error!("audit: {why}");
+            (None, 0, Some(why))
+        }
+    };
+    exec_status(
+        settings,
+        backend,
+        &started.tried,
+        error,
+        &Execs::new(0),
+        tracked,
+        now_ms(ctx),
+    );
+    Ok(started.capture)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 
 mod accounts_loop;
 mod audit_cloudwatch;
+mod audit_exec;
 mod audit_journal;
 mod audit_loop;
 mod audit_ship;

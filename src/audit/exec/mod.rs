@@ -1,0 +1,565 @@
+//! Every program started in a session: exec events from the kernel, through one of several
+//! backends ([`Backend`]), attributed to their session by a lineage table fed at fork time
+//! ([`lineage::Table`]).
+//!
+//! The backends differ in what they see. eBPF reads argv in the kernel at exec time; the proc
+//! connector carries only the PID, so argv is read from `/proc` afterwards and is gone for the
+//! shortest commands ([`Argv::Unread`]). Both report forks and exits, which keep the table.
+
+pub mod proc_connector;
+pub mod table;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::collector::Host;
+use super::ocsf;
+use super::session::{self, SessionInfo};
+use super::spool::{Spool, SpoolError};
+use crate::procfs;
+use table::{Attribution, Table};
+
+/// The spool's source name of exec events.
+pub const SOURCE: &str = "exec";
+
+/// The most bytes of argv kept (NUL separators included); longer ones are cut and marked
+/// [`Argv::Truncated`]. The eBPF program reads at most this much in the kernel.
+pub const ARGV_MAX: usize = 4096;
+
+/// One event of a backend, in the kernel's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Raw {
+    /// A new process (not a thread): `child` forked by `parent` (both thread-group ids).
+    Fork {
+        /// The parent.
+        parent: u32,
+        /// The new process.
+        child: u32,
+    },
+    /// A program started in process `pid`.
+    Exec(Exec),
+    /// Process `pid` ended.
+    Exit {
+        /// The process.
+        pid: u32,
+        /// Its exit status (128 + the signal when killed), when known.
+        code: Option<i32>,
+    },
+    /// Events the kernel could not deliver (a full ring buffer, `ENOBUFS`): the count, or 0 when
+    /// only "some" is known.
+    Lost(u64),
+}
+
+/// What a backend knows of an exec; the rest is read from `/proc` ([`enrich`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exec {
+    /// Thread-group id.
+    pub pid: u32,
+    /// The parent's thread-group id, when the backend knows it.
+    pub ppid: Option<u32>,
+    /// Real and effective user ids.
+    pub uid: Option<u32>,
+    /// The effective user id (a setuid program's owner).
+    pub euid: Option<u32>,
+    /// The controlling terminal, as `pts/3` or `tty1`.
+    pub tty: Option<String>,
+    /// The program run: the path given to exec (eBPF) or `/proc/<pid>/exe`.
+    pub filename: Option<String>,
+    /// The arguments, and whether they are whole.
+    pub argv: Vec<String>,
+    /// Whether `argv` is whole.
+    pub argv_state: Argv,
+    /// The working directory (read from `/proc`: best effort).
+    pub cwd: Option<String>,
+}
+
+/// Whether an event's argv is whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Argv {
+    /// Read in full.
+    #[default]
+    Complete,
+    /// Cut at the backend's bound (`audit.exec_argv_max`).
+    Truncated,
+    /// Could not be read: the process had exited, or was a zombie, before `/proc` was read.
+    Unread,
+}
+
+/// The backends `audit.exec_backend` picks from, best first, as `auto` tries them.
+pub const ORDER: [&str; 2] = ["ebpf", "proc-connector"];
+
+/// Opens backend `name` (scope `all` makes a kernel-side filter pass everything).
+pub fn open_backend(name: &str, _scope_all: bool) -> Result<Box<dyn Backend>, String> {
+    match name {
+        "ebpf" => Err("not built into this version yet; the proc connector is used".into()),
+        "proc-connector" => proc_connector::ProcConnector::open()
+            .map(|b| Box::new(b) as Box<dyn Backend>)
+            .map_err(|e| match e.raw_os_error() {
+                Some(nix::libc::EPERM | nix::libc::EACCES) => format!(
+                    "{e}: subscribing to the kernel's process events needs CAP_NET_ADMIN (the unit grants it)"
+                ),
+                Some(nix::libc::ECONNREFUSED) => format!(
+                    "{e}: the proc connector exists only in the initial network namespace; run the daemon there"
+                ),
+                Some(nix::libc::EPROTONOSUPPORT | nix::libc::EAFNOSUPPORT) => format!(
+                    "{e}: this kernel has no proc connector (CONFIG_PROC_EVENTS)"
+                ),
+                _ => e.to_string(),
+            }),
+        "audit" => Err(
+            "the kernel audit reader is not built into this version; use `auto`, `ebpf` or `proc-connector`"
+                .into(),
+        ),
+        other => Err(format!("`{other}` is not an exec backend")),
+    }
+}
+
+/// A backend that could not be opened: its name, and why.
+pub type Tried = (String, String);
+
+/// Opens the first backend of `names` that works; the ones that did not, with why.
+pub fn open_first(names: &[&str], scope_all: bool) -> (Option<Box<dyn Backend>>, Vec<Tried>) {
+    let mut tried = Vec::new();
+    for name in names {
+        match open_backend(name, scope_all) {
+            Ok(b) => return (Some(b), tried),
+            Err(why) => tried.push(((*name).to_string(), why)),
+        }
+    }
+    (None, tried)
+}
+
+/// A source of exec, fork and exit events.
+pub trait Backend: Send {
+    /// Its name, as `audit.exec_backend` spells it.
+    fn name(&self) -> &'static str;
+    /// Waits up to `timeout` for events and appends them to `out`, in order.
+    fn read(&mut self, out: &mut Vec<Raw>, timeout: Duration) -> std::io::Result<()>;
+}
+
+/// An exec to record: the backend's event, completed from `/proc`, with its session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// When it was seen (ms since the epoch).
+    pub time_ms: i64,
+    /// Its session; `None` when the scope is `all` and it belongs to none.
+    pub session: Option<Arc<str>>,
+    /// The exec.
+    pub exec: Exec,
+}
+
+/// What the capture hands to the spooling side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A command to spool.
+    Command(Command),
+    /// The backend lost events (0: an unknown number).
+    Lost(u64),
+}
+
+/// Splits a NUL-separated argv, keeping at most [`ARGV_MAX`] bytes.
+pub fn split_argv(raw: &[u8]) -> (Vec<String>, Argv) {
+    let raw = raw.strip_suffix(&[0]).unwrap_or(raw);
+    let (kept, state) = if raw.len() > ARGV_MAX {
+        (&raw[..ARGV_MAX], Argv::Truncated)
+    } else {
+        (raw, Argv::Complete)
+    };
+    let argv = kept
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    (argv, state)
+}
+
+/// Fills what the backend did not give from `/proc/<pid>`: argv ([`Argv::Unread`] when the
+/// process has already gone or is a zombie), the ids, the parent, the terminal, the program and
+/// the working directory. Reading another user's `exe` and `cwd` needs `CAP_SYS_PTRACE`.
+pub fn enrich(proc: &Path, e: &mut Exec) {
+    let dir = proc.join(e.pid.to_string());
+    if e.argv_state == Argv::Unread {
+        match std::fs::read(dir.join("cmdline")) {
+            Ok(raw) if !raw.is_empty() => (e.argv, e.argv_state) = split_argv(&raw),
+            _ => {}
+        }
+    }
+    if e.uid.is_none() || e.ppid.is_none() {
+        let st = procfs::status(proc, e.pid);
+        e.uid = e.uid.or(st.uids.first().copied());
+        e.euid = e.euid.or(st.uids.get(1).copied());
+        e.ppid = e.ppid.or(st.ppid);
+    }
+    if e.tty.is_none() {
+        e.tty = procfs::tty_nr(proc, e.pid).and_then(procfs::tty_name);
+    }
+    if e.filename.is_none() {
+        e.filename = procfs::exe(proc, e.pid).map(|p| p.to_string_lossy().into_owned());
+    }
+    if e.cwd.is_none() {
+        e.cwd = std::fs::read_link(dir.join("cwd"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned());
+    }
+}
+
+/// The capture: a backend's events through the lineage table, the commands of sessions (or all
+/// of them) completed from `/proc`.
+pub struct Capture {
+    table: Table,
+    scope_all: bool,
+    proc: PathBuf,
+}
+
+impl Capture {
+    /// A capture over the sessions live under `proc`.
+    pub fn new(table: Table, scope_all: bool, proc: PathBuf) -> Self {
+        Self {
+            table,
+            scope_all,
+            proc,
+        }
+    }
+
+    /// The table.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// The commands among `raws`, in order; `time_ms` stamps them.
+    pub fn step(&mut self, raws: Vec<Raw>, time_ms: i64, out: &mut Vec<Item>) {
+        for raw in raws {
+            let mut raw = raw;
+            if let Raw::Exec(e) = &mut raw
+                && e.argv_state == Argv::Unread
+                && self.table.session_of(e.pid).is_none()
+            {
+                // Without argv (the proc connector), a worker is told by its name: `comm`
+                // first (cheap), its argv only then.
+                let comm = std::fs::read(self.proc.join(e.pid.to_string()).join("comm"));
+                let worker = comm.is_ok_and(|c| {
+                    table::WORKER.as_bytes().starts_with(c.trim_ascii_end()) && c.len() > 4
+                });
+                if worker || self.scope_all {
+                    enrich(&self.proc, e);
+                }
+            }
+            match (self.table.apply(&raw), raw) {
+                (_, Raw::Lost(n)) => out.push(Item::Lost(n)),
+                (Some(Attribution::Session(s)), Raw::Exec(mut e)) => {
+                    enrich(&self.proc, &mut e);
+                    out.push(Item::Command(Command {
+                        time_ms,
+                        session: Some(s),
+                        exec: e,
+                    }));
+                }
+                (Some(Attribution::None), Raw::Exec(mut e)) if self.scope_all => {
+                    enrich(&self.proc, &mut e);
+                    out.push(Item::Command(Command {
+                        time_ms,
+                        session: None,
+                        exec: e,
+                    }));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A command line as one string: arguments with blanks or quotes in single quotes.
+pub fn cmd_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty() && !a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// User names by uid, looked up once each.
+#[derive(Debug, Default)]
+pub struct Names(HashMap<u32, Option<String>>);
+
+impl Names {
+    /// The name of `uid`, when the user database has one.
+    pub fn get(&mut self, uid: u32) -> Option<String> {
+        self.0
+            .entry(uid)
+            .or_insert_with(|| {
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+            })
+            .clone()
+    }
+}
+
+/// The event of a command: Process Activity: Launch, its process in `process` (pid, parent,
+/// program, command line, user, working directory, session), the session's IAM principal as
+/// `actor.user`. `position` makes its id.
+pub fn event(
+    c: &Command,
+    info: Option<&SessionInfo>,
+    names: &mut Names,
+    position: String,
+    host: &Host,
+) -> ocsf::Event {
+    let e = &c.exec;
+    let origin = ocsf::Origin {
+        source: SOURCE.into(),
+        position,
+    };
+    let mut ev = ocsf::event(
+        ocsf::Class::ProcessActivity,
+        (1, "Launch"),
+        c.time_ms,
+        &origin,
+        &host.device,
+        host.cloud.as_ref(),
+    );
+    let user = e.uid.map(|uid| {
+        let name = names.get(uid);
+        ocsf::User {
+            type_id: Some(if uid == 0 { 2 } else { 1 }),
+            name,
+            uid: Some(uid.to_string()),
+            account: Some(ocsf::Account {
+                type_id: 9,
+                uid: None,
+                name: None,
+            }),
+        }
+    });
+    let program = e.filename.clone().or_else(|| e.argv.first().cloned());
+    let name = program
+        .as_deref()
+        .map(|p| p.rsplit('/').next().unwrap_or(p).to_string());
+    let session = c.session.as_ref().map(|id| ocsf::Session {
+        uid: id.to_string(),
+        created_time: info.map(|s| s.started_ms),
+        terminal: e.tty.clone(),
+        is_remote: Some(true),
+    });
+    let cmd = cmd_line(&e.argv);
+    ev.process = Some(ocsf::Process {
+        pid: Some(e.pid),
+        name: name.clone(),
+        cmd_line: Some(cmd.clone()).filter(|c| !c.is_empty()),
+        user: user.clone(),
+        working_directory: e.cwd.clone(),
+        session: session.clone(),
+        file: name.map(|n| ocsf::File {
+            name: n,
+            path: program.filter(|p| p.starts_with('/')),
+            type_id: 1,
+        }),
+        parent_process: e.ppid.map(|pid| {
+            Box::new(ocsf::Process {
+                pid: Some(pid),
+                ..ocsf::Process::default()
+            })
+        }),
+    });
+    ev.session = session;
+    ev.actor = info.map(|s| ocsf::Actor {
+        user: Some(session::owner_user(s)),
+        process: None,
+    });
+    let who = user
+        .as_ref()
+        .and_then(|u| u.name.clone().or(u.uid.clone()))
+        .unwrap_or_else(|| "?".into());
+    let shown = match e.argv_state {
+        Argv::Unread => format!(
+            "{} [argv unread: the process had exited]",
+            e.filename.as_deref().unwrap_or("?")
+        ),
+        Argv::Truncated => format!("{cmd} [argv truncated]"),
+        Argv::Complete => cmd,
+    };
+    ev.message = match (&c.session, info) {
+        (Some(id), Some(s)) => format!(
+            "exec in session {id} ({}): {who} ran `{shown}`",
+            if s.owner.is_empty() {
+                "unknown principal"
+            } else {
+                &s.owner
+            }
+        ),
+        (Some(id), None) => format!("exec in session {id}: {who} ran `{shown}`"),
+        (None, _) => format!("exec outside any session: {who} ran `{shown}`"),
+    };
+    let mut unmapped = serde_json::Map::new();
+    unmapped.insert(
+        "exec".into(),
+        serde_json::json!({
+            "argv_complete": e.argv_state == Argv::Complete,
+            "argv_truncated": e.argv_state == Argv::Truncated,
+            "euid": e.euid,
+            "attributed": c.session.is_some(),
+        }),
+    );
+    ev.unmapped = Some(unmapped);
+    if c.session.is_none() {
+        ev.metadata.labels.push("exec:unattributed".into());
+    }
+    ev.with_status(true, None)
+}
+
+/// The exec side of the audit loop: the commands handed over, spooled; what a full spool
+/// dropped (kernel events cannot be read again) recorded as a gap once it has room.
+#[derive(Debug)]
+pub struct Execs {
+    /// This run's start (ms): with the counter, the events' positions.
+    run: i64,
+    next: u64,
+    names: Names,
+    /// Commands dropped since the last gap event, and events the backend lost.
+    dropped: u64,
+    lost: u64,
+    lost_unknown: bool,
+    /// Totals of this run: commands spooled, and events lost or dropped.
+    spooled_total: u64,
+    lost_total: u64,
+}
+
+/// What spooling a batch did.
+#[derive(Debug, Default)]
+pub struct Pass {
+    /// The events spooled.
+    pub spooled: Vec<ocsf::Event>,
+    /// The spool refused (full, or an error): the commands were dropped and counted.
+    pub dropped: u64,
+    /// The spool's error, when it was not just full.
+    pub error: Option<String>,
+}
+
+impl Execs {
+    /// The exec side of a run started at `run_ms`.
+    pub fn new(run_ms: i64) -> Self {
+        Self {
+            run: run_ms,
+            next: 0,
+            names: Names::default(),
+            dropped: 0,
+            lost: 0,
+            lost_unknown: false,
+            spooled_total: 0,
+            lost_total: 0,
+        }
+    }
+
+    /// Commands spooled by this run.
+    pub fn commands(&self) -> u64 {
+        self.spooled_total
+    }
+
+    /// Exec events lost by the kernel or dropped for a full spool in this run.
+    pub fn lost_total(&self) -> u64 {
+        self.lost_total
+    }
+
+    /// Spools `items`.
+    pub fn spool(
+        &mut self,
+        items: Vec<Item>,
+        spool: &mut Spool,
+        host: &Host,
+        sessions: &BTreeMap<String, SessionInfo>,
+        now_ms: i64,
+    ) -> Pass {
+        let mut pass = Pass::default();
+        let mut commands = Vec::new();
+        for item in items {
+            match item {
+                Item::Lost(0) => self.lost_unknown = true,
+                Item::Lost(n) => {
+                    self.lost += n;
+                    self.lost_total += n;
+                }
+                Item::Command(c) => commands.push(c),
+            }
+        }
+        if self.dropped > 0 || self.lost > 0 || self.lost_unknown {
+            let why = match (self.dropped, self.lost, self.lost_unknown) {
+                (0, 0, _) => "the kernel dropped exec events (its buffer was full)".to_string(),
+                (0, n, _) => format!("the kernel dropped {n} exec event(s) (its buffer was full)"),
+                (d, 0, false) => format!("{d} command(s) dropped: the spool was full"),
+                (d, n, _) => format!(
+                    "{d} command(s) dropped (the spool was full), and the kernel dropped {} exec event(s)",
+                    if n == 0 {
+                        "some".to_string()
+                    } else {
+                        n.to_string()
+                    }
+                ),
+            };
+            let count = (!self.lost_unknown).then_some(self.dropped + self.lost);
+            let position = format!("{}:gap{}", self.run, self.next);
+            let mut gap = ocsf::gap(
+                now_ms,
+                &ocsf::Origin {
+                    source: SOURCE.into(),
+                    position: position.clone(),
+                },
+                &host.device,
+                host.cloud.as_ref(),
+                count,
+                &why,
+            );
+            gap.metadata.sequence = Some(spool.next_seq());
+            let body = serde_json::to_vec(&gap).unwrap_or_default();
+            match spool.append(SOURCE, &position, &body) {
+                Ok(_) => {
+                    self.next += 1;
+                    (self.dropped, self.lost, self.lost_unknown) = (0, 0, false);
+                    pass.spooled.push(gap);
+                }
+                Err(e) => {
+                    pass.dropped = u64::try_from(commands.len()).unwrap_or(u64::MAX);
+                    self.dropped += pass.dropped;
+                    self.lost_total += pass.dropped;
+                    if !matches!(e, SpoolError::Full { .. }) {
+                        pass.error = Some(e.to_string());
+                    }
+                    return pass;
+                }
+            }
+        }
+        let mut commands = commands.into_iter();
+        for c in commands.by_ref() {
+            let info = c.session.as_ref().and_then(|id| sessions.get(&**id));
+            let position = format!("{}:{}", self.run, self.next);
+            let mut ev = event(&c, info, &mut self.names, position.clone(), host);
+            ev.metadata.sequence = Some(spool.next_seq());
+            host.prepare(&mut ev);
+            let body = serde_json::to_vec(&ev).unwrap_or_default();
+            match spool.append(SOURCE, &position, &body) {
+                Ok(_) => {
+                    self.next += 1;
+                    self.spooled_total += 1;
+                    pass.spooled.push(ev);
+                }
+                Err(e) => {
+                    if !matches!(e, SpoolError::Full { .. }) {
+                        pass.error = Some(e.to_string());
+                    }
+                    pass.dropped = 1;
+                    break;
+                }
+            }
+        }
+        pass.dropped += u64::try_from(commands.len()).unwrap_or(u64::MAX);
+        self.dropped += pass.dropped;
+        self.lost_total += pass.dropped;
+        pass
+    }
+}

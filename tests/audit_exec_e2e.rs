@@ -1,0 +1,215 @@
+//! Exec capture end to end, with the kernel's real interfaces (root, the initial user, pid and
+//! network namespaces; the daemon in a private mount namespace): a stand-in
+//! `ssm-session-worker` on a real pty runs the session's commands, and `audit tail --json`
+//! reads back what the daemon spooled. Other tests' processes run on this machine at the same
+//! time: every assertion is about this test's own session (or markers), never global counts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::disallowed_methods)] // tests start programs directly
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{AgentDirs, Host, drain, stop, wait_for};
+use serde_json::Value;
+
+const INSTANCE: &str = "i-0123456789abcdef0";
+
+/// A document-state file naming the session's worker (as in audit_e2e.rs).
+fn start_session(state: &Path, id: &str, user: &str, worker: u32) {
+    let docs = state.join(INSTANCE).join("document/state");
+    for sub in ["pending", "current"] {
+        std::fs::create_dir_all(docs.join(sub)).unwrap();
+    }
+    let body = format!(
+        r#"{{"DocumentInformation": {{"DocumentID": "{id}", "InstanceID": "{INSTANCE}",
+  "CreatedDate": "2026-12-05T10:00:00.000Z", "DocumentName": "SSM-SessionManagerRunShell",
+  "DocumentStatus": "InProgress", "RunAsUser": "{user}",
+  "SessionOwner": "arn:aws:iam::123456789012:user/{user}",
+  "ProcInfo": {{"Pid": {worker}, "StartTime": "2026-12-05T10:00:01Z"}}}},
+ "DocumentType": "StartSession", "SchemaVersion": "1.0",
+ "InstancePluginsInformation": [{{"Configuration": {{"SessionId": "{id}",
+   "PluginName": "Standard_Stream", "RunAsEnabled": true, "RunAsUser": "{user}",
+   "SessionOwner": "arn:aws:iam::123456789012:user/{user}"}}, "Name": "Standard_Stream"}}]}}"#
+    );
+    let pending = docs.join("pending").join(id);
+    std::fs::write(&pending, body).unwrap();
+    std::fs::rename(&pending, docs.join("current").join(id)).unwrap();
+}
+
+/// A host with the daemon's config: audit on with exec capture by `backend` in `scope`.
+fn configure(host: &Host, d: &AgentDirs, backend: &str, scope: &str) {
+    std::fs::write(
+        &host.config,
+        format!(
+            "[aws]\nimds_endpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\n[accounts]\nenabled = false\n[health]\nenabled = false\n[audit]\nenabled = true\nrescan_interval = \"1s\"\nprivilege = false\nexec_backend = \"{backend}\"\nexec_scope = \"{scope}\"\n{}",
+            d.paths_toml(&host.state)
+        ),
+    )
+    .unwrap();
+}
+
+/// The stand-in worker, built once per test.
+fn worker_bin(host: &Host) -> PathBuf {
+    let bin = host.dir().join("ssm-session-worker");
+    common::compile_support("ssm-session-worker.c", &bin, &["-O2"], &["-lutil"]);
+    bin
+}
+
+/// Every event `audit tail --json` prints.
+fn tail(host: &Host) -> Vec<Value> {
+    let out = host.ssmc(&["audit", "tail", "--json", "-n", "1000000"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The exec events (Process Activity from the exec source).
+fn commands(events: &[Value]) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| e["metadata"]["log_name"] == "exec")
+        .collect()
+}
+
+fn argv_has(e: &Value, marker: &str) -> bool {
+    e["process"]["cmd_line"]
+        .as_str()
+        .is_some_and(|c| c.contains(marker))
+}
+
+/// Waits until `audit tail` holds events satisfying `done` (the daemon spools in batches).
+fn wait_events(
+    host: &Host,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let events = tail(host);
+        if done(&events) {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not spooled within {timeout:?}; {} exec event(s) so far",
+            commands(&events).len()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn wait_file(p: &Path, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !p.exists() {
+        assert!(Instant::now() < deadline, "{} never appeared", p.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts the daemon and waits for its exec capture to run with `backend`.
+fn start_daemon(
+    host: &Host,
+    backend: &str,
+) -> (
+    std::process::Child,
+    std::thread::JoinHandle<String>,
+    UnixDatagram,
+) {
+    let notify = host.dir().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    let mut daemon = host.daemon(&notify, &[]);
+    let log = drain(&mut daemon);
+    let mut seen = Vec::new();
+    wait_for(
+        &sock,
+        &format!("exec {backend}"),
+        Duration::from_secs(60),
+        &mut seen,
+    );
+    (daemon, log, sock)
+}
+
+const BURST: usize = 10_000;
+
+/// A burst of 10,000 short processes in a session (50 at a time): every exec is recorded,
+/// once, attributed to the session and its IAM principal; nothing is lost. With the proc
+/// connector, argv is read from /proc afterwards: its completeness is measured and printed.
+#[test]
+fn a_burst_of_short_commands_in_a_session_is_recorded_whole_by_the_proc_connector() {
+    require_root!();
+    let host = Host::new();
+    let d = AgentDirs::new(host.dir());
+    configure(&host, &d, "proc-connector", "sessions");
+    let bin = worker_bin(&host);
+    let (mut daemon, log, _sock) = start_daemon(&host, "proc-connector");
+
+    let id = "alice-0b0a5f1e2d3c4b5a6";
+    let done = host.dir().join("burst-done");
+    let script = format!(
+        "seq {BURST} | xargs -n1 -P 50 /bin/true; exec /bin/touch {}",
+        done.display()
+    );
+    let mut worker = host.spawn(&bin, &[id, &script]);
+    start_session(&d.state, id, "alice", worker.id());
+    wait_file(&done, Duration::from_secs(300));
+    assert!(worker.wait().unwrap().success());
+    // sh, seq, xargs, the burst and touch.
+    let want = BURST + 4;
+    let events = wait_events(&host, "the burst", Duration::from_secs(120), |ev| {
+        commands(ev)
+            .iter()
+            .filter(|e| e["session"]["uid"] == id)
+            .count()
+            >= want
+    });
+    stop(&mut daemon);
+    let log = log.join().unwrap();
+    let ours: Vec<_> = commands(&events)
+        .into_iter()
+        .filter(|e| e["session"]["uid"] == id)
+        .collect();
+    assert_eq!(ours.len(), want, "exec events of the session; log:\n{log}");
+    let gaps: Vec<_> = events
+        .iter()
+        .filter(|e| e["metadata"]["log_name"] == "exec" && e["class_uid"] == 1008)
+        .collect();
+    assert!(
+        gaps.is_empty(),
+        "the kernel or the spool lost events: {gaps:#?}"
+    );
+    for e in &ours {
+        assert_eq!(e["class_uid"], 1007);
+        assert_eq!(e["activity_id"], 1);
+        assert_eq!(
+            e["actor"]["user"]["uid"], "arn:aws:iam::123456789012:user/alice",
+            "{e}"
+        );
+        assert_eq!(e["process"]["session"]["uid"], id);
+    }
+    let complete = ours
+        .iter()
+        .filter(|e| e["unmapped"]["exec"]["argv_complete"] == true && argv_has(e, "/bin/true "))
+        .count();
+    // Whole events never lie: a complete argv is the burst's `/bin/true N` with N in range.
+    for e in ours.iter().filter(|e| argv_has(e, "/bin/true ")) {
+        let n: usize = e["process"]["cmd_line"].as_str().unwrap()["/bin/true ".len()..]
+            .parse()
+            .unwrap();
+        assert!((1..=BURST).contains(&n), "{e}");
+    }
+    println!(
+        "proc connector: {} exec events of the session ({BURST} in the burst), argv readable for {complete} of the burst ({:.1} %)",
+        ours.len(),
+        complete as f64 * 100.0 / BURST as f64
+    );
+}
