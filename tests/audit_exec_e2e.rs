@@ -213,3 +213,162 @@ fn a_burst_of_short_commands_in_a_session_is_recorded_whole_by_the_proc_connecto
         complete as f64 * 100.0 / BURST as f64
     );
 }
+
+/// The attribution cases of the reference (audit-capture.md §4), typed in one session: each
+/// `sleep 3.00N` is a process that left its parent, its sid or its terminal in another way, and
+/// each is recorded with the session. A 1 ms command, and one run by a background job after
+/// its shell has exited, too.
+#[test]
+fn commands_that_leave_the_shell_are_still_the_sessions() {
+    require_root!();
+    let host = Host::new();
+    let d = AgentDirs::new(host.dir());
+    configure(&host, &d, "proc-connector", "sessions");
+    let bin = worker_bin(&host);
+    let one_ms = host.dir().join("one-ms-marker");
+    std::fs::copy("/bin/sleep", &one_ms).unwrap();
+    let (mut daemon, log, _sock) = start_daemon(&host, "proc-connector");
+
+    let id = "bob-0d1c2b3a495867f01";
+    let dir = host.dir().display().to_string();
+    let q = "</dev/null >/dev/null 2>&1";
+    let script = format!(
+        "trap '' HUP
+         sleep 3.001 {q} &
+         sh -c 'sleep 3.002; true' {q} &
+         (sh -c 'sleep 3.003; true' {q} &)
+         nohup sleep 3.004 {q} &
+         setsid sleep 3.005 {q} &
+         setsid sh -c 'sh -c \"sleep 3.006\" {q} &' {q} &
+         sudo -u nobody sleep 3.007 {q} &
+         script -qfc 'sleep 3.008' /dev/null {q} &
+         TERM=xterm tmux -S {dir}/tmux.sock new-session -d 'sleep 3.009'
+         sh -c 'sleep 1; exec {m} 0.001' {q} &
+         {m} 0.001
+         exit 0",
+        m = one_ms.display()
+    );
+    let mut worker = host.spawn(&bin, &[id, &script]);
+    start_session(&d.state, id, "bob", worker.id());
+    let _ = worker.wait().unwrap();
+    let marker = |n: usize| format!("sleep 3.00{n}");
+    let events = wait_events(&host, "the nine cases", Duration::from_secs(60), |ev| {
+        (1..=9).all(|n| commands(ev).iter().any(|e| argv_has(e, &marker(n))))
+    });
+    // The tmux server outlives everything: stop it.
+    let _ = host.sh(&format!("tmux -S {dir}/tmux.sock kill-server"));
+    stop(&mut daemon);
+    let log = log.join().unwrap();
+    let ours: Vec<_> = commands(&events)
+        .into_iter()
+        .filter(|e| e["session"]["uid"] == id)
+        .collect();
+    for n in 1..=9 {
+        let m = marker(n);
+        let hits: Vec<_> = commands(&events)
+            .into_iter()
+            .filter(|e| e["process"]["cmd_line"] == m.as_str())
+            .collect();
+        assert_eq!(hits.len(), 1, "`{m}` recorded once: {hits:#?}\n{log}");
+        assert_eq!(hits[0]["session"]["uid"], id, "`{m}`: {}", hits[0]);
+        assert_eq!(
+            hits[0]["actor"]["user"]["uid"],
+            "arn:aws:iam::123456789012:user/bob"
+        );
+    }
+    // sudo's command runs as nobody.
+    let sudo = ours
+        .iter()
+        .find(|e| e["process"]["cmd_line"] == "sleep 3.007")
+        .unwrap();
+    assert_eq!(sudo["process"]["user"]["name"], "nobody", "{sudo}");
+    // The two 1 ms runs: recorded with the session, whole, or marked unread when the process
+    // was gone before /proc was read (the proc connector's limit; never dropped).
+    let one = ours
+        .iter()
+        .filter(|e| argv_has(e, "one-ms-marker 0.001"))
+        .count();
+    let unread = ours
+        .iter()
+        .filter(|e| e["unmapped"]["exec"]["argv_complete"] == false)
+        .count();
+    assert!(
+        one + unread >= 2,
+        "the 1 ms commands: {one} with argv, {unread} unread"
+    );
+    assert!(
+        commands(&events)
+            .iter()
+            .all(|e| !argv_has(e, "one-ms-marker") || e["session"]["uid"] == id),
+        "a 1 ms command attributed elsewhere"
+    );
+}
+
+/// With `exec_scope = "all"`: a process that escaped its session before the daemon started
+/// (reparented to PID 1 and in its own sid) is recorded as unattributed, never guessed; one that
+/// kept the session shell's sid is the session's; a program of no session is recorded without
+/// one.
+#[test]
+fn a_process_that_escaped_before_the_daemon_started_is_unattributed() {
+    require_root!();
+    let host = Host::new();
+    let d = AgentDirs::new(host.dir());
+    configure(&host, &d, "proc-connector", "all");
+    let bin = worker_bin(&host);
+    let id = "carol-0e1d2c3b4a5968702";
+    let q = "</dev/null >/dev/null 2>&1";
+    let ready = host.dir().join("escaped");
+    let script = format!(
+        "trap '' HUP
+         (setsid sh -c 'sleep 6; exec sh -c \"sleep 0.5; true\" escaped-marker' {q} &)
+         (sh -c 'sleep 6; exec sh -c \"sleep 0.5; true\" kept-sid-marker' {q} &)
+         touch {}
+         sleep 12",
+        ready.display()
+    );
+    let mut worker = host.spawn(&bin, &[id, &script]);
+    start_session(&d.state, id, "carol", worker.id());
+    wait_file(&ready, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    // The daemon starts after both have left the shell's children.
+    let (mut daemon, log, _sock) = start_daemon(&host, "proc-connector");
+    host.sh_ok("sh -c 'sleep 0.5; true' no-session-marker");
+    let events = wait_events(&host, "the markers", Duration::from_secs(60), |ev| {
+        ["escaped-marker", "kept-sid-marker", "no-session-marker"]
+            .iter()
+            .all(|m| commands(ev).iter().any(|e| argv_has(e, m)))
+    });
+    let _ = worker.kill();
+    let _ = worker.wait();
+    stop(&mut daemon);
+    let log = log.join().unwrap();
+    let find = |m: &str| {
+        let hits: Vec<_> = commands(&events)
+            .into_iter()
+            .filter(|e| e["process"]["cmd_line"] == format!("sh -c 'sleep 0.5; true' {m}").as_str())
+            .collect();
+        assert_eq!(hits.len(), 1, "{m}: {hits:#?}\n{log}");
+        hits[0].clone()
+    };
+    let kept = find("kept-sid-marker");
+    assert_eq!(kept["session"]["uid"], id, "{kept}");
+    for m in ["escaped-marker", "no-session-marker"] {
+        let e = find(m);
+        assert!(e["session"].is_null(), "{m} attributed: {e}");
+        assert_eq!(e["unmapped"]["exec"]["attributed"], false);
+        assert!(
+            e["metadata"]["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l == "exec:unattributed"),
+            "{e}"
+        );
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("outside any session")
+        );
+    }
+}

@@ -229,10 +229,22 @@ impl Capture {
 
     /// The commands among `raws`, in order; `time_ms` stamps them.
     pub fn step(&mut self, raws: Vec<Raw>, time_ms: i64, out: &mut Vec<Item>) {
-        for raw in raws {
+        // An exec followed in the same batch by another exec of the same process (`nohup`,
+        // `setsid`, a shell's last command): `/proc` shows only the last program, so the
+        // earlier ones are left unread rather than given the later one's argv.
+        let mut last_exec = HashMap::new();
+        for (i, raw) in raws.iter().enumerate() {
+            if let Raw::Exec(e) = raw {
+                last_exec.insert(e.pid, i);
+            }
+        }
+        for (i, raw) in raws.into_iter().enumerate() {
             let mut raw = raw;
+            let superseded = matches!(&raw, Raw::Exec(e)
+                if e.argv_state == Argv::Unread && last_exec.get(&e.pid) != Some(&i));
             if let Raw::Exec(e) = &mut raw
                 && e.argv_state == Argv::Unread
+                && !superseded
                 && self.table.session_of(e.pid).is_none()
             {
                 // Without argv (the proc connector), a worker is told by its name: `comm`
@@ -248,7 +260,9 @@ impl Capture {
             match (self.table.apply(&raw), raw) {
                 (_, Raw::Lost(n)) => out.push(Item::Lost(n)),
                 (Some(Attribution::Session(s)), Raw::Exec(mut e)) => {
-                    enrich(&self.proc, &mut e);
+                    if !superseded {
+                        enrich(&self.proc, &mut e);
+                    }
                     out.push(Item::Command(Command {
                         time_ms,
                         session: Some(s),
@@ -256,7 +270,9 @@ impl Capture {
                     }));
                 }
                 (Some(Attribution::None), Raw::Exec(mut e)) if self.scope_all => {
-                    enrich(&self.proc, &mut e);
+                    if !superseded {
+                        enrich(&self.proc, &mut e);
+                    }
                     out.push(Item::Command(Command {
                         time_ms,
                         session: None,
