@@ -141,19 +141,40 @@ fn start_daemon(
 
 const BURST: usize = 10_000;
 
+/// A digit per backend, for session ids and markers of their own.
+fn tag(backend: &str) -> u8 {
+    if backend == "ebpf" { 4 } else { 3 }
+}
+
 /// A burst of 10,000 short processes in a session (50 at a time): every exec is recorded,
 /// once, attributed to the session and its IAM principal; nothing is lost. With the proc
 /// connector, argv is read from /proc afterwards: its completeness is measured and printed.
 #[test]
+fn a_burst_of_short_commands_in_a_session_is_recorded_whole_by_ebpf() {
+    require_root!();
+    let complete = burst("ebpf");
+    assert_eq!(
+        complete, BURST,
+        "eBPF reads argv in the kernel: every one whole"
+    );
+}
+
+#[test]
 fn a_burst_of_short_commands_in_a_session_is_recorded_whole_by_the_proc_connector() {
     require_root!();
+    burst("proc-connector");
+}
+
+/// Runs the burst with `backend`; returns how many of its execs have their argv whole.
+fn burst(backend: &str) -> usize {
     let host = Host::new();
     let d = AgentDirs::new(host.dir());
-    configure(&host, &d, "proc-connector", "sessions");
+    configure(&host, &d, backend, "sessions");
     let bin = worker_bin(&host);
-    let (mut daemon, log, _sock) = start_daemon(&host, "proc-connector");
+    let (mut daemon, log, _sock) = start_daemon(&host, backend);
 
-    let id = "alice-0b0a5f1e2d3c4b5a6";
+    // Tests run side by side: each backend's session has its own id.
+    let id: &str = &format!("alice-0b0a5f1e2d3c4b5a{}", tag(backend));
     let done = host.dir().join("burst-done");
     let script = format!(
         "seq {BURST} | xargs -n1 -P 50 /bin/true; exec /bin/touch {}",
@@ -208,10 +229,11 @@ fn a_burst_of_short_commands_in_a_session_is_recorded_whole_by_the_proc_connecto
         assert!((1..=BURST).contains(&n), "{e}");
     }
     println!(
-        "proc connector: {} exec events of the session ({BURST} in the burst), argv readable for {complete} of the burst ({:.1} %)",
+        "{backend}: {} exec events of the session ({BURST} in the burst), argv readable for {complete} of the burst ({:.1} %)",
         ours.len(),
         complete as f64 * 100.0 / BURST as f64
     );
+    complete
 }
 
 /// The attribution cases of the reference (audit-capture.md §4), typed in one session: each
@@ -219,30 +241,47 @@ fn a_burst_of_short_commands_in_a_session_is_recorded_whole_by_the_proc_connecto
 /// each is recorded with the session. A 1 ms command, and one run by a background job after
 /// its shell has exited, too.
 #[test]
-fn commands_that_leave_the_shell_are_still_the_sessions() {
+fn commands_that_leave_the_shell_are_still_the_sessions_with_ebpf() {
     require_root!();
+    let (with_argv, _) = lineage("ebpf");
+    assert_eq!(
+        with_argv, 2,
+        "eBPF reads argv in the kernel: both 1 ms runs whole"
+    );
+}
+
+#[test]
+fn commands_that_leave_the_shell_are_still_the_sessions_with_the_proc_connector() {
+    require_root!();
+    lineage("proc-connector");
+}
+
+/// Runs the cases with `backend`; returns how many of the two 1 ms commands have their argv,
+/// and how many of the session's events are unread.
+fn lineage(backend: &str) -> (usize, usize) {
     let host = Host::new();
     let d = AgentDirs::new(host.dir());
-    configure(&host, &d, "proc-connector", "sessions");
+    configure(&host, &d, backend, "sessions");
     let bin = worker_bin(&host);
     let one_ms = host.dir().join("one-ms-marker");
     std::fs::copy("/bin/sleep", &one_ms).unwrap();
-    let (mut daemon, log, _sock) = start_daemon(&host, "proc-connector");
+    let (mut daemon, log, _sock) = start_daemon(&host, backend);
 
-    let id = "bob-0d1c2b3a495867f01";
+    let id: &str = &format!("bob-0d1c2b3a495867f0{}", tag(backend));
+    let t = tag(backend);
     let dir = host.dir().display().to_string();
     let q = "</dev/null >/dev/null 2>&1";
     let script = format!(
         "trap '' HUP
-         sleep 3.001 {q} &
-         sh -c 'sleep 3.002; true' {q} &
-         (sh -c 'sleep 3.003; true' {q} &)
-         nohup sleep 3.004 {q} &
-         setsid sleep 3.005 {q} &
-         setsid sh -c 'sh -c \"sleep 3.006\" {q} &' {q} &
-         sudo -u nobody sleep 3.007 {q} &
-         script -qfc 'sleep 3.008' /dev/null {q} &
-         TERM=xterm tmux -S {dir}/tmux.sock new-session -d 'sleep 3.009'
+         sleep {t}.001 {q} &
+         sh -c 'sleep {t}.002; true' {q} &
+         (sh -c 'sleep {t}.003; true' {q} &)
+         nohup sleep {t}.004 {q} &
+         setsid sleep {t}.005 {q} &
+         setsid sh -c 'sh -c \"sleep {t}.006\" {q} &' {q} &
+         sudo -u nobody sleep {t}.007 {q} &
+         script -qfc 'sleep {t}.008' /dev/null {q} &
+         TERM=xterm tmux -S {dir}/tmux.sock new-session -d 'sleep {t}.009'
          sh -c 'sleep 1; exec {m} 0.001' {q} &
          {m} 0.001
          exit 0",
@@ -251,7 +290,7 @@ fn commands_that_leave_the_shell_are_still_the_sessions() {
     let mut worker = host.spawn(&bin, &[id, &script]);
     start_session(&d.state, id, "bob", worker.id());
     let _ = worker.wait().unwrap();
-    let marker = |n: usize| format!("sleep 3.00{n}");
+    let marker = |n: usize| format!("sleep {t}.00{n}");
     let events = wait_events(&host, "the nine cases", Duration::from_secs(60), |ev| {
         (1..=9).all(|n| commands(ev).iter().any(|e| argv_has(e, &marker(n))))
     });
@@ -279,14 +318,14 @@ fn commands_that_leave_the_shell_are_still_the_sessions() {
     // sudo's command runs as nobody.
     let sudo = ours
         .iter()
-        .find(|e| e["process"]["cmd_line"] == "sleep 3.007")
+        .find(|e| e["process"]["cmd_line"] == marker(7).as_str())
         .unwrap();
     assert_eq!(sudo["process"]["user"]["name"], "nobody", "{sudo}");
     // The two 1 ms runs: recorded with the session, whole, or marked unread when the process
     // was gone before /proc was read (the proc connector's limit; never dropped).
     let one = ours
         .iter()
-        .filter(|e| argv_has(e, "one-ms-marker 0.001"))
+        .filter(|e| e["process"]["cmd_line"] == format!("{} 0.001", one_ms.display()).as_str())
         .count();
     let unread = ours
         .iter()
@@ -299,9 +338,10 @@ fn commands_that_leave_the_shell_are_still_the_sessions() {
     assert!(
         commands(&events)
             .iter()
-            .all(|e| !argv_has(e, "one-ms-marker") || e["session"]["uid"] == id),
+            .all(|e| !argv_has(e, &one_ms.display().to_string()) || e["session"]["uid"] == id),
         "a 1 ms command attributed elsewhere"
     );
+    (one, unread)
 }
 
 /// With `exec_scope = "all"`: a process that escaped its session before the daemon started
@@ -309,19 +349,29 @@ fn commands_that_leave_the_shell_are_still_the_sessions() {
 /// kept the session shell's sid is the session's; a program of no session is recorded without
 /// one.
 #[test]
-fn a_process_that_escaped_before_the_daemon_started_is_unattributed() {
+fn a_process_that_escaped_before_the_daemon_started_is_unattributed_with_ebpf() {
     require_root!();
+    escaped("ebpf");
+}
+
+#[test]
+fn a_process_that_escaped_before_the_daemon_started_is_unattributed_with_the_proc_connector() {
+    require_root!();
+    escaped("proc-connector");
+}
+
+fn escaped(backend: &str) {
     let host = Host::new();
     let d = AgentDirs::new(host.dir());
-    configure(&host, &d, "proc-connector", "all");
+    configure(&host, &d, backend, "all");
     let bin = worker_bin(&host);
-    let id = "carol-0e1d2c3b4a5968702";
+    let id: &str = &format!("carol-0e1d2c3b4a596870{}", tag(backend));
     let q = "</dev/null >/dev/null 2>&1";
     let ready = host.dir().join("escaped");
     let script = format!(
         "trap '' HUP
-         (setsid sh -c 'sleep 6; exec sh -c \"sleep 0.5; true\" escaped-marker' {q} &)
-         (sh -c 'sleep 6; exec sh -c \"sleep 0.5; true\" kept-sid-marker' {q} &)
+         (setsid sh -c 'sleep 6; exec sh -c \"sleep 0.5; true\" escaped-marker-{backend}' {q} &)
+         (sh -c 'sleep 6; exec sh -c \"sleep 0.5; true\" kept-sid-marker-{backend}' {q} &)
          touch {}
          sleep 12",
         ready.display()
@@ -331,12 +381,15 @@ fn a_process_that_escaped_before_the_daemon_started_is_unattributed() {
     wait_file(&ready, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     // The daemon starts after both have left the shell's children.
-    let (mut daemon, log, _sock) = start_daemon(&host, "proc-connector");
-    host.sh_ok("sh -c 'sleep 0.5; true' no-session-marker");
+    let (mut daemon, log, _sock) = start_daemon(&host, backend);
+    host.sh_ok(&format!(
+        "sh -c 'sleep 0.5; true' no-session-marker-{backend}"
+    ));
     let events = wait_events(&host, "the markers", Duration::from_secs(60), |ev| {
         ["escaped-marker", "kept-sid-marker", "no-session-marker"]
             .iter()
-            .all(|m| commands(ev).iter().any(|e| argv_has(e, m)))
+            .map(|m| format!("{m}-{backend}"))
+            .all(|m| commands(ev).iter().any(|e| argv_has(e, &m)))
     });
     let _ = worker.kill();
     let _ = worker.wait();
@@ -350,10 +403,13 @@ fn a_process_that_escaped_before_the_daemon_started_is_unattributed() {
         assert_eq!(hits.len(), 1, "{m}: {hits:#?}\n{log}");
         hits[0].clone()
     };
-    let kept = find("kept-sid-marker");
+    let kept = find(&format!("kept-sid-marker-{backend}"));
     assert_eq!(kept["session"]["uid"], id, "{kept}");
-    for m in ["escaped-marker", "no-session-marker"] {
-        let e = find(m);
+    for m in [
+        format!("escaped-marker-{backend}"),
+        format!("no-session-marker-{backend}"),
+    ] {
+        let e = find(&m);
         assert!(e["session"].is_null(), "{m} attributed: {e}");
         assert_eq!(e["unmapped"]["exec"]["attributed"], false);
         assert!(

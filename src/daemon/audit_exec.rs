@@ -66,6 +66,15 @@ pub(crate) fn start(settings: &Settings, clock: Arc<dyn Clock>) -> Started {
     // Subscribed first, then the table seeded: a fork in between is in the backend's queue.
     let proc = PathBuf::from("/proc");
     let table = Table::seed(&proc);
+    let mut backend = backend;
+    let mut tried: Vec<Tried> = tried;
+    if let Err(e) = backend.seed(&mut table.pids()) {
+        // The kernel-side filter misses the sessions open now; new ones are still seen.
+        tried.push(Tried {
+            backend: backend.name().into(),
+            why: format!("the open sessions' processes could not be handed to it: {e}"),
+        });
+    }
     let capture = Capture::new(table, scope_all, proc);
     let (tx, rx) = mpsc::channel(CHANNEL);
     let stop = Arc::new(AtomicBool::new(false));

@@ -6,6 +6,7 @@
 //! connector carries only the PID, so argv is read from `/proc` afterwards and is gone for the
 //! shortest commands ([`Argv::Unread`]). Both report forks and exits, which keep the table.
 
+pub mod ebpf;
 pub mod proc_connector;
 pub mod table;
 
@@ -91,9 +92,11 @@ pub enum Argv {
 pub const ORDER: [&str; 2] = ["ebpf", "proc-connector"];
 
 /// Opens backend `name` (scope `all` makes a kernel-side filter pass everything).
-pub fn open_backend(name: &str, _scope_all: bool) -> Result<Box<dyn Backend>, String> {
+pub fn open_backend(name: &str, scope_all: bool) -> Result<Box<dyn Backend>, String> {
     match name {
-        "ebpf" => Err("not built into this version yet; the proc connector is used".into()),
+        "ebpf" => ebpf::Ebpf::load(scope_all)
+            .map(|b| Box::new(b) as Box<dyn Backend>)
+            .map_err(|e| e.to_string()),
         "proc-connector" => proc_connector::ProcConnector::open()
             .map(|b| Box::new(b) as Box<dyn Backend>)
             .map_err(|e| match e.raw_os_error() {
@@ -137,6 +140,11 @@ pub trait Backend: Send {
     fn name(&self) -> &'static str;
     /// Waits up to `timeout` for events and appends them to `out`, in order.
     fn read(&mut self, out: &mut Vec<Raw>, timeout: Duration) -> std::io::Result<()>;
+    /// Tells a backend that filters in the kernel which live processes are the sessions' (the
+    /// start-up walk of `/proc`); the others see every process anyway.
+    fn seed(&mut self, _pids: &mut dyn Iterator<Item = u32>) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// An exec to record: the backend's event, completed from `/proc`, with its session.
