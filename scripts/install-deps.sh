@@ -19,7 +19,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-packages="passwd login sudo util-linux procps systemd python3 python3-venv gcc libc6-dev ca-certificates git iproute2 openssl shellcheck"
+packages="passwd login sudo util-linux procps systemd python3 python3-venv gcc libc6-dev ca-certificates git iproute2 openssl shellcheck clang libbpf-dev tmux"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -428,3 +428,76 @@ fn escaped(backend: &str) {
         );
     }
 }
+
+/// The backend chosen when the better ones cannot run here (the daemon started without their
+/// capabilities, as a unit without them would start it): `auto` falls back in order, a named
+/// backend that cannot run leaves the capture off; the STATUS line, `audit status` (text and
+/// JSON) say which runs and why each better one was not used.
+#[test]
+fn the_backend_falls_back_and_says_why() {
+    require_root!();
+    let no_bpf = "-bpf,-perfmon,-sys_admin";
+    let cases: [(&str, &str, Option<&str>, &[(&str, &str)]); 4] = [
+        (
+            "auto",
+            no_bpf,
+            Some("proc-connector"),
+            &[("ebpf", "CAP_BPF")],
+        ),
+        ("ebpf", no_bpf, None, &[("ebpf", "CAP_BPF")]),
+        (
+            "proc-connector",
+            "-net_admin",
+            None,
+            &[("proc-connector", "CAP_NET_ADMIN")],
+        ),
+        (
+            "auto",
+            "-bpf,-perfmon,-sys_admin,-net_admin",
+            None,
+            &[("ebpf", "CAP_BPF"), ("proc-connector", "CAP_NET_ADMIN")],
+        ),
+    ];
+    for (setting, drop, runs, tried) in cases {
+        let host = Host::new();
+        let d = AgentDirs::new(host.dir());
+        configure(&host, &d, setting, "sessions");
+        let notify = host.dir().join("notify.sock");
+        let sock = UnixDatagram::bind(&notify).unwrap();
+        let bounding = format!("--bounding-set={drop}");
+        let mut daemon = host.daemon_under(&["setpriv", &bounding], &notify, &[]);
+        let log = drain(&mut daemon);
+        let mut seen = Vec::new();
+        let line = wait_for(
+            &sock,
+            &format!("exec {}", runs.unwrap_or("off")),
+            Duration::from_secs(60),
+            &mut seen,
+        );
+        let out = host.ssmc(&["audit", "status", "--json"]);
+        let text = host.ssmc(&["audit", "status"]);
+        stop(&mut daemon);
+        let log = log.join().unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let exec = &doc["exec"];
+        let case = format!("{setting} without {drop}: {exec}\n{line}\n{log}");
+        assert_eq!(exec["backend"].as_str(), runs, "{case}");
+        let got = exec["tried"].as_array().unwrap();
+        assert_eq!(got.len(), tried.len(), "{case}");
+        for ((name, needs), t) in tried.iter().zip(got) {
+            assert_eq!(t["backend"], *name, "{case}");
+            assert!(t["why"].as_str().unwrap().contains(needs), "{case}");
+        }
+        let text = String::from_utf8_lossy(&text.stdout).into_owned();
+        match runs {
+            Some(b) => assert!(text.contains(&format!("exec capture: {b}")), "{text}"),
+            None => {
+                assert!(text.contains("exec capture: none running"), "{text}");
+                assert!(log.contains("no exec backend works here"), "{log}");
+            }
+        }
+        for (name, _) in tried {
+            assert!(text.contains(&format!("  {name} not used: ")), "{text}");
+        }
+    }
+}

@@ -36,7 +36,7 @@ fn a_unit_without_hardening_fails_the_security_gate() {
     let text = text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("9.6 UNSAFE"), "the report is shown: {text}");
-    assert!(text.contains("exposure above 2.5"), "{text}");
+    assert!(text.contains("exposure above 2.8"), "{text}");
 }
 
 #[test]

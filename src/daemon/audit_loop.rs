@@ -33,6 +33,7 @@ use crate::audit::transcript::{self, Transcripts};
 use crate::audit::{audit_dir, spool_dir};
 use crate::config::PrivilegeSource;
 use crate::config::Settings;
+use crate::state::exec_status::Tried;
 
 /// What names this host in every event: the instance (IMDS, or the agent's registration on a
 /// hybrid host, filled in per session), the region, the account (IMDS's identity document), the
@@ -341,7 +342,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             agent_state_dir: agent_state_dir.clone(),
             execs: Execs::new(now_ms(&ctx)),
         };
-        let mut capture = start_capture(&ctx, &settings).await?;
+        let (mut capture, exec_tried) = start_capture(&ctx, &settings).await?;
         let host = host(&ctx, &settings).await;
         let wake = Arc::new(Notify::new());
         let mut watch = Watch::new(wake.clone());
@@ -434,7 +435,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                             .unwrap_or_else(|| "its thread ended".into());
                         tracing::error!("audit: the exec capture stopped: {why}");
                         capture = None;
-                        exec_status(&settings, None, &[], Some(why), &src.execs, 0, now_ms(&ctx));
+                        exec_status(&settings, None, &exec_tried, Some(why), &src.execs, 0, now_ms(&ctx));
                     }
                 },
             }
@@ -645,7 +646,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                     exec_status(
                         &settings,
                         Some(c.backend),
-                        &[],
+                        &exec_tried,
                         None,
                         &src.execs,
                         c.tracked.load(std::sync::atomic::Ordering::Relaxed),
@@ -787,7 +788,7 @@ async fn next_commands(capture: &mut Option<ExecCapture>) -> Option<Vec<Item>> {
 fn exec_status(
     settings: &Settings,
     backend: Option<&str>,
-    tried: &[crate::state::exec_status::Tried],
+    tried: &[Tried],
     error: Option<String>,
     execs: &Execs,
     tracked: usize,
@@ -823,10 +824,10 @@ fn exec_status(
 async fn start_capture(
     ctx: &TaskContext,
     settings: &Arc<Settings>,
-) -> Result<Option<ExecCapture>, TaskError> {
+) -> Result<(Option<ExecCapture>, Vec<Tried>), TaskError> {
     if settings.audit.exec_backend == crate::config::ExecBackend::Off {
         exec_status(settings, None, &[], None, &Execs::new(0), 0, now_ms(ctx));
-        return Ok(None);
+        return Ok((None, Vec::new()));
     }
     let s = settings.clone();
     let clock = ctx.clock.clone();
@@ -867,7 +868,7 @@ async fn start_capture(
         tracked,
         now_ms(ctx),
     );
-    Ok(started.capture)
+    Ok((started.capture, started.tried))
 }
 
 #[cfg(test)]

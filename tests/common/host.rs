@@ -205,8 +205,19 @@ impl Host {
     /// messages to `notify` (a datagram socket the caller bound), stderr piped (shaped for the
     /// journal: `JOURNAL_STREAM` is set), plus `env`.
     pub fn daemon(&self, notify: &Path, env: &[(&str, &str)]) -> std::process::Child {
+        self.daemon_under(&[], notify, env)
+    }
+
+    /// The same, started through `wrapper` (e.g. `setpriv --bounding-set …`).
+    pub fn daemon_under(
+        &self,
+        wrapper: &[&str],
+        notify: &Path,
+        env: &[(&str, &str)],
+    ) -> std::process::Child {
         let mut c = self.userdb();
-        c.arg(bin())
+        c.args(wrapper)
+            .arg(bin())
             .arg("--config")
             .arg(&self.config)
             .arg("run")
