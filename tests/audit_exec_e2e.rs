@@ -437,7 +437,9 @@ fn escaped(backend: &str) {
 fn the_backend_falls_back_and_says_why() {
     require_root!();
     let no_bpf = "-bpf,-perfmon,-sys_admin";
-    let cases: [(&str, &str, Option<&str>, &[(&str, &str)]); 4] = [
+    // (audit.exec_backend, capabilities dropped, the backend that runs, those tried: why)
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, &'a [(&'a str, &'a str)]);
+    let cases: [Case; 4] = [
         (
             "auto",
             no_bpf,
