@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod agent_log;
 pub mod disk;
+pub mod exec_capture;
 pub mod fix;
 pub mod fleet;
 pub mod hibernate;
@@ -57,7 +58,7 @@ pub fn log_horizon(
 }
 
 /// Every check id, in report order.
-pub const CHECK_ORDER: [&str; 19] = [
+pub const CHECK_ORDER: [&str; 20] = [
     "agent.installed",
     "agent.version",
     "agent.latest",
@@ -75,6 +76,7 @@ pub const CHECK_ORDER: [&str; 19] = [
     "disk.agent",
     "accounts.sync",
     "audit.shipping",
+    "audit.exec",
     "runas.preferences",
     "runas.users",
 ];
@@ -303,6 +305,10 @@ pub fn local_checks(
         ));
     }
     out.push(shipping::combine(sinks));
+    out.push(exec_capture::verdict(
+        &crate::state::exec_status::load(&paths.own_state_dir),
+        settings.audit.enabled && settings.audit.exec_backend != crate::config::ExecBackend::Off,
+    ));
     (out, facts)
 }
 
