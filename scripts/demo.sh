@@ -3,7 +3,8 @@
 # a strict IMDSv2 stub) seeded with example IAM users and roles (examples/demo/seed.json), and
 # runs the daemon against a private user database (a mount namespace with overlays over /etc,
 # /var/log and /var/mail and a private /home). It prints the plan, lets the daemon sync twice
-# while a stand-in Session Manager session starts, runs sudo on its own pseudo-terminal and ends,
+# while a stand-in Session Manager session starts, runs commands (a 1 ms one, a background job
+# that outlives its shell) and sudo on its own pseudo-terminal and ends,
 # and shows the accounts it made and the session's audit events (read from a private journald),
 # then ships them to the emulator's S3 and queries the objects with DuckDB, and sends the alerts
 # to its CloudWatch Logs.
@@ -105,7 +106,10 @@ DOCS="$DEMO/agent/i-0123456789abcdef0/document/state"
 SID=alice-0c20c0d902585cf86
 mkdir -p "$DOCS/pending" "$DOCS/current"
 sleep 2
-"$DEMO/ssm-session-worker" "$SID" "setpriv --reuid=alice --regid=alice --init-groups /bin/sh -c \"sleep 1; sudo -n /usr/bin/systemctl --version >/dev/null; sleep 2\"" >/dev/null &
+# The shell runs a 1 ms command, a background job that outlives it (its command runs after the
+# shell has exited) and sudo: each is recorded by the exec capture, with the session and alice's
+# IAM principal.
+"$DEMO/ssm-session-worker" "$SID" "setpriv --reuid=alice --regid=alice --init-groups /bin/sh -c \"trap '' HUP; sleep 1; /bin/sleep 0.001; (sleep 3; /bin/uname -r) </dev/null >/dev/null 2>&1 & sudo -n /usr/bin/systemctl --version >/dev/null; sleep 2\"" >/dev/null &
 WORKER=$!
 cat >"$DOCS/pending/$SID" <<JSON
 {"DocumentInformation": {"DocumentID": "$SID", "InstanceID": "i-0123456789abcdef0",
@@ -118,7 +122,8 @@ JSON
 mv "$DOCS/pending/$SID" "$DOCS/current/$SID"
 wait "$WORKER"
 rm "$DOCS/current/$SID"
-sleep 2
+# The background job's command runs a second after the session ended.
+sleep 3
 echo "    [demo] ssm-companion audit flush   (ship everything spooled so far to S3 now)"
 ssmc audit flush --timeout 60s | sed "s/^/    /"
 kill -TERM "$DAEMON"
@@ -134,7 +139,7 @@ echo "    sudo for alice: $(sudo -l -U alice | tail -n 1 | sed "s/^ *//")"
 echo "    ec2-user (not ours, untouched): $(getent passwd ec2-user)"
 echo; echo "==> ssm-companion accounts plan --detailed-exitcode   (exit 0: nothing left to do)"
 ssmc accounts plan --detailed-exitcode >/dev/null && echo "    converged"
-echo; echo "==> ssm-companion audit tail   (the session and its sudo, as OCSF events in the spool; --json prints them whole)"
+echo; echo "==> ssm-companion audit tail   (the session, its commands and its sudo, as OCSF events in the spool; --json prints them whole)"
 ssmc audit tail | sed "s/^/    /"
 echo; echo "==> ssm-companion audit status"
 ssmc audit status | sed "s/^/    /"

@@ -453,7 +453,14 @@ pub struct Execs {
     /// Totals of this run: commands spooled, and events lost or dropped.
     spooled_total: u64,
     lost_total: u64,
+    /// The sessions seen open, kept after they end (a background job's command after its
+    /// session ended still names the principal), the oldest dropped past [`KEPT_SESSIONS`].
+    known: HashMap<String, SessionInfo>,
+    known_order: std::collections::VecDeque<String>,
 }
+
+/// How many ended sessions' details are kept for their late commands.
+pub const KEPT_SESSIONS: usize = 1000;
 
 /// What spooling a batch did.
 #[derive(Debug, Default)]
@@ -478,7 +485,26 @@ impl Execs {
             lost_unknown: false,
             spooled_total: 0,
             lost_total: 0,
+            known: HashMap::new(),
+            known_order: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Session `id`'s details: open now, or seen open by this run.
+    fn session(&mut self, id: &str, open: &BTreeMap<String, SessionInfo>) -> Option<SessionInfo> {
+        if let Some(s) = open.get(id) {
+            if !self.known.contains_key(id) {
+                self.known_order.push_back(id.to_string());
+                if self.known_order.len() > KEPT_SESSIONS
+                    && let Some(old) = self.known_order.pop_front()
+                {
+                    self.known.remove(&old);
+                }
+            }
+            self.known.insert(id.to_string(), s.clone());
+            return Some(s.clone());
+        }
+        self.known.get(id).cloned()
     }
 
     /// Commands spooled by this run.
@@ -560,9 +586,9 @@ impl Execs {
         }
         let mut commands = commands.into_iter();
         for c in commands.by_ref() {
-            let info = c.session.as_ref().and_then(|id| sessions.get(&**id));
+            let info = c.session.as_ref().and_then(|id| self.session(id, sessions));
             let position = format!("{}:{}", self.run, self.next);
-            let mut ev = event(&c, info, &mut self.names, position.clone(), host);
+            let mut ev = event(&c, info.as_ref(), &mut self.names, position.clone(), host);
             ev.metadata.sequence = Some(spool.next_seq());
             host.prepare(&mut ev);
             let body = serde_json::to_vec(&ev).unwrap_or_default();
@@ -585,5 +611,133 @@ impl Execs {
         self.dropped += pass.dropped;
         self.lost_total += pass.dropped;
         pass
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::spool::Options;
+
+    fn command(session: Option<&str>, argv: &[&str]) -> Item {
+        Item::Command(Command {
+            time_ms: 1_796_464_800_000,
+            session: session.map(Arc::from),
+            exec: Exec {
+                pid: 42,
+                ppid: Some(41),
+                uid: Some(0),
+                euid: Some(0),
+                argv: argv.iter().map(|a| a.to_string()).collect(),
+                ..Exec::default()
+            },
+        })
+    }
+
+    fn info(id: &str) -> SessionInfo {
+        SessionInfo {
+            id: id.into(),
+            owner: "arn:aws:iam::123456789012:user/alice".into(),
+            user: "alice".into(),
+            ..SessionInfo::default()
+        }
+    }
+
+    #[test]
+    fn a_command_after_its_session_ended_still_names_the_principal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(&dir.path().join("spool"), Options::default()).unwrap();
+        let mut execs = Execs::new(7);
+        let id = "alice-0a1b2c3d4e5f60718";
+        let open = BTreeMap::from([(id.to_string(), info(id))]);
+        let host = Host::default();
+        let p = execs.spool(
+            vec![command(Some(id), &["id"])],
+            &mut spool,
+            &host,
+            &open,
+            1,
+        );
+        let q = execs.spool(
+            vec![
+                command(Some(id), &["uname", "-r"]),
+                command(None, &["cron"]),
+            ],
+            &mut spool,
+            &host,
+            &BTreeMap::new(),
+            2,
+        );
+        let all: Vec<_> = p.spooled.iter().chain(&q.spooled).collect();
+        assert_eq!(all.len(), 3);
+        for e in &all[..2] {
+            let who = e.actor.as_ref().and_then(|a| a.user.as_ref()).unwrap();
+            assert_eq!(
+                who.uid.as_deref(),
+                Some("arn:aws:iam::123456789012:user/alice")
+            );
+            assert_eq!(e.session.as_ref().unwrap().uid, id);
+        }
+        assert_eq!(
+            all[1].process.as_ref().unwrap().cmd_line.as_deref(),
+            Some("uname -r")
+        );
+        assert!(all[2].actor.is_none() && all[2].session.is_none());
+        assert!(
+            all[2]
+                .metadata
+                .labels
+                .contains(&"exec:unattributed".to_string())
+        );
+        // Distinct ids within a run, and between runs.
+        assert_ne!(all[0].metadata.uid, all[1].metadata.uid);
+        let other = Execs::new(8).spool(
+            vec![command(Some(id), &["id"])],
+            &mut spool,
+            &host,
+            &open,
+            3,
+        );
+        assert_ne!(other.spooled[0].metadata.uid, all[0].metadata.uid);
+        assert_eq!(execs.commands(), 3);
+    }
+
+    #[test]
+    fn a_full_spool_drops_and_counts_then_records_one_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options {
+            max_bytes: 4096,
+            segment_bytes: 4096,
+            ..Options::default()
+        };
+        let mut spool = Spool::open(&dir.path().join("spool"), opts).unwrap();
+        let mut execs = Execs::new(7);
+        let host = Host::default();
+        let none = BTreeMap::new();
+        let mut spooled = 0;
+        let mut dropped = 0;
+        for _ in 0..20 {
+            let p = execs.spool(
+                vec![command(None, &["true"]), Item::Lost(2)],
+                &mut spool,
+                &host,
+                &none,
+                1,
+            );
+            spooled += p.spooled.len();
+            dropped += p.dropped;
+        }
+        assert!(
+            dropped > 0 && spooled > 0,
+            "{spooled} spooled, {dropped} dropped"
+        );
+        // Room again: the next batch starts with one gap counting what was dropped and lost.
+        let mut roomy = Spool::open(&dir.path().join("roomy"), Options::default()).unwrap();
+        let p = execs.spool(vec![command(None, &["id"])], &mut roomy, &host, &none, 9);
+        let gap = &p.spooled[0];
+        assert_eq!(gap.class_uid, 1008, "{gap:?}");
+        assert!(gap.count.unwrap() >= dropped, "{:?} < {dropped}", gap.count);
+        assert_eq!(p.spooled.len(), 2);
+        assert!(execs.lost_total() >= dropped + 2);
     }
 }
