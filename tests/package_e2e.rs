@@ -114,7 +114,8 @@ fn check_running(sd: &Systemd) {
     assert_eq!(field("NoNewPrivs:"), "1");
     assert_eq!(field("Seccomp:"), "2");
     // CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_KILL: bits 0, 1, 3, 5.
-    assert_eq!(field("CapBnd:"), "000000000000002b");
+    // chown, dac_override, fowner, kill; net_admin, sys_ptrace, perfmon, bpf (the exec capture).
+    assert_eq!(field("CapBnd:"), "000000c00008102b");
     // A read-only file system around it, writable where accounts live.
     let ns = sd.sh(&format!(
         "nsenter -t {pid} -m sh -c 'touch /usr/x 2>&1; touch /etc/.ssmc-rw && rm /etc/.ssmc-rw && echo etc-rw'"
@@ -647,7 +648,7 @@ fn arm64_deb_installs_and_runs_in_an_aarch64_vm() {
     std::fs::write(
         &config,
         format!(
-            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\nregion = \"us-east-1\"\n[accounts]\nsplay = \"0s\"\n[health]\nservices = []\n",
+            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\nregion = \"us-east-1\"\n[accounts]\nsplay = \"0s\"\n[health]\nservices = []\n[audit]\nenabled = true\n",
             guest(&emu.moto),
             guest(&emu.imds)
         ),
@@ -671,6 +672,7 @@ fn arm64_deb_installs_and_runs_in_an_aarch64_vm() {
     );
     assert!(out.status.success(), "the aarch64 VM check failed:\n{text}");
     assert!(text.contains("SSMC-VM-RESULT ok"), "{text}");
+    assert!(text.contains("exec capture by ebpf"), "{text}");
     assert!(text.contains("ssmc-vm: aarch64"), "{text}");
     println!("{text}");
 }
