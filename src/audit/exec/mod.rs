@@ -312,6 +312,11 @@ pub fn cmd_line(argv: &[String]) -> String {
 pub struct Names(HashMap<u32, Option<String>>);
 
 impl Names {
+    /// Records `uid`'s name without looking it up (fixed examples).
+    pub fn insert(&mut self, uid: u32, name: &str) {
+        self.0.insert(uid, Some(name.to_string()));
+    }
+
     /// The name of `uid`, when the user database has one.
     pub fn get(&mut self, uid: u32) -> Option<String> {
         self.0
@@ -392,7 +397,7 @@ pub fn event(
             })
         }),
     });
-    ev.session = session;
+    // Process Activity has no `session` of its own: it is the process's.
     ev.actor = info.map(|s| ocsf::Actor {
         user: Some(session::owner_user(s)),
         process: None,
@@ -676,13 +681,14 @@ mod tests {
                 who.uid.as_deref(),
                 Some("arn:aws:iam::123456789012:user/alice")
             );
-            assert_eq!(e.session.as_ref().unwrap().uid, id);
+            let p = e.process.as_ref().unwrap();
+            assert_eq!(p.session.as_ref().unwrap().uid, id);
         }
         assert_eq!(
             all[1].process.as_ref().unwrap().cmd_line.as_deref(),
             Some("uname -r")
         );
-        assert!(all[2].actor.is_none() && all[2].session.is_none());
+        assert!(all[2].actor.is_none() && all[2].process.as_ref().unwrap().session.is_none());
         assert!(
             all[2]
                 .metadata
