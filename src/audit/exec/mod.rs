@@ -6,6 +6,7 @@
 //! connector carries only the PID, so argv is read from `/proc` afterwards and is gone for the
 //! shortest commands ([`Argv::Unread`]). Both report forks and exits, which keep the table.
 
+pub mod audit_netlink;
 pub mod ebpf;
 pub mod proc_connector;
 pub mod table;
@@ -111,10 +112,9 @@ pub fn open_backend(name: &str, scope_all: bool) -> Result<Box<dyn Backend>, Str
                 ),
                 _ => e.to_string(),
             }),
-        "audit" => Err(
-            "the kernel audit reader is not built into this version; use `auto`, `ebpf` or `proc-connector`"
-                .into(),
-        ),
+        "audit" => audit_netlink::AuditNetlink::open()
+            .map(|b| Box::new(b) as Box<dyn Backend>)
+            .map_err(|e| e.to_string()),
         other => Err(format!("`{other}` is not an exec backend")),
     }
 }
