@@ -160,8 +160,16 @@ impl Table {
             self.insert(e.pid, id.clone());
             return Attribution::Worker(id);
         }
-        match self.procs.get(&e.pid) {
-            Some(s) => Attribution::Session(s.clone()),
+        if let Some(s) = self.procs.get(&e.pid) {
+            return Attribution::Session(s.clone());
+        }
+        // A backend without fork events (the kernel audit): the exec's parent stands for the
+        // fork. Only the parent it has now, so a child reparented before its first exec is lost.
+        match e.ppid.and_then(|p| self.procs.get(&p)).cloned() {
+            Some(s) => {
+                self.insert(e.pid, s.clone());
+                Attribution::Session(s)
+            }
             None => Attribution::None,
         }
     }
@@ -238,6 +246,24 @@ mod tests {
         // Its exit was lost; the pid comes back forked by cron.
         t.apply(&fork(7, 101));
         assert_eq!(t.apply(&exec(101, &["backup"])), Some(Attribution::None));
+    }
+
+    #[test]
+    fn without_fork_events_the_exec_parent_stands_for_the_fork() {
+        let mut t = Table::default();
+        t.apply(&exec(100, &["ssm-session-worker", S1]));
+        let child = |pid, ppid| {
+            Raw::Exec(Exec {
+                pid,
+                ppid: Some(ppid),
+                argv: vec!["sh".into()],
+                ..Exec::default()
+            })
+        };
+        assert_eq!(t.apply(&child(101, 100)), session(S1));
+        // A grandchild whose parent execed (and so is known) is the session's too.
+        assert_eq!(t.apply(&child(102, 101)), session(S1));
+        assert_eq!(t.apply(&child(300, 7)), Some(Attribution::None));
     }
 
     #[test]
