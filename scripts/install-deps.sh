@@ -7,7 +7,9 @@
 #   - shellcheck, and Rust >= 1.94 (the AWS SDK's MSRV) if cargo is missing or older: Debian's
 #     rustc-web; rustfmt and clippy (rustup components, or Debian's rustfmt-web/rust-web-clippy);
 #   - the AWS emulator's Python venv in .venv (moto, pinned in tests/emulator/requirements.txt),
-#     with the OCSF validator (pydantic-ocsf, tests/support/requirements-ocsf.txt).
+#     with the OCSF validator (pydantic-ocsf, tests/support/requirements-ocsf.txt);
+#   - for the exec capture: clang and libbpf-dev (build.rs compiles the eBPF program), tmux (a
+#     test's escape case), and auditctl unpacked into .auditctl (the kernel-audit test).
 # Idempotent: installs only what is missing.
 set -eu
 cd "$(dirname "$0")/.."
@@ -76,5 +78,19 @@ if ! .venv/bin/python -c 'import moto, boto3, ocsf, duckdb' >/dev/null 2>&1; the
     python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check -r tests/emulator/requirements.txt \
         -r tests/support/requirements-ocsf.txt -r tests/support/requirements-query.txt
+fi
+# auditctl for the kernel-audit exec test, extracted into .auditctl: the auditd package is not
+# installed (it would start auditing this machine). The test sets its own rule and restores the
+# kernel's audit state.
+if [ ! -x .auditctl/sbin/auditctl ]; then
+    log "extracting auditctl (auditd, libauparse0) into .auditctl"
+    tmp=$(mktemp -d)
+    chmod 755 "$tmp" # apt's download user writes there
+    (cd "$tmp" && apt-get download -q auditd libauparse0) || {
+        apt-get update -q && (cd "$tmp" && apt-get download -q auditd libauparse0)
+    }
+    rm -rf .auditctl
+    for deb in "$tmp"/*.deb; do dpkg -x "$deb" .auditctl; done
+    rm -rf "$tmp"
 fi
 log "dependencies ready ($(cargo --version))"

@@ -532,3 +532,178 @@ fn the_backend_falls_back_and_says_why() {
         }
     }
 }
+
+/// auditctl, unpacked by scripts/install-deps.sh into .auditctl (auditd itself is not installed).
+fn auditctl(args: &[&str]) -> String {
+    let root = common::repo().join(".auditctl");
+    let bin = root.join("sbin/auditctl");
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/install-deps.sh (it unpacks auditctl there)",
+        bin.display()
+    );
+    let out = std::process::Command::new(&bin)
+        .args(args)
+        .env("LD_LIBRARY_PATH", root.join("lib/x86_64-linux-gnu"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "auditctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The kernel audit state that matters: `auditctl -s` without its counters, and `-l`.
+fn audit_state() -> (Vec<String>, String) {
+    let status = auditctl(&["-s"])
+        .lines()
+        .filter(|l| {
+            !["lost ", "backlog ", "backlog_wait_time_actual "]
+                .iter()
+                .any(|c| l.starts_with(c))
+        })
+        .map(str::to_string)
+        .collect();
+    (status, auditctl(&["-l"]))
+}
+
+fn status_value(state: &(Vec<String>, String), key: &str) -> String {
+    state
+        .0
+        .iter()
+        .find_map(|l| l.strip_prefix(&format!("{key} ")))
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+const AUDIT_RULE: [&str; 10] = [
+    "always,exit",
+    "-F",
+    "arch=b64",
+    "-S",
+    "execve,execveat",
+    "-F",
+    "auid=4242",
+    "-k",
+    "ssmc-exec-test",
+    "",
+];
+
+/// Puts the kernel's audit state back as it was (also after a panic): the test's rule out, the
+/// enabled flag and backlog limit as they were.
+struct RestoreAudit((Vec<String>, String));
+
+impl Drop for RestoreAudit {
+    fn drop(&mut self) {
+        let rule = &AUDIT_RULE[..9];
+        if auditctl(&["-l"]).contains("ssmc-exec-test") {
+            let mut args = vec!["-d"];
+            args.extend(rule);
+            auditctl(&args);
+        }
+        auditctl(&["-e", &status_value(&self.0, "enabled")]);
+        auditctl(&["-b", &status_value(&self.0, "backlog_limit")]);
+    }
+}
+
+/// The kernel-audit backend beside an "auditd" (the test's own execve rule, scoped to its
+/// session by a login uid): the session's commands are recorded with their argv and session,
+/// and the daemon — killed with SIGKILL — leaves the kernel's audit state exactly as it found it.
+#[test]
+fn the_audit_backend_reads_beside_auditd_and_changes_nothing() {
+    require_root!();
+    let _one = serial();
+    // A rule left by a test run that was killed: out first.
+    let before = audit_state();
+    if before.1.contains("ssmc-exec-test") {
+        let mut args = vec!["-d"];
+        args.extend(&AUDIT_RULE[..9]);
+        auditctl(&args);
+    }
+    let original = audit_state();
+    let _restore = RestoreAudit(original.clone());
+    // What an auditd with an execve rule would have set up.
+    auditctl(&["-b", "8192"]);
+    let mut args = vec!["-a"];
+    args.extend(&AUDIT_RULE[..9]);
+    auditctl(&args);
+    auditctl(&["-e", "1"]);
+    let with_rule = audit_state();
+
+    let host = Host::new();
+    let d = AgentDirs::new(host.dir());
+    configure(&host, &d, "audit", "sessions");
+    let bin = worker_bin(&host);
+    let id = "dave-0f1e2d3c4b5a69781";
+    let gate = host.dir().join("gate");
+    let done = host.dir().join("done");
+    // The shell takes login uid 4242 (the rule's scope), waits for the daemon, then runs.
+    let script = format!(
+        "echo 4242 > /proc/self/loginuid
+         until [ -e {g} ]; do sleep 0.05; done
+         /bin/echo audit-marker-1 'two words' >/dev/null
+         sh -c '/bin/true audit-marker-2; /bin/true audit-marker-3'
+         exec /bin/touch {done}",
+        g = gate.display(),
+        done = done.display()
+    );
+    let mut worker = host.spawn(&bin, &[id, &script]);
+    start_session(&d.state, id, "dave", worker.id());
+    let (mut daemon, log, _sock) = start_daemon(&host, "audit");
+    std::fs::write(&gate, "").unwrap();
+    wait_file(&done, Duration::from_secs(30));
+    let _ = worker.wait();
+    let events = wait_events(
+        &host,
+        "the audited commands",
+        Duration::from_secs(60),
+        |ev| {
+            (1..=3).all(|n| {
+                commands(ev)
+                    .iter()
+                    .any(|e| argv_has(e, &format!("audit-marker-{n}")))
+            })
+        },
+    );
+    // SIGKILL: nothing to clean up, nothing was changed.
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let log = log.join().unwrap();
+    assert_eq!(
+        audit_state(),
+        with_rule,
+        "the daemon changed the audit state\n{log}"
+    );
+    let find = |cmd: &str| {
+        let hits: Vec<_> = commands(&events)
+            .into_iter()
+            .filter(|e| e["process"]["cmd_line"] == cmd)
+            .collect();
+        assert_eq!(hits.len(), 1, "`{cmd}` once: {hits:#?}\n{log}");
+        hits[0].clone()
+    };
+    for cmd in [
+        "/bin/echo audit-marker-1 'two words'",
+        "/bin/true audit-marker-2",
+        "/bin/true audit-marker-3",
+    ] {
+        let e = find(cmd);
+        assert_eq!(e["process"]["session"]["uid"], id, "{e}");
+        assert_eq!(
+            e["actor"]["user"]["uid"],
+            "arn:aws:iam::123456789012:user/dave"
+        );
+        assert_eq!(e["unmapped"]["exec"]["argv_complete"], true);
+    }
+    drop(_restore);
+    assert_eq!(
+        audit_state(),
+        original,
+        "the kernel's audit state was not restored"
+    );
+}
