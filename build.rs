@@ -12,9 +12,11 @@ use std::process::Command;
 /// build serves every architecture and kernel with BTF. Compiler: `$SSM_COMPANION_BPF_CC` (a
 /// command line, e.g. "python3 -m ziglang cc"), else the first of `clang`, `clang-14` ..
 /// `clang-19` found. Headers: libbpf's `bpf/*.h` and `linux/bpf.h` (Debian/Ubuntu:
-/// `apt-get install clang libbpf-dev`).
+/// `apt-get install clang libbpf-dev`). `$SSM_COMPANION_BPF_OBJECT` names an object built
+/// already, embedded as it is (cross/build.sh builds it once for both architectures).
 const SOURCE: &str = "bpf/exec.bpf.c";
 const CC_ENV: &str = "SSM_COMPANION_BPF_CC";
+const OBJECT_ENV: &str = "SSM_COMPANION_BPF_OBJECT";
 const INSTALL: &str = "install clang and the libbpf headers (Debian/Ubuntu: `apt-get install clang libbpf-dev`; \
                        Fedora/AL2023: `dnf install clang libbpf-devel`), or set SSM_COMPANION_BPF_CC to a \
                        BPF-capable C compiler command such as \"python3 -m ziglang cc\"";
@@ -60,6 +62,17 @@ fn fail(message: &str) -> ! {
 fn build() -> Result<(), String> {
     let out_dir = env::var_os("OUT_DIR").ok_or("OUT_DIR is not set (not run by cargo?)")?;
     let object = PathBuf::from(out_dir).join("exec.bpf.o");
+    // An object built once for every target (cross/build.sh: it is architecture-independent).
+    println!("cargo:rerun-if-env-changed={OBJECT_ENV}");
+    if let Some(built) = env::var_os(OBJECT_ENV).filter(|v| !v.is_empty()) {
+        println!("cargo:rerun-if-changed={}", Path::new(&built).display());
+        return std::fs::copy(&built, &object).map(|_| ()).map_err(|e| {
+            format!(
+                "{OBJECT_ENV}={}: {e}",
+                Path::new(&built).display()
+            )
+        });
+    }
     let manifest = env::var_os("CARGO_MANIFEST_DIR").ok_or("CARGO_MANIFEST_DIR is not set")?;
     let source = Path::new(&manifest).join(SOURCE);
 

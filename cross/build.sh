@@ -31,6 +31,17 @@ export PATH
 export CARGO_TARGET_DIR="$PWD/target/cross"
 log "$(cargo --version), $(rustc --version), zig $(python3 -m ziglang version)"
 
+# The eBPF exec-capture program, compiled once with the pinned zig (BPF bytecode with CO-RE
+# relocations is architecture-independent) and embedded by both builds (build.rs).
+bpf=$CARGO_TARGET_DIR/exec.bpf.o
+mkdir -p "$CARGO_TARGET_DIR"
+log "compiling bpf/exec.bpf.c once for both architectures"
+python3 -m ziglang cc -target bpfel-freestanding-none -O2 -g -Wall \
+    -I/usr/include -I"/usr/include/$(gcc -print-multiarch)" -c bpf/exec.bpf.c -o "$bpf" ||
+    die "compiling bpf/exec.bpf.c failed (it needs libbpf-dev and linux-libc-dev: scripts/install-deps.sh)"
+SSM_COMPANION_BPF_OBJECT=$bpf
+export SSM_COMPANION_BPF_OBJECT
+
 for arch in $arches; do
     case $arch in
         x86_64) want="x86-64" ;;

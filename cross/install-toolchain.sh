@@ -12,7 +12,7 @@ log() { printf '==> %s\n' "$*"; }
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 
-packages="rustc-web cargo-web libstd-rust-web-dev:arm64 qemu-user qemu-system-arm cpio file binutils python3-venv"
+packages="rustc-web cargo-web libstd-rust-web-dev:arm64 qemu-user qemu-system-arm cpio file binutils python3-venv libbpf-dev linux-libc-dev gcc"
 missing=""
 for p in $packages; do
     installed "$p" || missing="$missing $p"
