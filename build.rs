@@ -66,12 +66,9 @@ fn build() -> Result<(), String> {
     println!("cargo:rerun-if-env-changed={OBJECT_ENV}");
     if let Some(built) = env::var_os(OBJECT_ENV).filter(|v| !v.is_empty()) {
         println!("cargo:rerun-if-changed={}", Path::new(&built).display());
-        return std::fs::copy(&built, &object).map(|_| ()).map_err(|e| {
-            format!(
-                "{OBJECT_ENV}={}: {e}",
-                Path::new(&built).display()
-            )
-        });
+        return std::fs::copy(&built, &object)
+            .map(|_| ())
+            .map_err(|e| format!("{OBJECT_ENV}={}: {e}", Path::new(&built).display()));
     }
     let manifest = env::var_os("CARGO_MANIFEST_DIR").ok_or("CARGO_MANIFEST_DIR is not set")?;
     let source = Path::new(&manifest).join(SOURCE);

@@ -28,6 +28,23 @@ use common::{AgentDirs, Host, cpu_ticks, drain, stop, wait_for};
 const STORM: usize = 3000;
 const ROUNDS: usize = 3;
 
+/// The session's document-state file, as the agent writes it while the session runs.
+fn session_file(d: &AgentDirs, id: &str) {
+    let docs = d.state.join("i-0123456789abcdef0/document/state/current");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(
+        docs.join(id),
+        format!(
+            r#"{{"DocumentInformation": {{"DocumentID": "{id}", "InstanceID": "i-0123456789abcdef0",
+ "DocumentName": "SSM-SessionManagerRunShell", "RunAsUser": "root",
+ "SessionOwner": "arn:aws:iam::123456789012:user/bench"}}, "DocumentType": "StartSession",
+ "InstancePluginsInformation": [{{"Configuration": {{"SessionId": "{id}",
+ "PluginName": "Standard_Stream", "SessionOwner": "arn:aws:iam::123456789012:user/bench"}}}}]}}"#
+        ),
+    )
+    .unwrap();
+}
+
 fn configure(host: &Host, d: &AgentDirs, backend: &str) {
     std::fs::write(
         &host.config,
@@ -125,6 +142,7 @@ fn burst(host: &Host, d: &AgentDirs, bin: &Path, backend: &str, n: usize) -> (u6
     let pid = r.daemon.id();
     let c0 = cpu_ticks(pid);
     let id = format!("burst-0a0b0c0d0e0f{n:05}");
+    session_file(d, &id);
     let script = format!("seq {n} | xargs -n1 -P 50 /bin/true");
     let mut w = host.spawn(bin, &[&id, &script]);
     assert!(w.wait().unwrap().success());
@@ -174,6 +192,7 @@ fn main() {
                 start(&host, mode)
             });
             let id = format!("storm-0a0b0c0d0e0f{round}{m}");
+            session_file(&d, &id);
             inside[m].push(storm(&host, Some((&bin, &id))));
             outside[m].push(storm(&host, None));
             ppid[m].push(getppid_ns());

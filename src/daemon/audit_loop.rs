@@ -174,6 +174,10 @@ struct Sources {
     agent_state_dir: PathBuf,
     /// The commands of the exec capture.
     execs: Execs,
+    /// When a command of a session not listed yet last made the turn list the session files
+    /// (ms): at most once a second, so a session without a state file cannot make every
+    /// batch list them.
+    listed_for_exec: i64,
 }
 
 /// What one turn spooled.
@@ -216,14 +220,17 @@ fn work(
 ) -> Result<Turn, SpoolError> {
     let mut turn = Turn::default();
     // A command of a session not listed yet: its start (and principal) first.
-    let list = list
-        || commands.iter().any(|i| match i {
-            Item::Command(c) => c
-                .session
-                .as_ref()
-                .is_some_and(|id| !src.sessions.open().contains_key(&**id)),
-            Item::Lost(_) => false,
-        });
+    let unknown = commands.iter().any(|i| match i {
+        Item::Command(c) => c
+            .session
+            .as_ref()
+            .is_some_and(|id| !src.sessions.open().contains_key(&**id)),
+        Item::Lost(_) => false,
+    });
+    let list = list || (unknown && now - src.listed_for_exec >= 1000);
+    if unknown && list {
+        src.listed_for_exec = now;
+    }
     if list {
         turn.sessions = Some(src.sessions.pass(spool, host, now)?);
         turn.failed = src
@@ -341,6 +348,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                 .then(|| Transcripts::restore(&spool)),
             agent_state_dir: agent_state_dir.clone(),
             execs: Execs::new(now_ms(&ctx)),
+            listed_for_exec: 0,
         };
         let (mut capture, exec_tried) = start_capture(&ctx, &settings).await?;
         let host = host(&ctx, &settings).await;
