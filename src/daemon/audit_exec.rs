@@ -117,7 +117,13 @@ pub(crate) fn start(settings: &Settings, clock: Arc<dyn Clock>) -> Started {
     }
 }
 
-/// The thread: reads, attributes, hands over; until told to stop or the loop has gone.
+/// Commands handed over at once at most…
+const BATCH: usize = 1024;
+/// …or after waiting this long for more: one turn of the audit loop per batch, not per read.
+const COALESCE: Duration = Duration::from_millis(20);
+
+/// The thread: reads, attributes, hands over in batches; until told to stop or the loop has
+/// gone.
 fn pump(
     mut backend: Box<dyn Backend>,
     mut capture: Capture,
@@ -127,19 +133,38 @@ fn pump(
     clock: &dyn Clock,
 ) -> Result<(), String> {
     let mut raws = Vec::new();
+    let mut items = Vec::new();
+    let mut first: Option<std::time::Instant> = None;
     while !stop.load(Ordering::Relaxed) {
+        // With commands waiting, sleep out the rest of the batch's time and take what came
+        // meanwhile (the kernel's buffer holds it): a wake-up per record cost more than the
+        // records (measured: 0.75 ms of daemon CPU per exec in a burst).
+        let wait = match first {
+            Some(t) => {
+                crate::clock::sleep_blocking(COALESCE.saturating_sub(t.elapsed()));
+                Duration::ZERO
+            }
+            None => Duration::from_millis(250),
+        };
         backend
-            .read(&mut raws, Duration::from_millis(250))
+            .read(&mut raws, wait)
             .map_err(|e| format!("reading the {} backend: {e}", backend.name()))?;
-        if raws.is_empty() {
+        if !raws.is_empty() {
+            let now = crate::clock::epoch_ms(clock.now());
+            capture.step(std::mem::take(&mut raws), now, &mut items);
+            tracked.store(capture.table().len(), Ordering::Relaxed);
+        }
+        if items.is_empty() {
             continue;
         }
-        let mut items = Vec::new();
-        let now = crate::clock::epoch_ms(clock.now());
-        capture.step(std::mem::take(&mut raws), now, &mut items);
-        tracked.store(capture.table().len(), Ordering::Relaxed);
-        if !items.is_empty() && tx.blocking_send(items).is_err() {
+        let since = *first.get_or_insert_with(std::time::Instant::now);
+        if (items.len() >= BATCH || since.elapsed() >= COALESCE)
+            && tx.blocking_send(std::mem::take(&mut items)).is_err()
+        {
             break;
+        }
+        if items.is_empty() {
+            first = None;
         }
     }
     Ok(())
