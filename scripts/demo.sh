@@ -107,9 +107,9 @@ SID=alice-0c20c0d902585cf86
 mkdir -p "$DOCS/pending" "$DOCS/current"
 sleep 2
 # The shell runs a 1 ms command, a background job that outlives it (its command runs after the
-# shell has exited) and sudo: each is recorded by the exec capture, with the session and alice's
-# IAM principal.
-"$DEMO/ssm-session-worker" "$SID" "setpriv --reuid=alice --regid=alice --init-groups /bin/sh -c \"trap '' HUP; sleep 1; /bin/sleep 0.001; (sleep 3; /bin/uname -r) </dev/null >/dev/null 2>&1 & sudo -n /usr/bin/systemctl --version >/dev/null; sleep 2\"" >/dev/null &
+# shell has exited; SIGHUP ignored, as nohup would) and sudo: each is recorded by the exec
+# capture, with the session and the IAM principal of alice.
+"$DEMO/ssm-session-worker" "$SID" "setpriv --reuid=alice --regid=alice --init-groups /bin/sh -c \"trap \\\"\\\" HUP; sleep 1; /bin/sleep 0.001; (sleep 3; /bin/uname -r) </dev/null >/dev/null 2>&1 & sudo -n /usr/bin/systemctl --version >/dev/null; sleep 2\"" >/dev/null &
 WORKER=$!
 cat >"$DOCS/pending/$SID" <<JSON
 {"DocumentInformation": {"DocumentID": "$SID", "InstanceID": "i-0123456789abcdef0",
@@ -122,7 +122,7 @@ JSON
 mv "$DOCS/pending/$SID" "$DOCS/current/$SID"
 wait "$WORKER"
 rm "$DOCS/current/$SID"
-# The background job's command runs a second after the session ended.
+# The background job runs its command a second after the session ended.
 sleep 3
 echo "    [demo] ssm-companion audit flush   (ship everything spooled so far to S3 now)"
 ssmc audit flush --timeout 60s | sed "s/^/    /"
