@@ -6,7 +6,8 @@
 # all is well and when every endpoint times out, idle daemon with health on), the audit figures
 # (cargo bench --bench audit: spool throughput, journal line -> spool latency, daemon RSS/CPU idle
 # and at 100 sudo/s), audit shipping (cargo bench --bench ship: objects per core, a 1,000,000-event
-# backlog shipped to the emulator's S3, event -> S3 latency, PUTs per host-hour) and, when the
+# backlog shipped to the emulator's S3, event -> S3 latency, PUTs per host-hour), the exec capture
+# (cargo bench --bench exec: cost per exec and per syscall, loss and daemon CPU per backend) and, when the
 # packages are built (make packages), the cold start of the package under systemd
 # (cargo bench --features package-tests --bench cold_start). Run as root.
 # IDLE=seconds (default 600) sets how long the daemons idle before measuring.
@@ -20,6 +21,7 @@ cargo build --release --locked
 BENCH_IDLE_SECS="${IDLE:-600}" cargo bench --locked --bench doctor
 BENCH_IDLE_SECS="${IDLE:-600}" cargo bench --locked --bench audit
 cargo bench --locked --bench ship
+cargo bench --locked --bench exec
 if ls target/packages/*_amd64.deb >/dev/null 2>&1; then
     cargo bench --locked --features package-tests --bench cold_start
 else
