@@ -250,45 +250,43 @@ impl Capture {
             let mut raw = raw;
             let superseded = matches!(&raw, Raw::Exec(e)
                 if e.argv_state == Argv::Unread && last_exec.get(&e.pid) != Some(&i));
+            let mut enriched = false;
             if let Raw::Exec(e) = &mut raw
                 && e.argv_state == Argv::Unread
                 && !superseded
                 && self.table.session_of(e.pid).is_none()
             {
-                // Without argv (the proc connector), a worker is told by its name: `comm`
-                // first (cheap), its argv only then.
+                // Without argv (the proc connector), a worker is told by its name: `comm` (the
+                // first 15 bytes of the program's name) first, its argv only then.
                 let comm = std::fs::read(self.proc.join(e.pid.to_string()).join("comm"));
                 let worker = comm.is_ok_and(|c| {
-                    table::WORKER.as_bytes().starts_with(c.trim_ascii_end()) && c.len() > 4
+                    c.trim_ascii_end() == &table::WORKER.as_bytes()[..table::WORKER.len().min(15)]
                 });
                 if worker || self.scope_all {
                     enrich(&self.proc, e);
+                    enriched = true;
                 }
             }
-            match (self.table.apply(&raw), raw) {
-                (_, Raw::Lost(n)) => out.push(Item::Lost(n)),
-                (Some(Attribution::Session(s)), Raw::Exec(mut e)) => {
-                    if !superseded {
-                        enrich(&self.proc, &mut e);
-                    }
-                    out.push(Item::Command(Command {
-                        time_ms,
-                        session: Some(s),
-                        exec: e,
-                    }));
-                }
-                (Some(Attribution::None), Raw::Exec(mut e)) if self.scope_all => {
-                    if !superseded {
-                        enrich(&self.proc, &mut e);
-                    }
-                    out.push(Item::Command(Command {
-                        time_ms,
-                        session: None,
-                        exec: e,
-                    }));
-                }
-                _ => {}
+            if let Raw::Lost(n) = raw {
+                out.push(Item::Lost(n));
+                continue;
             }
+            let (Some(attribution), Raw::Exec(mut e)) = (self.table.apply(&raw), raw) else {
+                continue;
+            };
+            let session = match attribution {
+                Attribution::Session(s) => Some(s),
+                Attribution::None if self.scope_all => None,
+                Attribution::None | Attribution::Worker(_) => continue,
+            };
+            if !superseded && !enriched {
+                enrich(&self.proc, &mut e);
+            }
+            out.push(Item::Command(Command {
+                time_ms,
+                session,
+                exec: e,
+            }));
         }
     }
 }
