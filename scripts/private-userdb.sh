@@ -24,9 +24,15 @@ mkdir -p "$S"/etc/{upper,work} "$S"/log/{upper,work} "$S"/mail/{upper,work} "$S/
 exec unshare --mount --propagation private -- /bin/bash -c '
     set -e
     S=$1; shift
+    # Two calls on one STATE_DIR at the same moment (a daemon and a CLI call) raced: mounting an
+    # overlay re-creates its work directory, and the other mount failed with "special device
+    # overlay does not exist". The mounts are taken one call at a time.
+    exec 9>"$S/.mount.lock"
+    flock 9
     mount -t overlay overlay -o "lowerdir=/etc,upperdir=$S/etc/upper,workdir=$S/etc/work" /etc
     mount -t overlay overlay -o "lowerdir=/var/log,upperdir=$S/log/upper,workdir=$S/log/work" /var/log
     mount -t overlay overlay -o "lowerdir=/var/mail,upperdir=$S/mail/upper,workdir=$S/mail/work" /var/mail
+    exec 9>&-
     mount --bind "$S/home" /home
     mount -t tmpfs tmpfs /run
     if [ "${PRIVATE_JOURNAL:-}" != 1 ]; then
