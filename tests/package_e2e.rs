@@ -162,6 +162,29 @@ fn upgrade_keeps_config_and_restarts(sd: &Systemd, command: &str) {
     );
 }
 
+/// With audit on, the exec capture under the packaged unit: this container is a PID namespace of
+/// its own, where the kernel's host PIDs cannot be resolved, so no backend may run — and
+/// `audit status` says why rather than tying commands to the wrong processes. (The aarch64 VM
+/// test, in a real host's namespaces, checks that the eBPF backend runs under the unit.)
+fn exec_capture_refused_in_a_pid_namespace(sd: &Systemd) {
+    sd.sh("printf '[audit]\\nenabled = true\\n' > /etc/ssm-companion/config.d/60-audit.toml");
+    sd.sh(&format!("systemctl restart {UNIT}"));
+    let mut doc = serde_json::Value::Null;
+    wait_for("the exec capture's status", Duration::from_secs(60), || {
+        let out = sd.exec(&["ssm-companion", "audit", "status", "--json"]);
+        doc = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        !doc["exec"]["reported_at"].is_null()
+    });
+    assert!(doc["exec"]["backend"].is_null(), "{doc:#}");
+    let tried = doc["exec"]["tried"].as_array().cloned().unwrap_or_default();
+    assert_eq!(tried.len(), 2, "ebpf and proc-connector tried: {doc:#}");
+    for t in &tried {
+        let why = t["why"].as_str().unwrap_or_default();
+        assert!(why.contains("PID namespace of its own"), "{doc:#}");
+    }
+    sd.sh("rm /etc/ssm-companion/config.d/60-audit.toml");
+}
+
 fn ledger_and_users_kept(sd: &Systemd) {
     assert!(user_exists(sd, "alice") && user_exists(sd, "bob"));
     assert!(sd.exec(&["test", "-d", "/home/alice"]).status.success());
@@ -218,6 +241,7 @@ fn deb_installs_runs_upgrades_and_removes_under_real_systemd() {
         &sd,
         "dpkg -i --force-confold /tmp/ssm-companion.deb >/dev/null 2>&1",
     );
+    exec_capture_refused_in_a_pid_namespace(&sd);
 
     // Removal stops and disables it; the accounts, homes and ledger stay.
     sd.sh("dpkg -r ssm-companion >/dev/null 2>&1");
@@ -648,7 +672,7 @@ fn arm64_deb_installs_and_runs_in_an_aarch64_vm() {
     std::fs::write(
         &config,
         format!(
-            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\nregion = \"us-east-1\"\n[accounts]\nsplay = \"0s\"\n[health]\nservices = []\n",
+            "[aws]\nendpoint_url = \"{}\"\nimds_endpoint = \"{}\"\nregion = \"us-east-1\"\n[accounts]\nsplay = \"0s\"\n[health]\nservices = []\n[audit]\nenabled = true\n",
             guest(&emu.moto),
             guest(&emu.imds)
         ),
@@ -673,5 +697,8 @@ fn arm64_deb_installs_and_runs_in_an_aarch64_vm() {
     assert!(out.status.success(), "the aarch64 VM check failed:\n{text}");
     assert!(text.contains("SSMC-VM-RESULT ok"), "{text}");
     assert!(text.contains("ssmc-vm: aarch64"), "{text}");
+    // The eBPF exec capture loaded on the arm64 kernel and recorded the stand-in session's command.
+    assert!(text.contains("exec capture by ebpf"), "{text}");
+    assert!(text.contains("marker-arm64"), "{text}");
     println!("{text}");
 }

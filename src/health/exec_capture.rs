@@ -41,7 +41,7 @@ pub fn verdict(status: &Result<Option<ExecStatus>, LoadError>, enabled: bool) ->
                 s.setting,
                 s.error.as_deref().unwrap_or("no backend works here")
             ),
-            "give the daemon what the backend needs (the packaged unit grants CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; the daemon must run in the initial network namespace), or set audit.exec_backend = \"auto\"",
+            "give the daemon what the backend needs (the packaged unit grants CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; the daemon must run in the host's network and PID namespaces), or set audit.exec_backend = \"auto\"",
         ),
         Some(b) => {
             let detail = format!(

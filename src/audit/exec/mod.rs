@@ -122,9 +122,32 @@ pub fn open_backend(name: &str, scope_all: bool) -> Result<Box<dyn Backend>, Str
 /// A backend that could not be opened: its name, and why.
 pub type Tried = (String, String);
 
+/// `/proc/self/ns/pid` of a process in the initial PID namespace: its inode number is fixed by
+/// the kernel (`PROC_PID_INIT_INO`, 0xEFFFFFFC).
+const INIT_PID_NS: &str = "pid:[4026531836]";
+
+/// Why no backend can run in the PID namespace `ns` (the `/proc/self/ns/pid` link), if none can:
+/// every backend reports processes by their PIDs in the initial namespace, which the `/proc` of
+/// a namespace of its own cannot resolve — commands would be tied to the wrong processes.
+pub fn pid_namespace_problem(ns: &str) -> Option<String> {
+    (ns != INIT_PID_NS).then(|| {
+        format!(
+            "the daemon runs in a PID namespace of its own ({ns}, a container?): the kernel reports \
+             processes by the host's PIDs, which this namespace's /proc cannot resolve; run it in \
+             the host's PID namespace (the packaged unit does; a container needs --pid=host)"
+        )
+    })
+}
+
 /// Opens the first backend of `names` that works; the ones that did not, with why.
 pub fn open_first(names: &[&str], scope_all: bool) -> (Option<Box<dyn Backend>>, Vec<Tried>) {
     let mut tried = Vec::new();
+    // Unreadable (no /proc): the backends' own errors say more.
+    let ns = std::fs::read_link("/proc/self/ns/pid").map(|l| l.to_string_lossy().into_owned());
+    if let Some(why) = ns.ok().as_deref().and_then(pid_namespace_problem) {
+        tried.extend(names.iter().map(|n| ((*n).to_string(), why.clone())));
+        return (None, tried);
+    }
     for name in names {
         match open_backend(name, scope_all) {
             Ok(b) => return (Some(b), tried),
@@ -621,6 +644,14 @@ impl Execs {
 mod tests {
     use super::*;
     use crate::audit::spool::Options;
+
+    #[test]
+    fn only_the_initial_pid_namespace_can_capture() {
+        assert_eq!(pid_namespace_problem("pid:[4026531836]"), None);
+        let why = pid_namespace_problem("pid:[4026532511]").unwrap();
+        assert!(why.contains("pid:[4026532511]"), "{why}");
+        assert!(why.contains("--pid=host"), "{why}");
+    }
 
     fn command(session: Option<&str>, argv: &[&str]) -> Item {
         Item::Command(Command {
