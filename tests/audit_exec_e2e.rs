@@ -12,7 +12,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{AgentDirs, Host, drain, stop, wait_for};
+use common::{AgentDirs, AuditRule, Host, audit_state, drain, execve_rule, stop, wait_for};
 use serde_json::Value;
 
 const INSTANCE: &str = "i-0123456789abcdef0";
@@ -533,84 +533,6 @@ fn the_backend_falls_back_and_says_why() {
     }
 }
 
-/// auditctl, unpacked by scripts/install-deps.sh into .auditctl (auditd itself is not installed).
-fn auditctl(args: &[&str]) -> String {
-    let root = common::repo().join(".auditctl");
-    let bin = root.join("sbin/auditctl");
-    assert!(
-        bin.exists(),
-        "{} is missing: run scripts/install-deps.sh (it unpacks auditctl there)",
-        bin.display()
-    );
-    let out = std::process::Command::new(&bin)
-        .args(args)
-        .env("LD_LIBRARY_PATH", root.join("lib/x86_64-linux-gnu"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "auditctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The kernel audit state that matters: `auditctl -s` without its counters, and `-l`.
-fn audit_state() -> (Vec<String>, String) {
-    let status = auditctl(&["-s"])
-        .lines()
-        .filter(|l| {
-            !["lost ", "backlog ", "backlog_wait_time_actual "]
-                .iter()
-                .any(|c| l.starts_with(c))
-        })
-        .map(str::to_string)
-        .collect();
-    (status, auditctl(&["-l"]))
-}
-
-fn status_value(state: &(Vec<String>, String), key: &str) -> String {
-    state
-        .0
-        .iter()
-        .find_map(|l| l.strip_prefix(&format!("{key} ")))
-        .unwrap_or_default()
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
-const AUDIT_RULE: [&str; 10] = [
-    "always,exit",
-    "-F",
-    "arch=b64",
-    "-S",
-    "execve,execveat",
-    "-F",
-    "auid=4242",
-    "-k",
-    "ssmc-exec-test",
-    "",
-];
-
-/// Puts the kernel's audit state back as it was (also after a panic): the test's rule out, the
-/// enabled flag and backlog limit as they were.
-struct RestoreAudit((Vec<String>, String));
-
-impl Drop for RestoreAudit {
-    fn drop(&mut self) {
-        let rule = &AUDIT_RULE[..9];
-        if auditctl(&["-l"]).contains("ssmc-exec-test") {
-            let mut args = vec!["-d"];
-            args.extend(rule);
-            auditctl(&args);
-        }
-        auditctl(&["-e", &status_value(&self.0, "enabled")]);
-        auditctl(&["-b", &status_value(&self.0, "backlog_limit")]);
-    }
-}
-
 /// The kernel-audit backend beside an "auditd" (the test's own execve rule, scoped to its
 /// session by a login uid): the session's commands are recorded with their argv and session,
 /// and the daemon — killed with SIGKILL — leaves the kernel's audit state exactly as it found it.
@@ -618,21 +540,11 @@ impl Drop for RestoreAudit {
 fn the_audit_backend_reads_beside_auditd_and_changes_nothing() {
     require_root!();
     let _one = serial();
-    // A rule left by a test run that was killed: out first.
-    let before = audit_state();
-    if before.1.contains("ssmc-exec-test") {
-        let mut args = vec!["-d"];
-        args.extend(&AUDIT_RULE[..9]);
-        auditctl(&args);
-    }
-    let original = audit_state();
-    let _restore = RestoreAudit(original.clone());
-    // What an auditd with an execve rule would have set up.
-    auditctl(&["-b", "8192"]);
-    let mut args = vec!["-a"];
-    args.extend(&AUDIT_RULE[..9]);
-    auditctl(&args);
-    auditctl(&["-e", "1"]);
+    let rule = AuditRule::load(
+        &execve_rule(&["-F", "auid=4242"], "ssmc-exec-test"),
+        "ssmc-exec-test",
+    );
+    let original = rule.original().clone();
     let with_rule = audit_state();
 
     let host = Host::new();
@@ -700,7 +612,7 @@ fn the_audit_backend_reads_beside_auditd_and_changes_nothing() {
         );
         assert_eq!(e["unmapped"]["exec"]["argv_complete"], true);
     }
-    drop(_restore);
+    drop(rule);
     assert_eq!(
         audit_state(),
         original,

@@ -168,6 +168,7 @@ mod agent;
 mod emulator;
 mod gate;
 mod host;
+mod kaudit;
 mod netns;
 mod systemd;
 
@@ -180,6 +181,8 @@ pub use emulator::*;
 pub use gate::*;
 #[allow(unused_imports)]
 pub use host::*;
+#[allow(unused_imports)]
+pub use kaudit::*;
 #[allow(unused_imports)]
 pub use netns::*;
 #[allow(unused_imports)]
