@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs an aarch64 .deb in a full-system aarch64 VM (qemu-system-aarch64, TCG) running Debian 12
-# with real systemd as PID 1, and checks that the service starts, reports READY and syncs accounts
-# from the AWS emulator on this machine. qemu-user cannot run the daemon (any thread creation
+# with real systemd as PID 1, and checks that the service starts, reports READY, syncs accounts
+# from the AWS emulator on this machine and records a stand-in session's command with the eBPF
+# exec capture (config.d needs [audit] enabled = true). qemu-user cannot run the daemon (any thread creation
 # hangs there, cross/README.md), so this is how the aarch64 package is tested.
 #
 #   scripts/aarch64-vm.sh DEB CONFIG_TOML WORKDIR
@@ -101,7 +102,8 @@ cp "$DEB" "$root/root/ssm-companion.deb"
 
 cat >"$root/usr/local/sbin/ssmc-vm-check" <<'EOF'
 #!/bin/sh
-# The check, in the VM under systemd: install, READY, accounts synced, sandbox in force.
+# The check, in the VM under systemd: install, READY, accounts synced, sandbox in force, the
+# eBPF exec capture loaded and recording a stand-in session's command.
 out() { echo "$*" >/dev/console; }
 verdict() { out "SSMC-VM-RESULT $*"; systemctl --no-block poweroff; exit 0; }
 fail() {
@@ -136,7 +138,26 @@ until [ -s /var/lib/ssm-companion/health.json ]; do
     i=$((i + 1)); [ $i -lt 120 ] || fail "no health.json within 120 s"; sleep 1
 done
 journalctl -u ssm-companion -o cat MESSAGE_ID=a6f2c4d1b8e94c0e9d57c1f3e2b8a901 | grep -q alice || fail "no account event in the journal"
-verdict "ok: $(ssm-companion version | head -1); accounts alice and bob; $(systemctl show -p StatusText --value ssm-companion)"
+# The exec capture (audit is on in the test's config): the eBPF program loads on this arm64
+# kernel under the hardened unit, and a command of a stand-in session is recorded with its argv.
+# The worker: a shell under the worker's name whose argv[1], the session id, is the script it runs.
+i=0
+until ssm-companion audit status --json | tr -d ' \n' | grep -q '"backend":"ebpf"'; do
+    i=$((i + 1))
+    [ $i -lt 120 ] || { ssm-companion audit status >/dev/console 2>&1; fail "the eBPF exec capture did not start"; }
+    sleep 1
+done
+cp /bin/sh /tmp/ssm-session-worker
+echo '/bin/echo marker-arm64 "two words"' >/tmp/vmtest-0a1b2c3d4e5f60718
+(cd /tmp && ./ssm-session-worker vmtest-0a1b2c3d4e5f60718 >/dev/null) || fail "the stand-in session"
+i=0
+until ssm-companion audit tail --json | grep -F "marker-arm64 'two words'" | grep -q '"uid": *"vmtest-0a1b2c3d4e5f60718"'; do
+    i=$((i + 1))
+    [ $i -lt 120 ] || { ssm-companion audit tail >/dev/console 2>&1; fail "the session's command was not recorded"; }
+    sleep 1
+done
+out "ssmc-vm: exec capture by ebpf: $(ssm-companion audit tail | grep marker-arm64 | head -1)"
+verdict "ok: $(ssm-companion version | head -1); accounts alice and bob; exec capture by ebpf; $(systemctl show -p StatusText --value ssm-companion)"
 EOF
 chmod 755 "$root/usr/local/sbin/ssmc-vm-check"
 cat >"$root/etc/systemd/system/ssmc-vm-check.service" <<'EOF'
