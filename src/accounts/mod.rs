@@ -9,6 +9,7 @@ pub mod desired;
 pub mod host;
 pub mod ledger;
 pub mod local;
+pub mod mapping;
 pub mod plan;
 pub mod report;
 pub mod source;
