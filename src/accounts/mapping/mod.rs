@@ -17,6 +17,8 @@
 //! hash differs. These are the client checks The Update Framework lists against arbitrary files,
 //! rollback, indefinite freeze and endless data.
 
+pub mod schedule;
+
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
