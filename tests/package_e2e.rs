@@ -182,6 +182,19 @@ fn exec_capture_refused_in_a_pid_namespace(sd: &Systemd) {
         let why = t["why"].as_str().unwrap_or_default();
         assert!(why.contains("PID namespace of its own"), "{doc:#}");
     }
+    // The privilege source: journalctl, run by the daemon under the unit's sandbox.
+    let t = Instant::now();
+    while !prop(sd, "StatusText").contains("journal following") {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the journal source is not following: {}\n{}",
+            prop(sd, "StatusText"),
+            sd.sh(&format!(
+                "journalctl -u {UNIT} -o cat | grep -i journal | tail -5"
+            ))
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     sd.sh("rm /etc/ssm-companion/config.d/60-audit.toml");
 }
 
