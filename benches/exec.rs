@@ -8,6 +8,10 @@
 //!    should cost nothing).
 //! 3. Loss and the daemon's CPU: bursts of 10,000 and 100,000 `/bin/true` (50 at a time) in a
 //!    session — events recorded against the execs run, and daemon CPU per 1,000 execs.
+//! 4. The kernel-audit backend on a host whose auditd already has an execve rule (loaded here
+//!    with auditctl, and taken out after): the storm and `getppid()` with no rule, with the rule
+//!    and no daemon, and with the rule and the daemon reading — the reader must add nothing to
+//!    what the rule already costs.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -23,7 +27,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{AgentDirs, Host, cpu_ticks, drain, stop, wait_for};
+use common::{AgentDirs, AuditRule, Host, cpu_ticks, drain, execve_rule, stop, wait_for};
 
 const STORM: usize = 3000;
 const ROUNDS: usize = 3;
@@ -221,6 +225,8 @@ fn main() {
         );
     }
 
+    audit_backend(&host, &d, &bin);
+
     // 3. Loss and CPU.
     for backend in ["ebpf", "proc-connector"] {
         for n in [10_000, 100_000] {
@@ -231,5 +237,47 @@ fn main() {
                 cpu * 1000.0 / (want as f64 / 1000.0)
             );
         }
+    }
+}
+
+/// 4: the storm and `getppid()` with no audit rule, with an execve rule (what auditd on AL2 or
+/// RHEL has) and no daemon, and with the rule and the daemon on the kernel-audit backend.
+fn audit_backend(host: &Host, d: &AgentDirs, bin: &Path) {
+    let modes = ["no rule", "rule", "rule + daemon"];
+    let mut inside = vec![Vec::new(); modes.len()];
+    let mut ppid = vec![Vec::new(); modes.len()];
+    for round in 0..ROUNDS {
+        for (m, mode) in modes.iter().enumerate() {
+            let rule = (m > 0)
+                .then(|| AuditRule::load(&execve_rule(&[], "ssmc-exec-bench"), "ssmc-exec-bench"));
+            let running = (m == 2).then(|| {
+                configure(host, d, "audit");
+                start(host, "audit")
+            });
+            let id = format!("audit-0a0b0c0d0e0f{round}{m}");
+            session_file(d, &id);
+            inside[m].push(storm(host, Some((bin, &id))));
+            ppid[m].push(getppid_ns());
+            if let Some(r) = running {
+                let log = finish(r);
+                assert!(!log.contains("ERROR"), "{mode}: {log}");
+            }
+            drop(rule);
+        }
+    }
+    println!(
+        "the kernel-audit backend beside an execve rule for every process, median of {ROUNDS} interleaved rounds:"
+    );
+    let (base_in, base_ppid) = (median(inside[0].clone()), median(ppid[0].clone()));
+    let (rule_in, rule_ppid) = (median(inside[1].clone()), median(ppid[1].clone()));
+    for (m, mode) in modes.iter().enumerate() {
+        let (i, p) = (median(inside[m].clone()), median(ppid[m].clone()));
+        println!(
+            "  {mode:15} in a session {i:7.1} µs/exec ({:.2}× no rule, {:.2}× rule); getppid {p:6.1} ns ({:.2}× no rule, {:.2}× rule)",
+            i / base_in,
+            i / rule_in,
+            p / base_ppid,
+            p / rule_ppid
+        );
     }
 }
