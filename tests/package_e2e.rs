@@ -162,11 +162,12 @@ fn upgrade_keeps_config_and_restarts(sd: &Systemd, command: &str) {
     );
 }
 
-/// With audit on, the exec capture under the packaged unit: this container is a PID namespace of
-/// its own, where the kernel's host PIDs cannot be resolved, so no backend may run — and
-/// `audit status` says why rather than tying commands to the wrong processes. (The aarch64 VM
-/// test, in a real host's namespaces, checks that the eBPF backend runs under the unit.)
-fn exec_capture_refused_in_a_pid_namespace(sd: &Systemd) {
+/// Audit on, under the packaged unit in this container. The exec capture: the container is a PID
+/// namespace of its own, where the kernel's host PIDs cannot be resolved, so no backend may run —
+/// and `audit status` says why rather than tying commands to the wrong processes (the aarch64 VM
+/// test, in a real host's namespaces, checks that the eBPF backend runs under the unit). The
+/// sudo/su source: journalctl follows the journal inside the unit's sandbox.
+fn audit_under_the_unit_in_a_container(sd: &Systemd) {
     sd.sh("printf '[audit]\\nenabled = true\\n' > /etc/ssm-companion/config.d/60-audit.toml");
     sd.sh(&format!("systemctl restart {UNIT}"));
     let mut doc = serde_json::Value::Null;
@@ -254,7 +255,7 @@ fn deb_installs_runs_upgrades_and_removes_under_real_systemd() {
         &sd,
         "dpkg -i --force-confold /tmp/ssm-companion.deb >/dev/null 2>&1",
     );
-    exec_capture_refused_in_a_pid_namespace(&sd);
+    audit_under_the_unit_in_a_container(&sd);
 
     // Removal stops and disables it; the accounts, homes and ledger stay.
     sd.sh("dpkg -r ssm-companion >/dev/null 2>&1");
