@@ -52,6 +52,17 @@ pub fn sleep_blocking(d: Duration) {
     std::thread::sleep(d);
 }
 
+/// The kernel's `CLOCK_MONOTONIC` in nanoseconds: the clock of the kernel's own event stamps
+/// (the proc connector's), to compare them with when something was read.
+pub fn monotonic_ns() -> u64 {
+    // CLOCK_MONOTONIC cannot fail on Linux (a valid clock id, a valid pointer); 0 would only make
+    // what waits on it wait longer.
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
+            + u64::try_from(t.tv_nsec()).unwrap_or(0)
+    })
+}
+
 /// Milliseconds since the Unix epoch (0 for a time before it; saturates far in the future).
 pub fn epoch_ms(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH)

@@ -370,6 +370,79 @@ fn lineage(backend: &str) -> (usize, usize) {
     (one, unread)
 }
 
+/// One process that execs program after program (3,000 in about a second, each with its own
+/// argv): with the proc connector the argv is read from `/proc` afterwards, when the process may
+/// already run the next program. Each recorded command line must be its own exec's or marked
+/// unread: never a later program's (it was, across the daemon's read batches, before the
+/// capture held each command until no later exec could be on its way).
+#[test]
+fn a_chain_of_execs_in_one_process_never_gets_another_programs_argv() {
+    require_root!();
+    let _one = serial();
+    let host = Host::new();
+    let d = AgentDirs::new(host.dir());
+    configure(&host, &d, "proc-connector", "sessions");
+    let bin = worker_bin(&host);
+    let chain = host.dir().join("exec-chain");
+    common::compile_support("exec-chain.c", &chain, &["-O2"], &[]);
+    let (mut daemon, log, _sock) = start_daemon(&host, "proc-connector");
+
+    const LIMIT: usize = 3000;
+    let id = "dave-0c1d2e3f4a5b6c7d8";
+    let done = host.dir().join("chain-done");
+    let script = format!("exec {} 1 {LIMIT} {}", chain.display(), done.display());
+    let mut worker = host.spawn(&bin, &[id, &script]);
+    start_session(&d.state, id, "dave", worker.id());
+    wait_file(&done, Duration::from_secs(120));
+    assert!(worker.wait().unwrap().success());
+    // The shell, the chain, touch.
+    let want = LIMIT + 2;
+    let ours = |ev: &[Value]| -> Vec<Value> {
+        commands(ev)
+            .into_iter()
+            .filter(|e| e["process"]["session"]["uid"] == id)
+            .cloned()
+            .collect()
+    };
+    let events = wait_events(&host, "the chain", Duration::from_secs(60), |ev| {
+        ours(ev).len() >= want
+    });
+    stop(&mut daemon);
+    let log = log.join().unwrap();
+    let gaps: Vec<_> = events
+        .iter()
+        .filter(|e| e["metadata"]["log_name"] == "exec" && e["class_uid"] == 1008)
+        .collect();
+    assert!(
+        gaps.is_empty(),
+        "the kernel or the spool lost events: {gaps:#?}"
+    );
+    let ours = ours(&events);
+    assert_eq!(ours.len(), want, "exec events of the session; log:\n{log}");
+    let pid = &ours[0]["process"]["pid"];
+    let mut expected = vec![format!("sh -c '{script}'")];
+    expected
+        .extend((1..=LIMIT).map(|n| format!("{} {n} {LIMIT} {}", chain.display(), done.display())));
+    expected.push(format!("touch {}", done.display()));
+    let mut whole = 0;
+    for (i, (e, want)) in ours.iter().zip(&expected).enumerate() {
+        assert_eq!(&e["process"]["pid"], pid, "one process: {e}");
+        if e["unmapped"]["exec"]["argv_complete"] == false {
+            assert!(e["process"]["cmd_line"].is_null(), "unread, yet: {e}");
+            continue;
+        }
+        whole += 1;
+        assert_eq!(
+            e["process"]["cmd_line"].as_str(),
+            Some(want.as_str()),
+            "exec #{i} of the chain recorded with another program's argv"
+        );
+    }
+    println!(
+        "proc-connector: {whole} of {want} execs of one chain with their argv, the rest unread"
+    );
+}
+
 /// With `exec_scope = "all"`: a process that escaped its session before the daemon started
 /// (reparented to PID 1 and in its own sid) is recorded as unattributed, never guessed; one that
 /// kept the session shell's sid is the session's; a program of no session is recorded without
@@ -410,9 +483,9 @@ fn escaped(backend: &str) {
     std::thread::sleep(Duration::from_millis(300));
     // The daemon starts after both have left the shell's children.
     let (mut daemon, log, _sock) = start_daemon(&host, backend);
-    // Not the script's last command: a shell execs its last command in its own process, and two
-    // execs of one pid in a row are a known limit of the proc connector (argv read afterwards:
-    // across a read batch the first can get the second's argv; docs/usage/audit.md).
+    // Not the script's last command: a shell execs its last command in its own process, and of
+    // two execs of one pid in a row the proc connector records the first unread (its argv is
+    // read afterwards), so the marker would not be found.
     host.sh_ok(&format!(
         "sh -c 'sleep 0.5; true' no-session-marker-{backend}; true"
     ));

@@ -189,6 +189,7 @@ pub fn examples() -> Vec<ocsf::Event> {
                     argv: vec!["systemctl".into(), "status".into(), "nginx".into()],
                     argv_state: exec::Argv::Complete,
                     cwd: Some("/home/alice".into()),
+                    kernel_ns: None,
                 },
             },
             Some(&shell),

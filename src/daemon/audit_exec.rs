@@ -146,14 +146,14 @@ fn pump(
             }
             None => Duration::from_millis(250),
         };
+        let drained_ns = crate::clock::monotonic_ns();
         backend
             .read(&mut raws, wait)
             .map_err(|e| format!("reading the {} backend: {e}", backend.name()))?;
-        if !raws.is_empty() {
-            let now = crate::clock::epoch_ms(clock.now());
-            capture.step(std::mem::take(&mut raws), now, &mut items);
-            tracked.store(capture.table().len(), Ordering::Relaxed);
-        }
+        // Also with no events: held commands are handed over once nothing can still come.
+        let now = crate::clock::epoch_ms(clock.now());
+        capture.step(std::mem::take(&mut raws), now, drained_ns, &mut items);
+        tracked.store(capture.table().len(), Ordering::Relaxed);
         if items.is_empty() {
             continue;
         }

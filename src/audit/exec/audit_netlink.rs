@@ -627,6 +627,7 @@ impl Group {
             argv,
             argv_state,
             cwd: self.cwd,
+            kernel_ns: None,
         })
     }
 }
@@ -887,6 +888,7 @@ mod tests {
                 argv: strings(&["/bin/true"]),
                 argv_state: Argv::Complete,
                 cwd: Some("/work/main".into()),
+                kernel_ns: None,
             })]
         );
     }

@@ -305,6 +305,7 @@ fn parse(b: &[u8]) -> Option<Raw> {
                 argv,
                 argv_state,
                 cwd: None,
+                kernel_ns: None,
             }))
         }
         _ => None,
@@ -342,6 +343,7 @@ mod tests {
                 argv: vec!["/bin/true".into(), "a b".into(), String::new()],
                 argv_state: Argv::Complete,
                 cwd: None,
+                kernel_ns: None,
             }))
         );
         let exec = |b: Vec<u8>| match parse(&b) {

@@ -11,7 +11,7 @@ pub mod ebpf;
 pub mod proc_connector;
 pub mod table;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +75,9 @@ pub struct Exec {
     pub argv_state: Argv,
     /// The working directory (read from `/proc`: best effort).
     pub cwd: Option<String>,
+    /// When the kernel stamped the exec (`CLOCK_MONOTONIC`, ns), when the backend says (the
+    /// proc connector does).
+    pub kernel_ns: Option<u64>,
 }
 
 /// Whether an event's argv is whole.
@@ -235,12 +238,21 @@ pub fn enrich(proc: &Path, e: &mut Exec) {
     }
 }
 
+/// How long after the kernel made a new program's argv readable it may stamp the exec's event
+/// (a task preempted in between on a loaded host): an argv read from `/proc` is not trusted if
+/// the process exec'd again before the read, or up to this long after it.
+pub const STAMP_SLACK_NS: u64 = 100_000_000;
+
 /// The capture: a backend's events through the lineage table, the commands of sessions (or all
 /// of them) completed from `/proc`.
 pub struct Capture {
     table: Table,
     scope_all: bool,
     proc: PathBuf,
+    /// What is not handed over yet, in order, each with when its argv was read from `/proc`
+    /// (`CLOCK_MONOTONIC`), if it was: such a command, and all after it, wait until no later
+    /// exec of its process can have come before that read ([`STAMP_SLACK_NS`]).
+    held: VecDeque<(Item, Option<u64>)>,
 }
 
 impl Capture {
@@ -250,6 +262,7 @@ impl Capture {
             table,
             scope_all,
             proc,
+            held: VecDeque::new(),
         }
     }
 
@@ -258,8 +271,13 @@ impl Capture {
         &self.table
     }
 
-    /// The commands among `raws`, in order; `time_ms` stamps them.
-    pub fn step(&mut self, raws: Vec<Raw>, time_ms: i64, out: &mut Vec<Item>) {
+    /// The commands among `raws`, in order; `time_ms` stamps them. `drained_ns` is when the
+    /// read that gave `raws` began (`CLOCK_MONOTONIC`): every exec the kernel stamped before it
+    /// is in `raws` or an earlier batch. Call it after every read, with no events too: commands
+    /// whose argv came from `/proc` are handed over only once a later exec of their process
+    /// could no longer be on its way.
+    pub fn step(&mut self, raws: Vec<Raw>, time_ms: i64, drained_ns: u64, out: &mut Vec<Item>) {
+        self.distrust(&raws);
         // An exec followed in the same batch by another exec of the same process (`nohup`,
         // `setsid`, a shell's last command): `/proc` shows only the last program, so the
         // earlier ones are left unread rather than given the later one's argv.
@@ -273,6 +291,7 @@ impl Capture {
             let mut raw = raw;
             let superseded = matches!(&raw, Raw::Exec(e)
                 if e.argv_state == Argv::Unread && last_exec.get(&e.pid) != Some(&i));
+            let from_proc = matches!(&raw, Raw::Exec(e) if e.argv_state == Argv::Unread);
             let mut enriched = false;
             if let Raw::Exec(e) = &mut raw
                 && e.argv_state == Argv::Unread
@@ -291,7 +310,7 @@ impl Capture {
                 }
             }
             if let Raw::Lost(n) = raw {
-                out.push(Item::Lost(n));
+                self.held.push_back((Item::Lost(n), None));
                 continue;
             }
             let (Some(attribution), Raw::Exec(mut e)) = (self.table.apply(&raw), raw) else {
@@ -305,11 +324,57 @@ impl Capture {
             if !superseded && !enriched {
                 enrich(&self.proc, &mut e);
             }
-            out.push(Item::Command(Command {
+            // Taken after the read: later than it, never earlier.
+            let read_ns =
+                (from_proc && e.argv_state != Argv::Unread).then(crate::clock::monotonic_ns);
+            let command = Command {
                 time_ms,
                 session,
                 exec: e,
-            }));
+            };
+            self.held.push_back((Item::Command(command), read_ns));
+        }
+        while let Some((_, read_ns)) = self.held.front()
+            && read_ns.is_none_or(|r| r.saturating_add(STAMP_SLACK_NS) < drained_ns)
+        {
+            if let Some((item, _)) = self.held.pop_front() {
+                out.push(item);
+            }
+        }
+    }
+
+    /// Forgets what `/proc` gave for the held commands whose process exec'd again (an exec in
+    /// `raws`) before their read, or so soon after it that the new program may have been in
+    /// place already: it may have been the new program's. Also covers a pid reused meanwhile.
+    fn distrust(&mut self, raws: &[Raw]) {
+        if self.held.is_empty() {
+            return;
+        }
+        let mut first: HashMap<u32, u64> = HashMap::new();
+        for raw in raws {
+            if let Raw::Exec(Exec {
+                pid,
+                kernel_ns: Some(at),
+                ..
+            }) = raw
+            {
+                let t = first.entry(*pid).or_insert(*at);
+                *t = (*t).min(*at);
+            }
+        }
+        for (item, read_ns) in &mut self.held {
+            if let (Item::Command(c), Some(read)) = (item, *read_ns)
+                && first
+                    .get(&c.exec.pid)
+                    .is_some_and(|at| *at <= read.saturating_add(STAMP_SLACK_NS))
+            {
+                // The real uid, the parent, the terminal and the directory survive an exec.
+                c.exec.argv.clear();
+                c.exec.argv_state = Argv::Unread;
+                c.exec.filename = None;
+                c.exec.euid = None;
+                *read_ns = None;
+            }
         }
     }
 }
@@ -644,6 +709,79 @@ impl Execs {
 mod tests {
     use super::*;
     use crate::audit::spool::Options;
+
+    fn exec_at(pid: u32, kernel_ns: u64) -> Raw {
+        Raw::Exec(Exec {
+            pid,
+            argv_state: Argv::Unread,
+            kernel_ns: Some(kernel_ns),
+            ..Exec::default()
+        })
+    }
+
+    fn argvs(out: &[Item]) -> Vec<(Vec<String>, Argv)> {
+        out.iter()
+            .filter_map(|i| match i {
+                Item::Command(c) => Some((c.exec.argv.clone(), c.exec.argv_state)),
+                Item::Lost(_) => None,
+            })
+            .collect()
+    }
+
+    /// The proc connector's defect this guards against: an exec read from `/proc` after the
+    /// same process had exec'd again, the later exec's event in the next batch, was recorded
+    /// with the later program's argv (complete-looking and wrong).
+    #[test]
+    fn an_argv_read_after_the_next_exec_of_its_process_is_not_trusted() {
+        let proc = tempfile::tempdir().unwrap();
+        std::fs::create_dir(proc.path().join("42")).unwrap();
+        std::fs::write(proc.path().join("42/cmdline"), b"later\0program\0").unwrap();
+        let s = STAMP_SLACK_NS;
+        // The process's first exec, then (next batch) its second, stamped before the first's
+        // argv was read: what /proc showed was the second program's.
+        let mut c = Capture::new(Table::default(), true, proc.path().into());
+        let mut out = Vec::new();
+        let t = crate::clock::monotonic_ns();
+        c.step(vec![exec_at(42, t)], 1, t, &mut out);
+        assert!(
+            argvs(&out).is_empty(),
+            "handed over before it can be trusted"
+        );
+        c.step(vec![], 2, t, &mut out);
+        assert!(
+            argvs(&out).is_empty(),
+            "handed over before it can be trusted"
+        );
+        let read = crate::clock::monotonic_ns();
+        c.step(vec![exec_at(42, read)], 3, read + 3 * s, &mut out);
+        let later = vec!["later".to_string(), "program".to_string()];
+        assert_eq!(
+            argvs(&out),
+            vec![(vec![], Argv::Unread), (later.clone(), Argv::Complete)]
+        );
+        // A second exec well after the read: the first argv stands.
+        let mut c = Capture::new(Table::default(), true, proc.path().into());
+        let mut out = Vec::new();
+        let t = crate::clock::monotonic_ns();
+        c.step(vec![exec_at(42, t)], 1, t, &mut out);
+        let after = crate::clock::monotonic_ns() + 2 * s;
+        c.step(vec![exec_at(42, after)], 2, after + 2 * s, &mut out);
+        assert_eq!(
+            argvs(&out),
+            vec![
+                (later.clone(), Argv::Complete),
+                (later.clone(), Argv::Complete)
+            ]
+        );
+        // No further exec: handed over once no event could still arrive.
+        let mut c = Capture::new(Table::default(), true, proc.path().into());
+        let mut out = Vec::new();
+        let t = crate::clock::monotonic_ns();
+        c.step(vec![exec_at(42, t), Raw::Lost(3)], 1, t, &mut out);
+        c.step(vec![], 2, crate::clock::monotonic_ns() + 2 * s, &mut out);
+        assert_eq!(argvs(&out), vec![(later, Argv::Complete)]);
+        assert_eq!(out.last(), Some(&Item::Lost(3)), "order kept");
+    }
 
     #[test]
     fn only_the_initial_pid_namespace_can_capture() {

@@ -90,9 +90,11 @@ pub fn parse(datagram: &[u8], out: &mut Vec<Raw>) {
             }
             Some(PROC_EVENT_EXEC) => {
                 if let Some(tgid) = field(1) {
+                    let stamp = msg.get(ev + 8..ev + 16).and_then(|b| b.try_into().ok());
                     out.push(Raw::Exec(Exec {
                         pid: tgid,
                         argv_state: Argv::Unread,
+                        kernel_ns: stamp.map(u64::from_ne_bytes),
                         ..Exec::default()
                     }));
                 }
@@ -214,6 +216,7 @@ mod tests {
                 Raw::Exec(Exec {
                     pid: 11,
                     argv_state: Argv::Unread,
+                    kernel_ns: Some(123),
                     ..Exec::default()
                 }),
                 Raw::Exit {
