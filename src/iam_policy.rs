@@ -104,6 +104,24 @@ pub fn policies(settings: &Settings, scope: &Scope) -> Policies {
                 .to_string(),
         );
     }
+    if a.enabled && a.source == SourceKind::Mapping {
+        // Its own account's manifest and document only; by version when the manifest pins one.
+        let prefix = a.mapping.prefix.trim_matches('/');
+        let sep = if prefix.is_empty() { "" } else { "/" };
+        statements.push(json!({
+            "Sid": "AccountsReadMapping",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+            "Resource": format!(
+                "arn:{}:s3:::{}/{prefix}{sep}{}/*",
+                scope.partition, a.mapping.bucket, scope.account
+            ),
+        }));
+        reasons.push(format!(
+            "AccountsReadMapping: accounts.source = \"mapping\" reads this account's signed mapping under s3://{}/{prefix} (no IAM call)",
+            a.mapping.bucket
+        ));
+    }
     let prefs_for_accounts = a.enabled && a.read_session_preferences;
     if prefs_for_accounts || h.enabled {
         statements.push(json!({
@@ -263,7 +281,10 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .map(|s| s["Action"].as_str().unwrap().to_string())
+            .flat_map(|s| match &s["Action"] {
+                Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_string()).collect(),
+                one => vec![one.as_str().unwrap().to_string()],
+            })
             .collect()
     }
 
@@ -306,6 +327,25 @@ mod tests {
         let p = policies(&s, &Scope::default());
         assert!(p.instance_profile.is_none());
         assert!(text(&p).contains("nothing: with this configuration"));
+    }
+
+    #[test]
+    fn the_mapping_source_reads_its_accounts_objects_only() {
+        let mut s = Settings::default();
+        s.accounts.source = SourceKind::Mapping;
+        s.accounts.read_session_preferences = false;
+        s.health.enabled = false;
+        s.accounts.mapping.bucket = "fleet-mapping".into();
+        let scope = Scope {
+            account: "123456789012".into(),
+            ..Scope::default()
+        };
+        let host = policies(&s, &scope).instance_profile.unwrap();
+        assert_eq!(actions(&host), ["s3:GetObject", "s3:GetObjectVersion"]);
+        assert_eq!(
+            host["Statement"][0]["Resource"],
+            "arn:aws:s3:::fleet-mapping/ssm-companion/mapping/123456789012/*"
+        );
     }
 
     #[test]

@@ -176,7 +176,8 @@ pub async fn sync_with(
     };
     let now_binding = binding(settings, aws);
 
-    let mut read = source::read(&settings.accounts, aws.and_then(Aws::sdk)).await;
+    let persist = matches!(mode, Mode::Apply { .. });
+    let mut read = source::read(settings, aws, persist, clock.now()).await;
     if let Some(a) = aws
         && let Err(e) = &a.sdk
         && settings.accounts.source == crate::config::SourceKind::Iam

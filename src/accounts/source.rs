@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::desired::{self, Claim, SourceRead, TAG_GROUPS, TAG_HOST_GROUPS, TAG_RUN_AS};
 use crate::aws::sdk_error;
-use crate::config::{AccountsSettings, SourceKind};
+use crate::config::SourceKind;
 
 /// Principal label of `accounts.extra` names.
 pub const EXTRA_PRINCIPAL: &str = "config:accounts.extra";
@@ -33,8 +33,16 @@ pub fn is_empty_answer(claims: &[Claim]) -> bool {
         .any(|c| c.principal != EXTRA_PRINCIPAL && c.principal != DEFAULT_USER_PRINCIPAL)
 }
 
-/// Reads the configured source, plus `extra` and the preferences.
-pub async fn read(settings: &AccountsSettings, sdk: Option<&aws_config::SdkConfig>) -> SourceRead {
+/// Reads the configured source, plus `extra` and the preferences. `persist`: a mapping read
+/// may store its last good copy (not in a plan, which changes nothing).
+pub async fn read(
+    all: &crate::config::Settings,
+    aws: Option<&crate::aws::Aws>,
+    persist: bool,
+    now: std::time::SystemTime,
+) -> SourceRead {
+    let settings = &all.accounts;
+    let sdk = aws.and_then(crate::aws::Aws::sdk);
     let mut read = match settings.source {
         SourceKind::Iam => match sdk {
             Some(sdk) => {
@@ -48,10 +56,7 @@ pub async fn read(settings: &AccountsSettings, sdk: Option<&aws_config::SdkConfi
             None => incomplete("iam", "AWS is not configured (see the error above)"),
         },
         SourceKind::File => read_file(&settings.file),
-        SourceKind::Mapping => incomplete(
-            "mapping",
-            "accounts.source = \"mapping\" is not available in this version: nothing is read, so no account is created or retired; use \"iam\" or \"file\"",
-        ),
+        SourceKind::Mapping => super::mapping::fetch::read(all, aws, persist, now).await,
     };
     for name in &settings.extra {
         read.claims.push(Claim {
@@ -337,35 +342,9 @@ struct FileAccount {
     host_groups: Option<Vec<String>>,
 }
 
-/// Reads the local account list (`.json` = JSON, anything else = TOML).
-pub fn read_file(path: &Path) -> SourceRead {
-    let source = format!("file:{}", path.display());
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            return incomplete(
-                &source,
-                &format!("cannot read the account list {}: {e}", path.display()),
-            );
-        }
-    };
-    let parsed: Result<FileDoc, String> = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).map_err(|e| e.to_string())
-    } else {
-        toml::from_str(&text).map_err(|e| e.to_string())
-    };
-    let doc = match parsed {
-        Ok(d) => d,
-        Err(e) => {
-            return incomplete(
-                &source,
-                &format!(
-                    "the account list {} is invalid, so nothing in it is used: {e}",
-                    path.display()
-                ),
-            );
-        }
-    };
+/// The claims of an account list: one per principal, or one labelled `<source>#<entry>` for an
+/// entry that names none.
+fn claims_of(doc: FileDoc, source: &str) -> Vec<Claim> {
     let mut claims = Vec::new();
     for (i, a) in doc.account.into_iter().enumerate() {
         let principals = if a.principals.is_empty() {
@@ -382,6 +361,44 @@ pub fn read_file(path: &Path) -> SourceRead {
             });
         }
     }
+    claims
+}
+
+/// The claims of an account list in the `file` source's shape (JSON when `json`, else TOML).
+pub fn parse_account_list(text: &str, json: bool, source: &str) -> Result<Vec<Claim>, String> {
+    let doc: FileDoc = if json {
+        serde_json::from_str(text).map_err(|e| e.to_string())?
+    } else {
+        toml::from_str(text).map_err(|e| e.to_string())?
+    };
+    Ok(claims_of(doc, source))
+}
+
+/// Reads the local account list (`.json` = JSON, anything else = TOML).
+pub fn read_file(path: &Path) -> SourceRead {
+    let source = format!("file:{}", path.display());
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return incomplete(
+                &source,
+                &format!("cannot read the account list {}: {e}", path.display()),
+            );
+        }
+    };
+    let json = path.extension().is_some_and(|e| e == "json");
+    let claims = match parse_account_list(&text, json, &source) {
+        Ok(c) => c,
+        Err(e) => {
+            return incomplete(
+                &source,
+                &format!(
+                    "the account list {} is invalid, so nothing in it is used: {e}",
+                    path.display()
+                ),
+            );
+        }
+    };
     SourceRead {
         source,
         claims,

@@ -25,6 +25,15 @@ fragment! {
         retire_grace: DurationValue, retire_confirmations: u32, max_retire_fraction: f64,
         remove_home: bool, stop_timeout: DurationValue, tool_timeout: DurationValue,
         reserved_names: Vec<String>, primary_group: String, lookup_timeout: DurationValue,
+        mapping: MappingFragment,
+    }
+}
+
+fragment! {
+    /// `[accounts.mapping]` as written.
+    MappingFragment {
+        bucket: String, prefix: String, public_keys: Vec<String>, interval: DurationValue,
+        account: String, region: String,
     }
 }
 
@@ -36,8 +45,8 @@ pub enum SourceKind {
     Iam,
     /// A local TOML or JSON file.
     File,
-    /// A mapping document published once for the fleet (S3 / Parameter Store). Part of the
-    /// configuration contract; not available in this version, so it reads nothing.
+    /// The signed mapping `ssm-companion publish` writes to S3 once for the fleet
+    /// (`[accounts.mapping]`): no IAM call from the host.
     Mapping,
 }
 
@@ -109,6 +118,41 @@ pub struct AccountsSettings {
     /// `lookup_timeout`; default "10s": deadline for the NSS lookups (LDAP, SSSD…) of one sync.
     #[serde(with = "duration_str")]
     pub lookup_timeout: Duration,
+    /// `[accounts.mapping]`: where the fleet's mapping is read when source = "mapping".
+    pub mapping: MappingSettings,
+}
+
+/// `[accounts.mapping]`: the signed mapping `ssm-companion publish` writes to S3.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MappingSettings {
+    /// `bucket`; default "": required when source = "mapping".
+    pub bucket: String,
+    /// `prefix`; default "ssm-companion/mapping": the manifest is `<prefix>/<account>/manifest.json`.
+    pub prefix: String,
+    /// `public_keys`; default []: PEM `PUBLIC KEY` blocks or paths of files holding one (the
+    /// signing key's, and the next one's during a rotation); required when source = "mapping".
+    pub public_keys: Vec<String>,
+    /// `interval`; default "60s": time between polls (a 304 when nothing changed).
+    #[serde(with = "duration_str")]
+    pub interval: Duration,
+    /// `account`; default "": this host's AWS account id (12 digits); empty: the instance
+    /// identity document's (IMDS). Needed off EC2.
+    pub account: String,
+    /// `region`; default "": the bucket's region, when it is not the host's.
+    pub region: String,
+}
+
+impl Default for MappingSettings {
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            prefix: "ssm-companion/mapping".into(),
+            public_keys: Vec::new(),
+            interval: Duration::from_secs(60),
+            account: String::new(),
+            region: String::new(),
+        }
+    }
 }
 
 impl Default for AccountsSettings {
@@ -137,6 +181,7 @@ impl Default for AccountsSettings {
             reserved_names: Vec::new(),
             primary_group: String::new(),
             lookup_timeout: Duration::from_secs(10),
+            mapping: MappingSettings::default(),
         }
     }
 }
@@ -223,16 +268,6 @@ pub(super) fn resolve(r: &mut Resolver<'_>, a: &mut AccountsSettings) {
         enabled => as_is,
         source => as_is,
     });
-    if let Some(p) = r.pick("accounts.source", |f| f.accounts()?.source.as_ref())
-        && p.value == SourceKind::Mapping
-    {
-        r.issues.push(Issue {
-            severity: Severity::Warning,
-            ..p.issue(
-                "\"mapping\" (a fleet-wide mapping document) is not available in this version: no account is created or retired until you use \"iam\" or \"file\"",
-            )
-        });
-    }
     a.read_session_preferences = a.source == SourceKind::Iam;
     keys!(r, accounts, a, {
         file => absolute_path,
@@ -282,6 +317,66 @@ pub(super) fn resolve(r: &mut Resolver<'_>, a: &mut AccountsSettings) {
         r.issues.push(p.issue(format!(
             "`{}` is also in accounts.allowed_groups or the sudo group: the primary group of every managed account must grant nothing; name a group of its own (e.g. `ssm-users`)",
             a.primary_group
+        )));
+    }
+    resolve_mapping(r, a);
+}
+
+fn public_keys(p: &Picked<Vec<String>>) -> Result<Vec<String>, String> {
+    for (i, k) in p.value.iter().enumerate() {
+        crate::accounts::mapping::trusted_key(k, i)?;
+    }
+    Ok(p.value.clone())
+}
+
+fn account_id(p: &Picked<String>) -> Result<String, String> {
+    let v = p.value.trim();
+    if v.is_empty() || (v.len() == 12 && v.bytes().all(|b| b.is_ascii_digit())) {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "`{v}` is not an AWS account id (12 digits); leave it empty on EC2 (the instance identity names it)"
+        ))
+    }
+}
+
+/// `[accounts.mapping]`, and what source = "mapping" needs of it.
+fn resolve_mapping(r: &mut Resolver<'_>, a: &mut AccountsSettings) {
+    let m = &mut a.mapping;
+    macro_rules! mapping {
+        ($($field:ident => $check:expr),* $(,)?) => {
+            $(r.set(
+                &mut m.$field,
+                concat!("accounts.mapping.", stringify!($field)),
+                |f| f.accounts()?.mapping.as_ref()?.get_ref().$field.as_ref(),
+                $check,
+            );)*
+        };
+    }
+    mapping! {
+        bucket => super::audit::bucket_name,
+        prefix => super::audit::key_prefix,
+        public_keys => public_keys,
+        interval => duration_in(Duration::from_secs(1), Duration::from_secs(24 * 3600)),
+        account => account_id,
+        region => super::audit::any_string,
+    }
+    if a.source != SourceKind::Mapping {
+        return;
+    }
+    let missing: Vec<&str> = [
+        ("bucket", a.mapping.bucket.is_empty()),
+        ("public_keys", a.mapping.public_keys.is_empty()),
+    ]
+    .into_iter()
+    .filter_map(|(k, empty)| empty.then_some(k))
+    .collect();
+    if !missing.is_empty()
+        && let Some(p) = r.pick("accounts.source", |f| f.accounts()?.source.as_ref())
+    {
+        r.issues.push(p.issue(format!(
+            "\"mapping\" needs accounts.mapping.{}: the bucket `ssm-companion publish` writes to and the public key(s) of its signing key (docs/usage/fleet.md)",
+            missing.join(" and accounts.mapping.")
         )));
     }
 }

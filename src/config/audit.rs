@@ -459,7 +459,7 @@ pub(super) fn resolve(r: &mut Resolver<'_>, s: &mut AuditSettings) {
 }
 
 /// An S3 bucket name as S3 takes it: 3 to 63 lowercase letters, digits, dots and hyphens.
-fn bucket_name(p: &Picked<String>) -> Result<String, String> {
+pub(super) fn bucket_name(p: &Picked<String>) -> Result<String, String> {
     let b = p.value.trim();
     let ok = b.is_empty()
         || ((3..=63).contains(&b.len())
@@ -476,7 +476,7 @@ fn bucket_name(p: &Picked<String>) -> Result<String, String> {
     }
 }
 
-fn key_prefix(p: &Picked<String>) -> Result<String, String> {
+pub(super) fn key_prefix(p: &Picked<String>) -> Result<String, String> {
     let v = p.value.trim_matches('/');
     if v.len() <= 512 && !v.contains("//") && !v.chars().any(char::is_control) {
         Ok(v.to_string())
@@ -507,7 +507,7 @@ fn sse(p: &Picked<String>) -> Result<String, String> {
     }
 }
 
-fn any_string(p: &Picked<String>) -> Result<String, String> {
+pub(super) fn any_string(p: &Picked<String>) -> Result<String, String> {
     Ok(p.value.clone())
 }
 

@@ -66,7 +66,7 @@ use std::time::Duration;
 use serde::Serialize;
 use toml::Spanned;
 
-pub use accounts::{AccountsSettings, SourceKind, uid_range_fits_host};
+pub use accounts::{AccountsSettings, MappingSettings, SourceKind, uid_range_fits_host};
 pub use audit::{
     AlertRule, AuditSettings, CloudWatchEvents, CloudWatchSettings, ExecBackend, ExecScope,
     PrivilegeSource, S3Settings, SEVERITIES, format_size, parse_size,

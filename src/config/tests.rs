@@ -243,23 +243,56 @@ fn shipped_example_config_is_valid_and_complete() {
 }
 
 #[test]
-fn the_mapping_source_is_accepted_with_a_warning() {
+fn the_mapping_source_needs_a_bucket_and_public_keys() {
     let d = tempfile::tempdir().unwrap();
     write(
         d.path(),
         "etc/config.toml",
         "[accounts]\nsource = \"mapping\"\n",
     );
+    let e = load(&opts(d.path(), true)).unwrap_err().to_string();
+    assert!(
+        e.contains("config.toml:2:10: key `accounts.source`")
+            && e.contains("accounts.mapping.bucket and accounts.mapping.public_keys"),
+        "{e}"
+    );
+    // A key that is not P-256, one that is not PEM, a path that does not exist: each named.
+    write(
+        d.path(),
+        "etc/config.toml",
+        "[accounts]\nsource = \"mapping\"\n[accounts.mapping]\nbucket = \"fleet-mapping\"\npublic_keys = [\"/nonexistent/key.pem\"]\naccount = \"12345\"\n",
+    );
+    let e = load(&opts(d.path(), true)).unwrap_err().to_string();
+    assert!(
+        e.contains("accounts.mapping.public_keys")
+            && e.contains("/nonexistent/key.pem")
+            && e.contains("cannot read it"),
+        "{e}"
+    );
+    assert!(e.contains("`12345` is not an AWS account id"), "{e}");
+    let pem = d.path().join("key.pem");
+    std::fs::write(
+        &pem,
+        "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEVs/o5+uQbTjL3chynL4wXgUg2R9\nq9UdMvZsT1iULWzMzvr0dIn2qvHuWsYt/Z1Hf6vyLR/ZWrJGshdqNXTzMA==\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    write(
+        d.path(),
+        "etc/config.toml",
+        &format!(
+            "[accounts]\nsource = \"mapping\"\n[accounts.mapping]\nbucket = \"fleet-mapping\"\npublic_keys = [\"{}\"]\n",
+            pem.display()
+        ),
+    );
     let l = load(&opts(d.path(), true)).unwrap();
     assert_eq!(l.settings.accounts.source, SourceKind::Mapping);
-    assert_eq!(l.warnings.len(), 1);
-    assert!(
-        l.warnings[0]
-            .message
-            .contains("not available in this version"),
-        "{:?}",
-        l.warnings
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    assert_eq!(l.settings.accounts.mapping.prefix, "ssm-companion/mapping");
+    assert_eq!(
+        l.settings.accounts.mapping.interval,
+        std::time::Duration::from_secs(60)
     );
+    assert!(!l.settings.accounts.read_session_preferences);
 }
 
 #[test]

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use super::requests::SyncRequest;
 use super::{TaskContext, TaskError, jittered, stopped};
+use crate::accounts::mapping::schedule::Schedule;
 use crate::accounts::{self, Mode};
 use crate::clock;
+use crate::config::{Settings, SourceKind};
 
 /// Logs what a sync reported. Rejections and notices are warnings the first time they are seen
 /// and debug messages while they persist, so a standing problem does not flood the log every
@@ -73,14 +75,37 @@ fn log_requested(r: &accounts::SyncReport, requested: &[SyncRequest]) {
     }
 }
 
+/// The polling schedule of the mapping source (`None` for the others): phased by the instance
+/// id, or the host name off EC2.
+fn mapping_schedule(settings: &Settings, aws: &crate::aws::Aws) -> Option<Schedule> {
+    (settings.accounts.source == SourceKind::Mapping).then(|| {
+        let id = aws.identity.instance_id.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        Schedule::new(&id, settings.accounts.mapping.interval)
+    })
+}
+
+fn since_epoch(t: std::time::SystemTime) -> Duration {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
+}
+
 /// The accounts loop: a first sync after a random splay, then one every
 /// `accounts.interval` (jittered), one right after each reload, and one when another capability
 /// asks (at most one such every 30 s).
 pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
     let mut seen = std::collections::BTreeSet::new();
     let mut settings = ctx.settings.borrow_and_update().clone();
-    ctx.aws.get(&settings).await;
-    let splay = settings.accounts.splay.mul_f64(fastrand::f64());
+    let start = since_epoch(ctx.clock.now());
+    let aws = ctx.aws.get(&settings).await;
+    let splay = match mapping_schedule(&settings, &aws) {
+        // The mapping's polls are spread by the instance id: the first one over a whole interval.
+        Some(s) => s.first_delay(fastrand::f64()),
+        None => settings.accounts.splay.mul_f64(fastrand::f64()),
+    };
+    let mut failures = 0u32;
     tracing::info!(
         "accounts: first sync in {}",
         humantime::format_duration(Duration::from_secs(splay.as_secs()))
@@ -126,7 +151,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
         // Loaded again when the identity or region was missing (see SharedAws::get), so one
         // bad start does not leave the daemon unable to verify its ledger for good.
         let aws = ctx.aws.get(&settings).await;
-        let status = match accounts::sync(
+        let (status, failed) = match accounts::sync(
             &settings,
             Some(aws.as_ref()),
             ctx.clock.as_ref(),
@@ -174,16 +199,32 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                     }
                 );
                 tracing::info!("{line}");
-                line
+                (line, !r.read.complete && r.read.claims.is_empty())
             }
             Err(e) => {
                 tracing::error!("accounts: sync failed: {e}");
-                format!(
+                let line = format!(
                     "accounts: last sync {} failed: {e}",
                     clock::rfc3339(ctx.clock.now())
-                )
+                );
+                (line, true)
             }
         };
+        if let Some(s) = mapping_schedule(&settings, &aws) {
+            // A failed or throttled poll backs off with full jitter; a good one goes back to
+            // this host's slot (never before the start + P: the first polls fill that interval).
+            wait = if failed {
+                failures = failures.saturating_add(1);
+                s.backoff(failures - 1, fastrand::f64())
+            } else {
+                failures = 0;
+                s.next_delay(
+                    since_epoch(ctx.clock.now()),
+                    start + s.interval,
+                    fastrand::f64() * 2.0 - 1.0,
+                )
+            };
+        }
         ctx.heartbeats.idle("accounts", status);
         ctx.notifier.status(&ctx.heartbeats.line());
     }

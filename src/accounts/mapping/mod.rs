@@ -17,6 +17,7 @@
 //! hash differs. These are the client checks The Update Framework lists against arbitrary files,
 //! rollback, indefinite freeze and endless data.
 
+pub mod fetch;
 pub mod schedule;
 
 use std::path::Path;
