@@ -89,6 +89,18 @@ fn commands(events: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
+/// Asserts that no exec event was lost (no gap event of the exec source).
+fn assert_no_gaps(events: &[Value]) {
+    let gaps: Vec<_> = events
+        .iter()
+        .filter(|e| e["metadata"]["log_name"] == "exec" && e["class_uid"] == 1008)
+        .collect();
+    assert!(
+        gaps.is_empty(),
+        "the kernel or the spool lost events: {gaps:#?}"
+    );
+}
+
 fn argv_has(e: &Value, marker: &str) -> bool {
     e["process"]["cmd_line"]
         .as_str()
@@ -211,14 +223,7 @@ fn burst(backend: &str) -> usize {
         .filter(|e| e["process"]["session"]["uid"] == id)
         .collect();
     assert_eq!(ours.len(), want, "exec events of the session; log:\n{log}");
-    let gaps: Vec<_> = events
-        .iter()
-        .filter(|e| e["metadata"]["log_name"] == "exec" && e["class_uid"] == 1008)
-        .collect();
-    assert!(
-        gaps.is_empty(),
-        "the kernel or the spool lost events: {gaps:#?}"
-    );
+    assert_no_gaps(&events);
     for e in &ours {
         assert_eq!(e["class_uid"], 1007);
         assert_eq!(e["activity_id"], 1);
@@ -409,14 +414,7 @@ fn a_chain_of_execs_in_one_process_never_gets_another_programs_argv() {
     });
     stop(&mut daemon);
     let log = log.join().unwrap();
-    let gaps: Vec<_> = events
-        .iter()
-        .filter(|e| e["metadata"]["log_name"] == "exec" && e["class_uid"] == 1008)
-        .collect();
-    assert!(
-        gaps.is_empty(),
-        "the kernel or the spool lost events: {gaps:#?}"
-    );
+    assert_no_gaps(&events);
     let ours = ours(&events);
     assert_eq!(ours.len(), want, "exec events of the session; log:\n{log}");
     let pid = &ours[0]["process"]["pid"];

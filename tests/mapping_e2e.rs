@@ -31,16 +31,7 @@ impl Signer {
 
     fn pem(&self) -> String {
         let der = self.0.public_key().as_der().unwrap();
-        let b64 = aws_smithy_types::base64::encode(der.as_ref());
-        let lines: Vec<&str> = b64
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-            lines.join("\n")
-        )
+        ssm_companion::accounts::mapping::public_key_pem(der.as_ref())
     }
 
     fn seal(&self, manifest: &Value) -> Vec<u8> {

@@ -134,6 +134,18 @@ pub fn trusted_key(entry: &str, index: usize) -> Result<TrustedKey, String> {
     Ok(TrustedKey { label, spki })
 }
 
+/// A SubjectPublicKeyInfo (DER) as the PEM `PUBLIC KEY` block `public_keys` takes.
+pub fn public_key_pem(spki: &[u8]) -> String {
+    let b64 = aws_smithy_types::base64::encode(spki);
+    let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PUBLIC KEY-----\n");
+    pem
+}
+
 /// The DER header of every P-256 SubjectPublicKeyInfo (id-ecPublicKey, prime256v1, a 66-byte
 /// bit string holding an uncompressed point).
 const P256_SPKI_PREFIX: [u8; 26] = [
@@ -417,17 +429,7 @@ mod tests {
         }
 
         fn pem(&self) -> String {
-            let der = self.0.public_key().as_der().unwrap();
-            let b64 = aws_smithy_types::base64::encode(der.as_ref());
-            let lines: Vec<&str> = b64
-                .as_bytes()
-                .chunks(64)
-                .map(|c| std::str::from_utf8(c).unwrap())
-                .collect();
-            format!(
-                "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-                lines.join("\n")
-            )
+            public_key_pem(self.0.public_key().as_der().unwrap().as_ref())
         }
 
         fn seal(&self, payload: &[u8]) -> Vec<u8> {
