@@ -238,3 +238,71 @@ fn a_signed_mapping_is_applied_and_every_bad_one_changes_nothing() {
     assert!(iam.is_empty(), "IAM calls from the host: {stats}");
     host.assert_consistent(&["alice", "bob"]);
 }
+
+/// The daemon with the mapping source: it polls on its schedule (interval 1 s here), picks up
+/// each new generation, keeps every account through a bucket that throttles every request, and
+/// converges once it stops — with no IAM call.
+#[test]
+fn the_daemon_follows_the_mapping_through_throttling_without_iam() {
+    require_root!();
+    let emu = Emulator::start();
+    emu.bucket(BUCKET);
+    let signer = Signer::new();
+    let host = Host::new();
+    host.configure(
+        &emu,
+        &format!(
+            "source = \"mapping\"\n[accounts.mapping]\nbucket = \"{BUCKET}\"\npublic_keys = [\"\"\"{}\"\"\"]\ninterval = \"1s\"\n",
+            signer.pem()
+        ),
+    );
+    publish(&emu, &signer, 1, &document(&["alice"]));
+    let notify = host.dir().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    let mut daemon = host.daemon(&notify, &[]);
+    let log = common::drain(&mut daemon);
+    let mut seen = Vec::new();
+    let wait = |needle: &str, seen: &mut Vec<String>| {
+        common::wait_for(&sock, needle, Duration::from_secs(30), seen)
+    };
+    wait("accounts: 1 managed", &mut seen);
+
+    publish(&emu, &signer, 2, &document(&["alice", "bob"]));
+    wait("accounts: 2 managed", &mut seen);
+
+    // Unchanged: about one conditional GET a second (304s), nothing else.
+    emu.reset_stats();
+    std::thread::sleep(Duration::from_secs(5));
+    let gets = emu.stats()["s3:GET"].as_u64().unwrap_or(0);
+    assert!(
+        (2..=10).contains(&gets),
+        "{gets} GETs in 5 s at interval 1s"
+    );
+
+    // Every request throttled: incomplete reads, backing off, nobody retired.
+    emu.faults(json!([{"service": "s3", "action": "GET", "times": 100000, "status": 503, "code": "SlowDown", "message": "Please reduce your request rate."}]));
+    let line = wait("source read incomplete", &mut seen);
+    assert!(line.contains("accounts: 2 managed"), "{line}");
+    publish(&emu, &signer, 3, &document(&["alice", "bob", "carol"]));
+    std::thread::sleep(Duration::from_secs(3));
+    emu.faults(json!([]));
+    wait("accounts: 3 managed", &mut seen);
+
+    common::stop(&mut daemon);
+    let log = log.join().unwrap();
+    let iam: Vec<String> = emu
+        .stats()
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("iam:"))
+        .cloned()
+        .collect();
+    assert!(iam.is_empty(), "IAM calls from the daemon: {iam:?}");
+    let changes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("INFO account ") && !l.contains("INFO account create"))
+        .collect();
+    assert!(changes.is_empty(), "only creations: {changes:#?}\n{log}");
+    host.assert_consistent(&["alice", "bob", "carol"]);
+}
