@@ -39,26 +39,6 @@ fn status_file(host: &Host) -> Value {
         .unwrap()
 }
 
-/// The `accounts.sync` row of `doctor --json` (the agent is absent here, so the overall verdict
-/// is critical; only this row matters).
-fn doctor_sync_check(host: &Host) -> Value {
-    let out = host.ssmc(&["doctor", "--json"]);
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "doctor --json is not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    doc["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "accounts.sync")
-        .cloned()
-        .unwrap_or_else(|| panic!("no accounts.sync check: {doc:#}"))
-}
-
 #[test]
 fn a_capped_retirement_is_pending_not_converged() {
     require_root!();
@@ -76,7 +56,7 @@ fn a_capped_retirement_is_pending_not_converged() {
     assert_eq!(doc["converged"], true);
     assert_eq!(doc["holds"], serde_json::json!([]));
     assert_eq!(status_file(&host)["converged"], true);
-    let check = doctor_sync_check(&host);
+    let check = host.doctor_check("accounts.sync");
     assert_eq!(check["status"], "ok", "{check:#}");
 
     // Half the principals vanish: more than max_retire_fraction (0.25) allows.
@@ -104,7 +84,7 @@ fn a_capped_retirement_is_pending_not_converged() {
     let status = status_file(&host);
     assert_eq!(status["converged"], false);
     assert_eq!(status["holds"][0]["code"], "retire-capped");
-    let check = doctor_sync_check(&host);
+    let check = host.doctor_check("accounts.sync");
     assert_eq!(check["status"], "warning", "{check:#}");
     let detail = check["detail"].as_str().unwrap();
     assert!(
@@ -117,7 +97,7 @@ fn a_capped_retirement_is_pending_not_converged() {
     let doc = host.json(&["accounts", "apply", "--json", "--allow-mass-retire"], 0);
     assert_eq!(Host::steps(&doc, "retire-start"), ["a3", "a4"]);
     assert!(host.groups("a3").is_empty());
-    assert_eq!(doctor_sync_check(&host)["status"], "ok");
+    assert_eq!(host.doctor_check("accounts.sync")["status"], "ok");
     host.assert_consistent(&["a1", "a2", "a3", "a4"]);
 }
 

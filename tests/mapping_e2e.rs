@@ -283,6 +283,13 @@ fn the_daemon_follows_the_mapping_through_throttling_without_iam() {
     emu.faults(json!([{"service": "s3", "action": "GET", "times": 100000, "status": 503, "code": "SlowDown", "message": "Please reduce your request rate."}]));
     let line = wait("source read incomplete", &mut seen);
     assert!(line.contains("accounts: 2 managed"), "{line}");
+    // Health says why.
+    let check = host.doctor_check("accounts.sync");
+    assert_eq!(check["status"], "warning", "{check:#}");
+    assert!(
+        check["detail"].as_str().unwrap().contains("SlowDown"),
+        "{check:#}"
+    );
     publish(&emu, &signer, 3, &document(&["alice", "bob", "carol"]));
     std::thread::sleep(Duration::from_secs(3));
     emu.faults(json!([]));

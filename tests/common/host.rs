@@ -301,6 +301,26 @@ impl Host {
         }
     }
 
+    /// The row `id` of `doctor --json` (the agent is absent in tests, so the overall verdict is
+    /// critical; only this row matters).
+    pub fn doctor_check(&self, id: &str) -> Value {
+        let out = self.ssmc(&["doctor", "--json"]);
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "doctor --json is not JSON ({e}): {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {id} check: {doc:#}"))
+    }
+
     /// Steps of a sync JSON with the given action, as subject names.
     pub fn steps(doc: &Value, action: &str) -> Vec<String> {
         doc["steps"]
