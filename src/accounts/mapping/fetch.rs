@@ -207,7 +207,7 @@ pub async fn poll(
                     m.bucket
                 ),
                 Some(403) => format!(
-                    "reading s3://{}/{manifest_key} was denied ({}): the instance profile needs s3:GetObject on it (`ssm-companion iam-policy`)",
+                    "reading s3://{}/{manifest_key} was denied ({}): the instance profile needs s3:GetObject on it (`ssm-companion iam-policy`); without s3:ListBucket S3 also answers 403 for a manifest that does not exist yet (has `ssm-companion publish` run for account {account}?)",
                     m.bucket,
                     crate::aws::sdk_error(&e)
                 ),
