@@ -18,6 +18,7 @@
 //! rollback, indefinite freeze and endless data.
 
 pub mod fetch;
+pub mod publish;
 pub mod schedule;
 
 use std::path::Path;
