@@ -67,6 +67,29 @@ instead of at startup.  What they do:
 Items are kept per region (from the SigV4 scope), instance and type; the
 custom type names and their attribute names are account-wide.
 
+For the fleet publisher, installed at startup (each in its own module under
+``emulation/``, state kept on moto's per-account, per-region backend objects,
+so accounts stay isolated and ``/moto-api/reset`` clears it):
+
+* sso-admin ``Create``/``Describe``/``Update``/``Delete``
+  ``InstanceAccessControlAttributeConfiguration`` (moto: 500), AWS's shapes:
+  ``InstanceArn`` and ``InstanceAccessControlAttributeConfiguration`` =
+  ``{"AccessControlAttributes": [{"Key": ..., "Value": {"Source":
+  ["${path:...}"]}}]}`` (Key, one Source, at most 50, no duplicate keys:
+  else ``ValidationException``); Describe answers ``Status`` ``ENABLED`` and
+  the configuration; ``ResourceNotFoundException`` when there is none
+  (Describe/Update/Delete), ``ConflictException`` on a second Create; Update
+  replaces the attributes.  The instance ARN is checked for its form only.
+* identitystore ``Extensions`` (moto drops them): CreateUser stores the map
+  (only ``aws:identitystore:enterprise``, each value an object, else
+  ``ValidationException``); DescribeUser and ListUsers return the stored
+  extensions named in the request's ``Extensions`` list, none without it.
+* KMS: GetPublicKey also answers ``KeySpec`` (moto gives only the deprecated
+  ``CustomerMasterKeySpec``) and ``KeyUsage``, and ``KeyId`` is the key ARN as
+  in AWS; Sign and Verify refuse a ``Message`` over 4,096 bytes with
+  ``ValidationException`` (moto signs any size; AWS wants larger input as a
+  digest).
+
 Control endpoints
 -----------------
 On the moto port (everything else is passed to moto, including moto's own
@@ -86,7 +109,14 @@ On the moto port (everything else is passed to moto, including moto's own
   ``IsTruncated`` true, no ``Marker``; ``repeat-marker`` = ``IsTruncated``
   true, the request's own ``Marker`` back (requests without one pass);
   ``reset`` = headers with the full Content-Length, half the body, TCP RST;
-  ``empty`` = 200 with an empty body, moto not called)
+  ``empty`` = 200 with an empty body, moto not called).  More selectors:
+  ``params`` (``{"RoleArn": "arn:aws:iam::111111111111:role/r"}``: only
+  requests whose query/form parameters, or top-level JSON body members for
+  ``X-Amz-Target`` services, equal every one given), ``path_contains`` (text
+  in the request path, for S3: ``/bucket/key``).  ``per_second`` makes a rate
+  budget: ``{"service": "s3", "action": "GET", "per_second": 80, "status":
+  503, "code": "SlowDown"}`` lets the first 80 selected requests of each
+  one-second window pass and answers the rest with the error.
 * ``GET /_emulator/inventory`` -> everything PutInventory stored::
 
       {"inventory": {"us-east-1": {"i-...": {"Custom:X": {"TypeName": ...,
@@ -112,15 +142,35 @@ On the IMDS port:
 
 This relies on moto internals (``DomainDispatcherApplication``,
 ``create_backend_app``, ``MotoRequestHandler``, ``IamResponse``,
-``SimpleSystemManagerResponse``, ``ServiceException``, the backend's
-``get_account_authorization_details`` and ``ActionResult`` serialisation), so
-moto is pinned to exactly 5.2.5 in ``requirements.txt``.  Review this file
-when bumping it.
+``SimpleSystemManagerResponse``, ``SSOAdminResponse``,
+``IdentityStoreResponse`` and ``KmsResponse`` and the JSON their handlers
+return, ``ServiceException``/``JsonRESTError``, the backends'
+``get_account_authorization_details``/``describe_key`` and ``ActionResult``
+serialisation, the request's account from ``MOTO_ACCOUNT_ID`` or the access
+key), so moto is pinned to exactly 5.2.5 in ``requirements.txt``.  Review
+this file when bumping it.
 
 Usage::
 
     python emulator.py [--host 127.0.0.1] [--moto-port 0] [--imds-port 0]
                        [--imds-config FILE] [--exit-on-stdin-eof] [--log FILE]
+                       [--multi-account]
+
+By default every request is answered in one account, the IMDS config's
+``account_id`` (``MOTO_ACCOUNT_ID`` is set to it unless already set), whatever
+key signed it: an ``sts:AssumeRole`` into another account changes nothing.
+``--multi-account`` leaves ``MOTO_ACCOUNT_ID`` unset (and removes an inherited
+one), so moto picks each request's account itself: ``AssumeRole`` into
+``arn:aws:iam::<X>:role/...`` mints keys owned by X and every later call
+signed with them lands in X (IAM users, SSO instances, ... per account;
+``GetCallerIdentity`` says ``arn:aws:sts::X:assumed-role/<role>/<session>``);
+a request may also name its account in an ``x-moto-account-id`` header.  Keys
+moto did not issue (the IMDS stub's, any made-up ones) map to 123456789012,
+so keep the IMDS ``account_id`` at that default with this option (a warning
+is logged otherwise).  moto checks no trust policy or ExternalId: refuse an
+AssumeRole with a fault rule (``params`` on ``RoleArn``).  The SSM Inventory
+store above is the emulator's own and is not per account: all accounts share
+it.
 
 When both listeners are up, exactly one JSON line is printed on stdout:
 ``{"moto": "http://127.0.0.1:PORT", "imds": "http://127.0.0.1:PORT", "pid": N}``.
@@ -142,7 +192,8 @@ import threading
 # importing it.  Requests carry their region in the SigV4 scope anyway.  The
 # account is MOTO_ACCOUNT_ID, which main() defaults to the IMDS config's
 # ``account_id`` (default 123456789012, also moto's own default) so that STS
-# and the instance identity document agree.  moto accepts any credentials as
+# and the instance identity document agree (with --multi-account it stays
+# unset: moto reads it per request).  moto accepts any credentials as
 # long as INITIAL_NO_AUTH_ACTION_COUNT is left unset (= infinite).
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_REGION", os.environ["AWS_DEFAULT_REGION"])
@@ -151,10 +202,13 @@ import moto  # noqa: E402
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
-from emulation.common import log  # noqa: E402
+from emulation.common import DEFAULT_ACCOUNT_ID, log  # noqa: E402
 from emulation.iam_pages import install_moto_extensions  # noqa: E402
-from emulation.imds import load_imds_config, make_imds_server  # noqa: E402
+from emulation.identity_store import install_identity_store_extensions  # noqa: E402
+from emulation.imds import ImdsConfig, load_imds_config, make_imds_server  # noqa: E402
+from emulation.kms import install_kms_fixes  # noqa: E402
 from emulation.middleware import EmulatorMiddleware, QuietMotoRequestHandler  # noqa: E402
+from emulation.sso_admin import install_sso_admin_access_control  # noqa: E402
 
 
 def _url(host: str, port: int) -> str:
@@ -184,7 +238,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--exit-on-stdin-eof", action="store_true",
                         help="exit as soon as stdin reaches EOF")
     parser.add_argument("--log", metavar="FILE", help="request log file (default: stderr)")
+    parser.add_argument("--multi-account", action="store_true",
+                        help="do not pin every request to the IMDS account (MOTO_ACCOUNT_ID): "
+                             "AssumeRole into another account's role then acts in that account")
     return parser.parse_args(argv)
+
+
+def _choose_account_mode(multi_account: bool, imds_config: ImdsConfig) -> None:
+    """Pins moto to the IMDS account (default) or, with ``--multi-account``, lets moto take
+    each request's account from its access key (see the module doc)."""
+    if not multi_account:
+        # One account for every request, whatever access key signed it (moto
+        # would otherwise map keys it issued itself to their own accounts).
+        os.environ.setdefault("MOTO_ACCOUNT_ID", imds_config.account_id)
+        return
+    inherited = os.environ.pop("MOTO_ACCOUNT_ID", None)
+    if inherited is not None:
+        log.warning("--multi-account: ignoring MOTO_ACCOUNT_ID=%s from the environment", inherited)
+    if imds_config.account_id != DEFAULT_ACCOUNT_ID:
+        log.warning("--multi-account: the IMDS account %s is not %s, the account moto gives "
+                    "keys it did not issue (the IMDS stub's among them)",
+                    imds_config.account_id, DEFAULT_ACCOUNT_ID)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,10 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emulator: bad --imds-config: {exc}", file=sys.stderr)
         return 2
 
-    # One account for every request, whatever access key signed it (moto
-    # would otherwise map keys it issued itself to their own accounts).
-    os.environ.setdefault("MOTO_ACCOUNT_ID", imds_config.account_id)
+    _choose_account_mode(args.multi_account, imds_config)
     install_moto_extensions()
+    install_sso_admin_access_control()
+    install_identity_store_extensions()
+    install_kms_fixes()
     middleware = EmulatorMiddleware(DomainDispatcherApplication(create_backend_app))
     moto_server = make_server(
         args.host, args.moto_port, middleware, threaded=True,
@@ -250,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     ready_out.write(json.dumps(ready) + "\n")
     ready_out.flush()
-    log.info("emulator ready: %s (moto %s)", json.dumps(ready), moto.__version__)
+    log.info("emulator ready: %s (moto %s, %s)", json.dumps(ready), moto.__version__,
+             "multi-account" if args.multi_account else
+             f"every request in account {os.environ['MOTO_ACCOUNT_ID']}")
 
     while not signalled and not stop.wait(0.1):  # a timed wait keeps signal handlers responsive
         pass

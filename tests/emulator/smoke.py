@@ -915,6 +915,277 @@ class Smoke:
         expect_eq(self.inventory()["inventory"], {}, "moto-api reset clears the inventory")
         expect_eq(self.ssm.get_inventory()["Entities"], [], "GetInventory after reset")
 
+    # -- fleet publisher: accounts, rate and parameter faults, sso-admin, identitystore, KMS --
+
+    def assumed(self, account: str, role: str = "ssm-companion-publish-read",
+                session_name: str = "ssm-companion-publish") -> boto3.Session:
+        """A session with keys from sts:AssumeRole into ``role`` of ``account``."""
+        creds = self.sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{role}",
+                                     RoleSessionName=session_name, ExternalId="fleet")["Credentials"]
+        return boto3.Session(region_name="us-east-1", aws_access_key_id=creds["AccessKeyId"],
+                             aws_secret_access_key=creds["SecretAccessKey"],
+                             aws_session_token=creds["SessionToken"])
+
+    def check_account_pinned(self) -> None:
+        """Without --multi-account, keys from AssumeRole into another account still act in the
+        one pinned account (the emulator's default)."""
+        other = self.assumed("111111111111").client("sts", endpoint_url=self.moto, config=NO_RETRY)
+        expect_eq(other.get_caller_identity()["Account"], "123456789012", "pinned account")
+
+    def check_rate_budget_fault(self) -> None:
+        """20 quick S3 GETs against a budget of 5 a second: some pass, the rest 503 SlowDown."""
+        self.set_faults([{"service": "s3", "action": "GET", "per_second": 5, "status": 503,
+                          "code": "SlowDown", "message": "Please reduce your request rate."}])
+        try:
+            expect_eq(http_json("GET", f"{self.moto}/_emulator/faults")[0]["per_second"], 5,
+                      "per_second in the rule listing")
+            outcomes, started = [], time.monotonic()
+            for _ in range(20):
+                try:
+                    self.s3.list_buckets()
+                    outcomes.append("ok")
+                except ClientError as err:
+                    outcomes.append(f"{err.response['ResponseMetadata']['HTTPStatusCode']} "
+                                    f"{err.response['Error']['Code']}")
+            elapsed = time.monotonic() - started
+            passed, slowed = outcomes.count("ok"), outcomes.count("503 SlowDown")
+            expect_eq(passed + slowed, 20, f"only passes and 503 SlowDown: {outcomes}")
+            expect(passed >= 5 and slowed >= 1, f"some pass, some slowed: {outcomes}")
+            if elapsed < 1.0:  # one window: exactly the budget passed, first
+                expect_eq(outcomes[:6], ["ok"] * 5 + ["503 SlowDown"], f"in {elapsed:.2f}s")
+                expect_eq(passed, 5, f"passes in one window ({elapsed:.2f}s)")
+            time.sleep(1.05)
+            self.s3.list_buckets()  # a new window
+            self.sts.get_caller_identity()  # other services unaffected
+            # With times, only requests over the budget use it up; in-budget ones pass.
+            self.set_faults([{"service": "sts", "action": "GetCallerIdentity", "per_second": 1,
+                              "times": 2, "status": 400, "code": "Throttling"}])
+            outcomes = []
+            for _ in range(5):
+                try:
+                    self.sts.get_caller_identity()
+                    outcomes.append("ok")
+                except ClientError as err:
+                    outcomes.append(err.response["Error"]["Code"])
+            expect_eq(outcomes[:3], ["ok", "Throttling", "Throttling"], "budget 1, then 2 faults")
+            expect_eq(self._times_left(), [], "times used up by the faults only")
+        finally:
+            self.set_faults([])
+
+    def check_rate_budget_concurrent(self) -> None:
+        """The threaded server counts concurrent requests once each: 30 at once against a budget
+        of 10 in a window that outlasts them give exactly 10 passes."""
+        self.set_faults([{"service": "sts", "action": "GetCallerIdentity", "per_second": 10,
+                          "status": 400, "code": "Throttling"}])
+        try:
+            for attempt in range(3):  # a slow machine may straddle a window: try again
+                time.sleep(1.05)  # a fresh window
+                started = time.monotonic()
+                statuses = self._concurrent_callers(30)
+                if time.monotonic() - started < 0.9:
+                    break
+            expect_eq(sorted(statuses), [200] * 10 + [400] * 20, f"statuses ({attempt + 1} tries)")
+        finally:
+            self.set_faults([])
+
+    def _concurrent_callers(self, n: int) -> list[int]:
+        """``n`` GetCallerIdentity calls at once, each on its own connection; their statuses."""
+        barrier, statuses, lock = threading.Barrier(n), [], threading.Lock()
+
+        def call() -> None:
+            barrier.wait()
+            status, _, _ = self._raw_query("sts", {"Action": "GetCallerIdentity",
+                                                   "Version": "2011-06-15"})
+            with lock:
+                statuses.append(status)
+
+        threads = [threading.Thread(target=call) for _ in range(n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+        return statuses
+
+    def check_param_fault(self) -> None:
+        """Only requests with the given parameter values (or path) are refused."""
+        denied = "arn:aws:iam::111111111111:role/ssm-companion-publish-read"
+        self.set_faults([{"service": "sts", "action": "AssumeRole", "params": {"RoleArn": denied},
+                          "status": 403, "code": "AccessDenied",
+                          "message": "not authorized to perform: sts:AssumeRole"}])
+        try:
+            err = self.client_error(lambda: self.assumed("111111111111"))
+            expect_eq((err.response["ResponseMetadata"]["HTTPStatusCode"],
+                       err.response["Error"]["Code"]), (403, "AccessDenied"), "the chosen role")
+            self.assumed("222222222222")  # any other role passes
+            self.sts.assume_role(RoleArn=denied + "2", RoleSessionName="xy")  # equality, not prefix
+            err = self.client_error(lambda: self.assumed("111111111111", session_name="other"))
+            expect_eq(err.response["Error"]["Code"], "AccessDenied", "every time (no times)")
+            # Two parameters: both must match.
+            self.set_faults([{"service": "sts", "action": "AssumeRole", "status": 403,
+                              "code": "AccessDenied",
+                              "params": {"RoleArn": denied, "RoleSessionName": "publish"}}])
+            self.assumed("111111111111", session_name="other")
+            err = self.client_error(lambda: self.assumed("111111111111", session_name="publish"))
+            expect_eq(err.response["Error"]["Code"], "AccessDenied", "both parameters match")
+            # JSON-protocol services: top-level members of the body (KMS Sign of one key).
+            kms = self.session.client("kms", endpoint_url=self.moto, config=NO_RETRY)
+            keys = [kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")
+                    ["KeyMetadata"]["KeyId"] for _ in range(2)]
+            self.set_faults([{"service": "kms", "action": "Sign", "params": {"KeyId": keys[0]},
+                              "status": 400, "code": "ThrottlingException"}])
+            sign = {"Message": b"m", "SigningAlgorithm": "ECDSA_SHA_256"}
+            err = self.client_error(lambda: kms.sign(KeyId=keys[0], **sign))
+            expect_eq(err.response["Error"]["Code"], "ThrottlingException", "KMS Sign of key 1")
+            kms.sign(KeyId=keys[1], **sign)
+            # REST (S3): path_contains on /bucket/key.
+            s3 = self.session.client("s3", endpoint_url=self.moto,
+                                     config=NO_RETRY.merge(Config(s3={"addressing_style": "path"})))
+            s3.create_bucket(Bucket="smoke-faults")
+            for key in ("mapping/111111111111.json", "mapping/222222222222.json"):
+                s3.put_object(Bucket="smoke-faults", Key=key, Body=b"{}")
+            self.set_faults([{"service": "s3", "action": "GET", "status": 503, "code": "SlowDown",
+                              "path_contains": "/smoke-faults/mapping/111111111111"}])
+            err = self.client_error(
+                lambda: s3.get_object(Bucket="smoke-faults", Key="mapping/111111111111.json"))
+            expect_eq((err.response["ResponseMetadata"]["HTTPStatusCode"],
+                       err.response["Error"]["Code"]), (503, "SlowDown"), "the chosen object")
+            expect_eq(s3.get_object(Bucket="smoke-faults", Key="mapping/222222222222.json")
+                      ["Body"].read(), b"{}", "another object")
+            # The rule selects GETs only: a PUT of the same object passes.
+            s3.put_object(Bucket="smoke-faults", Key="mapping/111111111111.json", Body=b"{}")
+        finally:
+            self.set_faults([])
+
+    def check_new_fault_fields_validated(self) -> None:
+        for bad in ({"per_second": 0}, {"per_second": "5"}, {"per_second": True},
+                    {"params": {}}, {"params": []}, {"params": {"RoleArn": 1}},
+                    {"path_contains": ""}, {"path_contains": 3}):
+            rule = [{"service": "sts", "status": 403, **bad}]
+            status, _, data = http("POST", f"{self.moto}/_emulator/faults", body=rule)
+            expect_eq(status, 400, f"rule {rule!r}")
+            expect(next(iter(bad)) in json.loads(data)["error"], f"names the field: {data!r}")
+        good = [{"service": "s3", "action": "GET", "per_second": 80, "status": 503,
+                 "code": "SlowDown", "params": {"versionId": "v"}, "path_contains": "/b/k",
+                 "times": 2, "delay_ms": 1}]
+        self.set_faults(good)
+        rules = http_json("GET", f"{self.moto}/_emulator/faults")
+        expect_eq([{k: v for k, v in r.items() if v is not None} for r in rules], good, "listed")
+        self.set_faults([])
+
+    def check_sso_access_control(self) -> None:
+        sso = self.session.client("sso-admin", endpoint_url=self.moto, config=NO_RETRY)
+        arn = sso.list_instances()["Instances"][0]["InstanceArn"]
+        attributes = [{"Key": "SSMSessionRunAs",
+                       "Value": {"Source": ["${path:enterprise.employeeNumber}"]}}]
+        config = {"AccessControlAttributes": attributes}
+        for call in (
+            lambda: sso.describe_instance_access_control_attribute_configuration(InstanceArn=arn),
+            lambda: sso.update_instance_access_control_attribute_configuration(
+                InstanceArn=arn, InstanceAccessControlAttributeConfiguration=config),
+            lambda: sso.delete_instance_access_control_attribute_configuration(InstanceArn=arn),
+        ):
+            err = self.client_error(call)
+            expect_eq((err.response["ResponseMetadata"]["HTTPStatusCode"],
+                       err.response["Error"]["Code"]), (400, "ResourceNotFoundException"),
+                      "before a create")
+        sso.create_instance_access_control_attribute_configuration(
+            InstanceArn=arn, InstanceAccessControlAttributeConfiguration=config)
+        got = sso.describe_instance_access_control_attribute_configuration(InstanceArn=arn)
+        expect_eq(got["Status"], "ENABLED", "Status")
+        expect_eq(got["InstanceAccessControlAttributeConfiguration"], config, "configuration")
+        err = self.client_error(lambda: sso.create_instance_access_control_attribute_configuration(
+            InstanceArn=arn, InstanceAccessControlAttributeConfiguration=config))
+        expect_eq((err.response["ResponseMetadata"]["HTTPStatusCode"],
+                   err.response["Error"]["Code"]), (400, "ConflictException"), "second create")
+        changed = {"AccessControlAttributes": attributes + [
+            {"Key": "Department", "Value": {"Source": ["${path:enterprise.department}"]}}]}
+        sso.update_instance_access_control_attribute_configuration(
+            InstanceArn=arn, InstanceAccessControlAttributeConfiguration=changed)
+        got = sso.describe_instance_access_control_attribute_configuration(InstanceArn=arn)
+        expect_eq(got["InstanceAccessControlAttributeConfiguration"], changed, "after update")
+        for bad_arn, bad_config in (
+            ("arn:aws:sso:::instance/not-an-instance", config),
+            (arn, {"AccessControlAttributes": [{"Key": "K", "Value": {"Source": ["a", "b"]}}]}),
+            (arn, {"AccessControlAttributes": attributes * 2}),
+        ):
+            err = self.client_error(lambda: sso.update_instance_access_control_attribute_configuration(
+                InstanceArn=bad_arn, InstanceAccessControlAttributeConfiguration=bad_config))
+            expect_eq(err.response["Error"]["Code"], "ValidationException", f"{bad_config}")
+        sso.delete_instance_access_control_attribute_configuration(InstanceArn=arn)
+        err = self.client_error(
+            lambda: sso.describe_instance_access_control_attribute_configuration(InstanceArn=arn))
+        expect_eq(err.response["Error"]["Code"], "ResourceNotFoundException", "after delete")
+
+    def check_identitystore_extensions(self) -> None:
+        sso = self.session.client("sso-admin", endpoint_url=self.moto, config=NO_RETRY)
+        ids = self.session.client("identitystore", endpoint_url=self.moto, config=NO_RETRY)
+        store = sso.list_instances()["Instances"][0]["IdentityStoreId"]
+        enterprise = {"aws:identitystore:enterprise": {"employeeNumber": "alice",
+                                                       "department": "ops"}}
+        alice = ids.create_user(IdentityStoreId=store, UserName="alice@example.com",
+                                DisplayName="Alice", Name={"GivenName": "Alice", "FamilyName": "L"},
+                                Extensions=enterprise)["UserId"]
+        bob = ids.create_user(IdentityStoreId=store, UserName="bob@example.com", DisplayName="Bob",
+                              Name={"GivenName": "Bob", "FamilyName": "M"})["UserId"]
+        plain = ids.describe_user(IdentityStoreId=store, UserId=alice)
+        expect("Extensions" not in plain, "not returned unless asked")
+        expect_eq(plain["UserName"], "alice@example.com", "moto's answer kept")
+        asked = ids.describe_user(IdentityStoreId=store, UserId=alice,
+                                  Extensions=["aws:identitystore:enterprise"])
+        expect_eq(asked.get("Extensions"), enterprise, "DescribeUser with Extensions")
+        expect_eq(asked["DisplayName"], "Alice", "other attributes too")
+        expect("Extensions" not in ids.describe_user(
+            IdentityStoreId=store, UserId=bob, Extensions=["aws:identitystore:enterprise"]),
+            "a user without extensions")
+        listed = ids.list_users(IdentityStoreId=store, Extensions=["aws:identitystore:enterprise"])
+        by_id = {u["UserId"]: u.get("Extensions") for u in listed["Users"]}
+        expect_eq((by_id.get(alice), by_id.get(bob)), (enterprise, None), "ListUsers")
+        err = self.client_error(lambda: ids.create_user(
+            IdentityStoreId=store, UserName="carol", DisplayName="Carol",
+            Name={"GivenName": "C", "FamilyName": "D"},
+            Extensions={"aws:identitystore:other": {"x": "y"}}))
+        expect_eq(err.response["Error"]["Code"], "ValidationException", "unsupported extension")
+        ids.delete_user(IdentityStoreId=store, UserId=alice)
+        err = self.client_error(lambda: ids.describe_user(
+            IdentityStoreId=store, UserId=alice, Extensions=["aws:identitystore:enterprise"]))
+        expect_eq(err.response["Error"]["Code"], "ResourceNotFoundException", "deleted user")
+
+    def check_kms_sign_and_public_key(self) -> None:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+        kms = self.session.client("kms", endpoint_url=self.moto, config=NO_RETRY)
+        meta = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+        public = kms.get_public_key(KeyId=meta["KeyId"])
+        expect_eq((public.get("KeySpec"), public.get("KeyUsage"), public["KeyId"]),
+                  ("ECC_NIST_P256", "SIGN_VERIFY", meta["Arn"]), "KeySpec, KeyUsage, KeyId (ARN)")
+        expect_eq(public["SigningAlgorithms"], ["ECDSA_SHA_256"], "SigningAlgorithms")
+        key = load_der_public_key(public["PublicKey"])
+        expect(isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1",
+               f"a P-256 SPKI: {key!r}")
+        message = bytes(range(256)) * 16  # 4,096 bytes: the most AWS signs RAW
+        signature = kms.sign(KeyId=meta["KeyId"], Message=message, MessageType="RAW",
+                             SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+        key.verify(signature, message, ec.ECDSA(hashes.SHA256()))  # raises if it does not verify
+        try:
+            key.verify(signature, message[:-1] + b"\x00", ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            pass
+        else:
+            raise CheckFailed("a tampered message verified")
+        for message_type in ("RAW", None):
+            extra = {"MessageType": message_type} if message_type else {}
+            err = self.client_error(lambda: kms.sign(KeyId=meta["KeyId"], Message=message + b"x",
+                                                     SigningAlgorithm="ECDSA_SHA_256", **extra))
+            expect_eq((err.response["ResponseMetadata"]["HTTPStatusCode"],
+                       err.response["Error"]["Code"]), (400, "ValidationException"),
+                      f"4,097 bytes, MessageType {message_type}")
+            expect("4096" in err.response["Error"]["Message"], "the limit named")
+        expect(kms.verify(KeyId=meta["KeyId"], Message=message, Signature=signature,
+                          SigningAlgorithm="ECDSA_SHA_256")["SignatureValid"], "KMS Verify")
+
     # -- IMDS checks ------------------------------------------------------------
 
     def check_imds_token(self) -> None:
@@ -1050,6 +1321,47 @@ class Smoke:
         expect_eq(http("GET", f"{self.imds}/_emulator/nope")[0], 404, "unknown control path")
 
 
+def check_multi_account() -> None:
+    """A second emulator with --multi-account: AssumeRole into two other accounts; IAM users and
+    the sso-admin configuration land in the assumed account and stay there."""
+    proc, ready = start_emulator("--multi-account")
+    try:
+        smoke = Smoke(ready["moto"], ready["imds"])
+        accounts = ("111111111111", "222222222222")
+        sessions = {a: smoke.assumed(a) for a in accounts}
+        for account, session in sessions.items():
+            ident = session.client("sts", endpoint_url=smoke.moto, config=NO_RETRY).get_caller_identity()
+            expect_eq((ident["Account"], ident["Arn"]),
+                      (account, f"arn:aws:sts::{account}:assumed-role/ssm-companion-publish-read/"
+                                "ssm-companion-publish"), "caller")
+            session.client("iam", endpoint_url=smoke.moto, config=NO_RETRY).create_user(
+                UserName=f"bob-{account}", Tags=[{"Key": "SSMSessionRunAs", "Value": "bob"}])
+        for account, session in sessions.items():
+            users = session.client("iam", endpoint_url=smoke.moto,
+                                   config=NO_RETRY).list_users()["Users"]
+            expect_eq([(u["UserName"], u["Arn"].split(":")[4]) for u in users],
+                      [(f"bob-{account}", account)], f"IAM users of {account}")
+        expect_eq(smoke.iam.list_users()["Users"], [], "none in the default account")
+        expect_eq(smoke.sts.get_caller_identity()["Account"], "123456789012",
+                  "unknown keys map to the default account")
+        # State the emulator adds is per account too.
+        ssos = {a: s.client("sso-admin", endpoint_url=smoke.moto, config=NO_RETRY)
+                for a, s in sessions.items()}
+        arn = ssos[accounts[0]].list_instances()["Instances"][0]["InstanceArn"]
+        ssos[accounts[0]].create_instance_access_control_attribute_configuration(
+            InstanceArn=arn, InstanceAccessControlAttributeConfiguration={
+                "AccessControlAttributes": [{"Key": "SSMSessionRunAs",
+                                             "Value": {"Source": ["${path:userName}"]}}]})
+        err = smoke.client_error(
+            lambda: ssos[accounts[1]].describe_instance_access_control_attribute_configuration(
+                InstanceArn=arn))
+        expect_eq(err.response["Error"]["Code"], "ResourceNotFoundException", "other account")
+    finally:
+        proc.stdin.close()  # type: ignore[union-attr]
+        rc = proc.wait(timeout=10)
+    expect_eq(rc, 0, "rc")
+
+
 def check_lifecycle() -> None:
     """More emulators: SIGTERM and SIGINT give rc 0; stdin EOF also stops it."""
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -1098,6 +1410,16 @@ def main() -> int:
             ("inventory: 21st custom type refused", smoke.check_inventory_custom_type_limit),
             ("inventory: concurrent writers", smoke.check_inventory_concurrency),
             ("fault: ssm PutInventory error", smoke.check_inventory_fault),
+            ("accounts: pinned by default (AssumeRole changes nothing)", smoke.check_account_pinned),
+            ("accounts: --multi-account, AssumeRole into two accounts", check_multi_account),
+            ("fault: rate budget per_second (S3 SlowDown)", smoke.check_rate_budget_fault),
+            ("fault: rate budget under concurrent requests", smoke.check_rate_budget_concurrent),
+            ("fault: params and path_contains matchers", smoke.check_param_fault),
+            ("fault: per_second, params, path_contains validated", smoke.check_new_fault_fields_validated),
+            ("sso-admin: instance access control attributes", smoke.check_sso_access_control),
+            ("identitystore: user Extensions round trip", smoke.check_identitystore_extensions),
+            ("kms: GetPublicKey KeySpec, Sign 4,096-byte limit, local verify",
+             smoke.check_kms_sign_and_public_key),
             ("inventory: reset endpoints (last moto check)", smoke.check_inventory_resets),
             ("imds: token PUT echoes TTL", smoke.check_imds_token),
             ("imds: GET without token -> 401", smoke.check_imds_no_token),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -24,8 +25,26 @@ class FaultRule:
     """One fault rule, as posted to ``/_emulator/faults``.
 
     ``service``/``action``/``page`` select requests (``None`` = any; ``page``
-    only ever matches iam:GetAccountAuthorizationDetails).  ``times`` is the
-    number of matches left (``None`` = unlimited).  ``delay_ms`` sleeps first.
+    only ever matches iam:GetAccountAuthorizationDetails).  ``params`` (a JSON
+    object of strings) selects only requests carrying every one of those
+    parameters with exactly that value: query-string and form parameters, and
+    for JSON-protocol services (``X-Amz-Target``) the top-level members of the
+    body, e.g. ``{"service": "sts", "action": "AssumeRole", "params":
+    {"RoleArn": "arn:aws:iam::111111111111:role/r"}, "status": 403, "code":
+    "AccessDenied"}`` refuses AssumeRole into that one role, so a test can fail
+    one account of several.  ``path_contains`` selects requests whose path
+    (percent-decoded) contains that text: for REST services such as S3, whose
+    path names the object (path style: ``/bucket/key``).
+
+    ``per_second`` turns the rule into a rate budget: of the requests it
+    selects, the first ``per_second`` in each one-second window pass (as if the
+    rule did not exist: a later rule may still match them) and the rest match,
+    e.g. ``{"service": "s3", "action": "GET", "per_second": 80, "status": 503,
+    "code": "SlowDown"}``.  A window starts with the first selected request
+    after the previous one ended, so a burst sees exactly ``per_second`` pass.
+
+    ``times`` is the number of matches left (``None`` = unlimited; requests a
+    rate budget lets pass are no matches).  ``delay_ms`` sleeps first.
     With ``code`` and/or ``status`` the request is answered with that error
     (status defaults to 400; code to ``InternalFailure`` for 5xx, else
     ``BadRequest``); without either it is passed on to moto after the delay.
@@ -65,6 +84,13 @@ class FaultRule:
     message: str | None = None
     delay_ms: float | None = None
     body: str | None = None
+    per_second: int | None = None
+    params: dict[str, str] | None = None
+    path_contains: str | None = None
+
+    def __post_init__(self) -> None:
+        # Not a field: the window is the rule's state, not part of what was posted.
+        self._window = RateWindow()
 
     @classmethod
     def from_json(cls, raw: Any) -> FaultRule:
@@ -92,6 +118,15 @@ class FaultRule:
         check("message", isinstance(self.message, str), "a string")
         check("page", is_int(self.page) and self.page >= 1, "an integer >= 1")
         check("times", is_int(self.times) and self.times >= 1, "an integer >= 1")
+        check("per_second", is_int(self.per_second) and self.per_second >= 1, "an integer >= 1")
+        check("path_contains", isinstance(self.path_contains, str) and self.path_contains != "",
+              "a non-empty string")
+        check(
+            "params",
+            isinstance(self.params, dict) and bool(self.params)
+            and all(isinstance(v, str) for v in self.params.values()),
+            "a non-empty JSON object of strings",
+        )
         check("status", is_int(self.status) and 100 <= self.status <= 599, "an HTTP status")
         check(
             "delay_ms",
@@ -122,7 +157,32 @@ class FaultRule:
             return False
         if self.page is not None and self.page != req.page:
             return False
+        if self.path_contains is not None and self.path_contains not in req.path:
+            return False
+        if self.params is not None and any(req.param(k) != v for k, v in self.params.items()):
+            return False
         return True
+
+    def over_budget(self, now: float) -> bool:
+        """Counts a request this rule selects against ``per_second``; whether it is beyond
+        the budget (always true without one).  Called under the injector's lock."""
+        return self.per_second is None or self._window.count(now) > self.per_second
+
+
+class RateWindow:
+    """Requests counted in a one-second window that opens with the first request after the
+    previous window closed (not aligned to the clock, so a burst is never split in two)."""
+
+    def __init__(self) -> None:
+        self._start: float | None = None
+        self._count = 0
+
+    def count(self, now: float) -> int:
+        """Counts one request at ``now`` (monotonic seconds); the count in its window so far."""
+        if self._start is None or now - self._start >= 1.0:
+            self._start, self._count = now, 0
+        self._count += 1
+        return self._count
 
 
 BODY_FAULTS = ("truncate", "truncated-without-marker", "repeat-marker", "reset", "empty")
@@ -203,7 +263,10 @@ def with_marker(body: bytes, marker: str) -> bytes | None:
 
 
 class FaultInjector:
-    """Thread-safe rule set; the first matching rule wins and uses up a ``times``."""
+    """Thread-safe rule set; the first matching rule wins and uses up a ``times``.
+
+    The server is threaded: selection, rate windows and ``times`` all change under one lock,
+    so concurrent requests are counted exactly once each."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -221,9 +284,10 @@ class FaultInjector:
             return [asdict(r) for r in self._rules]
 
     def take(self, req: AwsRequest) -> FaultRule | None:
+        now = time.monotonic()
         with self._lock:
             for rule in self._rules:
-                if rule.matches(req):
+                if rule.matches(req) and rule.over_budget(now):
                     if rule.times is not None:
                         rule.times -= 1
                         if rule.times <= 0:

@@ -178,7 +178,9 @@ class EmulatorMiddleware:
                 headers, body = render_error(req, status, code, message)
                 headers.append(("Content-Length", str(len(body))))
                 start_response(_status_line(status), headers)
-                log.info("moto %s %s %d (injected %s)", req.service, req.action, status, code)
+                budget = f", over {rule.per_second}/s" if rule.per_second is not None else ""
+                log.info("moto %s %s %d (injected %s%s)", req.service, req.action, status, code,
+                         budget)
                 return [body]
 
         def logging_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
