@@ -12,6 +12,7 @@ use super::audit::AuditFragment;
 use super::aws::AwsFragment;
 use super::health::HealthFragment;
 use super::paths::PathsFragment;
+use super::publish::PublishFragment;
 
 /// A whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -22,6 +23,7 @@ pub struct Fragment {
     health: Option<HealthFragment>,
     audit: Option<AuditFragment>,
     paths: Option<PathsFragment>,
+    publish: Option<PublishFragment>,
 }
 
 impl Fragment {
@@ -44,6 +46,10 @@ impl Fragment {
     /// The `[paths]` table, if present.
     pub fn paths(&self) -> Option<&PathsFragment> {
         self.paths.as_ref()
+    }
+    /// The `[publish]` table, if present.
+    pub fn publish(&self) -> Option<&PublishFragment> {
+        self.publish.as_ref()
     }
 }
 

@@ -56,6 +56,7 @@ mod aws;
 mod fragments;
 mod health;
 mod paths;
+mod publish;
 mod toml_doc;
 
 use std::collections::BTreeSet;
@@ -72,6 +73,7 @@ pub use audit::{
     PrivilegeSource, S3Settings, SEVERITIES, format_size, parse_size,
 };
 pub use aws::AwsSettings;
+pub use publish::PublishSettings;
 pub use fragments::Fragment;
 pub use health::{HEALTH_SERVICES, HealthSettings};
 pub use paths::{HealthPaths, Paths};
@@ -158,6 +160,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// `[paths]`
     pub paths: Paths,
+    /// `[publish]` (the `publish` command only)
+    pub publish: PublishSettings,
 }
 
 impl Settings {
@@ -430,6 +434,7 @@ fn resolve(layers: &[Layer], issues: &mut Vec<Issue>) -> Settings {
     paths::resolve(&mut r, &mut s.paths);
     health::resolve(&mut r, &mut s.health);
     audit::resolve(&mut r, &mut s.audit);
+    publish::resolve(&mut r, &mut s.publish);
     s
 }
 
