@@ -12,6 +12,7 @@ mod config_check;
 mod doctor;
 mod fleet;
 mod iam_policy;
+mod publish;
 mod run;
 mod version;
 
@@ -84,6 +85,9 @@ pub enum Error {
     /// The audit spool could not be read.
     #[error("audit: {0}")]
     Audit(String),
+    /// `publish` could not start (no bucket, no key, no credentials).
+    #[error("publish: {0}")]
+    Publish(String),
 }
 
 impl Error {
@@ -99,7 +103,8 @@ impl Error {
             | Error::Accounts(_)
             | Error::Daemon(_)
             | Error::Fleet(_)
-            | Error::Audit(_) => exit::FAILURE,
+            | Error::Audit(_)
+            | Error::Publish(_) => exit::FAILURE,
         }
     }
 }
@@ -270,8 +275,42 @@ Example: ssm-companion iam-policy --for instance-profile --account 123456789012 
 --policy-document file://host-policy.json"
     )]
     IamPolicy(IamPolicyArgs),
+    /// Publish the fleet's signed mapping to S3 (run by an operator, CI or a schedule; hosts
+    /// read it with accounts.source = "mapping").
+    #[command(
+        long_about = "Read SSMSessionRunAs once per account — this account, the ones in \
+publish.accounts (through publish.role_name, with publish.external_id) — and write each account's \
+mapping to s3://<publish.bucket>/<publish.prefix>/<account>/: the document, and a manifest signed \
+by the KMS key publish.kms_key_id (ECDSA P-256) pinning it, written only if no other publisher \
+wrote meanwhile. An account whose read is incomplete keeps its published mapping; one that \
+answers with nobody, where its mapping had principals, needs --allow-empty. An unchanged \
+account is re-signed after a quarter of publish.validity: run publish at least that often. \
+Prints each account's outcome and what changes for hosts (+ added, - removed, ~ changed), and \
+the public key hosts verify with. Exit 0 when every account is published or current, 1 when \
+one was skipped or failed.\n\n\
+Example: ssm-companion publish --dry-run && ssm-companion publish"
+    )]
+    Publish(PublishArgs),
     /// Print version, target and commit.
     Version(JsonFlag),
+}
+
+/// `publish` options.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Read and show what would change; write and sign nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Publish an account that answered with no principal even where its published mapping
+    /// has some (a broken read looks like that).
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Only these accounts (12 digits; repeatable) instead of publish.accounts.
+    #[arg(long = "account", value_name = "ACCOUNT_ID")]
+    pub accounts: Vec<String>,
+    /// Machine-readable output (ssm-companion/publish/v1).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `audit …`
@@ -486,6 +525,7 @@ pub fn main_entry() -> i32 {
         Command::Doctor { json, fix } => doctor::run(&cli, *json, *fix),
         Command::Fleet(FleetCommand::Health(f)) => fleet::health(&cli, f.json, f.stale_after),
         Command::IamPolicy(a) => iam_policy::run(&cli, a),
+        Command::Publish(a) => publish::run(&cli, a),
         Command::Audit(AuditCommand::Status(f)) => audit::status(&cli, f.json),
         Command::Audit(AuditCommand::Tail(a)) => audit::tail(&cli, a.lines, a.follow, a.json),
         Command::Audit(AuditCommand::Flush(a)) => audit::flush(&cli, a.timeout, a.json),

@@ -24,8 +24,18 @@ impl Emulator {
         Self::start_in(None, imds)
     }
 
+    /// Starts the emulator without pinning every request to one account: `sts:AssumeRole` into
+    /// another account's role gives credentials that act in that account (`--multi-account`).
+    pub fn start_multi_account() -> Self {
+        Self::start_full(None, serde_json::json!({}), &["--multi-account"])
+    }
+
     /// Starts the emulator inside a network namespace (its URLs are then only reachable there).
     pub fn start_in(ns: Option<&NetNs>, imds: Value) -> Self {
+        Self::start_full(ns, imds, &[])
+    }
+
+    fn start_full(ns: Option<&NetNs>, imds: Value, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("imds.json");
         std::fs::write(&cfg, imds.to_string()).unwrap();
@@ -35,6 +45,7 @@ impl Emulator {
         };
         let mut child = cmd
             .arg(repo().join("tests/emulator/emulator.py"))
+            .args(args)
             .args(["--exit-on-stdin-eof", "--imds-config"])
             .arg(&cfg)
             .arg("--log")
@@ -86,7 +97,8 @@ impl Emulator {
         assert_eq!(status, 200, "{body}");
     }
 
-    fn sdk(&self) -> aws_config::SdkConfig {
+    /// The SDK configuration of the emulator (region us-east-1, test credentials).
+    pub fn sdk(&self) -> aws_config::SdkConfig {
         block_on(
             aws_config::defaults(aws_config::BehaviorVersion::latest())
                 .region(aws_config::Region::new("us-east-1"))

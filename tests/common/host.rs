@@ -191,6 +191,16 @@ impl Host {
         self.ssmc_env(args, &[])
     }
 
+    /// Starts `ssm-companion --config … args` without waiting (stdout and stderr piped).
+    pub fn ssmc_spawn(&self, args: &[&str]) -> std::process::Child {
+        let mut c = self.userdb();
+        c.arg(bin()).arg("--config").arg(&self.config).args(args);
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// The same with extra environment variables.
     pub fn ssmc_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = self.userdb();

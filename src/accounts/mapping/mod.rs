@@ -19,6 +19,7 @@
 
 pub mod fetch;
 pub mod publish;
+pub mod publisher;
 pub mod schedule;
 
 use std::path::Path;
