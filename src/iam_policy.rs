@@ -79,6 +79,10 @@ pub struct Policies {
     pub operator: Value,
     /// Why each operator statement is there.
     pub operator_reasons: Vec<String>,
+    /// For whoever runs `ssm-companion publish` (from `[publish]`).
+    pub publisher: Value,
+    /// Why each publisher statement is there.
+    pub publisher_reasons: Vec<String>,
 }
 
 fn document(statements: Vec<Value>) -> Value {
@@ -222,15 +226,119 @@ pub fn policies(settings: &Settings, scope: &Scope) -> Policies {
         "Action": "ssm:GetInventory",
         "Resource": "*",
     })]);
+    let (publisher, publisher_reasons) = publisher(settings, scope);
     Policies {
         instance_profile,
         instance_profile_reasons: reasons,
+        publisher,
+        publisher_reasons,
         operator,
         operator_reasons: vec![
             "FleetHealth: `ssm-companion fleet health` reads Custom:SsmCompanionHealth fleet-wide"
                 .into(),
         ],
     }
+}
+
+/// The policy of `ssm-companion publish`, from `[publish]` (what `packaging/cloudformation/
+/// fleet-publisher.yaml` grants its role).
+fn publisher(settings: &Settings, scope: &Scope) -> (Value, Vec<String>) {
+    let p = &settings.publish;
+    let bucket = if p.bucket.is_empty() {
+        "BUCKET"
+    } else {
+        p.bucket.as_str()
+    };
+    let prefix = p.prefix.trim_matches('/');
+    let objects = if prefix.is_empty() {
+        "*".to_string()
+    } else {
+        format!("{prefix}/*")
+    };
+    let key = if p.kms_key_id.starts_with("arn:") && !p.kms_key_id.contains(":alias/") {
+        p.kms_key_id.clone()
+    } else {
+        format!(
+            "arn:{}:kms:{}:{}:key/*",
+            scope.partition, scope.region, scope.account
+        )
+    };
+    let mut statements = vec![
+        json!({
+            "Sid": "PublishMapping",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": format!("arn:{}:s3:::{bucket}/{objects}", scope.partition),
+        }),
+        json!({
+            "Sid": "PublishMappingList",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": format!("arn:{}:s3:::{bucket}", scope.partition),
+            "Condition": {"StringLike": {"s3:prefix": [objects.clone()]}},
+        }),
+        json!({
+            "Sid": "PublishSign",
+            "Effect": "Allow",
+            "Action": ["kms:Sign", "kms:GetPublicKey"],
+            "Resource": key,
+        }),
+        json!({
+            "Sid": "PublishReadRunAsTags",
+            "Effect": "Allow",
+            "Action": "iam:GetAccountAuthorizationDetails",
+            "Resource": "*",
+        }),
+    ];
+    let mut reasons = vec![
+        format!("PublishMapping: reads the published manifest and document, writes new ones under s3://{bucket}/{prefix}"),
+        "PublishMappingList: without it S3 answers 403, not 404, for an account's first, absent manifest".to_string(),
+        "PublishSign: signs each manifest (ECDSA_SHA_256, RAW) and reads the public key hosts verify with".to_string(),
+        "PublishReadRunAsTags: reads SSMSessionRunAs in the account publish runs in".to_string(),
+    ];
+    if !p.accounts.is_empty() || p.organizations {
+        statements.push(json!({
+            "Sid": "PublishAssumeReadRole",
+            "Effect": "Allow",
+            "Action": "sts:AssumeRole",
+            "Resource": format!("arn:{}:iam::*:role/{}", scope.partition, p.role_name),
+        }));
+        reasons.push(format!(
+            "PublishAssumeReadRole: reads the other accounts through their {} role",
+            p.role_name
+        ));
+    }
+    if p.organizations {
+        statements.push(json!({
+            "Sid": "PublishListAccounts",
+            "Effect": "Allow",
+            "Action": ["organizations:ListAccounts", "organizations:ListTagsForResource"],
+            "Resource": "*",
+        }));
+        reasons.push(
+            "PublishListAccounts: publish.organizations lists the organization's active accounts"
+                .into(),
+        );
+    }
+    if p.identity_center {
+        statements.push(json!({
+            "Sid": "PublishIdentityCenter",
+            "Effect": "Allow",
+            "Action": [
+                "sso:ListInstances",
+                "sso:DescribeInstanceAccessControlAttributeConfiguration",
+                "sso:ListPermissionSets",
+                "sso:ListPermissionSetsProvisionedToAccount",
+                "sso:ListAccountAssignments",
+                "identitystore:ListUsers",
+                "identitystore:DescribeUser",
+                "identitystore:ListGroupMemberships",
+            ],
+            "Resource": "*",
+        }));
+        reasons.push("PublishIdentityCenter: publish.identity_center evaluates the SSMSessionRunAs attribute for access control of assigned users".into());
+    }
+    (document(statements), reasons)
 }
 
 /// For people: both policies with what each statement is for.
@@ -257,6 +365,12 @@ pub fn text(p: &Policies) -> String {
     }
     out.push_str(&pretty(&p.operator));
     out.push('\n');
+    out.push_str("\n# Publisher: for whoever runs `ssm-companion publish` ([publish]; the role\n# packaging/cloudformation/fleet-publisher.yaml creates). Print it alone with `--for publisher`.\n");
+    for r in &p.publisher_reasons {
+        out.push_str(&format!("#   {r}\n"));
+    }
+    out.push_str(&pretty(&p.publisher));
+    out.push('\n');
     out
 }
 
@@ -268,6 +382,8 @@ pub fn json(p: &Policies) -> String {
         "instance_profile_reasons": p.instance_profile_reasons,
         "operator": p.operator,
         "operator_reasons": p.operator_reasons,
+        "publisher": p.publisher,
+        "publisher_reasons": p.publisher_reasons,
     }))
     .unwrap_or_default()
 }
@@ -327,6 +443,40 @@ mod tests {
         let p = policies(&s, &Scope::default());
         assert!(p.instance_profile.is_none());
         assert!(text(&p).contains("nothing: with this configuration"));
+    }
+
+    #[test]
+    fn the_publisher_gets_what_publish_calls_and_the_options_add() {
+        let mut s = Settings::default();
+        s.publish.bucket = "fleet-mapping".into();
+        s.publish.kms_key_id = "arn:aws:kms:us-east-1:123456789012:key/k".into();
+        let p = policies(&s, &Scope::default());
+        assert_eq!(
+            actions(&p.publisher),
+            [
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:ListBucket",
+                "kms:Sign",
+                "kms:GetPublicKey",
+                "iam:GetAccountAuthorizationDetails"
+            ]
+        );
+        assert_eq!(
+            p.publisher["Statement"][2]["Resource"],
+            "arn:aws:kms:us-east-1:123456789012:key/k"
+        );
+        s.publish.accounts = vec!["111111111111".into()];
+        s.publish.organizations = true;
+        s.publish.identity_center = true;
+        let all = actions(&policies(&s, &Scope::default()).publisher);
+        assert!(all.contains(&"sts:AssumeRole".to_string()));
+        assert!(all.contains(&"organizations:ListAccounts".to_string()));
+        assert!(all.contains(&"identitystore:DescribeUser".to_string()));
+        assert!(
+            !all.iter().any(|a| a.ends_with('*') || a.contains("Delete")),
+            "{all:?}"
+        );
     }
 
     #[test]

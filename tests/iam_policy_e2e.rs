@@ -57,6 +57,10 @@ fn printed_policies_are_valid_iam_policies() {
             "[audit]\nenabled = true\n[audit.s3]\nbucket = \"audit-bucket\"\nprefix = \"audit/v1\"\nsse = \"aws:kms\"\n",
         ),
         (
+            "mapping-source-and-a-full-publisher",
+            "[accounts]\nsource = \"mapping\"\n[accounts.mapping]\nbucket = \"fleet-mapping\"\npublic_keys = [\"-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEVs/o5+uQbTjL3chynL4wXgUg2R9\\nq9UdMvZsT1iULWzMzvr0dIn2qvHuWsYt/Z1Hf6vyLR/ZWrJGshdqNXTzMA==\\n-----END PUBLIC KEY-----\\n\"]\n[publish]\nbucket = \"fleet-mapping\"\nkms_key_id = \"arn:aws:kms:us-east-1:123456789012:key/k\"\naccounts = [\"111111111111\"]\norganizations = true\nidentity_center = true\n",
+        ),
+        (
             "audit-to-cloudwatch-logs",
             "[audit]\nenabled = true\n[audit.cloudwatch]\nlog_group = \"/ssm-companion/audit\"\nregion = \"eu-west-1\"\n",
         ),
@@ -75,6 +79,18 @@ fn printed_policies_are_valid_iam_policies() {
             &doc["operator"].to_string(),
         )
         .unwrap_or_else(|e| panic!("{name}: IAM refused the operator policy: {e}"));
+        create_policy(
+            &emu,
+            &format!("{name}-publisher"),
+            &doc["publisher"].to_string(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: IAM refused the publisher policy: {e}"));
+        let (code, only, _) = iam_policy(config, &["--for", "publisher"]);
+        assert_eq!(code, 0);
+        assert_eq!(
+            serde_json::from_str::<Value>(&only).unwrap(),
+            iam_policy(config, &["--json"]).1.parse::<Value>().unwrap()["publisher"]
+        );
         // `--for` prints exactly that document, ready for put-role-policy.
         let (code, only, _) = iam_policy(
             config,

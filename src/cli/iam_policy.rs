@@ -23,6 +23,7 @@ pub(super) fn run(cli: &Cli, a: &IamPolicyArgs) -> Result<ExitCode, Error> {
             ),
         },
         Some(PolicyFor::Operator) => outln(pretty(&p.operator))?,
+        Some(PolicyFor::Publisher) => outln(pretty(&p.publisher))?,
         None if a.json => outln(ip::json(&p))?,
         None => out(ip::text(&p))?,
     }

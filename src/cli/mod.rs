@@ -268,8 +268,9 @@ works as a Nagios/Icinga/Sensu check. Check ids are documented in docs/usage/hea
         long_about = "Print the least-privilege IAM policies for the features the configuration \
 enables: one for every host's instance profile (what the daemon, doctor and accounts plan/apply \
 call: iam:GetAccountAuthorizationDetails for the iam source, ssm:GetDocument on the Session \
-Manager preferences, ssm:PutInventory with health.inventory), and one for operators (fleet \
-health). Each statement says which setting needs it. Calls nothing and starts no thread.\n\n\
+Manager preferences, ssm:PutInventory with health.inventory, s3:GetObject on the mapping), one for \
+operators (fleet health) and one for whoever runs `publish` ([publish]). Each statement says which \
+setting needs it. Calls nothing and starts no thread.\n\n\
 Example: ssm-companion iam-policy --for instance-profile --account 123456789012 > host-policy.json \
 && aws iam put-role-policy --role-name MyHostRole --policy-name ssm-companion \
 --policy-document file://host-policy.json"
@@ -409,6 +410,8 @@ pub enum PolicyFor {
     InstanceProfile,
     /// Operators running `fleet health`.
     Operator,
+    /// Whoever runs `publish` (an operator, CI, a schedule).
+    Publisher,
 }
 
 /// `fleet health` options.
