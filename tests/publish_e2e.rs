@@ -231,6 +231,32 @@ fn publish_reads_each_account_once_signs_and_hosts_apply_it() {
         "{forced:#}"
     );
     assert_eq!(generation(&emu, MEMBER), 2);
+
+    // Key rotation: publish with a new key re-signs every account at once; hosts that trust
+    // both keys accept it.
+    let key2 = signing_key(&emu);
+    let rotated_cfg = publish_cfg.replace(&key, &key2);
+    host.configure(&emu, &rotated_cfg);
+    let rotated = publish(&host, &[], 0);
+    for id in [OWN, MEMBER] {
+        let a = account(&rotated, id);
+        assert_eq!(a["outcome"], "published", "{rotated:#}");
+        assert!(a["detail"].as_str().unwrap().contains("rotation"), "{a:#}");
+    }
+    let new_key = rotated["public_key"].as_str().unwrap();
+    host.configure(
+        &emu,
+        &format!(
+            "source = \"mapping\"\n[accounts.mapping]\nbucket = \"{BUCKET}\"\npublic_keys = [\"\"\"{public_key}\"\"\", \"\"\"{new_key}\"\"\"]\n{rotated_cfg}"
+        ),
+    );
+    let applied = host.apply(0);
+    assert_eq!(applied["complete"], true, "{applied:#}");
+    assert_eq!(
+        publish(&host, &[], 0)["accounts"][0]["outcome"],
+        "unchanged",
+        "signed by the key in use now"
+    );
 }
 
 /// Two publishers at once (their writes slowed so both read the same manifest first): one

@@ -126,6 +126,8 @@ pub struct Published {
     pub manifest: Manifest,
     /// Its document's claims.
     pub claims: Vec<Claim>,
+    /// Whether its signature verifies with the signing key in use (not after a rotation).
+    pub current_key: bool,
 }
 
 /// What to do for one account.
@@ -182,6 +184,11 @@ pub fn decide(
     if p.manifest.document.sha256 != new_sha256 {
         return Decision::Publish {
             reason: "the document changed".into(),
+        };
+    }
+    if !p.current_key {
+        return Decision::Publish {
+            reason: "unchanged, re-signed with the signing key in use (a rotation)".into(),
         };
     }
     let issued =
@@ -294,6 +301,7 @@ mod tests {
         let published = Published {
             manifest: manifest("1", 4, "k", None, &doc, now - day, 7 * day),
             claims: claims.clone(),
+            current_key: true,
         };
         let d = |complete, claims: &[Claim], sha: &str, now, allow| {
             decide(

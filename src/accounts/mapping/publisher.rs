@@ -133,17 +133,19 @@ async fn current(
     let payload = aws_smithy_types::base64::decode(&env.payload)
         .map_err(|e| format!("s3://{bucket}/{key}: its payload is not base64 ({e})"))?;
     let sig = aws_smithy_types::base64::decode(&env.sig).unwrap_or_default();
-    if let Some(spki) = spki {
-        let key = aws_lc_rs::signature::UnparsedPublicKey::new(
+    let current_key = spki.is_none_or(|spki| {
+        aws_lc_rs::signature::UnparsedPublicKey::new(
             &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
             spki,
-        );
-        if key.verify(&payload, &sig).is_err() {
-            notes.push(format!(
-                "the published manifest (signed by {}) does not verify with this signing key: a key rotation, or it was written by someone else",
-                env.key_id
-            ));
-        }
+        )
+        .verify(&payload, &sig)
+        .is_ok()
+    });
+    if !current_key {
+        notes.push(format!(
+            "the published manifest (signed by {}) does not verify with this signing key: a key rotation, or it was written by someone else",
+            env.key_id
+        ));
     }
     let manifest: Manifest = serde_json::from_slice(&payload)
         .map_err(|e| format!("s3://{bucket}/{key}: its manifest is unreadable ({e})"))?;
@@ -180,7 +182,11 @@ async fn current(
     })?;
     Ok(Some(Current {
         etag,
-        published: Published { manifest, claims },
+        published: Published {
+            manifest,
+            claims,
+            current_key,
+        },
     }))
 }
 
