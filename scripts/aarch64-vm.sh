@@ -180,7 +180,7 @@ rm -rf "$root"
 log "booting the aarch64 VM (TCG; the log is $WORK/console.log)"
 start=$(date +%s)
 rc=0
-timeout "${AARCH64_VM_TIMEOUT:-2400}" qemu-system-aarch64 -machine virt -cpu max -smp 2 \
+timeout "${AARCH64_VM_TIMEOUT:-2400}" qemu-system-aarch64 -machine virt -cpu "${AARCH64_VM_CPU:-max,pauth-impdef=on}" -smp 2 \
     -m "${AARCH64_VM_MEMORY:-3072}" -nographic -no-reboot -kernel "$kernel" -initrd "$WORK/initrd.gz" \
     -append "console=ttyAMA0 panic=-1 rdinit=/init" \
     -netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile= \
