@@ -670,7 +670,7 @@ fn packer_provisioners_bake_an_image_without_instance_state() {
 /// The aarch64 .deb in a full-system aarch64 VM (qemu-system-aarch64) with real systemd: it
 /// installs, reaches READY and syncs the emulator's accounts under the hardened unit
 /// (`scripts/aarch64-vm.sh`; qemu-user cannot run the daemon). Slow: debootstrap's second stage
-/// runs under emulation (about 10-15 minutes on 2 cores).
+/// runs under emulation (about 10 minutes on 2 cores).
 #[test]
 fn arm64_deb_installs_and_runs_in_an_aarch64_vm() {
     require_root!();
