@@ -390,7 +390,7 @@ fn access_denied_is_reported_and_nothing_is_lost_once_access_returns() {
         "{why}"
     );
     // Critical at once, with the cause and the fix.
-    let check = doctor_shipping_check(&host);
+    let check = host.doctor_check("audit.shipping");
     assert_eq!(check["status"], "critical", "{check:#}");
     assert_eq!(check["cause"], "aws:AccessDenied", "{check:#}");
     assert!(
@@ -470,30 +470,11 @@ fn access_denied_is_reported_and_nothing_is_lost_once_access_returns() {
         );
         std::thread::sleep(Duration::from_millis(500));
     };
-    let check = doctor_shipping_check(&host);
+    let check = host.doctor_check("audit.shipping");
     stop(&mut daemon);
     assert!(!log.join().unwrap().contains("panicked"));
     exactly_once(&written, &events);
     assert_eq!(check["status"], "ok", "{check:#}");
-}
-
-/// The `audit.shipping` row of `doctor --json` (the agent is absent here: only this row matters).
-fn doctor_shipping_check(host: &Host) -> Value {
-    let out = host.ssmc(&["doctor", "--json"]);
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "doctor --json is not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    doc["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "audit.shipping")
-        .cloned()
-        .unwrap_or_else(|| panic!("no audit.shipping check: {doc:#}"))
 }
 
 #[test]
@@ -539,7 +520,7 @@ fn a_minute_without_s3_then_a_full_spool_disk_lose_and_duplicate_nothing() {
     let status: Value = serde_json::from_str(&status).unwrap();
     assert!(status["error"].is_string(), "{status:#}");
     assert!(status["oldest_unshipped"].is_string(), "{status:#}");
-    let check = doctor_shipping_check(&host);
+    let check = host.doctor_check("audit.shipping");
     assert_eq!(
         check["status"], "ok",
         "a minute's outage is no warning yet: {check:#}"
@@ -595,7 +576,7 @@ fn a_minute_without_s3_then_a_full_spool_disk_lose_and_duplicate_nothing() {
         );
         std::thread::sleep(Duration::from_millis(500));
     };
-    let check = doctor_shipping_check(&host);
+    let check = host.doctor_check("audit.shipping");
     stop(&mut daemon);
     let log = log.join().unwrap();
     assert!(!log.contains("panicked"), "{log}");
@@ -758,7 +739,7 @@ fn alerts_reach_cloudwatch_logs_and_a_missing_log_group_is_critical_until_it_exi
         Duration::from_secs(30),
         &mut seen,
     );
-    let check = doctor_shipping_check(&host);
+    let check = host.doctor_check("audit.shipping");
     assert_eq!(check["status"], "critical", "{check:#}");
     assert_eq!(check["cause"], "aws:ResourceNotFoundException", "{check:#}");
     let detail = check["detail"].as_str().unwrap();
@@ -823,7 +804,7 @@ fn alerts_reach_cloudwatch_logs_and_a_missing_log_group_is_critical_until_it_exi
     assert_eq!(got.len(), want.len(), "no repeats without a crash: {got:?}");
     assert_eq!(st["cloudwatch"]["sent_events"], 10, "{st:#}");
     assert!(st["cloudwatch"]["last_error"].is_null(), "{st:#}");
-    let check = doctor_shipping_check(&host);
+    let check = host.doctor_check("audit.shipping");
     assert_eq!(check["status"], "ok", "{check:#}");
     stop(&mut daemon);
     let log = log.join().unwrap();

@@ -19,18 +19,7 @@ const ROLE: &str = "ssm-companion-publish-read";
 
 /// An SDK configuration acting in `account` through its read role.
 fn in_account(emu: &Emulator, account: &str) -> aws_config::SdkConfig {
-    let base = emu.sdk();
-    let provider = block_on(
-        aws_config::sts::AssumeRoleProvider::builder(format!("arn:aws:iam::{account}:role/{ROLE}"))
-            .session_name("test-setup")
-            .configure(&base)
-            .build(),
-    );
-    base.to_builder()
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(provider),
-        )
-        .build()
+    emu.in_account(account, ROLE)
 }
 
 fn tagged_user(conf: &aws_config::SdkConfig, name: &str) {
@@ -58,19 +47,6 @@ fn untag_user(conf: &aws_config::SdkConfig, name: &str) {
             .send(),
     )
     .unwrap();
-}
-
-/// A KMS ECC_NIST_P256 signing key in the emulator's own account; its id.
-fn signing_key(emu: &Emulator) -> String {
-    let kms = aws_sdk_kms::Client::new(&emu.sdk());
-    let out = block_on(
-        kms.create_key()
-            .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
-            .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
-            .send(),
-    )
-    .unwrap();
-    out.key_metadata().unwrap().key_id().to_string()
 }
 
 fn publish(host: &Host, args: &[&str], code: i32) -> Value {
@@ -131,7 +107,7 @@ fn publish_reads_each_account_once_signs_and_hosts_apply_it() {
     tagged_user(&own, "alice");
     tagged_user(&own, "bob");
     tagged_user(&member, "carol");
-    let key = signing_key(&emu);
+    let key = emu.signing_key();
     let host = Host::new();
     let publish_cfg = format!(
         "\n[publish]\nbucket = \"{BUCKET}\"\nkms_key_id = \"{key}\"\naccounts = [\"{OWN}\", \"{MEMBER}\"]\nrole_name = \"{ROLE}\"\nexternal_id = \"fleet-test\"\n"
@@ -234,7 +210,7 @@ fn publish_reads_each_account_once_signs_and_hosts_apply_it() {
 
     // Key rotation: publish with a new key re-signs every account at once; hosts that trust
     // both keys accept it.
-    let key2 = signing_key(&emu);
+    let key2 = emu.signing_key();
     let rotated_cfg = publish_cfg.replace(&key, &key2);
     host.configure(&emu, &rotated_cfg);
     let rotated = publish(&host, &[], 0);
@@ -269,7 +245,7 @@ fn two_publishers_at_once_write_one_generation() {
     emu.bucket(BUCKET);
     let own = emu.sdk();
     tagged_user(&own, "alice");
-    let key = signing_key(&emu);
+    let key = emu.signing_key();
     let host = Host::new();
     host.configure(
         &emu,

@@ -213,6 +213,41 @@ impl Emulator {
         })
     }
 
+    /// An SDK configuration acting in `account` through the role `role` assumed there (the
+    /// emulator's own account as it is); with `start_multi_account`, calls land in `account`.
+    pub fn in_account(&self, account: &str, role: &str) -> aws_config::SdkConfig {
+        let base = self.sdk();
+        if account == "123456789012" {
+            return base;
+        }
+        let provider = block_on(
+            aws_config::sts::AssumeRoleProvider::builder(format!(
+                "arn:aws:iam::{account}:role/{role}"
+            ))
+            .session_name("test-setup")
+            .configure(&base)
+            .build(),
+        );
+        base.to_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+            )
+            .build()
+    }
+
+    /// A new KMS signing key (ECC_NIST_P256, SIGN_VERIFY) in the emulator's own account; its id.
+    pub fn signing_key(&self) -> String {
+        let kms = aws_sdk_kms::Client::new(&self.sdk());
+        let out = block_on(
+            kms.create_key()
+                .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+                .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+                .send(),
+        )
+        .unwrap();
+        out.key_metadata().unwrap().key_id().to_string()
+    }
+
     /// An IAM client on the emulator.
     pub fn iam(&self) -> aws_sdk_iam::Client {
         aws_sdk_iam::Client::new(&self.sdk())
