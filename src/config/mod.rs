@@ -73,10 +73,10 @@ pub use audit::{
     PrivilegeSource, S3Settings, SEVERITIES, format_size, parse_size,
 };
 pub use aws::AwsSettings;
-pub use publish::PublishSettings;
 pub use fragments::Fragment;
 pub use health::{HEALTH_SERVICES, HealthSettings};
 pub use paths::{HealthPaths, Paths};
+pub use publish::PublishSettings;
 pub use toml_doc::{Issue, Location, Severity};
 
 use crate::names;
