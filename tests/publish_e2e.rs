@@ -252,6 +252,22 @@ fn two_publishers_at_once_write_one_generation() {
         &format!("\n[publish]\nbucket = \"{BUCKET}\"\nkms_key_id = \"{key}\"\n"),
     );
     assert_eq!(account(&publish(&host, &[], 0), OWN)["generation"], 1);
+    // An option of the contract not available yet is refused, not ignored.
+    let conf = std::fs::read_to_string(&host.config).unwrap();
+    std::fs::write(
+        &host.config,
+        conf.replace("[publish]\n", "[publish]\norganizations = true\n"),
+    )
+    .unwrap();
+    let out = host.ssmc(&["publish"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("publish.organizations = true is not available"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&host.config, conf).unwrap();
     tagged_user(&own, "dave");
     emu.faults(json!([{"service": "s3", "action": "PUT", "times": 8, "delay_ms": 1500}]));
     let racers: Vec<_> = (0..2)

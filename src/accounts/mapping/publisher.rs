@@ -338,6 +338,26 @@ pub async fn run(
                 .into(),
         );
     }
+    // Accepted by the configuration (its contract), not acted on yet: say so rather than
+    // publish a partial fleet that looks whole.
+    for (on, key, instead) in [
+        (
+            p.organizations,
+            "publish.organizations",
+            "list the accounts in publish.accounts",
+        ),
+        (
+            p.identity_center,
+            "publish.identity_center",
+            "give Identity Center users' names to hosts with the file source or accounts.extra",
+        ),
+    ] {
+        if on {
+            return Err(format!(
+                "{key} = true is not available in this version: {instead}, and set it to false"
+            ));
+        }
+    }
     if p.kms_key_id.is_empty() && !opts.dry_run {
         return Err("publish.kms_key_id is not set: the mapping must be signed (an ECC_NIST_P256 SIGN_VERIFY key)".into());
     }
