@@ -175,7 +175,8 @@ pub async fn poll(
         .get_object()
         .bucket(&m.bucket)
         .key(&manifest_key)
-        .set_if_none_match(cache.map(|c| c.etag.clone()))
+        // A copy stored without an ETag (a store that sent none) is fetched whole every time.
+        .set_if_none_match(cache.map(|c| c.etag.clone()).filter(|e| !e.is_empty()))
         .send()
         .await;
     let mut calls = 1;
