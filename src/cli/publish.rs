@@ -24,6 +24,7 @@ pub(super) fn run(cli: &Cli, a: &PublishArgs) -> Result<ExitCode, Error> {
         dry_run: a.dry_run,
         allow_empty: a.allow_empty,
     };
+    publisher::check(&p, opts).map_err(Error::Publish)?;
     let report = block_on(async {
         let aws = Aws::load(&aws_settings).await;
         match aws.sdk() {

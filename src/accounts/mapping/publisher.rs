@@ -325,13 +325,8 @@ async fn write(
     }
 }
 
-/// Publishes (or, dry, decides) for every target account.
-pub async fn run(
-    base: &SdkConfig,
-    p: &PublishSettings,
-    opts: Options,
-    now: SystemTime,
-) -> Result<Report, String> {
+/// What `[publish]` must say before anything is read (no AWS call is made when it does not).
+pub fn check(p: &PublishSettings, opts: Options) -> Result<(), String> {
     if p.bucket.is_empty() {
         return Err(
             "publish.bucket is not set: name the bucket hosts read (their accounts.mapping.bucket)"
@@ -361,6 +356,17 @@ pub async fn run(
     if p.kms_key_id.is_empty() && !opts.dry_run {
         return Err("publish.kms_key_id is not set: the mapping must be signed (an ECC_NIST_P256 SIGN_VERIFY key)".into());
     }
+    Ok(())
+}
+
+/// Publishes (or, dry, decides) for every target account.
+pub async fn run(
+    base: &SdkConfig,
+    p: &PublishSettings,
+    opts: Options,
+    now: SystemTime,
+) -> Result<Report, String> {
+    check(p, opts)?;
     let regional = if p.region.is_empty() {
         base.clone()
     } else {
