@@ -56,6 +56,8 @@ pub mod names;
 pub mod procfs;
 /// Terminal-safe text and aligned tables for every report.
 pub mod render;
+/// The public keys that verify the fleet mapping (neutral).
+pub mod signing;
 /// The state directory and atomic file writes.
 pub mod state;
 /// Parsers for system files read by more than one module (login.defs, subuid/subgid).

@@ -320,6 +320,11 @@ pub mod clients {
         aws_sdk_s3::Client::from_conf(conf)
     }
 
+    /// KMS (`publish` signs the fleet mapping).
+    pub fn kms(sdk: &SdkConfig) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::new(sdk)
+    }
+
     /// CloudWatch Logs (the audit sink).
     pub fn logs(sdk: &SdkConfig) -> aws_sdk_cloudwatchlogs::Client {
         aws_sdk_cloudwatchlogs::Client::new(sdk)

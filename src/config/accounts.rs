@@ -324,7 +324,7 @@ pub(super) fn resolve(r: &mut Resolver<'_>, a: &mut AccountsSettings) {
 
 fn public_keys(p: &Picked<Vec<String>>) -> Result<Vec<String>, String> {
     for (i, k) in p.value.iter().enumerate() {
-        crate::accounts::mapping::trusted_key(k, i)?;
+        crate::signing::trusted_key(k, i)?;
     }
     Ok(p.value.clone())
 }

@@ -76,7 +76,7 @@ pub use aws::AwsSettings;
 pub use fragments::Fragment;
 pub use health::{HEALTH_SERVICES, HealthSettings};
 pub use paths::{HealthPaths, Paths};
-pub use publish::PublishSettings;
+pub use publish::{DEFAULT_VALIDITY as DEFAULT_PUBLISH_VALIDITY, PublishSettings};
 pub use toml_doc::{Issue, Location, Severity};
 
 use crate::names;

@@ -17,6 +17,10 @@ fragment! {
     }
 }
 
+/// How long a manifest is valid by default: hosts refuse it after this (an indefinitely frozen
+/// mapping is a threat); `publish` re-signs after a quarter of it.
+pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// `[publish]`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PublishSettings {
@@ -57,7 +61,7 @@ impl Default for PublishSettings {
             external_id: String::new(),
             organizations: false,
             identity_center: false,
-            validity: crate::accounts::mapping::publish::DEFAULT_VALIDITY,
+            validity: DEFAULT_VALIDITY,
             region: String::new(),
         }
     }

@@ -15,9 +15,7 @@ use serde::Serialize;
 use super::{DocumentRef, Manifest, SCHEMA, Scope, sha256_hex};
 use crate::accounts::desired::Claim;
 
-/// How long a manifest is valid by default: hosts refuse it after this (an indefinitely frozen
-/// mapping is a threat); the publisher re-signs after a quarter of it.
-pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
+pub use crate::config::DEFAULT_PUBLISH_VALIDITY as DEFAULT_VALIDITY;
 
 /// One entry of the document (the `file` source's shape).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]

@@ -375,7 +375,7 @@ pub async fn run(
             .build()
     };
     let s3 = crate::aws::clients::s3(&regional);
-    let kms = aws_sdk_kms::Client::new(&regional);
+    let kms = crate::aws::clients::kms(&regional);
     let own = crate::aws::clients::sts(base)
         .get_caller_identity()
         .send()
