@@ -440,6 +440,12 @@ pub fn display_error(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
+/// The HTTP status of a failed call's answer, when one came (a 304 or 412 is an "error" to the
+/// SDK: told apart by its status).
+pub fn http_status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}
+
 /// Renders an SDK call's error: for a service error its code, message, HTTP status and request
 /// id (what AWS support asks for); otherwise the chain of causes (timeouts, DNS, TLS, …).
 pub fn sdk_error<E>(e: &SdkError<E, HttpResponse>) -> String

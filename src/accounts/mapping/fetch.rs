@@ -11,7 +11,6 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use aws_sdk_s3::error::SdkError;
 use serde::{Deserialize, Serialize};
 
 use super::{Expect, TrustedKey, Verified, check_document, trusted_key, verify};
@@ -141,10 +140,6 @@ async fn bounded(
     Ok(out)
 }
 
-fn status<E>(e: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> Option<u16> {
-    e.raw_response().map(|r| r.status().as_u16())
-}
-
 /// Polls the mapping of `account` once. `cache` is the stored copy (for the ETag, the
 /// generation floor, and the answer to a 304).
 pub async fn poll(
@@ -154,11 +149,7 @@ pub async fn poll(
     cache: Option<&Cache>,
     now: SystemTime,
 ) -> Fetched {
-    let manifest_key = format!(
-        "{}{}{account}/manifest.json",
-        m.prefix,
-        if m.prefix.is_empty() { "" } else { "/" }
-    );
+    let manifest_key = super::object_key(&m.prefix, account, "manifest.json");
     let source = format!("mapping:s3://{}/{manifest_key}", m.bucket);
     let keys: Vec<TrustedKey> = match m
         .public_keys
@@ -188,7 +179,7 @@ pub async fn poll(
                 Err(e) => return failed(&source, format!("the manifest: {e}"), calls, false),
             }
         }
-        Err(e) if status(&e) == Some(304) => match cache {
+        Err(e) if crate::aws::http_status(&e) == Some(304) => match cache {
             Some(c) => (c.envelope.clone().into_bytes(), c.etag.clone(), false),
             // Only ever sent with a copy at hand.
             None => {
@@ -201,7 +192,7 @@ pub async fn poll(
             }
         },
         Err(e) => {
-            let st = status(&e);
+            let st = crate::aws::http_status(&e);
             let why = match st {
                 Some(404) => format!(
                     "no manifest at s3://{}/{manifest_key}: has `ssm-companion publish` run for account {account}, and is accounts.mapping.prefix the one it writes to?",
@@ -279,7 +270,7 @@ pub async fn poll(
                         Body::Read(e) => e,
                     }),
                 Err(e) => {
-                    let st = status(&e);
+                    let st = crate::aws::http_status(&e);
                     return failed(
                         &source,
                         format!(

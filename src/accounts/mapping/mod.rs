@@ -207,6 +207,12 @@ fn malformed(what: &'static str, why: impl ToString) -> Refused {
     }
 }
 
+/// The key of an account's object `name` (`manifest.json`, `document.json`) under `prefix`.
+pub fn object_key(prefix: &str, account: &str, name: &str) -> String {
+    let sep = if prefix.is_empty() { "" } else { "/" };
+    format!("{prefix}{sep}{account}/{name}")
+}
+
 /// Lower-case hex sha256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)

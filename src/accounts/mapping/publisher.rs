@@ -11,7 +11,6 @@ use std::time::SystemTime;
 use aws_config::SdkConfig;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
-use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
 use serde::Serialize;
 
@@ -83,16 +82,6 @@ impl Report {
 /// The `--json` schema.
 pub const SCHEMA: &str = "ssm-companion/publish/v1";
 
-fn key_of(prefix: &str, account: &str, name: &str) -> String {
-    let sep = if prefix.is_empty() { "" } else { "/" };
-    format!("{prefix}{sep}{account}/{name}")
-}
-
-/// The HTTP status of an SDK error's raw response.
-fn status<E>(e: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> Option<u16> {
-    e.raw_response().map(|r| r.status().as_u16())
-}
-
 /// What is published for an account: the manifest object's ETag and its parsed manifest, and
 /// the document's claims.
 struct Current {
@@ -109,10 +98,10 @@ async fn current(
     spki: Option<&[u8]>,
     notes: &mut Vec<String>,
 ) -> Result<Option<Current>, String> {
-    let key = key_of(prefix, account, "manifest.json");
+    let key = super::object_key(prefix, account, "manifest.json");
     let out = match s3.get_object().bucket(bucket).key(&key).send().await {
         Ok(o) => o,
-        Err(e) if status(&e) == Some(404) => return Ok(None),
+        Err(e) if crate::aws::http_status(&e) == Some(404) => return Ok(None),
         Err(e) => {
             return Err(format!(
                 "reading s3://{bucket}/{key} failed: {} (the publisher needs s3:GetObject and s3:ListBucket there)",
@@ -190,12 +179,23 @@ async fn current(
     }))
 }
 
+/// Who runs `publish`: its account and partition.
+struct Caller {
+    account: String,
+    partition: String,
+}
+
 /// The SDK configuration that reads `account`: the caller's own, or the read role assumed there.
-async fn config_for(base: &SdkConfig, own: &str, account: &str, p: &PublishSettings) -> SdkConfig {
-    if account == own {
+async fn config_for(
+    base: &SdkConfig,
+    own: &Caller,
+    account: &str,
+    p: &PublishSettings,
+) -> SdkConfig {
+    if account == own.account {
         return base.clone();
     }
-    let arn = format!("arn:aws:iam::{account}:role/{}", p.role_name);
+    let arn = format!("arn:{}:iam::{account}:role/{}", own.partition, p.role_name);
     let mut b = aws_config::sts::AssumeRoleProvider::builder(arn)
         .session_name("ssm-companion-publish")
         .configure(base);
@@ -267,7 +267,7 @@ async fn write(
     etag: Option<&str>,
     now: SystemTime,
 ) -> Result<Option<u64>, String> {
-    let doc_key = key_of(&p.prefix, account, "document.json");
+    let doc_key = super::object_key(&p.prefix, account, "document.json");
     let put = s3
         .put_object()
         .bucket(&p.bucket)
@@ -303,7 +303,7 @@ async fn write(
     let (key_arn, sig) = sign(kms, &p.kms_key_id, &payload).await?;
     let body =
         serde_json::to_vec(&envelope(&payload, &key_arn, &sig)).map_err(|e| e.to_string())?;
-    let manifest_key = key_of(&p.prefix, account, "manifest.json");
+    let manifest_key = super::object_key(&p.prefix, account, "manifest.json");
     let req = s3
         .put_object()
         .bucket(&p.bucket)
@@ -316,7 +316,7 @@ async fn write(
     };
     match req.send().await {
         Ok(_) => Ok(Some(generation)),
-        Err(e) if matches!(status(&e), Some(412 | 409)) => Ok(None),
+        Err(e) if matches!(crate::aws::http_status(&e), Some(412 | 409)) => Ok(None),
         Err(e) => Err(format!(
             "writing s3://{}/{manifest_key} failed: {}",
             p.bucket,
@@ -376,7 +376,7 @@ pub async fn run(
     };
     let s3 = crate::aws::clients::s3(&regional);
     let kms = crate::aws::clients::kms(&regional);
-    let own = crate::aws::clients::sts(base)
+    let me = crate::aws::clients::sts(base)
         .get_caller_identity()
         .send()
         .await
@@ -385,17 +385,24 @@ pub async fn run(
                 "sts:GetCallerIdentity failed (no usable credentials?): {}",
                 crate::aws::sdk_error(&e)
             )
-        })?
-        .account()
-        .unwrap_or_default()
-        .to_string();
+        })?;
+    let own = Caller {
+        account: me.account().unwrap_or_default().to_string(),
+        // arn:<partition>:sts::…: the other accounts' roles are in the same partition.
+        partition: me
+            .arn()
+            .and_then(|a| a.split(':').nth(1))
+            .filter(|p| !p.is_empty())
+            .unwrap_or("aws")
+            .to_string(),
+    };
     let spki = if p.kms_key_id.is_empty() {
         None
     } else {
         Some(public_key(&kms, &p.kms_key_id).await?)
     };
     let targets = if p.accounts.is_empty() {
-        vec![own.clone()]
+        vec![own.account.clone()]
     } else {
         p.accounts.clone()
     };
@@ -431,7 +438,7 @@ async fn one(
     s3: &aws_sdk_s3::Client,
     kms: &aws_sdk_kms::Client,
     base: &SdkConfig,
-    own: &str,
+    own: &Caller,
     account: &str,
     p: &PublishSettings,
     opts: Options,
