@@ -252,22 +252,6 @@ fn two_publishers_at_once_write_one_generation() {
         &format!("\n[publish]\nbucket = \"{BUCKET}\"\nkms_key_id = \"{key}\"\n"),
     );
     assert_eq!(account(&publish(&host, &[], 0), OWN)["generation"], 1);
-    // An option of the contract not available yet is refused, not ignored.
-    let conf = std::fs::read_to_string(&host.config).unwrap();
-    std::fs::write(
-        &host.config,
-        conf.replace("[publish]\n", "[publish]\norganizations = true\n"),
-    )
-    .unwrap();
-    let out = host.ssmc(&["publish"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("publish.organizations = true is not available"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(&host.config, conf).unwrap();
     tagged_user(&own, "dave");
     emu.faults(json!([{"service": "s3", "action": "PUT", "times": 8, "delay_ms": 1500}]));
     let racers: Vec<_> = (0..2)
@@ -290,4 +274,122 @@ fn two_publishers_at_once_write_one_generation() {
     let published = outcomes.iter().filter(|o| *o == "published").count();
     assert_eq!(published, 1, "{outcomes:?}");
     assert_eq!(generation(&emu, OWN), 2);
+}
+
+/// The fleet of `tests/emulator/fleet_seed.py` (also the demo's): an organization with two
+/// member accounts (ids chosen by the emulator) and IAM Identity Center users assigned to them.
+fn fleet_seed(emu: &Emulator) -> Value {
+    let out = std::process::Command::new(common::repo().join(".venv/bin/python"))
+        .arg(common::repo().join("tests/emulator/fleet_seed.py"))
+        .args(["--endpoint", &emu.moto, "--bucket", BUCKET, "--role", ROLE])
+        .args(["--external-id", "fleet-test"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Organizations discovery and Identity Center users: the management account lists the
+/// member accounts (no account id configured), each account's document has its IAM users and
+/// the Identity Center users assigned there (directly or through a group), evaluated from the
+/// `SSMSessionRunAs` attribute for access control; a user without a value is left out and
+/// named. A host of a member account applies them. Identity Center failing for one account
+/// skips that account only; Organizations denied writes nothing.
+#[test]
+fn organizations_and_identity_center_users_reach_hosts() {
+    require_root!();
+    let emu = Emulator::start_multi_account();
+    let seed = fleet_seed(&emu);
+    let key = seed["kms_key_id"].as_str().unwrap();
+    let first = seed["members"][0].as_str().unwrap().to_string();
+    let second = seed["members"][1].as_str().unwrap().to_string();
+    let host = Host::new();
+    let publish_cfg = format!(
+        "\n[publish]\nbucket = \"{BUCKET}\"\nkms_key_id = \"{key}\"\norganizations = true\nidentity_center = true\nrole_name = \"{ROLE}\"\nexternal_id = \"fleet-test\"\n"
+    );
+    host.configure(&emu, &publish_cfg);
+
+    emu.reset_stats();
+    let report = publish(&host, &[], 0);
+    assert_eq!(report["targets"], "organizations", "{report:#}");
+    assert_eq!(report["accounts"].as_array().unwrap().len(), 3);
+    assert_eq!(names(&account(&report, OWN)["diff"]["added"]), ["alice"]);
+    let a = account(&report, &first);
+    assert_eq!(a["outcome"], "published", "{report:#}");
+    assert_eq!(names(&a["diff"]["added"]), ["carol", "erin", "frank"]);
+    assert_eq!(a["identity_center_users"], 2);
+    let b = account(&report, &second);
+    assert_eq!(names(&b["diff"]["added"]), ["dave"], "{report:#}");
+    let notes = b["notes"].to_string();
+    assert!(
+        notes.contains("eve@example.com: attribute enterprise.employeeNumber is not set"),
+        "{b:#}"
+    );
+    let stats = emu.stats();
+    assert_eq!(stats["organizations:ListAccounts"], 1, "{stats}");
+    assert_eq!(stats["iam:GetAccountAuthorizationDetails"], 3, "{stats}");
+    assert_eq!(stats["identitystore:ListUsers"], 1, "{stats}");
+
+    // The document names the reserved role of the permission set, any suffix.
+    let doc: Value = serde_json::from_slice(
+        &emu.objects(BUCKET)
+            .into_iter()
+            .find(|(k, _)| k == &format!("ssm-companion/mapping/{first}/document.json"))
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    let erin = doc["account"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "erin")
+        .unwrap();
+    assert_eq!(
+        erin["principals"][0],
+        format!("arn:aws:sts::{first}:assumed-role/AWSReservedSSO_SSMRunAs_*/erin@example.com")
+    );
+
+    // A host of the first member applies its mapping.
+    let public_key = report["public_key"].as_str().unwrap();
+    host.configure(
+        &emu,
+        &format!(
+            "source = \"mapping\"\n[accounts.mapping]\nbucket = \"{BUCKET}\"\naccount = \"{first}\"\npublic_keys = [\"\"\"{public_key}\"\"\"]\n{publish_cfg}"
+        ),
+    );
+    let applied = host.apply(0);
+    assert_eq!(
+        Host::steps(&applied, "create"),
+        ["carol", "erin", "frank"],
+        "{applied:#}"
+    );
+
+    // Identity Center's assignments of the first member cannot be read: that account is
+    // skipped (its mapping stays), the others are current; exit 1.
+    emu.faults(json!([{"service": "sso", "action": "ListAccountAssignments", "params": {"AccountId": first}, "times": 100, "status": 400, "code": "ThrottlingException", "message": "Rate exceeded"}]));
+    let partial = publish(&host, &[], 1);
+    let a = account(&partial, &first);
+    assert_eq!(a["outcome"], "skipped", "{partial:#}");
+    assert!(
+        a["detail"].as_str().unwrap().contains("ListAccountAssignments"),
+        "{a:#}"
+    );
+    assert_eq!(account(&partial, &second)["outcome"], "unchanged");
+    assert_eq!(generation(&emu, &first), 1);
+
+    // Organizations denied: the run fails before anything is read or written.
+    emu.faults(json!([{"service": "organizations", "action": "ListAccounts", "times": 100, "status": 400, "code": "AccessDeniedException", "message": "not the management account"}]));
+    let out = host.ssmc(&["publish"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("organizations:ListAccounts failed") && err.contains("management account"),
+        "{err}"
+    );
+    emu.faults(json!([]));
 }

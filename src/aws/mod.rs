@@ -334,6 +334,22 @@ pub mod clients {
     pub fn sts(sdk: &SdkConfig) -> aws_sdk_sts::Client {
         aws_sdk_sts::Client::new(sdk)
     }
+
+    /// Organizations (`publish` lists the organization's accounts).
+    pub fn organizations(sdk: &SdkConfig) -> aws_sdk_organizations::Client {
+        aws_sdk_organizations::Client::new(sdk)
+    }
+
+    /// IAM Identity Center's administration API (`publish`: the instance, its attributes for
+    /// access control, the account assignments).
+    pub fn sso_admin(sdk: &SdkConfig) -> aws_sdk_ssoadmin::Client {
+        aws_sdk_ssoadmin::Client::new(sdk)
+    }
+
+    /// IAM Identity Center's identity store (`publish`: users, their attributes, group members).
+    pub fn identity_store(sdk: &SdkConfig) -> aws_sdk_identitystore::Client {
+        aws_sdk_identitystore::Client::new(sdk)
+    }
 }
 
 // aws-config's names for the profile-file types are deprecated aliases of aws-runtime's; they

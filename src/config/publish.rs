@@ -13,7 +13,8 @@ fragment! {
     PublishFragment {
         bucket: String, prefix: String, kms_key_id: String, accounts: Vec<String>,
         role_name: String, external_id: String, organizations: bool, identity_center: bool,
-        validity: DurationValue, region: String,
+        identity_center_instance: String, identity_store_id: String,
+        identity_center_region: String, validity: DurationValue, region: String,
     }
 }
 
@@ -43,6 +44,13 @@ pub struct PublishSettings {
     /// `identity_center`; default false: also IAM Identity Center users, by the
     /// `SSMSessionRunAs` attribute for access control.
     pub identity_center: bool,
+    /// `identity_center_instance`; default "" (discovered: the one instance sso:ListInstances
+    /// answers): the Identity Center instance ARN.
+    pub identity_center_instance: String,
+    /// `identity_store_id`; default "" (the instance's): the identity store (`d-…`).
+    pub identity_store_id: String,
+    /// `identity_center_region`; default "" (the default region): where Identity Center is.
+    pub identity_center_region: String,
     /// `validity`; default "7d": how long a manifest is valid (re-signed after a quarter of it).
     #[serde(with = "duration_str")]
     pub validity: Duration,
@@ -61,6 +69,9 @@ impl Default for PublishSettings {
             external_id: String::new(),
             organizations: false,
             identity_center: false,
+            identity_center_instance: String::new(),
+            identity_store_id: String::new(),
+            identity_center_region: String::new(),
             validity: DEFAULT_VALIDITY,
             region: String::new(),
         }
@@ -108,6 +119,35 @@ fn external_id(p: &Picked<String>) -> Result<String, String> {
     }
 }
 
+fn instance_arn(p: &Picked<String>) -> Result<String, String> {
+    let v = p.value.trim();
+    let ok = v.is_empty()
+        || (v.starts_with("arn:")
+            && v.contains(":sso:::instance/ssoins-")
+            && v.bytes().all(|b| b.is_ascii_graphic()));
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "`{v}` is not an Identity Center instance ARN (arn:aws:sso:::instance/ssoins-…; sso:ListInstances shows it)"
+        ))
+    }
+}
+
+fn store_id(p: &Picked<String>) -> Result<String, String> {
+    let v = p.value.trim();
+    let ok = v.is_empty()
+        || ((1..=36).contains(&v.len())
+            && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "`{v}` is not an identity store id (d-1234567890; sso:ListInstances shows it)"
+        ))
+    }
+}
+
 /// Resolves `[publish]` from the layers.
 pub(super) fn resolve(r: &mut Resolver<'_>, s: &mut PublishSettings) {
     keys!(r, publish, s, {
@@ -119,6 +159,9 @@ pub(super) fn resolve(r: &mut Resolver<'_>, s: &mut PublishSettings) {
         external_id => external_id,
         organizations => as_is,
         identity_center => as_is,
+        identity_center_instance => instance_arn,
+        identity_store_id => store_id,
+        identity_center_region => super::audit::any_string,
         validity => duration_in(Duration::from_secs(3600), Duration::from_secs(90 * 24 * 3600)),
         region => super::audit::any_string,
     });

@@ -1116,6 +1116,23 @@ class Smoke:
             lambda: sso.describe_instance_access_control_attribute_configuration(InstanceArn=arn))
         expect_eq(err.response["Error"]["Code"], "ResourceNotFoundException", "after delete")
 
+    def check_sso_provisioned_per_account(self) -> None:
+        sso = self.session.client("sso-admin", endpoint_url=self.moto, config=NO_RETRY)
+        arn = sso.list_instances()["Instances"][0]["InstanceArn"]
+        sets = [sso.create_permission_set(Name=f"Smoke{i}", InstanceArn=arn)
+                ["PermissionSet"]["PermissionSetArn"] for i in range(2)]
+        for account, ps in (("111111111111", sets[0]), ("222222222222", sets[1])):
+            sso.create_account_assignment(
+                InstanceArn=arn, TargetId=account, TargetType="AWS_ACCOUNT",
+                PermissionSetArn=ps, PrincipalType="USER", PrincipalId="u-1")
+        for account, want in (("111111111111", [sets[0]]), ("222222222222", [sets[1]]),
+                              ("333333333333", [])):
+            got = sso.list_permission_sets_provisioned_to_account(
+                InstanceArn=arn, AccountId=account)["PermissionSets"]
+            expect_eq(got, want, f"permission sets provisioned to {account}")
+        described = sso.describe_permission_set(InstanceArn=arn, PermissionSetArn=sets[0])
+        expect_eq(described["PermissionSet"]["SessionDuration"], "PT1H", "ISO-8601 duration")
+
     def check_identitystore_extensions(self) -> None:
         sso = self.session.client("sso-admin", endpoint_url=self.moto, config=NO_RETRY)
         ids = self.session.client("identitystore", endpoint_url=self.moto, config=NO_RETRY)
@@ -1417,6 +1434,8 @@ def main() -> int:
             ("fault: params and path_contains matchers", smoke.check_param_fault),
             ("fault: per_second, params, path_contains validated", smoke.check_new_fault_fields_validated),
             ("sso-admin: instance access control attributes", smoke.check_sso_access_control),
+            ("sso-admin: permission sets provisioned per account",
+             smoke.check_sso_provisioned_per_account),
             ("identitystore: user Extensions round trip", smoke.check_identitystore_extensions),
             ("kms: GetPublicKey KeySpec, Sign 4,096-byte limit, local verify",
              smoke.check_kms_sign_and_public_key),

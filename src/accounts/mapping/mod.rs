@@ -17,7 +17,9 @@
 //! hash differs. These are the client checks The Update Framework lists against arbitrary files,
 //! rollback, indefinite freeze and endless data.
 
+pub mod directory;
 pub mod fetch;
+pub mod identity_center;
 pub mod publish;
 pub mod publisher;
 pub mod schedule;

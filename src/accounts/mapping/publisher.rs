@@ -50,6 +50,12 @@ pub struct AccountReport {
     pub principals: usize,
     /// IAM calls made for this account.
     pub iam_calls: u32,
+    /// Of the principals, Identity Center users (with `publish.identity_center`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_center_users: Option<usize>,
+    /// What the read noted without failing: principals left out and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The whole run.
@@ -68,6 +74,11 @@ pub struct Report {
     pub public_key: Option<String>,
     /// Per account, in order.
     pub accounts: Vec<AccountReport>,
+    /// How the target accounts were found: "this account", "publish.accounts",
+    /// "organizations" or "organizations + publish.accounts".
+    pub targets: &'static str,
+    /// Calls to Organizations and Identity Center (once per run, and per account), not IAM.
+    pub directory_calls: u32,
 }
 
 impl Report {
@@ -333,26 +344,6 @@ pub fn check(p: &PublishSettings, opts: Options) -> Result<(), String> {
                 .into(),
         );
     }
-    // Accepted by the configuration (its contract), not acted on yet: say so rather than
-    // publish a partial fleet that looks whole.
-    for (on, key, instead) in [
-        (
-            p.organizations,
-            "publish.organizations",
-            "list the accounts in publish.accounts",
-        ),
-        (
-            p.identity_center,
-            "publish.identity_center",
-            "give Identity Center users' names to hosts with the file source or accounts.extra",
-        ),
-    ] {
-        if on {
-            return Err(format!(
-                "{key} = true is not available in this version: {instead}, and set it to false"
-            ));
-        }
-    }
     if p.kms_key_id.is_empty() && !opts.dry_run {
         return Err("publish.kms_key_id is not set: the mapping must be signed (an ECC_NIST_P256 SIGN_VERIFY key)".into());
     }
@@ -401,28 +392,55 @@ pub async fn run(
     } else {
         Some(public_key(&kms, &p.kms_key_id).await?)
     };
-    let targets = if p.accounts.is_empty() {
-        vec![own.account.clone()]
+    let mut directory_calls = 0;
+    let (targets, how) = if p.organizations {
+        let (mut ids, calls) = super::directory::organization_accounts(base).await?;
+        directory_calls += calls;
+        ids.extend(p.accounts.iter().cloned());
+        ids.sort();
+        ids.dedup();
+        let how = if p.accounts.is_empty() {
+            "organizations"
+        } else {
+            "organizations + publish.accounts"
+        };
+        (ids, how)
+    } else if p.accounts.is_empty() {
+        (vec![own.account.clone()], "this account")
     } else {
-        p.accounts.clone()
+        (p.accounts.clone(), "publish.accounts")
+    };
+    let mut ic = if p.identity_center {
+        let conf = if p.identity_center_region.is_empty() {
+            base.clone()
+        } else {
+            base.to_builder()
+                .region(aws_config::Region::new(p.identity_center_region.clone()))
+                .build()
+        };
+        let want = super::directory::Instance {
+            arn: p.identity_center_instance.clone(),
+            store_id: p.identity_store_id.clone(),
+        };
+        Some(super::directory::IdentityCenter::load(&conf, &want).await?)
+    } else {
+        None
     };
     let mut reports = Vec::new();
     for account in &targets {
-        reports.push(
-            one(
-                &s3,
-                &kms,
-                base,
-                &own,
-                account,
-                p,
-                opts,
-                spki.as_deref(),
-                now,
-            )
-            .await,
-        );
+        let ctx = Context {
+            s3: &s3,
+            kms: &kms,
+            base,
+            own: &own,
+            p,
+            opts,
+            spki: spki.as_deref(),
+            now,
+        };
+        reports.push(one(&ctx, account, ic.as_mut()).await);
     }
+    directory_calls += ic.as_ref().map_or(0, |ic| ic.calls);
     Ok(Report {
         schema: SCHEMA,
         dry_run: opts.dry_run,
@@ -430,21 +448,38 @@ pub async fn run(
         prefix: p.prefix.clone(),
         public_key: spki.as_deref().map(public_key_pem),
         accounts: reports,
+        targets: how,
+        directory_calls,
     })
 }
 
-#[allow(clippy::too_many_arguments)] // NOTE: the run's context, named at the one call.
-async fn one(
-    s3: &aws_sdk_s3::Client,
-    kms: &aws_sdk_kms::Client,
-    base: &SdkConfig,
-    own: &Caller,
-    account: &str,
-    p: &PublishSettings,
+/// What every account's publish shares.
+struct Context<'a> {
+    s3: &'a aws_sdk_s3::Client,
+    kms: &'a aws_sdk_kms::Client,
+    base: &'a SdkConfig,
+    own: &'a Caller,
+    p: &'a PublishSettings,
     opts: Options,
-    spki: Option<&[u8]>,
+    spki: Option<&'a [u8]>,
     now: SystemTime,
+}
+
+async fn one(
+    ctx: &Context<'_>,
+    account: &str,
+    ic: Option<&mut super::directory::IdentityCenter>,
 ) -> AccountReport {
+    let Context {
+        s3,
+        kms,
+        base,
+        own,
+        p,
+        opts,
+        spki,
+        now,
+    } = *ctx;
     let mut report = AccountReport {
         account: account.to_string(),
         outcome: "failed",
@@ -453,12 +488,24 @@ async fn one(
         diff: Diff::default(),
         principals: 0,
         iam_calls: 0,
+        identity_center_users: None,
+        notes: Vec::new(),
     };
     let conf = config_for(base, own, account, p).await;
-    let read: SourceRead =
+    let mut read: SourceRead =
         crate::accounts::source::read_iam(&crate::aws::clients::iam(&conf), "/", 1000).await;
     report.iam_calls = read.api_calls;
+    if let Some(ic) = ic {
+        let users = ic.read(&own.partition, account).await;
+        report.identity_center_users = Some(users.claims.len());
+        read.complete &= users.complete;
+        read.problems.extend(users.problems);
+        read.claims.extend(users.claims);
+    }
     report.principals = read.claims.len();
+    if read.complete {
+        report.notes = read.problems.clone();
+    }
     let claims: &[Claim] = &read.claims;
     let doc = publish::document(claims);
     let sha = sha256_hex(&doc);
@@ -542,14 +589,24 @@ async fn one(
 /// The report as text.
 pub fn text(r: &Report) -> String {
     let mut s = format!(
-        "{}s3://{}/{}\n",
+        "{}s3://{}/{} — {} account(s) from {}{}\n",
         if r.dry_run {
             "dry run (nothing written): "
         } else {
             ""
         },
         r.bucket,
-        r.prefix
+        r.prefix,
+        r.accounts.len(),
+        r.targets,
+        if r.directory_calls > 0 {
+            format!(
+                ", {} Organizations/Identity Center call(s)",
+                r.directory_calls
+            )
+        } else {
+            String::new()
+        }
     );
     for a in &r.accounts {
         s.push_str(&format!(
@@ -563,6 +620,9 @@ pub fn text(r: &Report) -> String {
             a.principals,
             a.iam_calls
         ));
+        for n in &a.notes {
+            s.push_str(&format!("  note: {n}\n"));
+        }
         for (sign, names) in [
             ("+", &a.diff.added),
             ("-", &a.diff.removed),

@@ -1,4 +1,5 @@
-"""sso-admin's instance access control attribute configuration (ABAC), which moto lacks.
+"""sso-admin's instance access control attribute configuration (ABAC), which moto lacks, and
+ListPermissionSetsProvisionedToAccount by account, which moto gets wrong.
 
 moto 5.2.5 answers 500 to Create/Describe/Update/DeleteInstanceAccessControlAttributeConfiguration.
 The publisher reads that configuration to learn which identity-store attribute carries a person's
@@ -6,6 +7,16 @@ The publisher reads that configuration to learn which identity-store attribute c
 ``SSOAdminResponse`` here.  The configuration is kept on moto's sso-admin backend object, which
 is per account and region (so accounts stay isolated) and which ``/moto-api/reset`` re-creates
 (so a reset clears it).
+
+moto's ListPermissionSetsProvisionedToAccount ignores ``AccountId`` and answers only the sets
+given to ProvisionPermissionSet (whose ``TargetId`` it also ignores).  In AWS,
+CreateAccountAssignment provisions the permission set to its account, and the list is per
+account: here it answers the instance's permission sets that have an assignment in
+``AccountId`` (plus those moto provisioned explicitly), in creation order.
+
+moto answers a permission set's ``SessionDuration`` as a number of seconds (3600); AWS's shape
+is an ISO-8601 duration string (``PT1H``), and the Rust SDK refuses the number, so Create and
+DescribePermissionSet answer the string.
 """
 
 from __future__ import annotations
@@ -151,6 +162,43 @@ def delete_configuration(self: SSOAdminResponse) -> str:
     return "{}"
 
 
+def list_permission_sets_provisioned_to_account(self: SSOAdminResponse) -> str:
+    instance_arn = self._get_param("InstanceArn")
+    account = self._get_param("AccountId")
+    backend = self.ssoadmin_backend
+    assigned = {a.permission_set_arn for a in backend.account_assignments
+                if a.instance_arn == instance_arn and a.target_id == account}
+    explicit = {p.permission_set_arn
+                for p in backend.list_permission_sets_provisioned_to_account(instance_arn)}
+    arns = [p.permission_set_arn for p in backend.permission_sets
+            if p.permission_set_arn in assigned | explicit]
+    return json.dumps({"PermissionSets": arns})
+
+
+def _iso_duration(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    seconds = int(value)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (seconds, "S")) if n)
+    return f"PT{text or '0S'}"
+
+
+def _wrap_permission_set(original: Any) -> Any:
+    def handler(self: SSOAdminResponse) -> Any:
+        answer = original(self)
+        if not isinstance(answer, str):
+            return answer
+        doc = json.loads(answer)
+        ps = doc.get("PermissionSet")
+        if isinstance(ps, dict) and "SessionDuration" in ps:
+            ps["SessionDuration"] = _iso_duration(ps["SessionDuration"])
+        return json.dumps(doc)
+
+    return handler
+
+
 def install_sso_admin_access_control() -> None:
     """Adds the four actions to ``SSOAdminResponse`` (plain functions: moto's dispatcher finds
     actions with ``inspect.getmembers(cls, inspect.isfunction)``)."""
@@ -161,5 +209,9 @@ def install_sso_admin_access_control() -> None:
         ("describe_instance_access_control_attribute_configuration", describe_configuration),
         ("update_instance_access_control_attribute_configuration", update_configuration),
         ("delete_instance_access_control_attribute_configuration", delete_configuration),
+        ("list_permission_sets_provisioned_to_account",
+         list_permission_sets_provisioned_to_account),
     ):
         setattr(SSOAdminResponse, name, fn)
+    for name in ("create_permission_set", "describe_permission_set"):
+        setattr(SSOAdminResponse, name, _wrap_permission_set(getattr(SSOAdminResponse, name)))
