@@ -312,7 +312,7 @@ fn publisher(settings: &Settings, scope: &Scope) -> (Value, Vec<String>) {
         statements.push(json!({
             "Sid": "PublishListAccounts",
             "Effect": "Allow",
-            "Action": ["organizations:ListAccounts", "organizations:ListTagsForResource"],
+            "Action": "organizations:ListAccounts",
             "Resource": "*",
         }));
         reasons.push(
@@ -327,11 +327,10 @@ fn publisher(settings: &Settings, scope: &Scope) -> (Value, Vec<String>) {
             "Action": [
                 "sso:ListInstances",
                 "sso:DescribeInstanceAccessControlAttributeConfiguration",
-                "sso:ListPermissionSets",
                 "sso:ListPermissionSetsProvisionedToAccount",
+                "sso:DescribePermissionSet",
                 "sso:ListAccountAssignments",
                 "identitystore:ListUsers",
-                "identitystore:DescribeUser",
                 "identitystore:ListGroupMemberships",
             ],
             "Resource": "*",
@@ -472,7 +471,7 @@ mod tests {
         let all = actions(&policies(&s, &Scope::default()).publisher);
         assert!(all.contains(&"sts:AssumeRole".to_string()));
         assert!(all.contains(&"organizations:ListAccounts".to_string()));
-        assert!(all.contains(&"identitystore:DescribeUser".to_string()));
+        assert!(all.contains(&"identitystore:ListGroupMemberships".to_string()));
         assert!(
             !all.iter().any(|a| a.ends_with('*') || a.contains("Delete")),
             "{all:?}"

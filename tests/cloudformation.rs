@@ -38,15 +38,13 @@ const PUBLISHER_ACTIONS: &[&str] = &[
     "sts:AssumeRole",
     // Organizations discovery (optional)
     "organizations:ListAccounts",
-    "organizations:ListTagsForResource",
     // IAM Identity Center (optional)
     "sso:ListInstances",
     "sso:DescribeInstanceAccessControlAttributeConfiguration",
-    "sso:ListPermissionSets",
     "sso:ListPermissionSetsProvisionedToAccount",
+    "sso:DescribePermissionSet",
     "sso:ListAccountAssignments",
     "identitystore:ListUsers",
-    "identitystore:DescribeUser",
     "identitystore:ListGroupMemberships",
 ];
 

@@ -333,6 +333,20 @@ fn organizations_and_identity_center_users_reach_hosts() {
     assert_eq!(stats["organizations:ListAccounts"], 1, "{stats}");
     assert_eq!(stats["iam:GetAccountAuthorizationDetails"], 3, "{stats}");
     assert_eq!(stats["identitystore:ListUsers"], 1, "{stats}");
+    // `iam-policy --for publisher` grants every Organizations and Identity Center call made.
+    let out = host.ssmc(&["iam-policy", "--for", "publisher"]);
+    assert!(out.status.success());
+    let policy: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let granted = policy["Statement"].to_string();
+    for call in stats.as_object().unwrap().keys() {
+        let service = call.split(':').next().unwrap();
+        if ["organizations", "sso", "identitystore"].contains(&service) {
+            assert!(
+                granted.contains(&format!("\"{call}\"")),
+                "{call} not granted: {policy:#}"
+            );
+        }
+    }
 
     // The document names the reserved role of the permission set, any suffix.
     let doc: Value = serde_json::from_slice(
@@ -376,7 +390,10 @@ fn organizations_and_identity_center_users_reach_hosts() {
     let a = account(&partial, &first);
     assert_eq!(a["outcome"], "skipped", "{partial:#}");
     assert!(
-        a["detail"].as_str().unwrap().contains("ListAccountAssignments"),
+        a["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ListAccountAssignments"),
         "{a:#}"
     );
     assert_eq!(account(&partial, &second)["outcome"], "unchanged");
