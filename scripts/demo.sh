@@ -7,7 +7,9 @@
 # that outlives its shell) and sudo on its own pseudo-terminal and ends,
 # and shows the accounts it made and the session's audit events (read from a private journald),
 # then ships them to the emulator's S3 and queries the objects with DuckDB, and sends the alerts
-# to its CloudWatch Logs.
+# to its CloudWatch Logs. Last, the fleet (scripts/demo-fleet.sh): `publish` for an organization of
+# three accounts with IAM Identity Center users, and a member account's host applying the signed
+# mapping it wrote.
 # This machine's own /etc, /home and journal are never changed.
 # Run as root on Debian/Ubuntu. Everything it makes is under .demo/.
 set -euo pipefail
@@ -174,6 +176,10 @@ echo; echo "==> DuckDB over them, as Athena would read them (tests/support/duckd
     .venv/bin/python -c 'import json, sys
 for r in json.load(sys.stdin):
     print("    " + " | ".join(str(r[k]) for k in ("instance_id", "dt", "type_name", "who", "message")))'
+
+echo
+# The fleet: publish for an organization (IAM and Identity Center), a host reads the mapping.
+./scripts/demo-fleet.sh "$BIN" "$DEMO"
 
 echo
 echo "Done. The private user database is under .demo/db, the ledger under .demo/state;"
