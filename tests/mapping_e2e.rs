@@ -252,7 +252,7 @@ fn the_daemon_follows_the_mapping_through_throttling_without_iam() {
     host.configure(
         &emu,
         &format!(
-            "source = \"mapping\"\n[accounts.mapping]\nbucket = \"{BUCKET}\"\npublic_keys = [\"\"\"{}\"\"\"]\ninterval = \"1s\"\n",
+            "interval = \"4s\"\nsource = \"mapping\"\n[accounts.mapping]\nbucket = \"{BUCKET}\"\npublic_keys = [\"\"\"{}\"\"\"]\ninterval = \"1s\"\n",
             signer.pem()
         ),
     );
@@ -269,6 +269,15 @@ fn the_daemon_follows_the_mapping_through_throttling_without_iam() {
 
     publish(&emu, &signer, 2, &document(&["alice", "bob"]));
     wait("accounts: 2 managed", &mut seen);
+    // Unchanged polls (304s) after a converged sync do no local work; a full sync still
+    // comes within accounts.interval (4 s here) to repair local drift.
+    let line = wait("no local work", &mut seen);
+    assert!(
+        line.contains("accounts: 2 managed") && line.contains("#generation=2 (unchanged)"),
+        "{line}"
+    );
+    let line = wait("last sync", &mut seen);
+    assert!(line.contains("accounts: 2 managed"), "{line}");
 
     // Unchanged: about one conditional GET a second (304s), nothing else.
     emu.reset_stats();

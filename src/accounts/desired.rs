@@ -50,6 +50,10 @@ pub struct SourceRead {
     pub preferences: Option<RunAsPreferences>,
     /// AWS calls made for this read (for `--json` and the benchmark).
     pub api_calls: u32,
+    /// The source answered that nothing changed since the copy stored last (the mapping's
+    /// 304): the claims are that copy's.
+    #[serde(skip)]
+    pub unchanged: bool,
 }
 
 /// Splits a space-separated tag value into its words (IAM tag values cannot hold commas).

@@ -41,6 +41,9 @@ pub enum Mode {
         allow_mass_retire: bool,
         /// Trust ledger entries inherited from another machine (allow deleting them).
         trust_inherited: bool,
+        /// Stop after the read when the source answers that nothing changed since the copy
+        /// stored last (the mapping's 304): the caller's previous sync converged on that copy.
+        unchanged_is_done: bool,
     },
 }
 
@@ -185,6 +188,28 @@ pub async fn sync_with(
         read.problems.insert(0, e.to_string());
     }
     let now = clock.now();
+    if let Mode::Apply {
+        unchanged_is_done: true,
+        ..
+    } = mode
+        && read.unchanged
+        && read.complete
+    {
+        // Nothing changed at the source and the last sync converged: no local work. The
+        // managed count is the last sync's.
+        let managed = crate::state::accounts_status::load(&settings.paths.state_dir)
+            .ok()
+            .flatten()
+            .map_or(0, |s| s.managed);
+        return Ok(SyncReport {
+            at: now,
+            read,
+            plan: plan::Plan::nothing(),
+            applied: None,
+            ledger_set_aside: None,
+            managed,
+        });
+    }
     let settings = settings.clone();
     let claims = read.claims.clone();
     let prefs = read.preferences.clone();

@@ -452,6 +452,20 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan of a sync that stopped after an unchanged read: nothing to do.
+    pub fn nothing() -> Self {
+        Self {
+            steps: Vec::new(),
+            skipped: Vec::new(),
+            rejections: Vec::new(),
+            notices: Vec::new(),
+            holds: Vec::new(),
+            complete: true,
+            destructive_allowed: false,
+            principals: BTreeMap::new(),
+        }
+    }
+
     /// True when some step changes something.
     pub fn has_changes(&self) -> bool {
         self.steps.iter().any(Step::is_change)

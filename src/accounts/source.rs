@@ -114,6 +114,7 @@ fn incomplete(source: &str, problem: &str) -> SourceRead {
         problems: vec![problem.into()],
         preferences: None,
         api_calls: 0,
+        unchanged: false,
     }
 }
 
@@ -216,6 +217,7 @@ pub async fn read_iam(
         problems: vec![],
         preferences: None,
         api_calls: 0,
+        unchanged: false,
     };
     let mut case_variants = Vec::new();
     let mut marker: Option<String> = None;
@@ -406,6 +408,7 @@ pub fn read_file(path: &Path) -> SourceRead {
         problems: vec![],
         preferences: None,
         api_calls: 0,
+        unchanged: false,
     }
 }
 

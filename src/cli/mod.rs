@@ -518,6 +518,7 @@ pub fn main_entry() -> i32 {
         }) => accounts::sync(
             &cli,
             Mode::Apply {
+                unchanged_is_done: false,
                 allow_mass_retire: *allow_mass_retire,
                 trust_inherited: *trust_inherited,
             },

@@ -88,6 +88,18 @@ fn mapping_schedule(settings: &Settings, aws: &crate::aws::Aws) -> Option<Schedu
     })
 }
 
+/// Whether a sync may stop after an unchanged mapping read (a 304): the last full sync converged
+/// less than `repair` (`accounts.interval`) ago, and nobody asked for a sync (a session that
+/// failed for want of its user: a local repair may be what it needs).
+fn unchanged_is_done(
+    last_full: Option<(tokio::time::Instant, bool)>,
+    now: tokio::time::Instant,
+    repair: Duration,
+    asked: bool,
+) -> bool {
+    !asked && last_full.is_some_and(|(at, converged)| converged && now < at + repair)
+}
+
 fn since_epoch(t: std::time::SystemTime) -> Duration {
     t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
 }
@@ -113,6 +125,9 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
     let mut wait = splay;
     let mut next_requested = tokio::time::Instant::now();
     let mut requested: Vec<SyncRequest> = Vec::new();
+    // The mapping source's last full sync (when, and whether it converged): unchanged polls
+    // between two full syncs do no local work.
+    let mut last_full: Option<(tokio::time::Instant, bool)> = None;
     loop {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -134,6 +149,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                     return Ok(());
                 }
                 settings = ctx.settings.borrow_and_update().clone();
+                last_full = None;
                 tracing::info!("accounts: configuration reloaded; syncing now");
             }
             () = stopped(&mut ctx.stop) => return Ok(()),
@@ -151,6 +167,13 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
         // Loaded again when the identity or region was missing (see SharedAws::get), so one
         // bad start does not leave the daemon unable to verify its ledger for good.
         let aws = ctx.aws.get(&settings).await;
+        let may_skip = settings.accounts.source == SourceKind::Mapping
+            && unchanged_is_done(
+                last_full,
+                tokio::time::Instant::now(),
+                settings.accounts.interval,
+                !asked.is_empty(),
+            );
         let (status, failed) = match accounts::sync(
             &settings,
             Some(aws.as_ref()),
@@ -158,11 +181,24 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
             Mode::Apply {
                 allow_mass_retire: false,
                 trust_inherited: false,
+                unchanged_is_done: may_skip,
             },
         )
         .await
         {
+            Ok(r) if may_skip && r.read.unchanged && r.read.complete => {
+                let line = format!(
+                    "accounts: {} managed, {} at {} (no local work; the next full sync within {})",
+                    r.managed,
+                    r.read.source,
+                    clock::rfc3339(r.at),
+                    humantime::format_duration(settings.accounts.interval)
+                );
+                tracing::info!("{line}");
+                (line, false)
+            }
             Ok(r) => {
+                last_full = Some((tokio::time::Instant::now(), r.converged()));
                 let changes = r.applied.as_ref().map_or(0, |a| {
                     a.results.iter().filter(|x| x.step.is_change()).count()
                 });
@@ -202,6 +238,7 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
                 (line, !r.read.complete && r.read.claims.is_empty())
             }
             Err(e) => {
+                last_full = None;
                 tracing::error!("accounts: sync failed: {e}");
                 let line = format!(
                     "accounts: last sync {} failed: {e}",
@@ -227,5 +264,27 @@ pub(crate) async fn run(mut ctx: TaskContext) -> Result<(), TaskError> {
         }
         ctx.heartbeats.idle("accounts", status);
         ctx.notifier.status(&ctx.heartbeats.line());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    #[test]
+    fn an_unchanged_poll_skips_local_work_only_after_a_recent_converged_sync() {
+        let t0 = Instant::now();
+        let repair = Duration::from_secs(300);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // Never synced fully (a start, a reload): a full sync.
+        assert!(!unchanged_is_done(None, at(10), repair, false));
+        assert!(unchanged_is_done(Some((t0, true)), at(299), repair, false));
+        // The repair interval is over: a full sync repairs local drift.
+        assert!(!unchanged_is_done(Some((t0, true)), at(300), repair, false));
+        // The last sync did not converge (a failed step, a hold): a full sync again.
+        assert!(!unchanged_is_done(Some((t0, false)), at(10), repair, false));
+        // A session failed for want of its user: a full sync.
+        assert!(!unchanged_is_done(Some((t0, true)), at(10), repair, true));
     }
 }
