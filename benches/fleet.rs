@@ -8,9 +8,11 @@
 //! 2. **Hosts**: `BENCH_HOSTS` daemons (default 50, each in a private user database, the mapping
 //!    source at `interval = "BENCH_INTERVAL"` s, default 10) behind S3 budgets of
 //!    `BENCH_BUDGETS` GETs per second (the emulator's fault rule answers the rest 503 SlowDown;
-//!    default "20,4": above and below the fleet's demand): for each, the time until every daemon
-//!    applied a new generation and the GETs tried; IAM calls from hosts, account changes other
-//!    than creations, each daemon's peak RSS (VmHWM).
+//!    default "20,4": above and below the fleet's demand; IAM throttled to 1 call a second
+//!    meanwhile): for each, the time until every daemon applied a new generation (waiting at
+//!    most `BENCH_DEADLINE` s, default 600) and the GETs tried; then the time until every daemon
+//!    has the last generation once the throttling stopped; IAM calls from hosts, account changes
+//!    other than creations, each daemon's peak RSS (VmHWM).
 //!
 //! `BENCH_ONLY=publisher` or `BENCH_ONLY=hosts` runs one of the two.
 #![allow(
@@ -249,7 +251,11 @@ fn hosts() {
         seed(&emu, "123456789012", users - 1, users);
         publish(&publisher, &[]);
         emu.reset_stats();
-        emu.faults(json!([{"service": "s3", "action": "GET", "per_second": budget, "status": 503, "code": "SlowDown", "message": "Please reduce your request rate."}]));
+        // IAM throttled too, as a fleet reading IAM itself would find it: hosts must not care.
+        emu.faults(json!([
+            {"service": "s3", "action": "GET", "per_second": budget, "status": 503, "code": "SlowDown", "message": "Please reduce your request rate."},
+            {"service": "iam", "action": "GetAccountAuthorizationDetails", "per_second": 1, "status": 400, "code": "Throttling", "message": "Rate exceeded"}
+        ]));
         let secs = describe(&wait_all(&format!("accounts: {users} managed"), &socks));
         emu.faults(json!([]));
         let stats = emu.stats();
@@ -260,6 +266,10 @@ fn hosts() {
             count(&stats, "iam:"),
         ));
     }
+    // After the throttling: every daemon has the last generation (those still backing off
+    // when a round ended get there now).
+    let last = 2 + budgets.len();
+    let after = describe(&wait_all(&format!("accounts: {last} managed"), &socks));
     let hwm: Vec<u64> = daemons
         .iter()
         .map(|(_, c, _)| {
@@ -297,6 +307,7 @@ fn hosts() {
             "| S3 budget {budget} GET/s: a new generation applied | {secs} ({gets} GETs tried, {iam} IAM calls) |"
         );
     }
+    println!("| every daemon at the last generation, once the throttling stopped | {after} |");
     println!("| account changes other than creations, all rounds | {deletions} |");
     println!("| peak RSS per daemon (VmHWM), mean / max | {mean_hwm} / {max_hwm} KiB |");
     println!();
