@@ -456,6 +456,26 @@ pub fn display_error(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
+/// Every page of an SDK listing (`into_paginator().send()`: the SDK stops on a repeated
+/// token), each call counted in `calls`; the first failed page ends it, named by `what`.
+pub async fn all_pages<O, E>(
+    mut pages: aws_smithy_async::future::pagination_stream::PaginationStream<
+        Result<O, SdkError<E, HttpResponse>>,
+    >,
+    calls: &mut u32,
+    what: &str,
+) -> Result<Vec<O>, String>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        *calls += 1;
+        out.push(page.map_err(|e| format!("{what} failed: {}", sdk_error(&e)))?);
+    }
+    Ok(out)
+}
+
 /// The HTTP status of a failed call's answer, when one came (a 304 or 412 is an "error" to the
 /// SDK: told apart by its status).
 pub fn http_status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {

@@ -17,28 +17,23 @@ use crate::aws::sdk_error;
 /// AccessDenied, and publishing for no account would look like success.
 pub async fn organization_accounts(base: &SdkConfig) -> Result<(Vec<String>, u32), String> {
     let advice = "run publish in the organization's management account or a delegated administrator account (organizations:ListAccounts), or list the accounts in publish.accounts and set publish.organizations = false";
-    let mut pages = crate::aws::clients::organizations(base)
+    let pages = crate::aws::clients::organizations(base)
         .list_accounts()
         .into_paginator()
         .send();
-    let (mut ids, mut calls) = (Vec::new(), 0);
-    while let Some(page) = pages.next().await {
-        calls += 1;
-        let page = page.map_err(|e| {
-            format!(
-                "organizations:ListAccounts failed: {}; {advice}",
-                sdk_error(&e)
-            )
-        })?;
-        for a in page.accounts() {
-            let active = match (a.state(), a.status()) {
-                (Some(s), _) => s.as_str() == "ACTIVE",
-                (None, Some(s)) => s.as_str() == "ACTIVE",
-                (None, None) => false,
-            };
-            if let (true, Some(id)) = (active, a.id()) {
-                ids.push(id.to_string());
-            }
+    let mut calls = 0;
+    let pages = crate::aws::all_pages(pages, &mut calls, "organizations:ListAccounts")
+        .await
+        .map_err(|e| format!("{e}; {advice}"))?;
+    let mut ids = Vec::new();
+    for a in pages.iter().flat_map(|p| p.accounts()) {
+        let active = match (a.state(), a.status()) {
+            (Some(s), _) => s.as_str() == "ACTIVE",
+            (None, Some(s)) => s.as_str() == "ACTIVE",
+            (None, None) => false,
+        };
+        if let (true, Some(id)) = (active, a.id()) {
+            ids.push(id.to_string());
         }
     }
     if ids.is_empty() {
@@ -192,22 +187,15 @@ impl IdentityCenter {
     }
 
     async fn load_users(&mut self) -> Result<(), String> {
-        let mut pages = self
+        let pages = self
             .store
             .list_users()
             .identity_store_id(&self.store_id)
             .extensions(identity_center::ENTERPRISE)
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
-            self.calls += 1;
-            let page = page.map_err(|e| {
-                format!(
-                    "identitystore:ListUsers in {} failed: {}",
-                    self.store_id,
-                    sdk_error(&e)
-                )
-            })?;
+        let what = format!("identitystore:ListUsers in {}", self.store_id);
+        for page in crate::aws::all_pages(pages, &mut self.calls, &what).await? {
             for u in page.users() {
                 let Some(name) = u.user_name() else { continue };
                 self.users.insert(
@@ -255,28 +243,26 @@ impl IdentityCenter {
 
     /// Who has access to `account`: users assigned directly and the members of assigned groups.
     async fn access(&mut self, account: &str) -> Result<Vec<Access>, String> {
-        let mut sets = Vec::new();
-        let mut pages = self
+        let pages = self
             .sso
             .list_permission_sets_provisioned_to_account()
             .instance_arn(&self.instance_arn)
             .account_id(account)
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
-            self.calls += 1;
-            let page = page.map_err(|e| {
-                format!(
-                    "sso:ListPermissionSetsProvisionedToAccount failed: {}",
-                    sdk_error(&e)
-                )
-            })?;
-            sets.extend(page.permission_sets().iter().cloned());
-        }
+        let sets: Vec<String> = crate::aws::all_pages(
+            pages,
+            &mut self.calls,
+            "sso:ListPermissionSetsProvisionedToAccount",
+        )
+        .await?
+        .iter()
+        .flat_map(|p| p.permission_sets().iter().cloned())
+        .collect();
         let mut access = Vec::new();
         for set in sets {
             let name = self.set_name(&set).await?;
-            let mut pages = self
+            let pages = self
                 .sso
                 .list_account_assignments()
                 .instance_arn(&self.instance_arn)
@@ -284,15 +270,9 @@ impl IdentityCenter {
                 .permission_set_arn(&set)
                 .into_paginator()
                 .send();
+            let what = format!("sso:ListAccountAssignments ({name})");
             let mut assigned = Vec::new();
-            while let Some(page) = pages.next().await {
-                self.calls += 1;
-                let page = page.map_err(|e| {
-                    format!(
-                        "sso:ListAccountAssignments ({name}) failed: {}",
-                        sdk_error(&e)
-                    )
-                })?;
+            for page in crate::aws::all_pages(pages, &mut self.calls, &what).await? {
                 for a in page.account_assignments() {
                     if let (Some(t), Some(id)) = (a.principal_type(), a.principal_id()) {
                         assigned.push((t.clone(), id.to_string()));
@@ -340,22 +320,16 @@ impl IdentityCenter {
         if let Some(m) = self.members.get(group) {
             return Ok(m.clone());
         }
-        let mut pages = self
+        let pages = self
             .store
             .list_group_memberships()
             .identity_store_id(&self.store_id)
             .group_id(group)
             .into_paginator()
             .send();
+        let what = format!("identitystore:ListGroupMemberships of group {group}");
         let mut users = Vec::new();
-        while let Some(page) = pages.next().await {
-            self.calls += 1;
-            let page = page.map_err(|e| {
-                format!(
-                    "identitystore:ListGroupMemberships of group {group} failed: {}",
-                    sdk_error(&e)
-                )
-            })?;
+        for page in crate::aws::all_pages(pages, &mut self.calls, &what).await? {
             for m in page.group_memberships() {
                 if let Some(aws_sdk_identitystore::types::MemberId::UserId(u)) = m.member_id() {
                     users.push(u.clone());
