@@ -383,6 +383,14 @@ fn organizations_and_identity_center_users_reach_hosts() {
         "{applied:#}"
     );
 
+    // --account: only that account, no discovery.
+    emu.reset_stats();
+    let only = publish(&host, &["--account", &first], 0);
+    assert_eq!(only["targets"], "publish.accounts", "{only:#}");
+    assert_eq!(only["accounts"].as_array().unwrap().len(), 1);
+    assert_eq!(account(&only, &first)["outcome"], "unchanged");
+    assert!(emu.stats().get("organizations:ListAccounts").is_none());
+
     // Identity Center's assignments of the first member cannot be read: that account is
     // skipped (its mapping stays), the others are current; exit 1.
     emu.faults(json!([{"service": "sso", "action": "ListAccountAssignments", "params": {"AccountId": first}, "times": 100, "status": 400, "code": "ThrottlingException", "message": "Rate exceeded"}]));

@@ -280,7 +280,10 @@ Example: ssm-companion iam-policy --for instance-profile --account 123456789012 
     /// read it with accounts.source = "mapping").
     #[command(
         long_about = "Read SSMSessionRunAs once per account — this account, the ones in \
-publish.accounts (through publish.role_name, with publish.external_id) — and write each account's \
+publish.accounts (through publish.role_name, with publish.external_id), and with \
+publish.organizations every active account of the organization — plus, with \
+publish.identity_center, the IAM Identity Center users assigned to each account (their \
+SSMSessionRunAs attribute for access control), and write each account's \
 mapping to s3://<publish.bucket>/<publish.prefix>/<account>/: the document, and a manifest signed \
 by the KMS key publish.kms_key_id (ECDSA P-256) pinning it, written only if no other publisher \
 wrote meanwhile. An account whose read is incomplete keeps its published mapping; one that \
@@ -306,7 +309,8 @@ pub struct PublishArgs {
     /// has some (a broken read looks like that).
     #[arg(long)]
     pub allow_empty: bool,
-    /// Only these accounts (12 digits; repeatable) instead of publish.accounts.
+    /// Only these accounts (12 digits; repeatable) instead of publish.accounts and
+    /// Organizations discovery.
     #[arg(long = "account", value_name = "ACCOUNT_ID")]
     pub accounts: Vec<String>,
     /// Machine-readable output (ssm-companion/publish/v1).

@@ -19,6 +19,8 @@ pub(super) fn run(cli: &Cli, a: &PublishArgs) -> Result<ExitCode, Error> {
             }
         }
         p.accounts = a.accounts.clone();
+        // Only these: no discovery.
+        p.organizations = false;
     }
     let opts = Options {
         dry_run: a.dry_run,

@@ -241,7 +241,7 @@ pub fn claims(
             Ok(v) => v,
             Err(why) => {
                 notes.push(format!(
-                    "Identity Center user {}: {why}, so it has no {TAG_RUN_AS}: left out",
+                    "Identity Center user {}: {why}, so it has no {TAG_RUN_AS}: left out (a value only your IdP sends cannot be read from AWS: set the attribute in the identity store, or give the name to hosts with the file source or accounts.extra)",
                     u.user_name
                 ));
                 continue;
