@@ -320,6 +320,17 @@ pub mod clients {
         aws_sdk_s3::Client::from_conf(conf)
     }
 
+    /// S3 with one attempt per call: for a caller that retries itself (the mapping's poll backs
+    /// off with full jitter; the SDK's retries under it would multiply a throttled bucket's
+    /// load).
+    pub fn s3_single_attempt(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(sdk.endpoint_url().is_some())
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
     /// KMS (`publish` signs the fleet mapping).
     pub fn kms(sdk: &SdkConfig) -> aws_sdk_kms::Client {
         aws_sdk_kms::Client::new(sdk)

@@ -379,14 +379,15 @@ pub async fn read(
         )
         .read;
     };
+    // One attempt per call: the poll's own backoff is the only retry layer.
     let s3 = if m.region.is_empty() {
-        crate::aws::clients::s3(sdk)
+        crate::aws::clients::s3_single_attempt(sdk)
     } else {
         let regional = sdk
             .to_builder()
             .region(aws_config::Region::new(m.region.clone()))
             .build();
-        crate::aws::clients::s3(&regional)
+        crate::aws::clients::s3_single_attempt(&regional)
     };
     let state_dir = &settings.paths.state_dir;
     let (cache, damaged) = load_cache(state_dir);

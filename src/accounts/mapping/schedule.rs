@@ -75,9 +75,10 @@ impl Schedule {
     /// uniform in [0, 1).
     pub fn backoff(&self, attempt: u32, u: f64) -> Duration {
         let base = (self.interval / 60).max(Duration::from_secs(1));
-        let cap = base
-            .saturating_mul(1u32 << attempt.min(20))
-            .min(BACKOFF_CAP.max(base));
+        // Five intervals at most (300 s at the default 60 s): a short interval recovers as
+        // fast, relative to it, as the default one.
+        let most = BACKOFF_CAP.min(self.interval.saturating_mul(5)).max(base);
+        let cap = base.saturating_mul(1u32 << attempt.min(20)).min(most);
         cap.mul_f64(u.clamp(0.0, 1.0))
     }
 }
@@ -153,6 +154,11 @@ mod tests {
         // A long interval backs off from P/60.
         let long = Schedule::new("i-1", Duration::from_secs(3600));
         assert_eq!(long.backoff(0, 1.0), Duration::from_secs(60));
+        assert_eq!(long.backoff(30, 1.0), BACKOFF_CAP);
+        // A short one waits five intervals at most.
+        let short = Schedule::new("i-1", Duration::from_secs(10));
+        assert_eq!(short.backoff(30, 1.0), Duration::from_secs(50));
+        assert_eq!(short.backoff(2, 1.0), Duration::from_secs(4));
     }
 
     /// An in-memory store: the generation published, GETs per simulated second, and when each
