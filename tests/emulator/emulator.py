@@ -80,6 +80,11 @@ so accounts stay isolated and ``/moto-api/reset`` clears it):
   the configuration; ``ResourceNotFoundException`` when there is none
   (Describe/Update/Delete), ``ConflictException`` on a second Create; Update
   replaces the attributes.  The instance ARN is checked for its form only.
+* sso-admin ListPermissionSetsProvisionedToAccount per ``AccountId`` (moto
+  ignores it): the sets with an assignment in that account, as AWS provisions
+  them on CreateAccountAssignment; Create/DescribePermissionSet answer
+  ``SessionDuration`` as an ISO-8601 string (``PT1H``; moto: a number the Rust
+  SDK refuses).
 * identitystore ``Extensions`` (moto drops them): CreateUser stores the map
   (only ``aws:identitystore:enterprise``, each value an object, else
   ``ValidationException``); DescribeUser and ListUsers return the stored
