@@ -311,21 +311,22 @@ pub mod clients {
         aws_sdk_ssm::Client::new(sdk)
     }
 
-    /// S3 (the audit objects). Path-style addressing when an endpoint is configured (an
-    /// emulator, a VPC endpoint by address): `<bucket>.<host>` would not resolve there.
+    /// S3's configuration: path-style addressing when an endpoint is configured (an emulator, a
+    /// VPC endpoint by address): `<bucket>.<host>` would not resolve there.
+    fn s3_config(sdk: &SdkConfig) -> aws_sdk_s3::config::Builder {
+        aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some())
+    }
+
+    /// S3 (the audit objects, `publish`).
     pub fn s3(sdk: &SdkConfig) -> aws_sdk_s3::Client {
-        let conf = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(sdk.endpoint_url().is_some())
-            .build();
-        aws_sdk_s3::Client::from_conf(conf)
+        aws_sdk_s3::Client::from_conf(s3_config(sdk).build())
     }
 
     /// S3 with one attempt per call: for a caller that retries itself (the mapping's poll backs
     /// off with full jitter; the SDK's retries under it would multiply a throttled bucket's
     /// load).
     pub fn s3_single_attempt(sdk: &SdkConfig) -> aws_sdk_s3::Client {
-        let conf = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(sdk.endpoint_url().is_some())
+        let conf = s3_config(sdk)
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .build();
         aws_sdk_s3::Client::from_conf(conf)
