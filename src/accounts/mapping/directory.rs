@@ -33,6 +33,12 @@ pub async fn organization_accounts(base: &SdkConfig) -> Result<(Vec<String>, u32
             (None, None) => false,
         };
         if let (true, Some(id)) = (active, a.id()) {
+            // It names S3 keys and a role ARN: only an account id will do.
+            if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!(
+                    "organizations:ListAccounts answered {id:?}, which is not an account id (12 digits): nothing is published; list the accounts in publish.accounts"
+                ));
+            }
             ids.push(id.to_string());
         }
     }
