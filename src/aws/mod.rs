@@ -468,6 +468,18 @@ pub fn display_error(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
+/// `sdk` for a resource in `region` (a bucket, a log group, Identity Center) when the
+/// configuration names one; empty: as it is.
+pub fn in_region(sdk: SdkConfig, region: &str) -> SdkConfig {
+    if region.is_empty() {
+        sdk
+    } else {
+        sdk.into_builder()
+            .region(Region::new(region.to_string()))
+            .build()
+    }
+}
+
 /// Every page of an SDK listing (`into_paginator().send()`: the SDK stops on a repeated
 /// token), each call counted in `calls`; the first failed page ends it, named by `what`.
 pub async fn all_pages<O, E>(

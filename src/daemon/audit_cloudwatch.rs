@@ -157,14 +157,7 @@ pub(super) async fn run(
         publish(&cursor, durable, &marks, &failure).await;
         return;
     };
-    let sdk = if conf.region.is_empty() {
-        sdk
-    } else {
-        sdk.into_builder()
-            .region(aws_config::Region::new(conf.region.clone()))
-            .build()
-    };
-    let client = crate::aws::clients::logs(&sdk);
+    let client = crate::aws::clients::logs(&crate::aws::in_region(sdk, &conf.region));
     let mut stream_ready = false;
     let mut waiting_since: Option<Instant> = None;
     let mut attempt = 0u32;

@@ -321,13 +321,7 @@ pub(super) async fn run(
             return;
         }
     };
-    let sdk = if s3conf.region.is_empty() {
-        sdk
-    } else {
-        sdk.into_builder()
-            .region(aws_config::Region::new(s3conf.region.clone()))
-            .build()
-    };
+    let sdk = crate::aws::in_region(sdk, &s3conf.region);
     let client = crate::aws::clients::s3(&sdk);
     let place = Place {
         prefix: s3conf.prefix.clone(),

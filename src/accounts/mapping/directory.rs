@@ -89,8 +89,6 @@ pub struct AccountRead {
     pub complete: bool,
     /// Why, and users left out.
     pub problems: Vec<String>,
-    /// Calls made for this account.
-    pub calls: u32,
 }
 
 impl IdentityCenter {
@@ -219,12 +217,10 @@ impl IdentityCenter {
 
     /// The claims of the Identity Center users with access to `account`.
     pub async fn read(&mut self, partition: &str, account: &str) -> AccountRead {
-        let start = self.calls;
         let mut read = AccountRead {
             claims: Vec::new(),
             complete: true,
             problems: self.notes.clone(),
-            calls: 0,
         };
         let Some(attrs) = self.attrs.clone() else {
             return read;
@@ -243,7 +239,6 @@ impl IdentityCenter {
                 ));
             }
         }
-        read.calls = self.calls - start;
         read
     }
 

@@ -380,15 +380,7 @@ pub async fn read(
         .read;
     };
     // One attempt per call: the poll's own backoff is the only retry layer.
-    let s3 = if m.region.is_empty() {
-        crate::aws::clients::s3_single_attempt(sdk)
-    } else {
-        let regional = sdk
-            .to_builder()
-            .region(aws_config::Region::new(m.region.clone()))
-            .build();
-        crate::aws::clients::s3_single_attempt(&regional)
-    };
+    let s3 = crate::aws::clients::s3_single_attempt(&crate::aws::in_region(sdk.clone(), &m.region));
     let state_dir = &settings.paths.state_dir;
     let (cache, damaged) = load_cache(state_dir);
     let mut f = poll(&s3, m, &account, cache.as_ref(), now).await;

@@ -30,13 +30,6 @@ pub struct Path {
     steps: Vec<Step>,
 }
 
-impl Path {
-    /// The path as configured (`enterprise.employeeNumber`).
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-}
-
 /// The attributes for access control that `publish` evaluates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attributes {
@@ -429,8 +422,8 @@ mod tests {
             (TAG_GROUPS.to_string(), vec!["${path:title}".to_string()]),
         ];
         let a = attributes(&cfg).unwrap().unwrap();
-        assert_eq!(a.run_as.as_str(), "enterprise.employeeNumber");
-        assert_eq!(a.groups.unwrap().as_str(), "title");
+        assert_eq!(a.run_as, path("${path:enterprise.employeeNumber}"));
+        assert_eq!(a.groups.unwrap(), path("${path:title}"));
         assert!(a.host_groups.is_none());
     }
 

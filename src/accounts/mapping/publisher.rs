@@ -358,13 +358,7 @@ pub async fn run(
     now: SystemTime,
 ) -> Result<Report, String> {
     check(p, opts)?;
-    let regional = if p.region.is_empty() {
-        base.clone()
-    } else {
-        base.to_builder()
-            .region(aws_config::Region::new(p.region.clone()))
-            .build()
-    };
+    let regional = crate::aws::in_region(base.clone(), &p.region);
     let s3 = crate::aws::clients::s3(&regional);
     let kms = crate::aws::clients::kms(&regional);
     let me = crate::aws::clients::sts(base)
@@ -411,13 +405,7 @@ pub async fn run(
         (p.accounts.clone(), "publish.accounts")
     };
     let mut ic = if p.identity_center {
-        let conf = if p.identity_center_region.is_empty() {
-            base.clone()
-        } else {
-            base.to_builder()
-                .region(aws_config::Region::new(p.identity_center_region.clone()))
-                .build()
-        };
+        let conf = crate::aws::in_region(base.clone(), &p.identity_center_region);
         let want = super::directory::Instance {
             arn: p.identity_center_instance.clone(),
             store_id: p.identity_store_id.clone(),
@@ -426,18 +414,18 @@ pub async fn run(
     } else {
         None
     };
+    let ctx = Context {
+        s3: &s3,
+        kms: &kms,
+        base,
+        own: &own,
+        p,
+        opts,
+        spki: spki.as_deref(),
+        now,
+    };
     let mut reports = Vec::new();
     for account in &targets {
-        let ctx = Context {
-            s3: &s3,
-            kms: &kms,
-            base,
-            own: &own,
-            p,
-            opts,
-            spki: spki.as_deref(),
-            now,
-        };
         reports.push(one(&ctx, account, ic.as_mut()).await);
     }
     directory_calls += ic.as_ref().map_or(0, |ic| ic.calls);
